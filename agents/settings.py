@@ -1,0 +1,64 @@
+"""The one settings object: every knob is an ``ORDERFLOW_*`` environment variable.
+
+Kept in one place so that operators read a single list (the README's
+"Configuration" table is generated from the same field names) and so that the
+Helm chart's ConfigMap maps one-to-one onto it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")
+
+    # Where things live. An empty redis_url means "start a private Valkey"
+    # (only `orderflow demo` does that; workers and the API require a URL).
+    redis_url: str = ""
+    store_url: str = "sqlite:///.data/orderflow.db"
+    data_dir: str = ".data"
+
+    # HTTP / WebSocket front door.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    http_workers: int = 1
+    cors_origins: str = ""  # comma-separated; empty disables CORS headers
+    max_body_bytes: int = 16_384
+    max_order_lines: int = 50
+    max_line_quantity: int = 100
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 60.0
+
+    # Runtime behaviour shared by every agent.
+    service: str = "orderflow"
+    read_count: int = 100
+    read_block_ms: int = 1000
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+    retry_base_seconds: float = 0.5
+    retry_cap_seconds: float = 30.0
+    dedupe_ttl_seconds: int = 86_400
+    shutdown_timeout_seconds: float = 10.0
+    stream_maxlen: int = 100_000
+
+    # Simulator delays (seconds); 0/0 makes the lifecycle run at full speed.
+    simulator_delay_min: float = Field(default=1.0, ge=0)
+    simulator_delay_max: float = Field(default=4.0, ge=0)
+
+    # Observability.
+    log_format: str = "json"  # "json" or "console"
+    log_level: str = "INFO"
+    metrics_port: int = 0  # >0: a worker process serves /metrics on this port
+
+    # Notifications cache.
+    status_ttl_seconds: int = 86_400
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings are read once per process; tests build ``Settings(...)`` directly."""
+    return Settings()
