@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("worker", "dlq", "streams", "demo", "refill", "seed")
+COMMANDS = ("worker", "dlq", "streams", "demo", "refill", "seed", "api")
 
 
 def build_parser() -> argparse.ArgumentParser:
