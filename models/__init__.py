@@ -1,0 +1,1 @@
+"""Records, domain documents and store adapters of the ordering system (see docs/store.md)."""

@@ -1,0 +1,123 @@
+"""Read-only views of streams and groups (``orderflow streams``, lag/pending metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    """XINFO replies: RESP3 map or RESP2 flat list -> dict with str keys."""
+    if isinstance(row, dict):
+        return {_text(k): v for k, v in row.items()}
+    return {_text(row[i]): row[i + 1] for i in range(0, len(row), 2)}
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+@dataclass
+class GroupInfo:
+    name: str
+    consumers: int
+    pending: int
+    lag: int | None  # None when the server cannot tell (e.g. after XDEL/trim past the group)
+    last_delivered_id: str
+    oldest_pending_id: str | None = None
+    oldest_pending_age_ms: int | None = None  # server now - time in the oldest pending id
+    oldest_pending_idle_ms: int | None = None  # since its last delivery
+
+
+@dataclass
+class StreamInfo:
+    name: str
+    length: int
+    first_entry_id: str | None
+    last_entry_id: str | None
+    groups: list[GroupInfo] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def server_time_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def group_infos(
+    redis: Redis, stream: str, *, pending_details: bool = True
+) -> list[GroupInfo]:
+    try:
+        rows = await redis.execute_command(b"XINFO", b"GROUPS", stream)
+    except ResponseError:
+        return []  # no such key
+    groups: list[GroupInfo] = []
+    now_ms = await server_time_ms(redis) if pending_details else 0
+    for row in rows or []:
+        data = _as_dict(row)
+        info = GroupInfo(
+            name=_text(data.get("name", "")),
+            consumers=int(data.get("consumers", 0)),
+            pending=int(data.get("pending", 0)),
+            lag=_int_or_none(data.get("lag")),
+            last_delivered_id=_text(data.get("last-delivered-id", "0-0")),
+        )
+        if pending_details and info.pending:
+            oldest = await redis.execute_command(b"XPENDING", stream, info.name, b"-", b"+", 1)
+            if oldest:
+                oldest_id = _text(oldest[0][0])
+                info.oldest_pending_id = oldest_id
+                info.oldest_pending_idle_ms = int(oldest[0][2])
+                info.oldest_pending_age_ms = max(0, now_ms - entry_ms(oldest_id))
+        groups.append(info)
+    return groups
+
+
+async def inspect_stream(redis: Redis, stream: str) -> StreamInfo | None:
+    if await redis.type(stream) not in (b"stream", "stream"):
+        return None
+    length = int(await redis.xlen(stream))
+    first = await redis.xrange(stream, count=1)
+    last = await redis.xrevrange(stream, count=1)
+    return StreamInfo(
+        name=stream,
+        length=length,
+        first_entry_id=_text(first[0][0]) if first else None,
+        last_entry_id=_text(last[0][0]) if last else None,
+        groups=await group_infos(redis, stream),
+    )
+
+
+async def discover_streams(redis: Redis) -> list[str]:
+    names: set[str] = set()
+    async for key in redis.scan_iter(count=500, _type="stream"):
+        names.add(_text(key))
+    return sorted(names)
+
+
+async def inspect_streams(redis: Redis, streams: list[str] | None = None) -> list[StreamInfo]:
+    """Every stream (or the given ones) with its groups; missing streams are left out."""
+    result: list[StreamInfo] = []
+    for name in streams if streams is not None else await discover_streams(redis):
+        info = await inspect_stream(redis, name)
+        if info is not None:
+            result.append(info)
+    return result

@@ -1,0 +1,40 @@
+"""Every Redis key orderflow uses, in one place (see docs/runtime.md, "Key scheme").
+
+Cluster readiness: a Lua script or MULTI may only touch keys of one hash slot.
+* The delayed-event script touches a target stream and its delayed set. The
+  set is ``orderflow:{<stream>}:delayed``: its hash tag is the stream's full
+  name, and a key without braces hashes its full name, so ``orders-stream`` and
+  ``orderflow:{orders-stream}:delayed`` share a slot. (Stream names therefore
+  must not contain ``{``/``}``.)
+* Dedupe marks live in ``orderflow:{<group>}:seen:<stream>:<bucket>``, one slot per
+  group. ``event.atomic()`` puts user commands in a MULTI with the mark: under
+  Cluster those keys must carry the same ``{<group>}`` tag (use :func:`group_key`).
+* Everything else is single-key.
+"""
+
+from __future__ import annotations
+
+PREFIX = "orderflow:"
+DEAD_LETTERS = "dead-letters"
+DELAYED_INDEX = PREFIX + "delayed:streams"  # set of streams that have a delayed set
+
+
+def check_stream_name(stream: str) -> str:
+    if not stream or "{" in stream or "}" in stream:
+        raise ValueError(f"invalid stream name {stream!r} (no braces, not empty)")
+    return stream
+
+
+def delayed_key(stream: str) -> str:
+    """Sorted set of events waiting to be appended to ``stream`` (score: due time, µs)."""
+    return f"{PREFIX}{{{stream}}}:delayed"
+
+
+def seen_key(group: str, stream: str, bucket: int) -> str:
+    """Hash of event ids ``group`` has processed from ``stream`` in one time bucket."""
+    return f"{PREFIX}{{{group}}}:seen:{stream}:{bucket}"
+
+
+def group_key(group: str, name: str) -> str:
+    """A user key in the same Cluster slot as ``group``'s dedupe marks (for event.atomic())."""
+    return f"{PREFIX}{{{group}}}:{name}"

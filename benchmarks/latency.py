@@ -1,0 +1,251 @@
+"""Latency of the live path: POST an order, see its updates arrive over the WebSocket.
+
+With zero simulator delays every hop of the choreography is measured, not a
+timer: API transaction and outbox publish, simulator, orders worker (persist +
+publish), delivery worker, and the gateway's fan-out read to the socket.
+
+Definitions (one order at a time, so no order waits behind another):
+
+* ``t0`` is taken just before ``POST /api/v1/orders`` is sent. The order id is
+  known only from the 201 answer, so the WebSocket
+  ``/ws/v1/order-tracking/<id>`` is opened right after the POST returns; its
+  first message is the snapshot (the latest status known at connect time).
+* **first update**: ``t0`` -> the first ``order.status`` message received
+  *after* the snapshot, i.e. the first status change the client is told about
+  as it happens (normally ``confirmed``; if the order moved on before the socket
+  opened, the snapshot already shows that and the next change is counted).
+* **delivered**: ``t0`` -> the ``order.status`` message with status
+  ``delivered`` (or the snapshot, if it already said ``delivered``).
+* **fan-out**: for every ``order.status`` message, the receive time minus the
+  message's ``at`` (when the orders worker stamped the new status before
+  committing it): store commit + outbox publish + gateway read + socket send.
+  Same machine, same clock.
+
+Percentiles are nearest-rank. The first ``--warmup`` orders (at least one, which
+must reach ``delivered``: proof the whole pipeline runs) are not counted.
+
+    python benchmarks/latency.py --orders 200
+    python benchmarks/latency.py --orders 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+if __package__ in (None, ""):  # run as `python benchmarks/latency.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, percentile, print_table
+
+RESULT_KEYS = (
+    "orders",
+    "first_update_p50_ms",
+    "first_update_p99_ms",
+    "delivered_p50_ms",
+    "delivered_p99_ms",
+    "post_p50_ms",
+    "post_p99_ms",
+    "fanout_p50_ms",
+    "fanout_p99_ms",
+    "snapshot_beyond_created",
+    "timeouts",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latency.py",
+        description=(
+            "Place ORDERS orders one after another on a private stack with zero simulator "
+            "delays and measure POST -> first WebSocket status update and POST -> delivered "
+            "(p50/p99 in ms). Progress on stderr, a summary on stdout."
+        ),
+    )
+    parser.add_argument("--orders", type=int, default=200, help="measured orders (default 200)")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="orders placed first and not counted (default 3)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="API worker processes (default 1)")
+    parser.add_argument("--item", default="margherita", help="item to order (default margherita)")
+    parser.add_argument(
+        "--order-timeout", type=float, default=30.0, help="seconds to wait for delivered"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+@dataclass
+class Sample:
+    """What one order measured (milliseconds from t0; None when it did not happen)."""
+
+    post_ms: float
+    first_update_ms: float | None = None
+    delivered_ms: float | None = None
+    snapshot_status: str = ""
+    fanout_ms: list[float] = field(default_factory=list)
+
+
+def parse_at(at: str) -> float | None:
+    """Epoch seconds of an ISO-8601 ``at`` (``...Z`` or with an offset)."""
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return None
+
+
+def order_id_of(body: Any) -> str:
+    if isinstance(body, dict):
+        if isinstance(body.get("id"), str):
+            return str(body["id"])
+        inner = body.get("order")
+        if isinstance(inner, dict) and isinstance(inner.get("id"), str):
+            return str(inner["id"])
+    raise StackError(f"201 answer without an order id: {body!r}"[:300])
+
+
+async def measure_one(
+    client: httpx.AsyncClient, ws_base: str, item_id: str, deadline_s: float
+) -> Sample:
+    from websockets.asyncio.client import connect
+
+    body = {"lines": [{"item_id": item_id, "quantity": 1}]}
+    t0 = time.perf_counter()
+    response = await client.post("/api/v1/orders", json=body)
+    post_ms = (time.perf_counter() - t0) * 1000
+    if response.status_code != 201:
+        raise StackError(f"POST answered {response.status_code}: {response.text[:300]}")
+    order_id = order_id_of(response.json())
+    sample = Sample(post_ms=post_ms)
+    async with connect(f"{ws_base}/ws/v1/order-tracking/{order_id}", open_timeout=10) as ws:
+        snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        if snapshot.get("type") != "snapshot":
+            raise StackError(f"first WebSocket message is not a snapshot: {snapshot!r}")
+        sample.snapshot_status = str(snapshot.get("status"))
+        if sample.snapshot_status == "delivered":
+            sample.delivered_ms = (time.perf_counter() - t0) * 1000
+            return sample
+        end = time.monotonic() + deadline_s
+        while sample.delivered_ms is None:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                log(f"order {order_id}: not delivered within {deadline_s:.0f}s")
+                return sample
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=remaining)
+            except TimeoutError:
+                continue
+            received_ms = (time.perf_counter() - t0) * 1000
+            received_wall = time.time()
+            message = json.loads(raw)
+            if message.get("type") != "order.status":
+                continue
+            if sample.first_update_ms is None:
+                sample.first_update_ms = received_ms
+            stamped = parse_at(str(message.get("at", "")))
+            if stamped is not None:
+                sample.fanout_ms.append((received_wall - stamped) * 1000)
+            if message.get("status") == "delivered":
+                sample.delivered_ms = received_ms
+    return sample
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    stack = Stack(http_workers=args.workers, services=ALL_SERVICES, keep=args.keep)
+    async with stack:
+        store = await stack.open_store()
+        try:  # enough stock for every order, whatever the seed level
+            await store.set_stock(args.item, args.orders + args.warmup + 10)
+        finally:
+            await store.close()
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(
+            base_url=stack.base_url, limits=limits, timeout=30.0
+        ) as client:
+            warmup = max(1, args.warmup)
+            log(f"warm-up: {warmup} order(s), the first must reach delivered")
+            first = await measure_one(client, stack.ws_url, args.item, 60.0)
+            if first.delivered_ms is None:
+                stack.check_alive()
+                raise StackError("warm-up order never reached delivered: the pipeline is broken")
+            for _ in range(warmup - 1):
+                await measure_one(client, stack.ws_url, args.item, args.order_timeout)
+            samples: list[Sample] = []
+            for index in range(args.orders):
+                samples.append(
+                    await measure_one(client, stack.ws_url, args.item, args.order_timeout)
+                )
+                if (index + 1) % 25 == 0 or index + 1 == args.orders:
+                    log(f"{index + 1}/{args.orders} orders measured")
+            stack.check_alive()
+    return summarize(samples)
+
+
+def summarize(samples: list[Sample]) -> dict[str, Any]:
+    def ms(values: list[float], pct: float) -> float | None:
+        return round(percentile(values, pct), 2) if values else None
+
+    first = [s.first_update_ms for s in samples if s.first_update_ms is not None]
+    delivered = [s.delivered_ms for s in samples if s.delivered_ms is not None]
+    posts = [s.post_ms for s in samples]
+    fanout = [value for s in samples for value in s.fanout_ms]
+    if fanout:
+        log(f"fan-out mean {statistics.fmean(fanout):.2f} ms over {len(fanout)} messages")
+    return {
+        "orders": len(samples),
+        "first_update_p50_ms": ms(first, 50),
+        "first_update_p99_ms": ms(first, 99),
+        "delivered_p50_ms": ms(delivered, 50),
+        "delivered_p99_ms": ms(delivered, 99),
+        "post_p50_ms": ms(posts, 50),
+        "post_p99_ms": ms(posts, 99),
+        "fanout_p50_ms": ms(fanout, 50),
+        "fanout_p99_ms": ms(fanout, 99),
+        "snapshot_beyond_created": sum(1 for s in samples if s.snapshot_status != "created"),
+        "timeouts": sum(1 for s in samples if s.delivered_ms is None),
+    }
+
+
+def report(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    print_table(
+        "latency — POST -> WebSocket updates, zero simulator delays (ms)",
+        [(key, "n/a" if result[key] is None else result[key]) for key in RESULT_KEYS],
+    )
+    p99 = result["first_update_p99_ms"]
+    if p99 is not None:
+        verdict = "met" if p99 <= 10.0 else "NOT met"
+        print(f"goal first update p99 <= 10 ms: {verdict} ({p99:.2f} ms)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.orders < 1:
+        print("--orders must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        result = asyncio.run(run(args))
+    except StackError as exc:
+        print(f"latency: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    report(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""A private orderflow stack for one benchmark run, started and torn down by the benchmark.
+
+Benchmarks must measure the real thing (real HTTP, real processes, a real
+Redis-compatible server) and must never touch anything outside themselves, so
+each run gets: its own Valkey on a free port, its own SQLite file in a temp
+directory (or the MongoDB named by ``ORDERFLOW_MONGO_URL``), the API as a
+subprocess (``orderflow api --workers N``) and only the service workers the
+benchmark needs, all with zero simulator delays. Everything is stopped by
+process id when the benchmark ends, even on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from agents.runtime.localserver import LocalRedisServer, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The service workers of the reference system, as `orderflow worker <target>` targets.
+ALL_SERVICES: tuple[str, ...] = (
+    "agents.orders:app",
+    "agents.delivery:app",
+    "agents.notifications:app",
+    "agents.simulator:app",
+)
+# Only the outbox relay is needed to prove that every committed order is published.
+RELAY_ONLY: tuple[str, ...] = ("agents.orders:app",)
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so that stdout stays the summary (or the JSON)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message names the process and its log tail."""
+
+
+def store_url_for(kind: str, data_dir: Path) -> str:
+    """The store a benchmark uses: a fresh SQLite file, or the MongoDB the operator named."""
+    if kind == "sqlite":
+        return f"sqlite:///{data_dir / 'store.db'}"
+    if kind == "mongodb":
+        url = os.environ.get("ORDERFLOW_MONGO_URL", "")
+        if not url:
+            raise StackError(
+                "--store mongodb needs ORDERFLOW_MONGO_URL (a replica-set URL, e.g. "
+                "mongodb://127.0.0.1:27017/orderflow_bench?replicaSet=rs0)"
+            )
+        return url
+    raise StackError(f"unknown store {kind!r} (sqlite or mongodb)")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own session, with its output captured to a log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: Mapping[str, str]) -> None:
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=str(REPO_ROOT),
+                start_new_session=True,  # its own group: we signal it and its workers together
+            )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to the leader; SIGKILL to the group we created if anything is left over."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the leader stops its own workers, as in production
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} did not stop within {timeout:.0f}s; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # Sanic's worker processes live in the same group; make sure none is left.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        self.process = None
+
+
+@dataclass
+class Stack:
+    """Valkey + store + API (+ service workers), private to one benchmark run.
+
+    ``api_argv`` replaces the API command (the naive control serves its own app);
+    it receives ``{port}`` and ``{workers}`` placeholders.
+    """
+
+    http_workers: int = 2
+    services: Sequence[str] = RELAY_ONLY
+    store: str = "sqlite"
+    api_argv: Sequence[str] | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    ready_timeout: float = 90.0
+    keep: bool = False
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
+        self.port = free_port()
+        self.redis: LocalRedisServer | None = None
+        self.processes: list[ManagedProcess] = []
+        self.store_url = ""
+        self.env: dict[str, str] = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def redis_url(self) -> str:
+        assert self.redis is not None, "stack not started"
+        return self.redis.url
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+        if self.store == "mongodb":  # the only ORDERFLOW_ variable we pass through
+            env["ORDERFLOW_MONGO_URL"] = os.environ.get("ORDERFLOW_MONGO_URL", "")
+        env.update(
+            {
+                "ORDERFLOW_REDIS_URL": self.redis_url,
+                "ORDERFLOW_STORE_URL": self.store_url,
+                "ORDERFLOW_DATA_DIR": str(self.data_dir),
+                "ORDERFLOW_HOST": "127.0.0.1",
+                "ORDERFLOW_PORT": str(self.port),
+                "ORDERFLOW_HTTP_WORKERS": str(self.http_workers),
+                "ORDERFLOW_SIMULATOR_DELAY_MIN": "0",
+                "ORDERFLOW_SIMULATOR_DELAY_MAX": "0",
+                "ORDERFLOW_LOG_LEVEL": "WARNING",
+                "ORDERFLOW_LOG_FORMAT": "json",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    async def start(self) -> Stack:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        self.store_url = store_url_for(self.store, self.data_dir)
+        self.redis = LocalRedisServer(data_dir=self.data_dir / "redis")
+        await asyncio.to_thread(self.redis.start)
+        log(f"valkey on {self.redis.url}; store {self.store_url}")
+        await self.seed()
+        self.env = self._environment()
+        python = sys.executable
+        api_argv = (
+            [a.format(port=self.port, workers=self.http_workers) for a in self.api_argv]
+            if self.api_argv
+            else [python, "-m", "agents.cli", "api", "--workers", str(self.http_workers)]
+        )
+        api = ManagedProcess("api", api_argv, self.data_dir / "api.log")
+        self.processes.append(api)
+        for target in self.services:
+            name = target.split(":")[0].rsplit(".", 1)[-1]
+            argv = [python, "-m", "agents.cli", "worker", target]
+            self.processes.append(ManagedProcess(name, argv, self.data_dir / f"{name}.log"))
+        for proc in self.processes:
+            proc.start(self.env)
+        log(
+            f"api ({self.http_workers} workers) on {self.base_url}; "
+            f"workers: {', '.join(self.services) or 'none'}"
+        )
+        await self.wait_ready()
+
+    async def seed(self) -> None:
+        """Seed the demo menu so that the API and the benchmark see the same items."""
+        from models.menu import DEMO_MENU
+        from models.store import open_store
+
+        store = await open_store(self.store_url)
+        try:
+            inserted = await store.seed_menu(DEMO_MENU)
+            log(f"menu seeded ({inserted} new items)")
+        finally:
+            await store.close()
+
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        last = "no answer"
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                for proc in self.processes:
+                    if not proc.alive():
+                        raise StackError(f"{proc.name} exited during start:\n{proc.tail()}")
+                try:
+                    response = await client.get(f"{self.base_url}/readyz")
+                    if response.status_code == 200:
+                        log("stack ready")
+                        return
+                    last = f"HTTP {response.status_code} {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    last = repr(exc)
+                await asyncio.sleep(0.2)
+        raise StackError(f"/readyz not ready after {self.ready_timeout:.0f}s ({last})")
+
+    def check_alive(self) -> None:
+        """Raise if a stack process died (a crash must not read as a benchmark result)."""
+        for proc in self.processes:
+            if not proc.alive():
+                raise StackError(f"{proc.name} died during the run:\n{proc.tail()}")
+
+    async def open_store(self) -> Any:
+        from models.store import open_store
+
+        return await open_store(self.store_url)
+
+    async def stop(self) -> None:
+        for proc in reversed(self.processes):
+            await asyncio.to_thread(proc.stop)
+        self.processes.clear()
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.stop)
+            self.redis = None
+        if self.keep:
+            log(f"kept {self.data_dir} (logs and store)")
+        else:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> Stack:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+            for proc in self.processes:
+                log(f"--- {proc.name} log tail ---\n{proc.tail(15)}")
+        await self.stop()
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (p99 of 200 samples is the 198th smallest): no interpolation."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-pct * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def print_table(title: str, rows: Sequence[tuple[str, object]]) -> None:
+    """The human summary on stdout: one aligned two-column table."""
+    width = max(len(name) for name, _ in rows)
+    print(title)
+    print("-" * max(len(title), width + 14))
+    for name, value in rows:
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        print(f"{name:<{width}}  {shown:>12}")

@@ -1,0 +1,340 @@
+"""Consumer throughput: orderflow's runtime against the practical limit and its peers.
+
+Why this exists: the runtime claims that its guarantees (decoding, validation,
+retries, dead letters, dedupe, metrics) cost little over a hand-written loop and
+that it is much faster than FastStream's Redis stream subscriber. This script
+measures both claims in one run, against one private server, on the same
+pre-filled stream of ~200-byte JSON events in the orderflow envelope, so every
+contestant reads identical entries. Each contestant gets its own consumer group
+created at id 0, so each one consumes the whole stream from the start.
+
+Contestants:
+1. raw: redis-py asyncio, ``XREADGROUP COUNT 100`` + one pipelined ``XACK`` per batch.
+2. runtime: an orderflow no-op agent (``App`` + ``@app.agent``, default settings).
+3. faststream: ``@broker.subscriber(stream=StreamSub(..., group=..., consumer=...))``.
+4. walrus: ``ConsumerGroup.read(count=100)`` + ``ack`` loop (synchronous client).
+
+Plus publish -> handler latency (p50/p99) of the runtime at low load.
+
+Usage::
+
+    .venv/bin/python benchmarks/throughput.py --events 100000 [--json] [--server redis-server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from agents.runtime.envelope import Envelope
+from agents.runtime.localserver import LocalRedisServer
+from agents.runtime.records import Record
+
+STREAM = "bench-stream"
+LATENCY_STREAM = "bench-latency-stream"
+READ_COUNT = 100
+FILL_BATCH = 1000
+
+
+class BenchEvent(Record, event_type="bench.event.v1"):
+    """A ~200-byte event, shaped like a small order line."""
+
+    seq: int
+    order_id: str
+    item_id: str
+    name: str
+    quantity: int
+    unit_price: int
+    note: str
+
+
+class LatencyProbe(Record, event_type="bench.latency_probe.v1"):
+    seq: int
+    sent_at: float  # time.perf_counter() in the publishing process (same process here)
+
+
+def make_event(seq: int) -> BenchEvent:
+    return BenchEvent(
+        seq=seq,
+        order_id=f"ord-{seq:012d}",
+        item_id="item-margherita",
+        name="Pizza Margherita",
+        quantity=1 + seq % 3,
+        unit_price=1250,
+        note="extra basil, no olives, ring the bell twice please",
+    )
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def prefill(url: str, events: int) -> int:
+    """Append ``events`` envelopes to STREAM; returns the payload size of one event."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.delete(STREAM)
+        payload_size = 0
+        for start in range(0, events, FILL_BATCH):
+            pipe = client.pipeline(transaction=False)
+            for seq in range(start, min(start + FILL_BATCH, events)):
+                fields = Envelope.new(make_event(seq), source="bench").to_fields()
+                payload_size = len(fields["payload"])
+                pipe.xadd(STREAM, fields)  # type: ignore[arg-type]
+            await pipe.execute()
+        return payload_size
+    finally:
+        await client.aclose()
+
+
+async def create_group(url: str, group: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        with contextlib.suppress(aioredis.ResponseError):
+            await client.xgroup_destroy(STREAM, group)
+        await client.xgroup_create(STREAM, group, id="0")
+    finally:
+        await client.aclose()
+
+
+# --------------------------------------------------------------------------- contestants
+
+
+async def run_raw(url: str, events: int) -> float:
+    """The practical limit: read a batch, ack it pipelined with the next read."""
+    group = "raw-group"
+    await create_group(url, group)
+    client = aioredis.Redis.from_url(url)
+    try:
+        done = 0
+        to_ack: list[bytes] = []
+        started = time.perf_counter()
+        while done < events:
+            pipe = client.pipeline(transaction=False)
+            if to_ack:
+                pipe.xack(STREAM, group, *to_ack)
+            pipe.xreadgroup(group, "raw-1", {STREAM: ">"}, count=READ_COUNT, block=1000)
+            replies = await pipe.execute()
+            to_ack = []
+            for _stream, entries in replies[-1] or ():
+                for entry_id, _fields in entries:
+                    to_ack.append(entry_id)
+            done += len(to_ack)
+        if to_ack:
+            await client.xack(STREAM, group, *to_ack)
+        return events / (time.perf_counter() - started)
+    finally:
+        await client.aclose()
+
+
+async def run_runtime(url: str, events: int) -> float:
+    """An orderflow no-op agent with default settings."""
+    from agents.runtime import App
+
+    group = "runtime-group"
+    await create_group(url, group)
+    app = App("bench", broker=url)
+    topic = app.topic(STREAM, value_type=BenchEvent)
+    done = asyncio.Event()
+    seen = 0
+
+    @app.agent(topic, group=group)
+    async def noop(stream: Any) -> None:
+        nonlocal seen
+        async for _value in stream:
+            seen += 1
+            if seen >= events:
+                done.set()
+
+    await app.connect()
+    started = time.perf_counter()
+    await app.start()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=max(60.0, events / 500))
+        elapsed = time.perf_counter() - started
+    finally:
+        await app.stop()
+    return events / elapsed
+
+
+async def run_faststream(url: str, events: int) -> float:
+    """FastStream's Redis stream subscriber with group and consumer, as its docs show.
+
+    Its per-message access log is turned off (``logger=None``): printing two lines
+    per event would measure the terminal, not the subscriber.
+    """
+    from faststream.redis import RedisBroker, StreamSub
+
+    group = "faststream-group"
+    await create_group(url, group)  # at id 0: StreamSub would create it at "$"
+    broker = RedisBroker(url, logger=None)
+    done = asyncio.Event()
+    seen = 0
+
+    @broker.subscriber(stream=StreamSub(STREAM, group=group, consumer="faststream-1"))
+    async def handle(msg: dict[str, Any]) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= events:
+            done.set()
+
+    started = time.perf_counter()
+    await broker.start()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=max(120.0, events / 200))
+        elapsed = time.perf_counter() - started
+    finally:
+        await broker.stop()
+    return events / elapsed
+
+
+def run_walrus(url: str, events: int) -> float:
+    """walrus ConsumerGroup: synchronous read(count=100) + ack per batch."""
+    from walrus import Database
+
+    group = "walrus-group"
+    asyncio.run(create_group(url, group))
+    db = Database.from_url(url)
+    cg = db.consumer_group(group, {STREAM: "0"}, consumer="walrus-1")
+    cg.create()
+    stream = cg.streams[STREAM]
+    done = 0
+    started = time.perf_counter()
+    while done < events:
+        for _key, entries in cg.read(count=READ_COUNT, block=1000) or ():
+            ids = [entry_id for entry_id, _data in entries]
+            if ids:
+                stream.ack(*ids)
+                done += len(ids)
+    elapsed = time.perf_counter() - started
+    db.close()
+    return events / elapsed
+
+
+async def measure_latency(url: str, count: int, spacing: float) -> tuple[float, float]:
+    """Publish ``count`` events one by one, ``spacing`` s apart; p50/p99 publish->handler (ms)."""
+    from agents.runtime import App
+
+    app = App("bench-latency", broker=url)
+    topic = app.topic(LATENCY_STREAM, value_type=LatencyProbe)
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    @app.agent(topic, group="latency-group")
+    async def probe(stream: Any) -> None:
+        async for value in stream:
+            latencies.append(time.perf_counter() - value.sent_at)
+            if len(latencies) >= count:
+                done.set()
+
+    await app.connect()
+    await app.start()
+    try:
+        await asyncio.sleep(0.2)  # let the group exist and the first XREADGROUP block
+        for seq in range(count):
+            await topic.send(value=LatencyProbe(seq=seq, sent_at=time.perf_counter()))
+            await asyncio.sleep(spacing)
+        await asyncio.wait_for(done.wait(), timeout=30)
+    finally:
+        await app.stop()
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    return p50, p99
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def best_of(repeat: int, label: str, events: int, run: Callable[[], float]) -> float:
+    results = []
+    for attempt in range(repeat):
+        eps = run()
+        results.append(eps)
+        suffix = f" (run {attempt + 1}/{repeat})" if repeat > 1 else ""
+        progress(f"  {label:<11} {eps:>10,.0f} events/s{suffix}")
+    return max(results)
+
+
+def measure(events: int, server_kind: str, repeat: int, latency_events: int) -> dict[str, Any]:
+    with LocalRedisServer(server_kind) as server:
+        url = server.url
+        progress(f"server: {server_kind} on {url}; pre-filling {events:,} events ...")
+        payload_size = asyncio.run(prefill(url, events))
+        progress(f"payload: {payload_size} bytes of JSON per event; consuming:")
+        raw = best_of(repeat, "raw", events, lambda: asyncio.run(run_raw(url, events)))
+        runtime = best_of(
+            repeat, "orderflow", events, lambda: asyncio.run(run_runtime(url, events))
+        )
+        faststream = best_of(
+            repeat, "faststream", events, lambda: asyncio.run(run_faststream(url, events))
+        )
+        walrus = best_of(repeat, "walrus", events, lambda: run_walrus(url, events))
+        progress(f"latency: {latency_events} events, one every 2 ms ...")
+        p50, p99 = asyncio.run(measure_latency(url, latency_events, 0.002))
+    return {
+        "events": events,
+        "server": server_kind,
+        "payload_bytes": payload_size,
+        "raw_eps": round(raw, 1),
+        "runtime_eps": round(runtime, 1),
+        "faststream_eps": round(faststream, 1),
+        "walrus_eps": round(walrus, 1),
+        "runtime_vs_raw": round(runtime / raw, 3),
+        "runtime_vs_faststream": round(runtime / faststream, 3),
+        "latency_p50_ms": round(p50, 3),
+        "latency_p99_ms": round(p99, 3),
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    raw = result["raw_eps"]
+    print(f"{result['events']:,} events, {result['payload_bytes']}-byte payloads, {result['server']}")
+    print(f"{'consumer':<28}{'events/s':>12}{'vs raw':>9}")
+    rows = [
+        ("raw redis-py loop", result["raw_eps"]),
+        ("orderflow agent", result["runtime_eps"]),
+        ("FastStream StreamSub", result["faststream_eps"]),
+        ("walrus ConsumerGroup", result["walrus_eps"]),
+    ]
+    for label, eps in rows:
+        print(f"{label:<28}{eps:>12,.0f}{eps / raw:>9.2f}")
+    print(f"runtime_vs_raw        {result['runtime_vs_raw']:.2f}  (goal >= 0.85)")
+    print(f"runtime_vs_faststream {result['runtime_vs_faststream']:.2f}  (goal >= 3)")
+    print(
+        f"publish->handler latency at low load: p50 {result['latency_p50_ms']:.2f} ms,"
+        f" p99 {result['latency_p99_ms']:.2f} ms"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="events per contestant")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--server", default="valkey", choices=("valkey", "redis-server"), help="server binary"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contestant; best counts")
+    parser.add_argument("--latency-events", type=int, default=500, help="events for latency")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    result = measure(args.events, args.server, args.repeat, args.latency_events)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+{{/*
+Names. Kept to 63 characters because they become DNS labels.
+*/}}
+{{- define "orderflow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "orderflow.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "orderflow.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels. Call with (dict "root" $ "component" "api").
+*/}}
+{{- define "orderflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "orderflow.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "orderflow.labels" -}}
+helm.sh/chart: {{ include "orderflow.chart" .root }}
+{{ include "orderflow.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: orderflow
+{{- end }}
+
+{{- define "orderflow.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "orderflow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "orderflow.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Resource names of the parts, so that every template agrees on them.
+*/}}
+{{- define "orderflow.secretName" -}}
+{{- include "orderflow.fullname" . }}-secrets
+{{- end }}
+
+{{- define "orderflow.configName" -}}
+{{- include "orderflow.fullname" . }}-config
+{{- end }}
+
+{{- define "orderflow.mongodbName" -}}
+{{- include "orderflow.fullname" . }}-mongodb
+{{- end }}
+
+{{- define "orderflow.redisName" -}}
+{{- include "orderflow.fullname" . }}-redis
+{{- end }}
+
+{{/*
+Comma-separated host:port list of the in-release replica-set members, addressed
+through the headless Service (stable per-pod DNS names).
+*/}}
+{{- define "orderflow.mongodbHosts" -}}
+{{- $name := include "orderflow.mongodbName" . }}
+{{- $hosts := list }}
+{{- range $i := until (int .Values.mongodb.replicas) }}
+{{- $hosts = append $hosts (printf "%s-%d.%s-headless.%s.svc:27017" $name $i $name $.Release.Namespace) }}
+{{- end }}
+{{- join "," $hosts }}
+{{- end }}
+
+{{/*
+Environment shared by every orderflow container: the ConfigMap, plus the two
+connection URLs from the Secret (not the whole Secret: the pods have no use for
+the MongoDB root password or keyfile).
+*/}}
+{{- define "orderflow.env" -}}
+- name: ORDERFLOW_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.secretName" . }}
+      key: redis-url
+- name: ORDERFLOW_STORE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.secretName" . }}
+      key: store-url
+{{- end }}
+
+{{- define "orderflow.envFrom" -}}
+- configMapRef:
+    name: {{ include "orderflow.configName" . }}
+{{- end }}
+
+{{/*
+Writable scratch space: the root filesystem is read-only, and Sanic's
+multiprocess metrics and the runtime keep small files under /tmp.
+*/}}
+{{- define "orderflow.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}
+
+{{- define "orderflow.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/*
+Pod annotations: a checksum of the config so that a changed ConfigMap or
+Secret rolls the pods, plus Prometheus scrape hints. Call with
+(dict "root" $ "port" 8000 "extra" .Values.api.podAnnotations).
+*/}}
+{{- define "orderflow.podAnnotations" -}}
+checksum/config: {{ include (print .root.Template.BasePath "/configmap.yaml") .root | sha256sum }}
+checksum/secret: {{ include (print .root.Template.BasePath "/secret.yaml") .root | sha256sum }}
+{{- if .root.Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Wait until MongoDB answers, for the init Jobs. Uses the root user from the Secret.
+*/}}
+{{- define "orderflow.mongodbRootEnv" -}}
+- name: MONGO_ROOT_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.secretName" . }}
+      key: mongodb-root-username
+- name: MONGO_ROOT_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderflow.secretName" . }}
+      key: mongodb-root-password
+{{- end }}
+
+{{/*
+The value of a generated secret: the given value, else the one already stored in
+the release's Secret (so upgrades keep passwords), else a new random one.
+Call with (dict "root" $ "key" "redis-password" "value" .Values.redis.auth.password "length" 32).
+*/}}
+{{- define "orderflow.secretValue" -}}
+{{- if .value }}
+{{- .value }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace (include "orderflow.secretName" .root) }}
+{{- $data := get $existing "data" | default dict }}
+{{- if hasKey $data .key }}
+{{- index $data .key | b64dec }}
+{{- else }}
+{{- randAlphaNum (int .length) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,119 @@
+"""Domain documents: what the store keeps and what the API returns.
+
+They are strict on purpose (unknown fields rejected, no type coercion, ids and
+quantities constrained) so that a value that reaches a store adapter is already
+well-formed: the web layer turns validation errors into 422 problems, and an
+operator-shaped value such as ``{"$gt": ""}`` can never become an id.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MENU_ITEM_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+"""Menu ids are lowercase slugs ("margherita", "tiramisu-classico")."""
+
+ENTITY_ID_PATTERN = r"^[0-9a-f]{32}$"
+"""Order and delivery ids are ``uuid4().hex``: 32 lowercase hex digits."""
+
+MenuItemId = Annotated[str, StringConstraints(pattern=MENU_ITEM_ID_PATTERN)]
+EntityId = Annotated[str, StringConstraints(pattern=ENTITY_ID_PATTERN)]
+Timestamp = Annotated[str, StringConstraints(min_length=10, max_length=40)]
+"""UTC ISO-8601 text, as produced by :func:`utc_now`."""
+
+OrderStatus = Literal["created", "confirmed", "preparing", "out_for_delivery", "delivered"]
+DeliveryStatus = Literal["waiting", "on_the_way", "delivered"]
+
+ORDER_STATUSES: tuple[OrderStatus, ...] = (
+    "created",
+    "confirmed",
+    "preparing",
+    "out_for_delivery",
+    "delivered",
+)
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("waiting", "on_the_way", "delivered")
+
+
+def order_status_rank(status: str) -> int:
+    """Position in the order lifecycle; a transition is applied only if it increases."""
+    try:
+        return ORDER_STATUSES.index(status)
+    except ValueError:
+        raise ValueError(f"unknown order status {status!r}") from None
+
+
+def delivery_status_rank(status: str) -> int:
+    """Position in the delivery lifecycle; a transition is applied only if it increases."""
+    try:
+        return DELIVERY_STATUSES.index(status)
+    except ValueError:
+        raise ValueError(f"unknown delivery status {status!r}") from None
+
+
+def utc_now() -> str:
+    """Current time as UTC ISO-8601 with a ``Z`` suffix (microsecond precision)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Document(BaseModel):
+    """Base for every document: strict types, unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MenuItem(Document):
+    id: MenuItemId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    category: Annotated[str, StringConstraints(min_length=1, max_length=50)]
+    price: Annotated[int, Field(ge=0, description="minor units (cents)")]
+    stock: Annotated[int, Field(ge=0)]
+
+
+class OrderLineRequest(Document):
+    """One line of an order as asked for: which item, how many."""
+
+    item_id: MenuItemId
+    quantity: Annotated[int, Field(gt=0)]
+
+
+class OrderLine(Document):
+    """One line of a placed order, with the name and price at the time of ordering."""
+
+    item_id: MenuItemId
+    name: str
+    quantity: Annotated[int, Field(gt=0)]
+    unit_price: Annotated[int, Field(ge=0)]
+
+
+class OrderStatusChange(Document):
+    status: OrderStatus
+    at: Timestamp
+
+
+class DeliveryStatusChange(Document):
+    status: DeliveryStatus
+    at: Timestamp
+
+
+class Delivery(Document):
+    id: EntityId
+    order_id: EntityId
+    status: DeliveryStatus
+    history: list[DeliveryStatusChange]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Order(Document):
+    id: EntityId
+    lines: Annotated[list[OrderLine], Field(min_length=1)]
+    total: Annotated[int, Field(ge=0)]
+    status: OrderStatus
+    history: list[OrderStatusChange]
+    created_at: Timestamp
+    updated_at: Timestamp
+    delivery: Delivery | None = None

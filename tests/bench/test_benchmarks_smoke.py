@@ -1,0 +1,170 @@
+"""The benchmarks run, at a small size, and their figures obey the invariants.
+
+Each benchmark is run exactly as a user runs it (a subprocess, its own private
+stack, ``--json`` on stdout), so these tests also prove that the commands in
+docs/benchmarks.md work. No timing is asserted anywhere: speed belongs to the
+benchmark output, not to a test that would flake on a busy machine. What is
+asserted are the counts, which must hold on any machine:
+
+* transactional oversell run: exactly ``stock`` buyers succeed, the rest get
+  409, nothing errors, the store ends at 0 with ``stock`` orders, and exactly
+  ``stock`` order.created.v1 events reach orders-stream (the outbox delivered);
+* naive control: only that its figures are consistent with each other (whether
+  a given small run oversells depends on scheduling);
+* latency: every order reached ``delivered`` and the percentiles are ordered;
+* locustfile: a short headless run against a private stack has no failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.stack import RELAY_ONLY, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+OVERSELL_KEYS = {
+    "mode",
+    "buyers",
+    "stock",
+    "succeeded",
+    "rejected",
+    "errors",
+    "final_stock",
+    "orders_in_store",
+    "created_events",
+    "oversold",
+    "elapsed_s",
+    "throughput_rps",
+}
+LATENCY_KEYS = {
+    "orders",
+    "first_update_p50_ms",
+    "first_update_p99_ms",
+    "delivered_p50_ms",
+    "delivered_p99_ms",
+}
+
+
+def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, Any]:
+    """Run ``benchmarks/<script> ... --json``; return the JSON object it printed on stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, (
+        f"{script} exited {completed.returncode}\nstdout:\n{completed.stdout}\n"
+        f"stderr:\n{completed.stderr[-4000:]}"
+    )
+    lines = completed.stdout.strip().splitlines()
+    assert len(lines) == 1, f"--json must print exactly one line, got: {completed.stdout!r}"
+    result = json.loads(lines[0])
+    assert isinstance(result, dict)
+    return result
+
+
+@pytest.mark.parametrize("script", ["oversell.py", "latency.py", "naive_api.py"])
+def test_help_describes_the_command(script: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "usage:" in completed.stdout
+    assert "--" in completed.stdout
+
+
+def test_transactional_orders_never_oversell() -> None:
+    result = run_benchmark("oversell.py", "--buyers", "60", "--stock", "5")
+    assert set(result) == OVERSELL_KEYS
+    assert result["mode"] == "transactional"
+    assert (result["buyers"], result["stock"]) == (60, 5)
+    assert result["succeeded"] == 5
+    assert result["rejected"] == 55
+    assert result["errors"] == 0
+    assert result["final_stock"] == 0
+    assert result["orders_in_store"] == 5
+    assert result["created_events"] == 5
+    assert result["oversold"] == 0
+
+
+def test_naive_control_reports_consistent_figures() -> None:
+    result = run_benchmark("oversell.py", "--buyers", "60", "--stock", "5", "--naive")
+    assert set(result) == OVERSELL_KEYS
+    assert result["mode"] == "naive"
+    assert (result["buyers"], result["stock"]) == (60, 5)
+    assert result["succeeded"] + result["rejected"] + result["errors"] == 60
+    assert result["errors"] == 0
+    # Every 201 wrote one order row and published one event before answering.
+    assert result["orders_in_store"] == result["succeeded"]
+    assert result["created_events"] == result["succeeded"]
+    assert 0 <= result["final_stock"] <= 5
+    expected = max(0, result["succeeded"] - 5, result["orders_in_store"] - 5)
+    assert result["oversold"] == expected
+
+
+def test_latency_reports_ordered_percentiles() -> None:
+    result = run_benchmark("latency.py", "--orders", "5", "--warmup", "1")
+    assert LATENCY_KEYS <= set(result)
+    assert result["orders"] == 5
+    assert result["timeouts"] == 0
+    for key in LATENCY_KEYS - {"orders"}:
+        assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+    assert result["first_update_p50_ms"] <= result["first_update_p99_ms"]
+    assert result["delivered_p50_ms"] <= result["delivered_p99_ms"]
+    # Each order's first update comes before (or is) its delivered update.
+    assert result["first_update_p50_ms"] <= result["delivered_p50_ms"]
+    assert result["first_update_p99_ms"] <= result["delivered_p99_ms"]
+
+
+async def test_locustfile_runs_headless_without_failures() -> None:
+    locust = Path(sys.executable).with_name("locust")
+    if not locust.exists():
+        pytest.skip("locust is not installed in this environment (dev extra)")
+    async with Stack(http_workers=1, services=RELAY_ONLY) as stack:
+        completed = subprocess.run(
+            [
+                str(locust),
+                "-f",
+                str(BENCH / "locustfile.py"),
+                "--headless",
+                "-u",
+                "5",
+                "-r",
+                "5",
+                "-t",
+                "4s",
+                "--host",
+                stack.base_url,
+                "--only-summary",
+                "--skip-log",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=ROOT,
+            check=False,
+        )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    stats = json.loads(completed.stdout)
+    by_name = {entry["name"]: entry for entry in stats}
+    assert by_name["GET /api/v1/menu"]["num_requests"] > 0
+    assert sum(entry["num_failures"] for entry in stats) == 0

@@ -1,0 +1,64 @@
+"""Fixtures of the store contract suite: every test runs once per adapter.
+
+SQLite always runs (a fresh file per test). MongoDB runs when
+``ORDERFLOW_MONGO_URL`` points at a replica set (a fresh database per test,
+dropped afterwards); otherwise its half of the suite is skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from models.documents import MenuItem
+from models.store import Store
+from models.store.sqlite import SqliteStore
+
+MONGO_URL_ENV = "ORDERFLOW_MONGO_URL"
+
+TEST_MENU = [
+    MenuItem(id="pizza", name="Pizza", description="test", category="pizza", price=1000, stock=10),
+    MenuItem(id="cola", name="Cola", description="test", category="drinks", price=250, stock=5),
+    MenuItem(id="last-slice", name="Last Slice", category="pizza", price=400, stock=7),
+]
+
+
+async def open_test_store(adapter: str, tmp_path: Path) -> Store:
+    if adapter == "sqlite":
+        return await SqliteStore.open(tmp_path / "data" / "store.db")
+    url = os.environ.get(MONGO_URL_ENV)
+    if not url:
+        pytest.skip(f"{MONGO_URL_ENV} not set: no MongoDB replica set to run the contract against")
+    from models.store.mongodb import MongoStore
+
+    return await MongoStore.open(url, database=f"orderflow_test_{uuid.uuid4().hex[:12]}")
+
+
+async def dispose_test_store(store: Store) -> None:
+    drop = getattr(store, "drop_database", None)
+    try:
+        if drop is not None:
+            await drop()
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mongodb", marks=pytest.mark.mongo)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty store of each adapter."""
+    opened = await open_test_store(request.param, tmp_path)
+    try:
+        yield opened
+    finally:
+        await dispose_test_store(opened)
+
+
+@pytest.fixture
+async def menu_store(store: Store) -> Store:
+    """A store seeded with ``TEST_MENU``."""
+    assert await store.seed_menu(TEST_MENU) == len(TEST_MENU)
+    return store

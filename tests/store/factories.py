@@ -1,0 +1,88 @@
+"""Outbox factories shaped like the services' (the store only stores what they return)."""
+
+from __future__ import annotations
+
+from agents.runtime.envelope import Envelope
+from models.documents import Delivery, Order, OrderLineRequest
+from models.events import (
+    DeliveryCreated,
+    DeliverySimulate,
+    DeliveryStatusUpdated,
+    OrderCreated,
+    OrderSimulate,
+    OrderStatusUpdated,
+)
+from models.store import OutboxMessage, StatusTransition
+
+SOURCE = "tests.store"
+
+
+def line(item_id: str, quantity: int) -> OrderLineRequest:
+    return OrderLineRequest(item_id=item_id, quantity=quantity)
+
+
+def order_events(order: Order) -> list[OutboxMessage]:
+    created = OrderCreated(
+        order_id=order.id, lines=order.lines, total=order.total, created_at=order.created_at
+    )
+    return [
+        OutboxMessage(
+            stream="orders-stream", envelope=Envelope.new(created, source=SOURCE, key=order.id)
+        ),
+        OutboxMessage(
+            stream="simulate-order-stream",
+            envelope=Envelope.new(
+                OrderSimulate(order_id=order.id, status="confirmed"), source=SOURCE, key=order.id
+            ),
+        ),
+    ]
+
+
+def order_status_events(change: StatusTransition) -> list[OutboxMessage]:
+    updated = OrderStatusUpdated(
+        order_id=change.order_id,
+        status=change.status,
+        at=change.at,
+        previous=change.previous,
+    )
+    return [
+        OutboxMessage(
+            stream="orders-stream",
+            envelope=Envelope.new(updated, source=SOURCE, key=change.order_id),
+        )
+    ]
+
+
+def delivery_events(delivery: Delivery) -> list[OutboxMessage]:
+    created = DeliveryCreated(
+        delivery_id=delivery.id, order_id=delivery.order_id, created_at=delivery.created_at
+    )
+    simulate = DeliverySimulate(
+        delivery_id=delivery.id, order_id=delivery.order_id, status="on_the_way"
+    )
+    return [
+        OutboxMessage(
+            stream="deliveries-stream",
+            envelope=Envelope.new(created, source=SOURCE, key=delivery.order_id),
+        ),
+        OutboxMessage(
+            stream="simulate-delivery-stream",
+            envelope=Envelope.new(simulate, source=SOURCE, key=delivery.order_id),
+        ),
+    ]
+
+
+def delivery_status_events(change: StatusTransition) -> list[OutboxMessage]:
+    updated = DeliveryStatusUpdated(
+        delivery_id=change.entity_id,
+        order_id=change.order_id,
+        status=change.status,
+        at=change.at,
+        previous=change.previous,
+    )
+    return [
+        OutboxMessage(
+            stream="deliveries-stream",
+            envelope=Envelope.new(updated, source=SOURCE, key=change.order_id),
+        )
+    ]

@@ -1,0 +1,87 @@
+"""Fixtures for the end-to-end tests: a seeded SQLite store and the service apps running.
+
+Everything is real: the Valkey from the session fixture, a SQLite file per test,
+and the same service apps the workers run (zero simulator delays), started
+and stopped the way ``run_app`` from the runtime's test harness does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from agents.runtime import App, Envelope, keys
+from agents.services import create_service_apps
+from agents.topics import ALL_STREAMS
+from models.menu import DEMO_MENU
+from models.store import Store, open_store
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'orderflow.db'}"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url)
+    await opened.seed_menu(DEMO_MENU)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def services(
+    redis_url: str, redis_client: aioredis.Redis, store: Store
+) -> AsyncIterator[list[App]]:
+    """All four service apps, in-process, on a flushed server, zero simulator delays."""
+    apps = create_service_apps(
+        broker=redis_url, store=store, simulator_delay=(0.0, 0.0), relay_interval=0.2
+    )
+    started: list[App] = []
+    try:
+        for app in apps:
+            await app.start()
+            started.append(app)
+        yield apps
+    finally:
+        # Stopped together: each stop waits for its agents' blocking reads to return.
+        await asyncio.gather(*(app.stop() for app in started))
+
+
+async def stream_envelopes(redis: aioredis.Redis, stream: str) -> list[Envelope]:
+    """Every entry of ``stream``, decoded."""
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(stream)  # type: ignore[assignment]
+    return [Envelope.from_fields(fields) for _, fields in entries]
+
+
+async def envelopes_for_order(
+    redis: aioredis.Redis, stream: str, order_id: str, event_type: str | None = None
+) -> list[Envelope]:
+    return [
+        envelope
+        for envelope in await stream_envelopes(redis, stream)
+        if envelope.payload.get("order_id") == order_id
+        and (event_type is None or envelope.event_type == event_type)
+    ]
+
+
+async def all_consumed(redis: aioredis.Redis) -> bool:
+    """True when no event is delayed and every group has read and acked every stream."""
+    for stream in ALL_STREAMS:
+        if await redis.zcard(keys.delayed_key(stream)):
+            return False  # a delayed event is still waiting to be appended
+        if not await redis.exists(stream):
+            continue
+        info = await redis.xinfo_stream(stream)
+        last = info["last-generated-id"]
+        for group in await redis.xinfo_groups(stream):
+            if group["pending"] or group["last-delivered-id"] != last:
+                return False
+    return True

@@ -1,0 +1,251 @@
+"""The browser UI, driven in Debian's Chromium through Playwright, against the whole stack.
+
+What this proves: a user opens ``/``, sees the menu with stock, fills a cart,
+places the order and watches the timeline reach ``delivered`` over the
+WebSocket while the real services (orders, delivery, notifications, simulator)
+run in ``orderflow demo``; and when an item sells out between adding it and
+ordering, the page shows the API's problem ``detail`` and keeps the cart.
+
+Screenshots go to ``tests/artifacts/`` (git-ignored) for a human to look at.
+Playwright's own browser download is never used: ``/usr/bin/chromium`` is
+Debian's package (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agents.runtime.localserver import LocalRedisServer, free_port
+from models.store import open_store
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ORDERFLOW = str(Path(sys.executable).with_name("orderflow"))
+UI_WAIT_MS = 30_000  # a guard against hanging, not a latency assertion
+
+
+class DemoStack:
+    """``orderflow demo`` in a subprocess with its own data directory and port."""
+
+    def __init__(self, redis_url: str, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.store_url = f"sqlite:///{data_dir / 'orderflow.db'}"
+        self.log_path = data_dir / "demo.log"
+        self.env = {
+            **os.environ,
+            "ORDERFLOW_HOST": "127.0.0.1",
+            "ORDERFLOW_PORT": str(self.port),
+            "ORDERFLOW_REDIS_URL": redis_url,
+            "ORDERFLOW_DATA_DIR": str(data_dir),
+            "ORDERFLOW_STORE_URL": self.store_url,
+            "ORDERFLOW_SIMULATOR_DELAY_MIN": "0.2",
+            "ORDERFLOW_SIMULATOR_DELAY_MAX": "0.5",
+            "ORDERFLOW_LOG_LEVEL": "WARNING",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [ORDERFLOW, "demo"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"demo exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/menu", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"demo not serving in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def set_stock(self, item_id: str, stock: int) -> None:
+        """Change stock behind the page's back, as another customer's order would."""
+
+        async def change() -> None:
+            store = await open_store(self.store_url)
+            try:
+                await store.set_stock(item_id, stock)
+            finally:
+                await store.close()
+
+        asyncio.run(change())
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (Debian package 'chromium'; .ci/run installs it)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def stack(
+    chromium_path: Path, redis_server: LocalRedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoStack]:
+    demo = DemoStack(redis_server.url, tmp_path_factory.mktemp("browser-demo"))
+    demo.start()
+    try:
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_ARGS
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def shot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_order_from_menu_to_delivered(stack: DemoStack, page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(stack.url)
+    margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
+    expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
+    expect(page.get_by_test_id("menu-item")).to_have_count(
+        len(httpx.get(f"{stack.url}/api/v1/menu").json()["items"])
+    )
+    stock_before = int(margherita.get_attribute("data-stock") or "-1")
+    assert stock_before > 2
+    expect(margherita.get_by_test_id("stock")).to_contain_text(str(stock_before))
+    shot(page, "01-menu")
+
+    margherita.get_by_role("button", name=re.compile("Add Margherita")).click()
+    margherita.get_by_role("button", name=re.compile("Add Margherita")).click()
+    second = page.get_by_test_id("menu-item").nth(1)
+    second_name = second.locator(".dish-name").inner_text()
+    second.get_by_test_id("add-to-cart").click()
+    lines = page.get_by_test_id("cart-line")
+    expect(lines).to_have_count(2)
+    expect(lines.first.get_by_test_id("quantity")).to_have_text("2")
+    lines.nth(1).get_by_test_id("increment").click()
+    lines.nth(1).get_by_test_id("decrement").click()
+    expect(lines.nth(1)).to_contain_text(second_name)
+    expect(lines.nth(1).get_by_test_id("quantity")).to_have_text("1")
+    expect(page.get_by_test_id("cart-empty")).to_be_hidden()
+    shot(page, "02-cart")
+
+    page.get_by_test_id("place-order").click()
+    tracking = page.get_by_test_id("tracking")
+    expect(tracking).to_be_visible(timeout=UI_WAIT_MS)
+    expect(page.get_by_test_id("order-id")).to_have_text(re.compile(r"^[0-9a-f]{32}$"))
+    expect(page.get_by_test_id("cart-line")).to_have_count(0)
+    expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", re.compile("live|done"), timeout=UI_WAIT_MS
+    )
+    expect(page.get_by_test_id("order-step-preparing")).to_have_attribute(
+        "data-state", re.compile("current|done"), timeout=UI_WAIT_MS
+    )
+    shot(page, "03-tracking")
+
+    delivered = page.get_by_test_id("order-step-delivered")
+    expect(delivered).to_have_attribute("data-state", "done", timeout=UI_WAIT_MS)
+    for step in ("created", "confirmed", "preparing", "out_for_delivery"):
+        expect(page.get_by_test_id(f"order-step-{step}")).to_have_attribute("data-state", "done")
+    for step in ("waiting", "on_the_way", "delivered"):
+        expect(page.get_by_test_id(f"delivery-step-{step}")).to_have_attribute("data-state", "done")
+    expect(page.get_by_test_id("tracking-status")).to_contain_text("Delivered")
+    expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "done")
+    expect(margherita).to_have_attribute("data-stock", str(stock_before - 2), timeout=UI_WAIT_MS)
+    shot(page, "04-delivered")
+
+
+def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(stack.url)
+    tiramisu = page.get_by_test_id("menu-item").last
+    expect(tiramisu).to_be_visible(timeout=UI_WAIT_MS)
+    item_id = tiramisu.get_attribute("data-item-id")
+    name = tiramisu.locator(".dish-name").inner_text()
+    assert item_id
+    tiramisu.get_by_test_id("add-to-cart").click()
+    expect(page.get_by_test_id("cart-line")).to_have_count(1)
+
+    stack.set_stock(item_id, 0)  # someone else bought the last one
+    page.get_by_test_id("place-order").click()
+
+    error = page.get_by_test_id("order-error")
+    expect(error).to_be_visible(timeout=UI_WAIT_MS)
+    expect(error).to_contain_text(name)
+    expect(error).to_contain_text("Only 0")
+    expect(page.get_by_test_id("cart-line")).to_have_count(1)  # the cart is kept
+    expect(page.get_by_test_id("tracking")).to_be_hidden()
+    expect(tiramisu.get_by_test_id("stock")).to_have_text("Sold out", timeout=UI_WAIT_MS)
+    shot(page, "05-out-of-stock")

@@ -1,0 +1,81 @@
+"""HTTP and domain metrics of the API, and their exposition.
+
+The metric objects live here, at module level, so every part of the web layer
+(routes, middleware, the WebSocket gateway) increments the same series.
+
+Sanic runs several worker processes. Each process has its own counters, so a
+scrape answered by one worker would show only that worker's share. When
+``PROMETHEUS_MULTIPROC_DIR`` is set (``orderflow api --workers N`` does it for
+N > 1, before any worker imports ``prometheus_client``), every process writes
+its values to files in that directory and ``/metrics`` sums them with
+``MultiProcessCollector`` — whichever worker answers, the numbers are the
+totals.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+HTTP_REQUESTS = Counter(
+    "orderflow_http_requests_total",
+    "HTTP requests answered, by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "orderflow_http_request_seconds",
+    "Time from request routed to response ready, by route template and method.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+ORDERS_PLACED = Counter(
+    "orderflow_orders_placed_total",
+    "Orders created by POST /api/v1/orders (idempotent replays not counted).",
+)
+ORDERS_REJECTED = Counter(
+    "orderflow_orders_rejected_total",
+    "Order requests refused, by reason: out_of_stock, unknown_item, invalid_body, "
+    "idempotency_key_reused.",
+    ["reason"],
+)
+WEBSOCKET_CONNECTIONS = Gauge(
+    "orderflow_websocket_connections",
+    "Order-tracking WebSocket connections open now (summed over live processes).",
+    multiprocess_mode="livesum",
+)
+
+
+def multiprocess_enabled() -> bool:
+    """True when this process writes its metrics to a shared directory."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The exposition text for a scrape, and its content type.
+
+    In multiprocess mode a fresh registry reads every process's files; it is
+    not cached because new worker files appear when Sanic restarts a worker.
+    """
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_this_process_dead() -> None:
+    """Drop this process's live gauges (``livesum``) from the shared directory."""
+    if multiprocess_enabled():
+        multiprocess.mark_process_dead(os.getpid())

@@ -1,0 +1,60 @@
+// The REST calls the page makes, and the error shape it shows (RFC 9457 problem+json).
+
+export class ProblemError extends Error {
+  constructor(status, detail, problem = null) {
+    super(detail);
+    this.name = "ProblemError";
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+async function toProblem(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  const detail =
+    (body && (body.detail || body.title)) || `${response.status} ${response.statusText}`.trim();
+  return new ProblemError(response.status, detail, body);
+}
+
+export async function fetchMenu() {
+  const response = await fetch("/api/v1/menu", { headers: { Accept: "application/json" } });
+  if (!response.ok) throw await toProblem(response);
+  const data = await response.json();
+  return Array.isArray(data) ? data : data.items ?? [];
+}
+
+// One key per attempt: a retry of the same attempt (network error) reuses it,
+// so the server returns the first result instead of placing a second order.
+export function newIdempotencyKey() {
+  if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function placeOrder(lines, idempotencyKey, { retries = 1 } = {}) {
+  const request = {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/json",
+      Accept: "application/json",
+      "Idempotency-Key": idempotencyKey,
+    },
+    body: JSON.stringify({ lines }),
+  };
+  for (let attempt = 0; ; attempt += 1) {
+    let response;
+    try {
+      response = await fetch("/api/v1/orders", request);
+    } catch (error) {
+      if (attempt < retries) continue; // same key: safe to repeat
+      throw new ProblemError(0, "The server could not be reached. Check your connection and try again.");
+    }
+    if (!response.ok) throw await toProblem(response);
+    return response.json();
+  }
+}

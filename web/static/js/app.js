@@ -1,0 +1,194 @@
+// Page wiring: menu -> cart -> place order -> live tracking.
+
+import { ProblemError, newIdempotencyKey, placeOrder } from "./api.js";
+import { Cart } from "./cart.js";
+import { DELIVERY_STEPS, ORDER_STEPS, formatMoney } from "./format.js";
+import { MenuView } from "./menu.js";
+import { Timeline, TrackingSocket } from "./tracking.js";
+
+const $ = (id) => document.getElementById(id);
+
+const cart = new Cart();
+
+// -- cart -----------------------------------------------------------------------
+
+function renderCart() {
+  const list = $("cart-lines");
+  list.replaceChildren();
+  for (const { item, quantity } of cart.lines.values()) {
+    const li = document.createElement("li");
+    li.className = "cart-line";
+    li.dataset.testid = "cart-line";
+    li.dataset.itemId = item.id;
+
+    const name = document.createElement("span");
+    name.className = "cart-name";
+    name.textContent = item.name;
+
+    const controls = document.createElement("span");
+    controls.className = "qty";
+    const minus = button("−", `Remove one ${item.name}`, "decrement", () => cart.decrement(item.id));
+    const qty = document.createElement("output");
+    qty.dataset.testid = "quantity";
+    qty.textContent = String(quantity);
+    qty.setAttribute("aria-label", `${quantity} × ${item.name}`);
+    const plus = button("+", `Add one ${item.name}`, "increment", () => cart.add(item));
+    plus.disabled = quantity >= item.stock;
+    controls.append(minus, qty, plus);
+
+    const price = document.createElement("span");
+    price.className = "cart-price";
+    price.textContent = formatMoney(item.price * quantity);
+
+    const remove = button("✕", `Remove ${item.name} from your order`, "remove", () => cart.remove(item.id));
+    remove.classList.add("ghost");
+
+    if (quantity > item.stock) {
+      li.classList.add("over");
+      name.title = item.stock > 0 ? `Only ${item.stock} left` : "Sold out";
+    }
+    li.append(name, controls, price, remove);
+    list.append(li);
+  }
+  $("cart-empty").hidden = !cart.isEmpty;
+  $("cart-total").textContent = formatMoney(cart.total);
+  $("place-order").disabled = cart.isEmpty || placing;
+}
+
+function button(text, label, testid, onClick) {
+  const el = document.createElement("button");
+  el.type = "button";
+  el.textContent = text;
+  el.dataset.testid = testid;
+  el.setAttribute("aria-label", label);
+  el.addEventListener("click", onClick);
+  return el;
+}
+
+// -- placing the order --------------------------------------------------------------
+
+let placing = false;
+
+function showError(message) {
+  const el = $("order-error");
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+async function onPlaceOrder() {
+  if (cart.isEmpty || placing) return;
+  placing = true;
+  showError("");
+  const placeButton = $("place-order");
+  placeButton.disabled = true;
+  placeButton.textContent = "Placing order…";
+  try {
+    const order = await placeOrder(cart.toRequestLines(), newIdempotencyKey());
+    cart.clear();
+    track(order.id ?? order.order_id, order);
+    menu.refresh();
+  } catch (error) {
+    const detail = error instanceof ProblemError ? error.message : "Something went wrong. Please try again.";
+    showError(detail);
+    menu.refresh(); // the stock probably changed: show what is left
+  } finally {
+    placing = false;
+    placeButton.textContent = "Place order";
+    renderCart();
+  }
+}
+
+// -- tracking -------------------------------------------------------------------------
+
+let socket = null;
+
+const STATE_TEXT = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  live: "Live",
+  reconnecting: "Reconnecting…",
+  closed: "Closed",
+  done: "Complete",
+};
+
+function setConnection(state, detail) {
+  const pill = $("connection");
+  pill.dataset.state = state;
+  pill.textContent = STATE_TEXT[state] ?? state;
+  if (detail) announce(detail);
+}
+
+function announce(text) {
+  $("tracking-status").textContent = text;
+}
+
+function track(orderId, order) {
+  if (!orderId) return;
+  if (socket) socket.stop();
+  history.replaceState(null, "", `#order=${encodeURIComponent(orderId)}`);
+
+  const panel = $("tracking");
+  panel.hidden = false;
+  $("order-id").textContent = orderId;
+  const orderTimeline = new Timeline($("order-timeline"), ORDER_STEPS, "order-step");
+  const deliveryTimeline = new Timeline($("delivery-timeline"), DELIVERY_STEPS, "delivery-step");
+  $("delivery-pending").hidden = false;
+  announce("Waiting for the first update…");
+  if (order && order.status) orderTimeline.advance(order.status, order.created_at);
+
+  const sayOrder = (status) => {
+    const step = ORDER_STEPS.find((s) => s.status === status);
+    if (step) announce(step.says);
+    panel.dataset.status = status;
+    if (status === "delivered") {
+      setConnection("done");
+      socket?.stop();
+    }
+  };
+  const sayDelivery = (status) => {
+    $("delivery-pending").hidden = true;
+    panel.dataset.deliveryStatus = status;
+    const step = DELIVERY_STEPS.find((s) => s.status === status);
+    if (step && panel.dataset.status !== "delivered") announce(step.says);
+  };
+
+  socket = new TrackingSocket({
+    orderId,
+    onState: setConnection,
+    onMessage: (message) => {
+      switch (message.type) {
+        case "snapshot":
+          orderTimeline.applyHistory(message.history);
+          if (orderTimeline.advance(message.status)) sayOrder(message.status);
+          else if (panel.dataset.status === undefined) sayOrder(message.status);
+          if (message.delivery) {
+            deliveryTimeline.applyHistory(message.delivery.history);
+            if (deliveryTimeline.advance(message.delivery.status)) sayDelivery(message.delivery.status);
+          }
+          break;
+        case "order.status":
+          if (orderTimeline.advance(message.status, message.at)) sayOrder(message.status);
+          break;
+        case "delivery.created":
+        case "delivery.status":
+          if (deliveryTimeline.advance(message.status, message.at)) sayDelivery(message.status);
+          break;
+        default:
+          break;
+      }
+    },
+  });
+  socket.connect();
+  $("tracking-title").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+// -- start ------------------------------------------------------------------------------
+
+const menu = new MenuView({ container: $("menu"), statusEl: $("menu-status"), cart });
+cart.onChange(renderCart);
+$("place-order").addEventListener("click", onPlaceOrder);
+renderCart();
+menu.start();
+
+const resumed = new URLSearchParams(location.hash.slice(1)).get("order");
+if (resumed) track(resumed, null);
