@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from agents.outbox import Cause, MessageRecorder, outbox_message, publish_outbox, relay_once
 from agents.runtime import Stream
 from agents.runtime.context import current_correlation_id
+from agents.settings import get_settings
 from agents.store_provider import StoreApp
 from agents.topics import (
     ORDER_STATUS_STREAM,
@@ -42,9 +43,14 @@ log = logging.getLogger(__name__)
 
 SOURCE = "orders"
 RELAY_INTERVAL_SECONDS = 1.0
-"""How often the relay looks for unpublished outbox messages."""
+"""How often the relay looks for unpublished outbox messages (default)."""
 RELAY_MIN_AGE_SECONDS = 5.0
-"""Only messages older than this are relayed: younger ones are the API's to publish."""
+"""Only messages older than this are relayed: younger ones are the API's to publish (default)."""
+
+
+def relay_setting(name: str, default: float) -> float:
+    """``Settings.<name>`` when the settings define it (``ORDERFLOW_<NAME>``), else ``default``."""
+    return float(getattr(get_settings(), name, default))
 
 
 def order_created_messages(order: Order, correlation_id: str) -> list[OutboxMessage]:
@@ -126,10 +132,14 @@ def create_orders_app(
     *,
     broker: str | None = None,
     store: Store | None = None,
-    relay_interval: float = RELAY_INTERVAL_SECONDS,
-    relay_min_age: float = RELAY_MIN_AGE_SECONDS,
+    relay_interval: float | None = None,
+    relay_min_age: float | None = None,
 ) -> StoreApp:
     """Build the orders app; ``store`` (owned by the caller) overrides the settings' URL."""
+    if relay_interval is None:
+        relay_interval = relay_setting("outbox_relay_interval_seconds", RELAY_INTERVAL_SECONDS)
+    if relay_min_age is None:
+        relay_min_age = relay_setting("outbox_relay_min_age_seconds", RELAY_MIN_AGE_SECONDS)
     app = StoreApp("orders", broker=broker, store=store)
     order_status = declare_topic(app, ORDER_STATUS_STREAM, OrderStatusReported)
 

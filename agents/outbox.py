@@ -21,12 +21,23 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 
 from agents.runtime import Envelope, Record
 from agents.settings import get_settings
 from models.store import OutboxMessage, Store
 
 log = logging.getLogger(__name__)
+
+OUTBOX_PUBLISHED = Counter(
+    "orderflow_outbox_published",
+    "Outbox messages appended to their stream, by path (direct after commit, or relay)",
+    ["path"],
+)
+OUTBOX_ALREADY_PUBLISHED = Counter(
+    "orderflow_outbox_already_published",
+    "Outbox publishes skipped because the event id was already on its stream",
+)
 
 
 # KEYS[1] stream, KEYS[2] marker; ARGV[1] marker TTL s, ARGV[2] approximate maxlen,
@@ -103,13 +114,18 @@ class MessageRecorder(Generic[T]):
 
 
 async def publish_outbox(
-    redis: aioredis.Redis, store: Store, messages: Sequence[OutboxMessage]
+    redis: aioredis.Redis,
+    store: Store,
+    messages: Sequence[OutboxMessage],
+    *,
+    path: str = "direct",
 ) -> int:
     """Append each message's envelope to its stream, then mark them published.
 
     Returns how many entries were newly appended (already-published event ids
     are skipped). All messages go in one pipelined round trip. If Redis fails,
-    nothing is marked and the error propagates; the relay will retry.
+    nothing is marked and the error propagates; the relay will retry. ``path``
+    labels the ``orderflow_outbox_published`` metric (``direct`` or ``relay``).
     """
     if not messages:
         return 0
@@ -130,6 +146,9 @@ async def publish_outbox(
     results = await pipe.execute()
     await store.mark_published([message.id for message in messages])
     appended = sum(1 for result in results if result)
+    OUTBOX_PUBLISHED.labels(path).inc(appended)
+    if appended < len(messages):
+        OUTBOX_ALREADY_PUBLISHED.inc(len(messages) - appended)
     log.debug("outbox: published %d of %d message(s)", appended, len(messages))
     return appended
 
@@ -148,7 +167,7 @@ async def relay_once(
         pending = await store.outbox_pending(limit=batch, min_age_seconds=min_age_seconds)
         if not pending:
             return handled
-        await publish_outbox(redis, store, pending)
+        await publish_outbox(redis, store, pending, path="relay")
         handled += len(pending)
         if len(pending) < batch:
             return handled

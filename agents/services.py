@@ -48,12 +48,14 @@ def create_service_apps(
     wanted = set(names) if names is not None else {service.name for service in SERVICES}
     apps: list[App] = []
     if "orders" in wanted:
-        relay: dict[str, float] = {}
-        if relay_interval is not None:
-            relay["relay_interval"] = relay_interval
-        if relay_min_age is not None:
-            relay["relay_min_age"] = relay_min_age
-        apps.append(create_orders_app(broker=broker, store=store, **relay))
+        apps.append(
+            create_orders_app(
+                broker=broker,
+                store=store,
+                relay_interval=relay_interval,
+                relay_min_age=relay_min_age,
+            )
+        )
     if "delivery" in wanted:
         apps.append(create_delivery_app(broker=broker, store=store))
     if "notifications" in wanted:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import sys
 import time
@@ -35,8 +36,10 @@ import httpx
 if __package__ in (None, ""):  # run as `python benchmarks/oversell.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.rawhttp import OneShotConnection
 from benchmarks.stack import RELAY_ONLY, Stack, StackError, log, print_table
 
+ORDERS_PATH = "/api/v1/orders"
 ORDERS_STREAM = "orders-stream"
 ORDER_CREATED = "order.created.v1"
 RESULT_KEYS = (
@@ -86,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="per-request timeout in seconds (default 120)"
     )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="raw: pre-opened asyncio connections, all requests written at once (default); "
+        "httpx: one httpx.AsyncClient (much slower at 1000 buyers, see docs/benchmarks.md)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
@@ -102,54 +112,111 @@ def order_id_of(body: Any) -> str | None:
     return None
 
 
-async def fire(
-    base_url: str, item_id: str, buyers: int, request_timeout: float
-) -> tuple[collections.Counter[str], list[str], float]:
-    """Release ``buyers`` POSTs at once; return outcome counts, order ids and elapsed seconds.
+class Outcomes:
+    """What the buyers got back: counts by outcome, the ids of placed orders, error samples."""
 
-    Every buyer is a task parked on one asyncio.Event, so no request starts
-    before all of them are ready; the pool allows one connection per buyer.
-    """
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.order_ids: list[str] = []
+        self.samples: dict[str, str] = {}
+
+    def answer(self, status: int, body: Any, text: str) -> None:
+        if status == 201:
+            self.counts["succeeded"] += 1
+            order_id = order_id_of(body)
+            if order_id:
+                self.order_ids.append(order_id)
+        elif status == 409:
+            self.counts["rejected"] += 1
+        else:
+            self.counts["error"] += 1
+            self.samples.setdefault(str(status), text[:300])
+
+    def failure(self, exc: BaseException) -> None:
+        self.counts["error"] += 1
+        self.samples.setdefault(type(exc).__name__, repr(exc))
+
+
+async def fire_raw(
+    base_url: str, body: dict[str, Any], buyers: int, request_timeout: float
+) -> tuple[Outcomes, float]:
+    """Open one connection per buyer, then send every request at the same instant."""
+    url = httpx.URL(base_url)
+    outcomes = Outcomes()
+    connections = [OneShotConnection(url.host, url.port or 80) for _ in range(buyers)]
+    opening = asyncio.Semaphore(100)  # stay inside the server's listen backlog while connecting
+
+    async def connect(connection: OneShotConnection) -> None:
+        async with opening:
+            # a failed connect is retried (and counted if it fails again) at request time
+            with contextlib.suppress(OSError):
+                await connection.open()
+
+    log(f"opening {buyers} connections")
+    await asyncio.gather(*(connect(c) for c in connections))
+    go = asyncio.Event()
+
+    async def buyer(connection: OneShotConnection) -> None:
+        await go.wait()
+        try:
+            async with asyncio.timeout(request_timeout):
+                response = await connection.request("POST", ORDERS_PATH, body)
+            text = response.body.decode(errors="replace")
+            parsed = response.json() if response.status == 201 else None
+            outcomes.answer(response.status, parsed, text)
+        except (OSError, TimeoutError, ValueError) as exc:
+            outcomes.failure(exc)
+        finally:
+            await connection.close()
+
+    tasks = [asyncio.create_task(buyer(c)) for c in connections]
+    await asyncio.sleep(0.05)  # every task reaches go.wait()
+    log(f"releasing {buyers} buyers at once")
+    started = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    return outcomes, time.perf_counter() - started
+
+
+async def fire_httpx(
+    base_url: str, body: dict[str, Any], buyers: int, request_timeout: float
+) -> tuple[Outcomes, float]:
+    """The same release with one httpx.AsyncClient and a pool of one connection per buyer."""
     limits = httpx.Limits(max_connections=buyers, max_keepalive_connections=buyers)
     timeouts = httpx.Timeout(request_timeout, connect=request_timeout, pool=request_timeout)
-    body = {"lines": [{"item_id": item_id, "quantity": 1}]}
+    outcomes = Outcomes()
     go = asyncio.Event()
-    counts: collections.Counter[str] = collections.Counter()
-    order_ids: list[str] = []
-    samples: dict[str, str] = {}
-
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeouts) as client:
 
         async def buyer() -> None:
             await go.wait()
             try:
-                response = await client.post("/api/v1/orders", json=body)
+                response = await client.post(ORDERS_PATH, json=body)
             except httpx.HTTPError as exc:
-                counts["error"] += 1
-                samples.setdefault(type(exc).__name__, repr(exc))
+                outcomes.failure(exc)
                 return
-            if response.status_code == 201:
-                counts["succeeded"] += 1
-                order_id = order_id_of(response.json())
-                if order_id:
-                    order_ids.append(order_id)
-            elif response.status_code == 409:
-                counts["rejected"] += 1
-            else:
-                counts["error"] += 1
-                samples.setdefault(str(response.status_code), response.text[:300])
+            parsed = response.json() if response.status_code == 201 else None
+            outcomes.answer(response.status_code, parsed, response.text)
 
         tasks = [asyncio.create_task(buyer()) for _ in range(buyers)]
-        await asyncio.sleep(0.05)  # every task reaches go.wait()
-        log(f"releasing {buyers} buyers at once")
+        await asyncio.sleep(0.05)
+        log(f"releasing {buyers} buyers at once (httpx client)")
         started = time.perf_counter()
         go.set()
         await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
+        return outcomes, time.perf_counter() - started
 
-    for kind, sample in samples.items():
+
+async def fire(
+    base_url: str, item_id: str, buyers: int, request_timeout: float, client: str = "raw"
+) -> tuple[collections.Counter[str], list[str], float]:
+    """Release ``buyers`` POSTs at once; return outcome counts, order ids and elapsed seconds."""
+    body = {"lines": [{"item_id": item_id, "quantity": 1}]}
+    shoot = fire_raw if client == "raw" else fire_httpx
+    outcomes, elapsed = await shoot(base_url, body, buyers, request_timeout)
+    for kind, sample in outcomes.samples.items():
         log(f"error sample ({kind}): {sample}")
-    return counts, order_ids, elapsed
+    return outcomes.counts, outcomes.order_ids, elapsed
 
 
 async def created_events(redis_url: str, item_id: str) -> tuple[int, set[str]]:
@@ -237,7 +304,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             before = await store.count_orders(args.item)
             log(f"{args.item}: stock set to {args.stock}")
             counts, order_ids, elapsed = await fire(
-                stack.base_url, args.item, args.buyers, args.timeout
+                stack.base_url, args.item, args.buyers, args.timeout, args.client
             )
             stack.check_alive()
             log(

@@ -177,7 +177,7 @@ async def run_faststream(url: str, events: int) -> float:
 
     group = "faststream-group"
     await create_group(url, group)  # at id 0: StreamSub would create it at "$"
-    broker = RedisBroker(url, logger=None)
+    broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]
     done = asyncio.Event()
     seen = 0
 
@@ -299,7 +299,9 @@ def measure(events: int, server_kind: str, repeat: int, latency_events: int) -> 
 
 def print_table(result: dict[str, Any]) -> None:
     raw = result["raw_eps"]
-    print(f"{result['events']:,} events, {result['payload_bytes']}-byte payloads, {result['server']}")
+    print(
+        f"{result['events']:,} events, {result['payload_bytes']}-byte payloads, {result['server']}"
+    )
     print(f"{'consumer':<28}{'events/s':>12}{'vs raw':>9}")
     rows = [
         ("raw redis-py loop", result["raw_eps"]),

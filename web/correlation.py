@@ -9,27 +9,27 @@ the id of the HTTP request that caused them, and every log line shows it.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
-from typing import Any
 
 from sanic import Request, Sanic
 from sanic.response import BaseHTTPResponse
+
+from agents.runtime.context import CorrelationScope, enter_scope
 
 HEADER = "X-Correlation-ID"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _enter_runtime_context(correlation_id: str) -> contextlib.AbstractContextManager[Any] | None:
-    """Enter ``agents.runtime.context.correlation`` if the runtime provides it."""
-    try:
-        from agents.runtime.context import correlation
-    except ImportError:  # runtime not built yet in this checkout
-        return None
-    manager: contextlib.AbstractContextManager[Any] = correlation(correlation_id)
-    manager.__enter__()
-    return manager
+def _set_scope(correlation_id: str | None) -> None:
+    """Set (or clear) the runtime's correlation scope for the rest of this task.
+
+    Sanic runs a request's middleware and handler in one task, but a response
+    middleware is not guaranteed to run (a WebSocket handler never returns a
+    response), so a ``with correlation(...)`` block cannot be split across the
+    two; setting the scope, and clearing it when a response goes out, can.
+    """
+    enter_scope(CorrelationScope(correlation_id) if correlation_id else None)
 
 
 def correlation_id_for(request: Request) -> str:
@@ -44,18 +44,14 @@ async def _begin(request: Request) -> None:
     if getattr(request.ctx, "correlation_id", None):
         return  # middleware can run twice on an error path; keep the first id
     request.ctx.correlation_id = correlation_id_for(request)
-    request.ctx.correlation_context = _enter_runtime_context(request.ctx.correlation_id)
+    _set_scope(request.ctx.correlation_id)
 
 
 async def _end(request: Request, response: BaseHTTPResponse) -> None:
     correlation_id = getattr(request.ctx, "correlation_id", None)
     if correlation_id:
         response.headers[HEADER] = correlation_id
-    manager = getattr(request.ctx, "correlation_context", None)
-    if manager is not None:
-        request.ctx.correlation_context = None
-        with contextlib.suppress(Exception):
-            manager.__exit__(None, None, None)
+    _set_scope(None)
 
 
 def install(app: Sanic) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from sanic import Sanic
 from sanic_ext.extensions.http.extension import HTTPExtension
+from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from models.documents import MenuItem, Order
@@ -112,6 +113,17 @@ def json_content(schema: dict[str, Any]) -> dict[str, Any]:
 
 def problem_content() -> dict[str, Any]:
     return {"application/problem+json": {"schema": PROBLEM_SCHEMA}}
+
+
+def document_response_extras(handler: Any, status: int, **fields: Any) -> None:
+    """Add ``headers``/``links`` to a documented response.
+
+    sanic-ext's ``Response`` keeps only the fields it declares (content,
+    description), so the OpenAPI members it lacks are set on the stored
+    definition directly.
+    """
+    operation = OperationStore()[handler]
+    operation.responses[status]._fields.update(fields)
 
 
 def setup(app: Sanic) -> None:

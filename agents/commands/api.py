@@ -77,6 +77,9 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    # Fresh interpreters per worker: they import prometheus_client after the
+    # variable below is set, and share no connection state with this process.
+    Sanic.start_method = "spawn"
     own_multiproc_dir: str | None = None
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
         own_multiproc_dir = tempfile.mkdtemp(prefix="orderflow-metrics-")

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -61,18 +62,44 @@ class Child:
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGTERM when the demo dies (Linux only)."""
+    """A ``preexec_fn`` that makes the child get SIGTERM when the demo dies (Linux only).
+
+    libc is loaded here, in the parent: between fork and exec the child must not
+    import anything (another thread may hold the import lock at fork time).
+    """
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
 
     def set_parent_death_signal() -> None:
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
     return set_parent_death_signal
+
+
+class DemoValkey(LocalRedisServer):
+    """The demo's private Valkey: like :class:`LocalRedisServer`, but it also dies with the demo.
+
+    Without the parent-death signal a SIGKILLed demo would leave Valkey running
+    on ``.data/valkey``, and the next demo would start a second server on the
+    same AOF files.
+    """
+
+    def start(self, timeout: float = 10.0) -> DemoValkey:
+        if self.process and self.process.poll() is None:
+            return self
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+        self.wait_ready(timeout)
+        return self
 
 
 def demo_children(python: str = sys.executable) -> list[Child]:
@@ -120,7 +147,7 @@ class Demo:
         if self.settings.redis_url:
             log.info("using Redis at %s (ORDERFLOW_REDIS_URL)", self.settings.redis_url)
             return self.settings.redis_url
-        self.server = LocalRedisServer(
+        self.server = DemoValkey(
             "valkey",
             data_dir=self.data_dir / "valkey",
             appendonly=True,
@@ -130,13 +157,14 @@ class Demo:
         return self.server.url
 
     async def start_children(self, env: Mapping[str, str]) -> None:
+        die_with_parent = _die_with_parent()
         for child in self.children:
             child.process = await asyncio.create_subprocess_exec(
                 *child.argv,
                 env=dict(env),
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent,
             )
             log.info("started %s (pid %d)", child.name, child.process.pid)
 
@@ -251,10 +279,14 @@ async def run_demo(settings: Settings) -> int:
                 )
                 exit_code = 1
         if crashed is not None:
+            code = crashed.process.returncode if crashed.process else None
+            hint = (
+                f" (is port {settings.port} free? set ORDERFLOW_PORT)"
+                if crashed.name == "api"
+                else ""
+            )
             log.error(
-                "%s exited on its own (code %s): stopping the demo",
-                crashed.name,
-                crashed.process.returncode if crashed.process else None,
+                "%s exited on its own (code %s)%s: stopping the demo", crashed.name, code, hint
             )
             exit_code = 1
     finally:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -68,15 +69,20 @@ async def all_dead_letter_ids(redis: Redis, stream: str | None = None) -> list[s
     ids: list[str] = []
     start = "-"
     while True:
-        entries = await redis.xrange(deadletter.DEAD_LETTERS, min=start, count=ALL_BATCH)
+        entries: list[Any] = (
+            await redis.xrange(deadletter.DEAD_LETTERS, min=start, count=ALL_BATCH) or []
+        )
         for entry_id, fields in entries:
-            letter = DeadLetter.from_entry(entry_id, fields)
+            letter = DeadLetter.from_entry(entry_id, fields or {})
             if stream is None or letter.stream == stream:
                 ids.append(letter.id)
         if len(entries) < ALL_BATCH:
             return ids
-        last = entries[-1][0]
-        start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+        start = "(" + ids_text(entries[-1][0])
+
+
+def ids_text(entry_id: Any) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
 # --------------------------------------------------------------------------- actions

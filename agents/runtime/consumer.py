@@ -1,20 +1,23 @@
 """THE consumer loop: one group consumer on one stream, feeding an agent.
 
-Per batch it costs one pipelined round trip for "ack previous batch + mark
-it processed + read next batch" and one for the dedupe check of the new batch;
-nothing per event goes to Redis. The sequence (docs/runtime.md explains why):
+The hot path is one round trip per batch, on a connection of its own, with
+one Lua script (:data:`CONSUME`) that writes the dedupe marks of the events the
+agent finished, XACKs them, reads the next batch (``XREADGROUP ... >``) and
+drops (and acks) entries whose event id is already marked. Nothing per event
+goes to Redis. Only when the stream is empty does the consumer fall back to a
+blocking ``XREADGROUP ... BLOCK`` (plus a dedupe check of what it returns).
+
+Around it (docs/runtime.md explains why):
 
 1. At start (and after a reconnect or NOGROUP) drain our own pending entries
    (``XREADGROUP ... 0``), then read new ones (``>``) with bounded COUNT/BLOCK.
 2. Every ``claim_interval`` an ``XAUTOCLAIM`` (following its cursor) takes over
    entries idle longer than ``claim_idle_ms`` (their consumer died).
-3. Events the agent finished are acked in one ``XACK`` (after one ``HSET`` of
-   their dedupe marks) in the same pipeline as the next read.
-4. A failed event stays pending; after its back-off this consumer ``XCLAIM``s it
-   to itself (which makes Redis count the delivery) and hands it over again.
-   When Redis's delivery count reaches ``max_deliveries`` it is written to
-   ``dead-letters`` and acked.
-5. An entry that cannot be decoded goes to ``dead-letters`` at once.
+3. A failed event stays pending; after its back-off this consumer ``XCLAIM``s it
+   to itself (Redis counts that delivery) and hands it over again. When Redis's
+   delivery count reaches ``max_deliveries`` it is written to ``dead-letters``
+   and acked.
+4. An entry that cannot be decoded goes to ``dead-letters`` at once.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.runtime import deadletter
@@ -38,17 +41,64 @@ from agents.runtime.event import Event
 from agents.runtime.metrics import AgentMetrics
 from agents.runtime.records import Record, registry
 from agents.runtime.retry import RetryPolicy, reconnect_delays
+from agents.runtime.scripts import LuaScript
 from agents.runtime.stream import StreamEnded
+from agents.runtime.wire import PrivateConnection, bulks, pack, pack_parts
 
 log = logging.getLogger("orderflow.consumer")
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
-_XREADGROUP = b"XREADGROUP"
-_XACK = b"XACK"
-_XCLAIM = b"XCLAIM"
-_XAUTOCLAIM = b"XAUTOCLAIM"
-_XPENDING = b"XPENDING"
+# KEYS: stream, seen (current bucket), seen (previous bucket)
+# ARGV: group, consumer, count, expireat, n_mark, n_only,
+#       <n_mark entry ids> <n_mark event ids> <n_only entry ids>
+# Marks finished events, acks them (and the ack-only ids), reads up to `count`
+# new entries and returns {duplicates, entries-not-yet-processed}; duplicates
+# (event id already marked) are acked right here.
+CONSUME = LuaScript(
+    """
+local group, consumer = ARGV[1], ARGV[2]
+local n_mark, n_only = tonumber(ARGV[5]), tonumber(ARGV[6])
+if n_mark > 0 then
+  local marks = {}
+  for i = 1, n_mark do
+    marks[2 * i - 1] = ARGV[6 + n_mark + i]
+    marks[2 * i] = '1'
+  end
+  redis.call('HSET', KEYS[2], unpack(marks))
+  redis.call('EXPIREAT', KEYS[2], ARGV[4])
+end
+if n_mark + n_only > 0 then
+  local ids = {}
+  for i = 1, n_mark do ids[i] = ARGV[6 + i] end
+  for i = 1, n_only do ids[n_mark + i] = ARGV[6 + 2 * n_mark + i] end
+  redis.call('XACK', KEYS[1], group, unpack(ids))
+end
+local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[3],
+                         'STREAMS', KEYS[1], '>')
+if not reply then return {0, {}} end
+local out, dups = {}, {}
+for _, entry in ipairs(reply[1][2]) do
+  local fields = entry[2]
+  local eid = false
+  if fields[1] == 'event_id' then
+    eid = fields[2]
+  else
+    for i = 1, #fields, 2 do
+      if fields[i] == 'event_id' then eid = fields[i + 1]; break end
+    end
+  end
+  if eid and (redis.call('HEXISTS', KEYS[2], eid) == 1
+              or redis.call('HEXISTS', KEYS[3], eid) == 1) then
+    dups[#dups + 1] = entry[1]
+  else
+    out[#out + 1] = entry
+  end
+end
+if #dups > 0 then redis.call('XACK', KEYS[1], group, unpack(dups)) end
+return {#dups, out}
+"""
+)
 
 
 def _stream_entries(reply: Any) -> list[Any]:
@@ -93,19 +143,22 @@ class Consumer:
         self.start_id = start_id
         self.dedupe = DedupeMarks(group, stream, dedupe_ttl)
         self.metrics = AgentMetrics(agent)
+        self._conn = PrivateConnection(redis)
         # event_type bytes -> class; None = accept every registered type.
         self._typed = accepted is not None
         self._classes: dict[bytes, type[Record]] = (
             {name.encode(): cls for name, cls in accepted.items()} if accepted else {}
         )
-        self._read_args = (
-            _XREADGROUP, b"GROUP", group, name, b"COUNT", read_count,
+        self._stream_b = stream.encode()
+        self._group_b = group.encode()
+        self._name_b = name.encode()
+        self._blocking_read_head = (
+            b"XREADGROUP", b"GROUP", self._group_b, self._name_b, b"COUNT", b"%d" % read_count,
         )  # fmt: skip
         # Work to flush with the next round trip.
-        self._ack: list[bytes] = []
-        self._marks: list[bytes] = []
+        self._done: list[Event] = []  # finished: mark + ack
+        self._ack_only: list[bytes] = []  # skipped / duplicate entries: ack only
         self._latencies: list[float] = []
-        self._done = 0
         # Entries handed to the agent and not finished yet (entry id -> event id).
         self._inflight: dict[bytes, bytes] = {}
         # Failed entries waiting for their back-off: heap of (due monotonic, entry id).
@@ -139,13 +192,15 @@ class Consumer:
     def stopping(self) -> bool:
         return self._stopping
 
+    async def close(self) -> None:
+        await self.flush()
+        await self._conn.close()
+
     # ------------------------------------------------------- agent callbacks
     def done(self, event: Event, seconds: float) -> None:
         """The agent finished ``event``: ack + mark it with the next round trip."""
-        entry_id = event.entry_id
-        self._inflight.pop(entry_id, None)
-        self._ack.append(entry_id)
-        self._marks.append(event._event_id)
+        self._inflight.pop(event.entry_id, None)
+        self._done.append(event)
         self._latencies.append(seconds)
 
     async def failed(self, event: Event, exc: BaseException) -> None:
@@ -155,9 +210,7 @@ class Consumer:
         self.metrics.failed.inc()
         count = event.delivery_count
         if self.policy.exhausted(count):
-            await self._dead_letter(
-                [(entry_id, event.fields_dict(), exc, count)], reason="max_deliveries"
-            )
+            await self._dead_letter([(entry_id, event.fields, exc, count)], reason="max_deliveries")
             return
         delay = self.policy.delay(count)
         log.warning(
@@ -187,9 +240,15 @@ class Consumer:
             try:
                 if not self.group_ready:
                     await self.ensure_group()
-                events = await self._round_trip(deadline)
+                now = time.monotonic()
+                heap = self._retry_heap
+                if self._draining or (heap and heap[0][0] <= now) or now >= self._next_claim:
+                    events = await self._maintenance_round_trip(now)
+                else:
+                    events = await self._fast_round_trip(now, deadline)
                 self._failures = 0
             except CONNECTION_ERRORS as exc:
+                await self._conn.reset()
                 await self._connection_lost(exc)
                 continue
             except ResponseError as exc:
@@ -199,6 +258,9 @@ class Consumer:
                             self.group, self.stream)  # fmt: skip
                 await self._recreate_group()
                 continue
+            except asyncio.CancelledError:
+                await self._conn.reset()  # a read may be half done
+                raise
             if events:
                 return events
             if deadline is not None and time.monotonic() >= deadline:
@@ -206,70 +268,116 @@ class Consumer:
 
     async def flush(self) -> None:
         """Ack + mark everything finished so far (used at shutdown)."""
-        if not (self._ack or self._marks):
+        if not (self._done or self._ack_only):
             return
         for attempt in range(3):
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 self._queue_flush(pipe)
                 await pipe.execute()
-                self._after_flush()
+                self._after_flush(len(self._done), len(self._ack_only))
                 return
             except CONNECTION_ERRORS as exc:
                 log.warning("agent %s: final ack failed (%s)", self.agent, exc)
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     def _queue_flush(self, pipe: Any) -> None:
-        if self._marks:
-            self.dedupe.add_marks(pipe, self._marks)
-        if self._ack:
-            pipe.execute_command(_XACK, self.stream, self.group, *self._ack)
+        if self._done:
+            self.dedupe.add_marks(pipe, [event._event_id for event in self._done])
+        ids = [event.entry_id for event in self._done] + self._ack_only
+        if ids:
+            pipe.execute_command(b"XACK", self.stream, self.group, *ids)
 
-    def _after_flush(self) -> None:
-        done = len(self._latencies)
+    def _after_flush(self, done: int, ack_only: int) -> None:
+        """Forget what was flushed (more may have been added meanwhile)."""
         if done:
+            del self._done[:done]
             self.metrics.processed.inc(done)
-            self.metrics.observe_latencies(self._latencies)
-            self._latencies = []
-        self._ack = []
-        self._marks = []
+            latencies = self._latencies[:done]
+            del self._latencies[:done]
+            self.metrics.observe_latencies(latencies)
+        if ack_only:
+            del self._ack_only[:ack_only]
 
-    async def _round_trip(self, deadline: float | None) -> list[Event]:
-        now = time.monotonic()
+    async def _fast_round_trip(self, now: float, deadline: float | None) -> list[Event]:
+        """Mark + ack finished events and read the next batch: one script call."""
+        done = self._done
+        only = self._ack_only
+        n_done = len(done)
+        n_only = len(only)
+        bucket, current, previous = self.dedupe.current()
+        entry_ids = [event.entry_id for event in done]
+        event_ids = [event._event_id for event in done]
+        args_head = [
+            CONSUME.sha.encode(), b"3", self._stream_b, current.encode(), previous.encode(),
+            self._group_b, self._name_b, b"%d" % self.read_count,
+            b"%d" % self.dedupe.expire_at(bucket), b"%d" % n_done, b"%d" % n_only,
+        ]  # fmt: skip
+        count = 1 + len(args_head) + 2 * n_done + n_only
+        parts = [bulks([b"EVALSHA", *args_head]), bulks(entry_ids), bulks(event_ids), bulks(only)]
+        conn = self._conn
+        await conn.send(pack_parts(count, parts))
+        try:
+            reply = await conn.read()
+        except NoScriptError:
+            parts[0] = bulks([b"EVAL", CONSUME.source.encode(), *args_head[1:]])
+            await conn.send(pack_parts(count, parts))
+            reply = await conn.read()
+        self._after_flush(n_done, n_only)
+        duplicates, entries = reply[0], reply[1]
+        if duplicates:
+            self.metrics.duplicate.inc(duplicates)
+        if entries:
+            return await self._prepare([], {}, entries, checked=True)
+        # Caught up: wait for new entries with a blocking read.
+        block = self.block_ms
+        heap = self._retry_heap
+        if heap:
+            block = min(block, max(1, int((heap[0][0] - now) * 1000) + 1))
+        if deadline is not None:
+            block = min(block, max(1, int((deadline - now) * 1000)))
+        block = min(block, max(1, int((self._next_claim - now) * 1000) + 1))
+        if self._stopping:
+            return []
+        await conn.send(
+            pack([*self._blocking_read_head, b"BLOCK", block, b"STREAMS", self._stream_b, b">"])
+        )
+        reply = await conn.read(block / 1000 + 10.0)
+        entries = _stream_entries(reply)
+        if not entries:
+            return []
+        return await self._prepare([], {}, entries, checked=False)
+
+    async def _maintenance_round_trip(self, now: float) -> list[Event]:
+        """Drain own pending entries, retry due failures, reclaim from dead consumers."""
         pipe = self.redis.pipeline(transaction=False)
+        n_done, n_only = len(self._done), len(self._ack_only)
         self._queue_flush(pipe)
         flushed = len(pipe.command_stack)
 
-        # Failed entries whose back-off is over: claim them to ourselves.
         due: list[bytes] = []
         heap = self._retry_heap
         while heap and heap[0][0] <= now and len(due) < self.read_count:
             due.append(heapq.heappop(heap)[1])
         if due:
-            pipe.execute_command(_XCLAIM, self.stream, self.group, self.name, 0, *due)
+            pipe.execute_command(b"XCLAIM", self.stream, self.group, self.name, 0, *due)
         claiming = False
         if now >= self._next_claim and not self._draining:
             claiming = True
             self._next_claim = now + self.claim_interval
             pipe.execute_command(
-                _XAUTOCLAIM, self.stream, self.group, self.name, self.claim_idle_ms,
+                b"XAUTOCLAIM", self.stream, self.group, self.name, self.claim_idle_ms,
                 self._claim_cursor, b"COUNT", self.read_count,
             )  # fmt: skip
         if self._draining:
-            pipe.execute_command(*self._read_args, b"STREAMS", self.stream, self._drain_cursor)
-        else:
-            block = self.block_ms
-            if heap:
-                block = min(block, max(1, int((heap[0][0] - now) * 1000) + 1))
-            if deadline is not None:
-                block = min(block, max(1, int((deadline - now) * 1000)))
-            if due or claiming:
-                block = 1  # do not sit on claimed work
-            pipe.execute_command(*self._read_args, b"BLOCK", block, b"STREAMS", self.stream, b">")
+            pipe.execute_command(
+                b"XREADGROUP", b"GROUP", self.group, self.name, b"COUNT", self.read_count,
+                b"STREAMS", self.stream, self._drain_cursor,
+            )  # fmt: skip
         try:
             replies = await pipe.execute(raise_on_error=False)
         except BaseException:
-            for entry_id in due:  # not claimed after all: try again later
+            for entry_id in due:  # not claimed after all: try again soon
                 heapq.heappush(heap, (now, entry_id))
             raise
         for reply in replies:
@@ -277,7 +385,7 @@ class Consumer:
                 for entry_id in due:
                     heapq.heappush(heap, (now, entry_id))
                 raise reply
-        self._after_flush()
+        self._after_flush(n_done, n_only)
 
         position = flushed
         recovered: list[Any] = []  # entries whose delivery count we must ask Redis for
@@ -294,26 +402,25 @@ class Consumer:
                 e for e in claimed
                 if e and e[0] not in self._inflight and e[0] not in self._retrying
             )  # fmt: skip
-        entries = _stream_entries(replies[position])
         if self._draining:
+            entries = _stream_entries(replies[position])
             if entries:
                 self._drain_cursor = entries[-1][0]
                 recovered.extend(
                     e for e in entries if e[0] not in self._inflight and e[0] not in self._retrying
                 )
-                entries = []
             else:
                 self._draining = False
-        counts: dict[bytes, int] = {}
-        if recovered:
-            counts = await self._delivery_counts([e[0] for e in recovered])
-        return await self._prepare(recovered, counts, entries)
+        if not recovered:
+            return []
+        counts = await self._delivery_counts([e[0] for e in recovered])
+        return await self._prepare(recovered, counts, [], checked=False)
 
     async def _delivery_counts(self, entry_ids: list[bytes]) -> dict[bytes, int]:
         """Redis's own delivery counters (XPENDING ``times_delivered``)."""
         pipe = self.redis.pipeline(transaction=False)
         for entry_id in entry_ids:
-            pipe.execute_command(_XPENDING, self.stream, self.group, entry_id, entry_id, 1)
+            pipe.execute_command(b"XPENDING", self.stream, self.group, entry_id, entry_id, 1)
         counts: dict[bytes, int] = {}
         for reply in await pipe.execute():
             for row in reply or []:
@@ -321,20 +428,26 @@ class Consumer:
         return counts
 
     async def _prepare(
-        self, recovered: list[Any], counts: dict[bytes, int], fresh: list[Any]
+        self, recovered: list[Any], counts: dict[bytes, int], fresh: list[Any], *, checked: bool
     ) -> list[Event]:
-        """Decode entries; route skips/invalid/duplicates; return events to handle."""
+        """Decode entries; route skips/invalid/duplicates; return events to handle.
+
+        ``checked``: the entries already passed the Redis dedupe check (in CONSUME)."""
         events: list[Event] = []
         bad: list[tuple[bytes, Any, BaseException, int]] = []
         skipped: list[bytes] = []
         exhausted: list[tuple[bytes, Any, BaseException, int]] = []
         classes = self._classes
         typed = self._typed
+        max_deliveries = self.policy.max_deliveries
         for batch, from_pending in ((recovered, True), (fresh, False)):
             for entry_id, flat in batch:
-                count = counts.get(entry_id, 1) if from_pending else 1
-                if from_pending and entry_id not in counts:
-                    continue  # no longer pending (acked meanwhile by someone else)
+                if from_pending:
+                    count = counts.get(entry_id, 0)
+                    if not count:
+                        continue  # no longer pending (acked meanwhile by someone else)
+                else:
+                    count = 1
                 if (
                     len(flat) == 16
                     and flat[0] == b"event_id"
@@ -366,38 +479,44 @@ class Consumer:
                             count))  # fmt: skip
                         continue
                     classes[event_type] = cls = found
-                if count > self.policy.max_deliveries:
+                if count > max_deliveries:
                     exhausted.append((entry_id, flat, RuntimeError(
-                        f"delivered {count} times (max_deliveries={self.policy.max_deliveries});"
+                        f"delivered {count} times (max_deliveries={max_deliveries});"
                         " a consumer probably died while handling it"), count))  # fmt: skip
                     continue
                 try:
-                    value = cls.model_validate_json(payload)
+                    value = cls.__pydantic_validator__.validate_json(payload)
                 except ValidationError as exc:
                     bad.append((entry_id, flat, exc, count))
                     continue
                 events.append(Event(self, entry_id, flat, event_id, event_type, cid, value, count))
         if skipped:
-            self._ack.extend(skipped)
+            self._ack_only.extend(skipped)
             self.metrics.not_accepted.inc(len(skipped))
         if bad:
             await self._dead_letter(bad, reason="invalid")
         if exhausted:
             await self._dead_letter(exhausted, reason="max_deliveries")
         if events:
-            events = await self._drop_duplicates(events)
+            events = await self._drop_duplicates(events, check_redis=not checked)
         return events
 
-    async def _drop_duplicates(self, events: list[Event]) -> list[Event]:
-        """One HMGET pair per batch; also catches duplicates inside the batch and of
-        events that are still in flight or whose mark is not written yet."""
-        ids = [event._event_id for event in events]
-        pipe = self.redis.pipeline(transaction=False)
-        self.dedupe.add_check(pipe, ids)
-        current, previous = await pipe.execute()
-        seen = self.dedupe.seen(ids, current, previous)
-        if self._marks:
-            seen.update(self._marks)
+    async def _drop_duplicates(self, events: list[Event], *, check_redis: bool) -> list[Event]:
+        """Skip events whose id is marked in Redis (unless the script checked already),
+        repeated inside the batch, in flight, or finished but not flushed yet."""
+        seen: set[bytes] = set()
+        if check_redis:
+            ids = [event._event_id for event in events]
+            _, current, previous = self.dedupe.current()
+            data = pack([b"HMGET", current.encode(), *ids]) + pack(
+                [b"HMGET", previous.encode(), *ids]
+            )
+            await self._conn.send(data)
+            in_current = await self._conn.read()
+            in_previous = await self._conn.read()
+            seen = self.dedupe.seen(ids, in_current, in_previous)
+        if self._done:
+            seen.update(event._event_id for event in self._done)
         if self._inflight:
             seen.update(self._inflight.values())
         inflight = self._inflight
@@ -413,7 +532,7 @@ class Consumer:
         return keep
 
     def _skip_duplicate(self, event: Event) -> None:
-        self._ack.append(event.entry_id)
+        self._ack_only.append(event.entry_id)
         self.metrics.duplicate.inc()
         log.info("agent %s: skipping duplicate event %s (entry %s)", self.agent,
                  event.event_id, event.message_id)  # fmt: skip
@@ -446,7 +565,7 @@ class Consumer:
             self.metrics.dead_lettered(reason)
             log.error("agent %s: entry %s of %s dead-lettered (%s: %s)", self.agent,
                       entry_id.decode(), self.stream, type(exc).__name__, exc)  # fmt: skip
-        pipe.execute_command(_XACK, self.stream, self.group, *ids)
+        pipe.execute_command(b"XACK", self.stream, self.group, *ids)
         await pipe.execute()
 
     # ------------------------------------------------------------- failures

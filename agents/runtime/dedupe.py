@@ -1,9 +1,10 @@
 """Idempotent consumption: remember which event ids a group has processed.
 
-Marks are fields of time-bucketed hashes ``orderflow:{<group>}:seen:<stream>:<bucket>``
+Marks are fields of time-bucketed hashes ``orderflow:{<stream>}:seen:<group>:<bucket>``
 (bucket = ``floor(unix_time / ttl)``). A batch of marks is one ``HSET`` (+
 ``EXPIREAT``), written in the same pipeline as the batch's ``XACK``; a batch is
-checked with one ``HMGET`` on the current and the previous bucket. So an event
+checked inside the same script that reads it (``HEXISTS`` on the current and
+the previous bucket; see :mod:`agents.runtime.consumer`). So an event
 id is remembered for at least ``ttl`` and at most ``2 * ttl`` seconds after
 it was processed (default ttl 24 h): long enough to absorb redeliveries and
 outbox re-publishes (which happen within seconds to minutes), bounded so the
@@ -31,7 +32,15 @@ class DedupeMarks:
         return int((time.time() if now is None else now) // self.ttl)
 
     def key(self, bucket: int) -> str:
-        return keys.seen_key(self.group, self.stream, bucket)
+        return keys.seen_key(self.stream, self.group, bucket)
+
+    def expire_at(self, bucket: int) -> int:
+        return (bucket + 2) * self.ttl + 60
+
+    def current(self, now: float | None = None) -> tuple[int, str, str]:
+        """(bucket, its key, the previous bucket's key)."""
+        bucket = self._bucket(now)
+        return bucket, self.key(bucket), self.key(bucket - 1)
 
     def check_keys(self, now: float | None = None) -> tuple[str, str]:
         bucket = self._bucket(now)
@@ -66,7 +75,7 @@ class DedupeMarks:
             args.append(eid)
             args.append(b"1")
         pipe.execute_command("HSET", key, *args)
-        pipe.execute_command("EXPIREAT", key, (bucket + 2) * self.ttl + 60)
+        pipe.execute_command("EXPIREAT", key, self.expire_at(bucket))
 
     async def is_seen(self, redis: Any, event_id: str) -> bool:
         pipe = redis.pipeline(transaction=False)

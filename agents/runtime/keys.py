@@ -6,9 +6,11 @@ Cluster readiness: a Lua script or MULTI may only touch keys of one hash slot.
   name, and a key without braces hashes its full name, so ``orders-stream`` and
   ``orderflow:{orders-stream}:delayed`` share a slot. (Stream names therefore
   must not contain ``{``/``}``.)
-* Dedupe marks live in ``orderflow:{<group>}:seen:<stream>:<bucket>``, one slot per
-  group. ``event.atomic()`` puts user commands in a MULTI with the mark: under
-  Cluster those keys must carry the same ``{<group>}`` tag (use :func:`group_key`).
+* Dedupe marks live in ``orderflow:{<stream>}:seen:<group>:<bucket>``: the same
+  slot as the stream, because one script acks entries, writes their marks and
+  reads the next batch. ``event.atomic()`` puts user commands in a MULTI with the
+  mark: under Cluster those keys must carry the same ``{<stream>}`` tag (build
+  them with :func:`stream_key`).
 * Everything else is single-key.
 """
 
@@ -30,11 +32,17 @@ def delayed_key(stream: str) -> str:
     return f"{PREFIX}{{{stream}}}:delayed"
 
 
-def seen_key(group: str, stream: str, bucket: int) -> str:
+def seen_key(stream: str, group: str, bucket: int) -> str:
     """Hash of event ids ``group`` has processed from ``stream`` in one time bucket."""
-    return f"{PREFIX}{{{group}}}:seen:{stream}:{bucket}"
+    return f"{PREFIX}{{{stream}}}:seen:{group}:{bucket}"
+
+
+def stream_key(stream: str, name: str) -> str:
+    """A user key in the same Cluster slot as ``stream`` (for ``event.atomic()``)."""
+    return f"{PREFIX}{{{stream}}}:{name}"
 
 
 def group_key(group: str, name: str) -> str:
-    """A user key in the same Cluster slot as ``group``'s dedupe marks (for event.atomic())."""
+    """A user key named after a group (single-node deployments). Under Cluster,
+    keys written inside ``event.atomic()`` must use :func:`stream_key` instead."""
     return f"{PREFIX}{{{group}}}:{name}"

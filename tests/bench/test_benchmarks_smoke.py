@@ -122,7 +122,7 @@ def test_naive_control_reports_consistent_figures() -> None:
 
 def test_latency_reports_ordered_percentiles() -> None:
     result = run_benchmark("latency.py", "--orders", "5", "--warmup", "1")
-    assert LATENCY_KEYS <= set(result)
+    assert set(result) >= LATENCY_KEYS
     assert result["orders"] == 5
     assert result["timeouts"] == 0
     for key in LATENCY_KEYS - {"orders"}:

@@ -35,7 +35,7 @@ def chart_values() -> dict[str, Any]:
 def template_files() -> list[Path]:
     """Every file Helm renders (YAML templates, helpers, NOTES.txt, chart tests)."""
     files = sorted(TEMPLATES.rglob("*.yaml")) + sorted(TEMPLATES.rglob("*.tpl"))
-    return files + [TEMPLATES / "NOTES.txt"]
+    return [*files, TEMPLATES / "NOTES.txt"]
 
 
 def leaf_paths(node: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -59,6 +59,25 @@ def test_block_checker_rejects_broken_templates():
         gotemplate.check_blocks("{{ .Values.a }")
 
 
+NINDENT_LINE = re.compile(r"^( *)\{\{-?.*\|\s*nindent (\d+)\s*-?\}\}\s*$")
+
+
+def test_nindent_matches_the_column_of_its_action():
+    """`{{- ... | nindent N }}` alone on a line must sit at column N, or the YAML
+    it produces is indented differently from the lines around it."""
+    checked = 0
+    wrong = []
+    for path in template_files():
+        for number, line in enumerate(gotemplate.read(path).splitlines(), 1):
+            match = NINDENT_LINE.match(line)
+            if match:
+                checked += 1
+                if len(match.group(1)) != int(match.group(2)):
+                    wrong.append(f"{path.name}:{number}")
+    assert checked > 50
+    assert wrong == []
+
+
 def test_only_functions_helm_provides_are_called():
     unknown = {
         f"{path.name}: {name}"
@@ -146,10 +165,14 @@ def _objects_from_values() -> list[Any]:
         )
         if section.get("imagePullSecrets"):
             objects[-1]["spec"]["imagePullSecrets"] = v["imagePullSecrets"]
-    objects.append(_pod("job", v["podSecurityContext"], v["securityContext"], v["jobResources"], {}))
+    objects.append(
+        _pod("job", v["podSecurityContext"], v["securityContext"], v["jobResources"], {})
+    )
     for server in ("mongodb", "redis"):
         section = v[server]
-        objects.append(_pod(server, section["podSecurityContext"], {}, section["resources"], section))
+        objects.append(
+            _pod(server, section["podSecurityContext"], {}, section["resources"], section)
+        )
         objects.append(
             {
                 "apiVersion": "v1",
@@ -178,7 +201,9 @@ def _objects_from_values() -> list[Any]:
                                 {
                                     "path": "/ws",
                                     "pathType": "Prefix",
-                                    "backend": {"service": {"name": "gw", "port": {"name": "http"}}},
+                                    "backend": {
+                                        "service": {"name": "gw", "port": {"name": "http"}}
+                                    },
                                 }
                             ]
                         },

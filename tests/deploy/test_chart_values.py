@@ -29,7 +29,8 @@ def schema() -> dict[str, Any]:
 def errors(schema: dict[str, Any], values: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft7Validator(schema)
     return sorted(
-        "/".join(map(str, e.absolute_path)) + ": " + e.message for e in validator.iter_errors(values)
+        "/".join(map(str, e.absolute_path)) + ": " + e.message
+        for e in validator.iter_errors(values)
     )
 
 
@@ -95,9 +96,7 @@ def test_an_extra_worker_role_is_accepted(schema):
 def test_every_leaf_value_is_listed_in_the_chart_readme():
     readme = (CHART / "README.md").read_text(encoding="utf-8")
     missing = [
-        ".".join(path)
-        for path in leaf_paths(chart_values())
-        if f"`{'.'.join(path)}`" not in readme
+        ".".join(path) for path in leaf_paths(chart_values()) if f"`{'.'.join(path)}`" not in readme
     ]
     assert missing == []
 

@@ -76,6 +76,15 @@ class Worker:
                 f"worker {self.pid} still running after {timeout:.0f}s; log:\n{self.log()[-3000:]}"
             ) from None
 
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until the App logged that it started (its signal handlers are installed)."""
+        wait_until(
+            lambda: " started: " in self.log() or not self.alive(),
+            timeout=timeout,
+            what=f"worker {self.pid} to start",
+        )
+        assert self.alive(), f"worker {self.pid} exited at start; log:\n{self.log()[-3000:]}"
+
     def alive(self) -> bool:
         return self.process.poll() is None
 

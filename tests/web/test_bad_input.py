@@ -10,6 +10,7 @@ bad WebSocket paths.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import websockets
 
 from agents.runtime.localserver import LocalRedisServer
 from tests.web.conftest import LiveApi, make_settings, running_api, seeded_store
+from web.tracking import CLOSE_MALFORMED_ID, CLOSE_UNKNOWN_ORDER
 
 ORDERS = "/api/v1/orders"
 JSON = {"content-type": "application/json"}
@@ -146,6 +149,17 @@ TABLE: list[Bad] = [
     Bad("ws-no-order-id", 404, "GET", "/ws/v1/order-tracking/", headers={}),
     Bad("ws-extra-segment", 404, "GET", f"/ws/v1/order-tracking/{VALID_ORDER_ID}/x", headers={}),
     Bad("ws-wrong-version", 404, "GET", f"/ws/v2/order-tracking/{VALID_ORDER_ID}", headers={}),
+    Bad("ws-without-upgrade", 426, "GET", f"/ws/v1/order-tracking/{VALID_ORDER_ID}", headers={}),
+    Bad("ws-post", 405, "POST", f"/ws/v1/order-tracking/{VALID_ORDER_ID}", body=b"{}"),
+]
+
+# Real WebSocket handshakes on bad ids: closed with the gateway's documented codes.
+WS_CASES = [
+    ("ws-malformed-id", "not-an-order", CLOSE_MALFORMED_ID),
+    ("ws-uppercase-id", "A" * 32, CLOSE_MALFORMED_ID),
+    ("ws-id-too-long", "0" * 33, CLOSE_MALFORMED_ID),
+    ("ws-operator-id", "%7B%22%24gt%22%3A%22%22%7D", CLOSE_MALFORMED_ID),
+    ("ws-unknown-order", VALID_ORDER_ID, CLOSE_UNKNOWN_ORDER),
 ]
 
 
@@ -188,3 +202,23 @@ async def test_bad_request_gets_problem_and_changes_nothing(table_api: LiveApi, 
 
     assert await api.stock() == stock_before
     assert await api.store.count_orders() == orders_before
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(
+    ("order_id", "close_code"),
+    [(order_id, code) for _, order_id, code in WS_CASES],
+    ids=[name for name, _, _ in WS_CASES],
+)
+async def test_bad_websocket_id_is_closed_with_its_code(
+    table_api: LiveApi, order_id: str, close_code: int
+) -> None:
+    stock_before = await table_api.stock()
+    url = table_api.base_url.replace("http://", "ws://") + f"/ws/v1/order-tracking/{order_id}"
+    async with websockets.connect(url, open_timeout=30) as socket:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), timeout=30)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == close_code
+    assert closed.value.rcvd.reason
+    assert await table_api.stock() == stock_before

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import schemathesis
 
 from agents.settings import Settings
 from tests.web.conftest import LiveApi, free_port, make_settings, running_api
@@ -111,4 +112,45 @@ async def test_openapi_document_describes_the_api(api: LiveApi) -> None:
     # OpenAPI 3.0 has no $defs/"type": "null"/numeric exclusiveMinimum: the converter removed them
     text = json.dumps(spec)
     assert "$defs" not in text and '"type": "null"' not in text
+    schemathesis.openapi.from_dict(spec).validate()  # against the OpenAPI 3.0 meta-schema
+    assert post["responses"]["201"]["links"]["GetOrder"]["operationId"] == "getOrder"
     assert (await api.client.get("/docs")).status_code == 200
+
+
+async def test_order_is_taken_while_redis_is_down(api_without_redis: LiveApi) -> None:
+    """The order commits with its outbox; publishing waits for the relay, the client gets 201."""
+    response = await api_without_redis.client.post(
+        "/api/v1/orders", json={"lines": [{"item_id": "margherita", "quantity": 1}]}
+    )
+    assert response.status_code == 201, response.text
+    assert (await api_without_redis.stock())["margherita"] == 39
+    pending = await api_without_redis.store.outbox_pending()
+    assert {message.envelope.event_type for message in pending} == {
+        "order.created.v1",
+        "order.simulate.v1",
+    }
+
+
+@pytest.fixture
+async def gateway(redis_client: Any, api_settings: Settings) -> AsyncIterator[LiveApi]:
+    async for live in running_api(api_settings, role="gateway"):
+        yield live
+
+
+async def test_gateway_role_serves_tracking_and_probes_but_no_rest(gateway: LiveApi) -> None:
+    assert (await gateway.client.get("/healthz")).status_code == 200
+    assert (await gateway.client.get("/readyz")).status_code == 200
+    assert (await gateway.client.get("/metrics")).status_code == 200
+    menu = await gateway.client.get("/api/v1/menu")
+    assert menu.status_code == 404
+    assert menu.headers["content-type"].startswith("application/problem+json")
+    # the tracking route exists: a plain GET is told to upgrade
+    tracking = await gateway.client.get("/ws/v1/order-tracking/" + "0" * 32)
+    assert tracking.status_code == 426
+
+
+def test_unknown_role_is_refused(api_settings: Settings) -> None:
+    from web.app import create_app
+
+    with pytest.raises(ValueError, match="unknown role"):
+        create_app(api_settings, role="admin")  # type: ignore[arg-type]

@@ -151,3 +151,36 @@ async def test_json_with_charset_and_vendor_json_types_are_accepted(api: LiveApi
             headers={"content-type": content_type},
         )
         assert response.status_code == 201, (content_type, response.text)
+
+
+async def test_get_order_shows_history_and_delivery_and_replay_shows_creation(
+    api: LiveApi,
+) -> None:
+    headers = {"Idempotency-Key": "history-1"}
+    created = await api.client.post(ORDERS, json=body(("funghi", 1)), headers=headers)
+    assert created.status_code == 201
+    order_id = created.json()["id"]
+
+    store = api.store
+    assert await store.update_order_status(order_id, "confirmed", "2030-01-01T00:00:01Z", [])
+    assert await store.update_order_status(
+        order_id, "out_for_delivery", "2030-01-01T00:00:02Z", []
+    )
+    delivery, made = await store.create_delivery(order_id, lambda _delivery: [])
+    assert made
+
+    fetched = (await api.client.get(f"{ORDERS}/{order_id}")).json()
+    assert fetched["status"] == "out_for_delivery"
+    assert [entry["status"] for entry in fetched["history"]] == [
+        "created",
+        "confirmed",
+        "out_for_delivery",
+    ]
+    assert fetched["delivery"]["id"] == delivery.id
+    assert fetched["delivery"]["status"] == "waiting"
+
+    # A late retry of the POST still gets the first answer, not today's state.
+    replay = await api.client.post(ORDERS, json=body(("funghi", 1)), headers=headers)
+    assert replay.status_code == 201
+    assert replay.headers["idempotency-replayed"] == "true"
+    assert replay.json() == created.json()

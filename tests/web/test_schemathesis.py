@@ -47,6 +47,7 @@ async def test_no_server_errors_under_schemathesis(api: LiveApi, tmp_path: Path)
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
     text = output.decode(errors="replace")
+    print(text)  # shown by pytest -s or on failure
     assert process.returncode == 0, text
     # every documented operation was exercised, and nothing failed
     selected = re.search(r"Selected: (\d+)/(\d+)", text)

@@ -3,8 +3,9 @@
 What these tests prove:
 * the first message is a snapshot of the order as stored (history, delivery);
 * then every change published to orders-stream / deliveries-stream arrives, in
-  order, and never one older than what the socket already said (stale and
-  repeated events are filtered, other orders' events are not delivered);
+  publication order per stream, and never one older than what the socket
+  already said (stale and repeated events are filtered, other orders' events
+  are not delivered);
 * an order only the status cache knows still gets a snapshot;
 * unknown order -> close 4404, malformed id -> close 4400;
 * {"type": "ping"} -> {"type": "pong"};
@@ -104,14 +105,25 @@ async def receive(ws: ClientConnection) -> dict[str, Any]:
     return message
 
 
-async def receive_until(ws: ClientConnection, order_status_: str) -> list[dict[str, Any]]:
-    """Messages up to and including the order.status message with ``order_status_``."""
+async def receive_until(ws: ClientConnection, *last: tuple[str, str]) -> list[dict[str, Any]]:
+    """Messages until every ``(type, status)`` in ``last`` has been received."""
+    waiting = set(last)
     messages: list[dict[str, Any]] = []
-    while True:
+    while waiting:
         message = await receive(ws)
         messages.append(message)
-        if message["type"] == "order.status" and message["status"] == order_status_:
-            return messages
+        waiting.discard((message["type"], message.get("status", "")))
+    return messages
+
+
+def order_messages(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The order's own changes, in the order received (one stream: strictly ordered)."""
+    return [(m["type"], m["status"]) for m in messages if m["type"] == "order.status"]
+
+
+def delivery_messages(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The delivery's changes, in the order received (one stream: strictly ordered)."""
+    return [(m["type"], m["status"]) for m in messages if m["type"].startswith("delivery.")]
 
 
 async def close_of(url: str) -> tuple[int | None, str | None]:
@@ -171,14 +183,18 @@ async def test_snapshot_first_then_every_newer_change(
             redis_client, "orders-stream", order_status(order.id, "delivered", "out_for_delivery")
         )
 
-        messages = await receive_until(ws, "delivered")
+        messages = await receive_until(
+            ws, ("order.status", "delivered"), ("delivery.status", "delivered")
+        )
 
-    assert [(m["type"], m["status"]) for m in messages] == [
+    assert order_messages(messages) == [
         ("order.status", "out_for_delivery"),
+        ("order.status", "delivered"),
+    ]
+    assert delivery_messages(messages) == [
         ("delivery.created", "waiting"),
         ("delivery.status", "on_the_way"),
         ("delivery.status", "delivered"),
-        ("order.status", "delivered"),
     ]
     assert all(m["order_id"] == order.id and m["at"] for m in messages)
     assert all(m["delivery_id"] == delivery_id for m in messages if m["type"].startswith("deliv"))
@@ -218,12 +234,12 @@ async def test_order_created_event_and_snapshot_with_delivery(
         await publish(
             redis_client, "orders-stream", order_status(order.id, "delivered", "out_for_delivery")
         )
-        messages = await receive_until(ws, "delivered")
+        messages = await receive_until(
+            ws, ("order.status", "delivered"), ("delivery.status", "on_the_way")
+        )
 
-    assert [(m["type"], m["status"]) for m in messages] == [
-        ("delivery.status", "on_the_way"),
-        ("order.status", "delivered"),
-    ]
+    assert order_messages(messages) == [("order.status", "delivered")]
+    assert delivery_messages(messages) == [("delivery.status", "on_the_way")]
 
 
 async def test_order_known_only_to_the_status_cache(
@@ -322,19 +338,21 @@ async def test_two_gateway_processes_each_see_every_update(
                 "orders-stream",
                 order_status(order.id, "delivered", "out_for_delivery"),
             )
+            last = (("order.status", "delivered"), ("delivery.status", "on_the_way"))
             seen_a, seen_b = await asyncio.gather(
-                receive_until(ws_a, "delivered"), receive_until(ws_b, "delivered")
+                receive_until(ws_a, *last), receive_until(ws_b, *last)
             )
     finally:
         await asyncio.to_thread(second.stop)
 
-    expected = [
-        ("order.status", "confirmed"),
-        ("order.status", "preparing"),
-        ("order.status", "out_for_delivery"),
-        ("delivery.created", "waiting"),
-        ("delivery.status", "on_the_way"),
-        ("order.status", "delivered"),
-    ]
-    assert [(m["type"], m["status"]) for m in seen_a] == expected
-    assert [(m["type"], m["status"]) for m in seen_b] == expected
+    for seen in (seen_a, seen_b):
+        assert order_messages(seen) == [
+            ("order.status", "confirmed"),
+            ("order.status", "preparing"),
+            ("order.status", "out_for_delivery"),
+            ("order.status", "delivered"),
+        ]
+        assert delivery_messages(seen) == [
+            ("delivery.created", "waiting"),
+            ("delivery.status", "on_the_way"),
+        ]

@@ -34,7 +34,7 @@ from agents.orders import place_order
 from models.documents import Order, OrderLineRequest
 from models.store import IdempotencyKeyReused, OutOfStock, StoreUnavailable, UnknownItem
 from web.metrics import ORDERS_PLACED, ORDERS_REJECTED
-from web.openapi import ORDER_SCHEMA, json_content, problem_content
+from web.openapi import ORDER_SCHEMA, document_response_extras, json_content, problem_content
 from web.problems import problem, problem_type
 from web.validation import (
     ORDER_ID_PATTERN,
@@ -268,10 +268,12 @@ def register(app: Sanic) -> None:
         create_documented = openapi.response(status, problem_content(), description)(
             create_documented
         )
-    create_documented = openapi.response(
+    create_documented = openapi.response(201, json_content(ORDER_SCHEMA), "Order created")(
+        create_documented
+    )
+    document_response_extras(
+        create_documented,
         201,
-        json_content(ORDER_SCHEMA),
-        "Order created",
         headers={"Location": {"schema": {"type": "string"}, "description": "URL of the order"}},
         links={
             "GetOrder": {
@@ -280,7 +282,7 @@ def register(app: Sanic) -> None:
                 "description": "The order just created.",
             }
         },
-    )(create_documented)
+    )
 
     get_documented = openapi.definition(
         operation="getOrder",

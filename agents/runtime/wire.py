@@ -1,0 +1,72 @@
+"""RESP encoding and a private connection for the consumer's hot path.
+
+redis-py's generic ``pack_command`` costs ~70 µs for a 100-id XACK, more than
+the server needs to run it; the consumer builds its few commands itself from
+bytes it already has, and talks over one connection of its own so that the
+request for the next batch can be written before the current one is handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+
+
+def _bulk(value: bytes | str | int) -> bytes:
+    if isinstance(value, bytes):
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    data = str(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack(args: Sequence[bytes | str | int]) -> bytes:
+    """One command in RESP: ``*<n>`` then each argument as a bulk string."""
+    return b"*%d\r\n" % len(args) + b"".join([_bulk(arg) for arg in args])
+
+
+def pack_parts(count: int, parts: Iterable[bytes]) -> bytes:
+    """A command whose arguments were already encoded with :func:`bulks`."""
+    return b"*%d\r\n" % count + b"".join(parts)
+
+
+def bulks(values: Sequence[bytes]) -> bytes:
+    """Pre-encode many bytes arguments (ids) at once."""
+    return b"".join([b"$%d\r\n%b\r\n" % (len(v), v) for v in values])
+
+
+class PrivateConnection:
+    """One connection of the client's pool kept for a consumer (reconnects lazily)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._pool = redis.connection_pool
+        self._conn: AbstractConnection | None = None
+
+    async def send(self, data: bytes) -> None:
+        conn = self._conn
+        if conn is None:
+            conn = self._pool.make_connection()
+            self._conn = conn
+        if not conn.is_connected:
+            await conn.connect()
+        await conn.send_packed_command(data, check_health=False)
+
+    async def read(self, max_wait: float | None = None) -> Any:
+        conn = self._conn
+        if conn is None:
+            raise ConnectionError("not connected")
+        return await conn.read_response(timeout=max_wait)
+
+    async def reset(self) -> None:
+        """Drop the socket (after an error or a cancelled read: its state is unknown)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.disconnect()
+            except Exception:
+                pass
+
+    async def close(self) -> None:
+        await self.reset()

@@ -1,0 +1,180 @@
+"""``orderflow demo`` for real: a subprocess on a free port, its own Valkey and SQLite.
+
+It must print the URL, serve the UI and the menu, carry an order to
+``delivered`` (zero simulator delays), and on SIGTERM stop every process it
+started (API and its Sanic worker, four service workers, Valkey), exit 0 and
+print its summary line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from agents.runtime.localserver import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 60.0
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process below ``pid``, with its command line (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in found:
+                found[child] = command_line(child)
+                frontier.append(child)
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def still_running(pid: int, cmdline: str) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and command_line(pid) == cmdline
+
+
+def pump_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def wait_for_line(lines: queue.Queue[str], needle: str, seen: list[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"no line with {needle!r} within {timeout}s; output:\n{''.join(seen)}")
+
+
+def http_get(url: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.headers.get("content-type", ""), response.read()
+
+
+def http_post_json(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+        return json.loads(response.read())
+
+
+@pytest.mark.timeout(240)
+def test_demo_serves_the_system_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+    env.update(
+        ORDERFLOW_PORT=str(port),
+        ORDERFLOW_DATA_DIR=str(tmp_path / ".data"),
+        ORDERFLOW_SIMULATOR_DELAY_MIN="0",
+        ORDERFLOW_SIMULATOR_DELAY_MAX="0",
+        PYTHONPATH=str(ROOT),
+    )
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "demo"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert demo.stdout is not None
+    threading.Thread(target=pump_lines, args=(demo.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    try:
+        url_line = wait_for_line(lines, f"http://127.0.0.1:{port}/", seen, START_TIMEOUT)
+        assert "orderflow is running" in url_line
+        base = f"http://127.0.0.1:{port}"
+
+        status, content_type, body = http_get(base + "/")
+        assert status == 200 and content_type.startswith("text/html")
+        assert b"<html" in body.lower()
+        status, content_type, body = http_get(base + "/api/v1/menu")
+        assert status == 200 and "json" in content_type
+        menu = json.loads(body)
+        items = menu["items"] if isinstance(menu, dict) else menu
+        assert len(items) >= 12
+
+        order = http_post_json(
+            base + "/api/v1/orders", {"lines": [{"item_id": items[0]["id"], "quantity": 1}]}
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            _, _, body = http_get(f"{base}/api/v1/orders/{order['id']}")
+            current = json.loads(body)
+            if current["status"] == "delivered" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert [h["status"] for h in current["history"]] == [
+            "created",
+            "confirmed",
+            "preparing",
+            "out_for_delivery",
+            "delivered",
+        ]
+        assert current["delivery"]["status"] == "delivered"
+        assert (tmp_path / ".data" / "orderflow.db").exists()
+
+        tree = descendants(demo.pid)
+        assert sum("agents.cli worker" in cmd for cmd in tree.values()) == 4, tree
+        assert any("agents.cli api" in cmd for cmd in tree.values()), tree
+        assert any("valkey" in cmd for cmd in tree.values()), tree
+
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=STOP_TIMEOUT) == 0, "".join(seen)
+        summary = wait_for_line(lines, "orderflow demo stopped", seen, 10)
+        assert "5/5 processes exited cleanly" in summary
+        assert "1 order(s) in the store" in summary
+        leftovers = {pid: cmd for pid, cmd in tree.items() if still_running(pid, cmd)}
+        assert leftovers == {}
+    finally:
+        if demo.poll() is None:
+            for pid in descendants(demo.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            demo.kill()
+            demo.wait()
