@@ -74,7 +74,12 @@ def create_app() -> Sanic:
         import redis.asyncio as aioredis
 
         _local["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naive-store")
-        app.ctx.redis = aioredis.Redis.from_url(os.environ["ORDERFLOW_REDIS_URL"])
+        # A blocking pool: requests wait for a free connection instead of failing with
+        # "Too many connections" (redis-py's default pool is capped at 100 and raises).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            os.environ["ORDERFLOW_REDIS_URL"], max_connections=50, timeout=60
+        )
+        app.ctx.redis = aioredis.Redis(connection_pool=pool)
 
     @app.after_server_stop
     async def teardown(app: Sanic) -> None:

@@ -47,9 +47,7 @@ class OneShotConnection:
     async def open(self) -> None:
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
 
-    async def request(
-        self, method: str, path: str, json_body: Any | None = None
-    ) -> Response:
+    async def request(self, method: str, path: str, json_body: Any | None = None) -> Response:
         if self._reader is None or self._writer is None:
             await self.open()
         assert self._reader is not None and self._writer is not None

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import itertools
 import json
 import logging
 import statistics
@@ -97,14 +97,19 @@ async def prefill(url: str, events: int) -> int:
         await client.aclose()
 
 
-async def create_group(url: str, group: str) -> None:
+_group_numbers = itertools.count(1)
+
+
+async def create_group(url: str, prefix: str) -> str:
+    """A new group at id 0, with a name never used before in this run (the runtime's
+    dedupe marks are per group: a re-used name would skip every event as a duplicate)."""
+    group = f"{prefix}-{next(_group_numbers)}"
     client = aioredis.Redis.from_url(url)
     try:
-        with contextlib.suppress(aioredis.ResponseError):
-            await client.xgroup_destroy(STREAM, group)
         await client.xgroup_create(STREAM, group, id="0")
     finally:
         await client.aclose()
+    return group
 
 
 # --------------------------------------------------------------------------- contestants
@@ -112,8 +117,7 @@ async def create_group(url: str, group: str) -> None:
 
 async def run_raw(url: str, events: int) -> float:
     """The practical limit: read a batch, ack it pipelined with the next read."""
-    group = "raw-group"
-    await create_group(url, group)
+    group = await create_group(url, "raw")
     client = aioredis.Redis.from_url(url)
     try:
         done = 0
@@ -141,8 +145,7 @@ async def run_runtime(url: str, events: int) -> float:
     """An orderflow no-op agent with default settings."""
     from agents.runtime import App
 
-    group = "runtime-group"
-    await create_group(url, group)
+    group = await create_group(url, "runtime")
     app = App("bench", broker=url)
     topic = app.topic(STREAM, value_type=BenchEvent)
     done = asyncio.Event()
@@ -175,8 +178,7 @@ async def run_faststream(url: str, events: int) -> float:
     """
     from faststream.redis import RedisBroker, StreamSub
 
-    group = "faststream-group"
-    await create_group(url, group)  # at id 0: StreamSub would create it at "$"
+    group = await create_group(url, "faststream")
     broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]
     done = asyncio.Event()
     seen = 0
@@ -202,8 +204,7 @@ def run_walrus(url: str, events: int) -> float:
     """walrus ConsumerGroup: synchronous read(count=100) + ack per batch."""
     from walrus import Database
 
-    group = "walrus-group"
-    asyncio.run(create_group(url, group))
+    group = asyncio.run(create_group(url, "walrus"))
     db = Database.from_url(url)
     cg = db.consumer_group(group, {STREAM: "0"}, consumer="walrus-1")
     cg.create()

@@ -329,6 +329,8 @@ class Consumer:
             self.metrics.duplicate.inc(duplicates)
         if entries:
             return await self._prepare([], {}, entries, checked=True)
+        if duplicates:
+            return []  # a batch of duplicates only: read on without blocking
         # Caught up: wait for new entries with a blocking read.
         block = self.block_ms
         heap = self._retry_heap

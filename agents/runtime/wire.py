@@ -8,6 +8,7 @@ request for the next batch can be written before the current one is handled.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -63,10 +64,8 @@ class PrivateConnection:
         """Drop the socket (after an error or a cancelled read: its state is unknown)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort on a broken socket
                 await conn.disconnect()
-            except Exception:
-                pass
 
     async def close(self) -> None:
         await self.reset()

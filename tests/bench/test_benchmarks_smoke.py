@@ -17,6 +17,7 @@ asserted are the counts, which must hold on any machine:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -139,7 +140,8 @@ async def test_locustfile_runs_headless_without_failures() -> None:
     if not locust.exists():
         pytest.skip("locust is not installed in this environment (dev extra)")
     async with Stack(http_workers=1, services=RELAY_ONLY) as stack:
-        completed = subprocess.run(
+        completed = await asyncio.to_thread(
+            subprocess.run,
             [
                 str(locust),
                 "-f",

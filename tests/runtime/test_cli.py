@@ -52,7 +52,7 @@ def write_dead_letter(client: redis.Redis, stream: str, seq: int, error: str = "
         delivery_count=5,
     )
     entry_id = client.xadd(deadletter.DEAD_LETTERS, fields)  # type: ignore[arg-type]
-    return bytes(entry_id).decode()
+    return str(entry_id, "ascii")  # type: ignore[arg-type]
 
 
 def run_cli(redis_url: str, *args: str) -> int:

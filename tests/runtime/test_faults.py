@@ -49,7 +49,7 @@ def pending_count(client: redis.Redis) -> int:
 
 def pending_ids(client: redis.Redis) -> set[str]:
     rows = client.xpending_range(STREAM, GROUP, min="-", max="+", count=10_000)
-    return {bytes(row["message_id"]).decode() for row in rows}
+    return {str(row["message_id"], "ascii") for row in rows}  # type: ignore[arg-type]
 
 
 def all_done(client: redis.Redis, total: int) -> bool:

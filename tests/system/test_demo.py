@@ -3,7 +3,8 @@
 It must print the URL, serve the UI and the menu, carry an order to
 ``delivered`` (zero simulator delays), and on SIGTERM stop every process it
 started (API and its Sanic worker, four service workers, Valkey), exit 0 and
-print its summary line.
+print its summary line. Run twice: with its private Valkey, and with
+``ORDERFLOW_REDIS_URL`` pointing at the test session's server (no Valkey started).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import redis as redis_sync
 
-from agents.runtime.localserver import free_port
+from agents.runtime.localserver import LocalRedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0
@@ -85,6 +87,14 @@ def wait_for_line(lines: queue.Queue[str], needle: str, seen: list[str], timeout
     raise AssertionError(f"no line with {needle!r} within {timeout}s; output:\n{''.join(seen)}")
 
 
+def flush(url: str) -> None:
+    client = redis_sync.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
 def http_get(url: str) -> tuple[int, str, bytes]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, response.headers.get("content-type", ""), response.read()
@@ -103,9 +113,17 @@ def http_post_json(url: str, body: Any) -> Any:
 
 
 @pytest.mark.timeout(240)
-def test_demo_serves_the_system_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("redis", ["private", "external"])
+def test_demo_serves_the_system_and_stops_cleanly(
+    tmp_path: Path, redis: str, request: pytest.FixtureRequest
+) -> None:
+    """``private``: the demo starts its own Valkey; ``external``: ORDERFLOW_REDIS_URL is used."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+    if redis == "external":
+        server: LocalRedisServer = request.getfixturevalue("redis_server")
+        flush(server.url)
+        env["ORDERFLOW_REDIS_URL"] = server.url
     env.update(
         ORDERFLOW_PORT=str(port),
         ORDERFLOW_DATA_DIR=str(tmp_path / ".data"),
@@ -162,7 +180,8 @@ def test_demo_serves_the_system_and_stops_cleanly(tmp_path: Path) -> None:
         tree = descendants(demo.pid)
         assert sum("agents.cli worker" in cmd for cmd in tree.values()) == 4, tree
         assert any("agents.cli api" in cmd for cmd in tree.values()), tree
-        assert any("valkey" in cmd for cmd in tree.values()), tree
+        private_servers = [cmd for cmd in tree.values() if "valkey" in cmd]
+        assert len(private_servers) == (1 if redis == "private" else 0), tree
 
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=STOP_TIMEOUT) == 0, "".join(seen)

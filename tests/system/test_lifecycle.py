@@ -8,11 +8,14 @@ whole story) and in the notifications cache (latest status, TTL <= 24 h).
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 
 from agents.orders import place_order
 from agents.runtime import App
 from agents.runtime.testing import eventually
+from agents.services import create_service_apps
 from agents.status_cache import read_latest_status, status_key
 from agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
 from models.documents import OrderLineRequest
@@ -129,3 +132,31 @@ async def test_many_orders_all_reach_delivered(
         assert [change.status for change in order.history] == ORDER_LIFECYCLE
         assert [change.status for change in order.delivery.history] == DELIVERY_LIFECYCLE
     assert len({(await store.get_order(o)).delivery.id for o in order_ids}) == 10  # type: ignore[union-attr]
+
+
+async def test_random_delays_never_reorder_a_lifecycle(
+    redis_url: str, redis_client: aioredis.Redis, store: Store
+) -> None:
+    """Delays in [0, 50 ms]: each report is caused by the persisted previous status,
+    so none overtakes its predecessor and every history is complete and in order."""
+    apps = create_service_apps(broker=redis_url, store=store, simulator_delay=(0.0, 0.05))
+    for app in apps:
+        await app.start()
+    try:
+        order_ids = [
+            (
+                await place_order(
+                    store, redis_client, [OrderLineRequest(item_id="sparkling-water", quantity=1)]
+                )
+            ).order.id
+            for _ in range(20)
+        ]
+        for order_id in order_ids:
+            await wait_delivered(store, order_id)
+    finally:
+        await asyncio.gather(*(app.stop() for app in apps))
+    for order_id in order_ids:
+        order = await store.get_order(order_id)
+        assert order is not None and order.delivery is not None
+        assert [change.status for change in order.history] == ORDER_LIFECYCLE
+        assert [change.status for change in order.delivery.history] == DELIVERY_LIFECYCLE

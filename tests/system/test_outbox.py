@@ -139,3 +139,17 @@ async def test_republishing_an_outbox_message_appends_it_once(
     assert await publish_outbox(redis_client, store, [*messages, *messages]) == 0
     ids = [e.event_id for e in await envelopes_for_order(redis_client, ORDERS_STREAM, order.id)]
     assert ids.count(messages[0].envelope.event_id) == 1
+
+
+async def test_a_replayed_order_publishes_nothing_more(
+    store: Store, redis_client: aioredis.Redis
+) -> None:
+    lines = [OrderLineRequest(item_id="garlic-bread", quantity=2)]
+    first = await place_order(store, redis_client, lines, idempotency_key="k-1", request_hash="h")
+    again = await place_order(store, redis_client, lines, idempotency_key="k-1", request_hash="h")
+    assert again.replayed and not first.replayed
+    assert again.order.id == first.order.id
+    assert again.outbox == []
+    created = await envelopes_for_order(redis_client, ORDERS_STREAM, first.order.id)
+    assert len(created) == 1
+    assert await store.count_orders("garlic-bread") == 1

@@ -1,32 +1,49 @@
 """The simulator never sleeps in an agent: long delays become parked delayed events.
 
-With delays of 30-60 s, the simulator still handles every request at once: the
-follow-ups are in the runtime's delayed sets, nothing has reached the status
-streams yet, and the simulator's consumer group has nothing pending. A sleeping
-implementation would hold each request (and block its agent) for the delay.
+With delays of 30-60 s, the simulator still handles every event at once: each
+report it owes is parked in the runtime's delayed sets, nothing has reached the
+status streams yet, and its consumer groups have nothing pending. A sleeping
+implementation would hold each event (and block its agent) for the delay.
+It reacts to simulation requests and to persisted statuses that have a
+successor, and to nothing else.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 
-from agents.runtime import Envelope, keys
+from agents.runtime import Envelope, Record, keys
 from agents.runtime.testing import eventually, run_app
 from agents.simulator import DelayPicker, create_simulator_app
 from agents.topics import (
+    DELIVERIES_STREAM,
     DELIVERY_STATUS_STREAM,
     ORDER_STATUS_STREAM,
+    ORDERS_STREAM,
     SIMULATE_DELIVERY_STREAM,
     SIMULATE_ORDER_STREAM,
 )
-from models.events import DeliverySimulate, OrderSimulate
-from tests.system.conftest import all_consumed
+from models.documents import utc_now
+from models.events import (
+    DeliverySimulate,
+    DeliveryStatusUpdated,
+    OrderCreated,
+    OrderSimulate,
+    OrderStatusUpdated,
+)
 
-REQUESTS = 50
+N = 25
 
 
 def hex_id(n: int) -> str:
     return f"{n:032x}"
+
+
+async def publish(redis: aioredis.Redis, stream: str, value: Record) -> None:
+    fields: Any = Envelope.new(value, source="test").to_fields()
+    await redis.xadd(stream, fields)
 
 
 async def test_long_delays_are_parked_not_slept(
@@ -34,36 +51,73 @@ async def test_long_delays_are_parked_not_slept(
 ) -> None:
     app = create_simulator_app(broker=redis_url, delay_min=30.0, delay_max=60.0)
     async with run_app(app):
-        for n in range(REQUESTS):
-            order = OrderSimulate(order_id=hex_id(n), status="confirmed")
-            delivery = DeliverySimulate(
-                delivery_id=hex_id(n + 1000), order_id=hex_id(n), status="on_the_way"
-            )
-            await redis_client.xadd(
+        for n in range(N):
+            order, delivery, now = hex_id(n), hex_id(n + 1000), utc_now()
+            # Owed: a report each (4 per n)...
+            await publish(
+                redis_client,
                 SIMULATE_ORDER_STREAM,
-                Envelope.new(order, source="test").to_fields(),  # type: ignore[arg-type]
+                OrderSimulate(order_id=order, status="confirmed"),
             )
-            await redis_client.xadd(
+            await publish(
+                redis_client,
+                ORDERS_STREAM,
+                OrderStatusUpdated(order_id=order, status="confirmed", at=now, previous="created"),
+            )
+            await publish(
+                redis_client,
                 SIMULATE_DELIVERY_STREAM,
-                Envelope.new(delivery, source="test").to_fields(),  # type: ignore[arg-type]
+                DeliverySimulate(delivery_id=delivery, order_id=order, status="on_the_way"),
             )
-
-        async def all_parked() -> bool:
-            return (
-                await redis_client.zcard(keys.delayed_key(ORDER_STATUS_STREAM)) == REQUESTS
-                and await redis_client.zcard(keys.delayed_key(DELIVERY_STATUS_STREAM)) == REQUESTS
-                and await redis_client.zcard(keys.delayed_key(SIMULATE_ORDER_STREAM)) == REQUESTS
-                and await redis_client.zcard(keys.delayed_key(SIMULATE_DELIVERY_STREAM)) == REQUESTS
+            await publish(
+                redis_client,
+                DELIVERIES_STREAM,
+                DeliveryStatusUpdated(
+                    delivery_id=delivery,
+                    order_id=order,
+                    status="on_the_way",
+                    at=now,
+                    previous="waiting",
+                ),
             )
+            # ...and nothing for these: no successor, or not a status update.
+            await publish(
+                redis_client,
+                ORDERS_STREAM,
+                OrderStatusUpdated(
+                    order_id=order, status="out_for_delivery", at=now, previous="preparing"
+                ),
+            )
+            await publish(
+                redis_client,
+                ORDERS_STREAM,
+                OrderCreated(order_id=order, lines=[], total=0, created_at=now),
+            )
+            await publish(redis_client, DELIVERIES_STREAM, DeliveryStatusUpdated(
+                delivery_id=delivery, order_id=order, status="delivered", at=now,
+                previous="on_the_way"))  # fmt: skip
 
-        await eventually(all_parked, timeout=30)
-        # Every request is handled and acked while its follow-ups wait 30 s or more.
-        for stream in (SIMULATE_ORDER_STREAM, SIMULATE_DELIVERY_STREAM):
-            groups = await redis_client.xinfo_groups(stream)
-            assert [g["pending"] for g in groups] == [0]
+        async def all_handled() -> bool:
+            for stream in (
+                SIMULATE_ORDER_STREAM,
+                SIMULATE_DELIVERY_STREAM,
+                ORDERS_STREAM,
+                DELIVERIES_STREAM,
+            ):
+                info = await redis_client.xinfo_stream(stream)
+                groups = await redis_client.xinfo_groups(stream)
+                if [(g["pending"], g["last-delivered-id"]) for g in groups] != [
+                    (0, info["last-generated-id"])
+                ]:
+                    return False
+            return True
+
+        await eventually(all_handled, timeout=30)
+        # Every event is handled and acked while the reports it caused wait 30 s or more.
+        assert await redis_client.zcard(keys.delayed_key(ORDER_STATUS_STREAM)) == 2 * N
+        assert await redis_client.zcard(keys.delayed_key(DELIVERY_STATUS_STREAM)) == 2 * N
         assert await redis_client.xlen(ORDER_STATUS_STREAM) == 0
         assert await redis_client.xlen(DELIVERY_STATUS_STREAM) == 0
-        assert not await all_consumed(redis_client)  # the parked events are still to come
 
 
 def test_delay_picker_stays_in_bounds() -> None:

@@ -42,7 +42,7 @@ class GatewayProcess:
             "ORDERFLOW_REDIS_URL": redis_url,
             "ORDERFLOW_STORE_URL": store_url,
             "ORDERFLOW_HTTP_WORKERS": "1",
-            "ORDERFLOW_LOG_LEVEL": "WARNING",
+            "ORDERFLOW_LOG_LEVEL": os.environ.get("ORDERFLOW_TEST_LOG_LEVEL", "WARNING"),
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -84,13 +84,23 @@ class GatewayProcess:
             f"gateway not healthy in {timeout}s:\n{self.log_path.read_text()[-3000:]}"
         )
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM; a second SIGTERM after ``grace``; SIGKILL to the group as a last resort.
+
+        The second signal covers a Sanic race: a SIGTERM that reaches the main
+        process while it still waits for its workers' start-up acknowledgement
+        is never acted on (the worker exits, the main process keeps waiting).
+        Sanic answers a second signal with "Shutdown interrupted. Killing.".
+        """
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: the workers go too
-            process.wait()
+        for _ in range(2):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: the workers go too
+        process.wait()

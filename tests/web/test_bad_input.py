@@ -222,3 +222,52 @@ async def test_bad_websocket_id_is_closed_with_its_code(
     assert closed.value.rcvd.code == close_code
     assert closed.value.rcvd.reason
     assert await table_api.stock() == stock_before
+
+
+# Requests httpx will not send: broken at the HTTP level, answered by Sanic's parser.
+_POST_HEAD = b"POST /api/v1/orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+RAW_CASES = [
+    ("non-ascii-url", b"GET /\xff HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    ("garbage-request-line", b"BLAH\r\n\r\n", 400),
+    ("huge-header", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 20_000 + b"\r\n\r\n", 413),
+    ("bad-content-length", _POST_HEAD + b"Content-Length: abc\r\n\r\n", 400),
+    ("bad-chunk-size", _POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (
+        "oversized-chunked-body",
+        _POST_HEAD
+        + b"Transfer-Encoding: chunked\r\n\r\n4000\r\n"
+        + b"a" * 0x4000
+        + b"\r\n10\r\n"
+        + b"a" * 16
+        + b"\r\n0\r\n\r\n",
+        413,
+    ),
+]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [(raw, status) for _, raw, status in RAW_CASES],
+    ids=[name for name, _, _ in RAW_CASES],
+)
+async def test_broken_http_gets_problem(table_api: LiveApi, raw: bytes, status: int) -> None:
+    stock_before = await table_api.stock()
+    host, port = table_api.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(raw)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        length = int(headers["content-length"])
+        payload = await asyncio.wait_for(reader.readexactly(length), timeout=30)
+    finally:
+        writer.close()
+    assert lines[0].startswith(f"HTTP/1.1 {status} ")
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(payload)
+    assert problem["status"] == status
+    assert problem["title"] and problem["detail"]
+    assert await table_api.stock() == stock_before

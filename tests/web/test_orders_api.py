@@ -163,9 +163,7 @@ async def test_get_order_shows_history_and_delivery_and_replay_shows_creation(
 
     store = api.store
     assert await store.update_order_status(order_id, "confirmed", "2030-01-01T00:00:01Z", [])
-    assert await store.update_order_status(
-        order_id, "out_for_delivery", "2030-01-01T00:00:02Z", []
-    )
+    assert await store.update_order_status(order_id, "out_for_delivery", "2030-01-01T00:00:02Z", [])
     delivery, made = await store.create_delivery(order_id, lambda _delivery: [])
     assert made
 
