@@ -11,7 +11,6 @@ redelivered event has no second effect.
 from __future__ import annotations
 
 from agents.runtime import App, Stream
-from agents.settings import get_settings
 from agents.status_cache import merge_delivery_status, merge_order_status
 from agents.topics import DELIVERIES_STREAM, NOTIFICATIONS_GROUP, ORDERS_STREAM, declare_topic
 from models.events import DeliveryCreated, DeliveryStatusUpdated, OrderCreated, OrderStatusUpdated
@@ -24,7 +23,7 @@ def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | No
     deliveries = declare_topic(app, DELIVERIES_STREAM, (DeliveryCreated, DeliveryStatusUpdated))
 
     def ttl() -> int:
-        return ttl_seconds if ttl_seconds is not None else get_settings().status_ttl_seconds
+        return ttl_seconds if ttl_seconds is not None else app.settings.status_ttl_seconds
 
     @app.agent(orders, group=NOTIFICATIONS_GROUP)
     async def cache_order_status(stream: Stream) -> None:

@@ -40,14 +40,17 @@ OUTBOX_ALREADY_PUBLISHED = Counter(
 )
 
 
-# KEYS[1] stream, KEYS[2] marker; ARGV[1] marker TTL s, ARGV[2] approximate maxlen,
-# ARGV[3..] flat field/value pairs of the envelope. Returns the entry id, or false
-# when this event id was already published.
+# KEYS[1] stream, KEYS[2] marker; ARGV[1] marker TTL s, ARGV[2] approximate maxlen
+# (0: no cap), ARGV[3..] flat field/value pairs of the envelope. Returns the entry id,
+# or false when this event id was already published.
 _PUBLISH_ONCE_LUA = """
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return false
+end
+if tonumber(ARGV[2]) > 0 then
   return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
 end
-return false
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 """
 
 

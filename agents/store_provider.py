@@ -1,10 +1,11 @@
 """The store a service process uses, opened once from settings.
 
 Service apps are module-level objects (``orderflow worker agents.orders:app``)
-created before settings are known, so they cannot hold an open store from the
-start. A :class:`StoreProvider` opens ``settings.store_url`` on first use and closes it
-at shutdown; a test may hand it an already-open store instead, which it then
-never closes. :class:`StoreApp` ties the provider to an app's start and stop.
+built at import time, outside any event loop, so they cannot hold an open
+store from the start. A :class:`StoreProvider` opens ``settings.store_url`` on
+first use and closes it at shutdown; a test may hand it an already-open store
+instead, which it then never closes. :class:`StoreApp` ties the provider to an
+app's start and stop (the runtime's App has no start-up/shutdown hooks).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class StoreApp(App):
         self, name: str, broker: str | None = None, *, store: Store | None = None, **options: Any
     ) -> None:
         super().__init__(name, broker, **options)
-        self.stores = StoreProvider(store)
+        self.stores = StoreProvider(store, url=self.settings.store_url)
 
     async def start(self) -> None:
         if not self.started:

@@ -77,7 +77,12 @@ def declare_topic(
     stream: str,
     value_type: type[Record] | tuple[type[Record], ...] | None = None,
 ) -> Topic:
-    """Declare ``stream`` on ``app``, accepting ``value_type`` (default: all its records)."""
+    """Declare ``stream`` on ``app``, accepting ``value_type`` (default: all its records).
+
+    An app has one topic per stream: declaring a stream again returns the first
+    declaration, so a service declares each stream it uses once, with the types
+    its agents accept.
+    """
     accepted = value_type if value_type is not None else STREAM_RECORDS[stream]
     return app.topic(stream, value_type=accepted, maxlen=get_settings().stream_maxlen)
 

@@ -98,7 +98,9 @@ class Sample:
     first_update_ms: float | None = None
     delivered_ms: float | None = None
     first_news_ms: float | None = None
+    order_id: str = ""
     snapshot_status: str = ""
+    seen: list[str] = field(default_factory=list)
     reported_to_ws_ms: list[float] = field(default_factory=list)
 
 
@@ -132,7 +134,7 @@ async def measure_one(
     if response.status_code != 201:
         raise StackError(f"POST answered {response.status_code}: {response.text[:300]}")
     order_id = order_id_of(response.json())
-    sample = Sample(post_ms=post_ms)
+    sample = Sample(post_ms=post_ms, order_id=order_id)
     async with connect(f"{ws_base}/ws/v1/order-tracking/{order_id}", open_timeout=10) as ws:
         snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
         if snapshot.get("type") != "snapshot":
@@ -147,7 +149,10 @@ async def measure_one(
         while sample.delivered_ms is None:
             remaining = end - time.monotonic()
             if remaining <= 0:
-                log(f"order {order_id}: not delivered within {deadline_s:.0f}s")
+                log(
+                    f"order {order_id}: not delivered within {deadline_s:.0f}s "
+                    f"(snapshot {sample.snapshot_status!r}, then {sample.seen})"
+                )
                 return sample
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=remaining)
@@ -156,6 +161,7 @@ async def measure_one(
             received_ms = (time.perf_counter() - t0) * 1000
             received_wall = time.time()
             message = json.loads(raw)
+            sample.seen.append(f"{message.get('type')}:{message.get('status')}")
             if message.get("type") != "order.status":
                 continue
             if sample.first_update_ms is None:
@@ -168,6 +174,55 @@ async def measure_one(
             if message.get("status") == "delivered":
                 sample.delivered_ms = received_ms
     return sample
+
+
+TRACED_STREAMS = (
+    "orders-stream",
+    "simulate-order-stream",
+    "order-status-stream",
+    "deliveries-stream",
+    "simulate-delivery-stream",
+    "delivery-status-stream",
+)
+
+
+async def hop_breakdown(redis_url: str, since_id: str) -> list[tuple[str, float, float, int]]:
+    """Per-hop latency of the choreography, from the streams themselves.
+
+    Every envelope names the event that caused it (``causation_id``), and every
+    stream entry id starts with the server's millisecond clock, so each
+    (cause -> effect) pair of entries gives one hop: consume + handle + store +
+    publish in the service in between. Millisecond resolution; one clock.
+    Returns (hop, p50_ms, p99_ms, count), slowest first.
+    """
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    entries: dict[str, tuple[int, str, str | None]] = {}  # event_id -> (ms, label, cause)
+    try:
+        for stream in TRACED_STREAMS:
+            raw: Any = await client.xrange(stream, min=since_id, max="+")
+            for entry_id, fields in raw:
+                payload = json.loads(fields.get("payload") or "{}")
+                label = f"{fields.get('event_type', '?')}[{payload.get('status', '')}]"
+                millis = int(entry_id.split("-")[0])
+                entries[fields.get("event_id", entry_id)] = (
+                    millis,
+                    label,
+                    fields.get("causation_id") or None,
+                )
+    finally:
+        await client.aclose()
+    hops: dict[str, list[float]] = {}
+    for millis, label, cause in entries.values():
+        if cause and cause in entries:
+            cause_ms, cause_label, _ = entries[cause]
+            hops.setdefault(f"{cause_label} -> {label}", []).append(float(millis - cause_ms))
+    rows = [
+        (hop, percentile(values, 50), percentile(values, 99), len(values))
+        for hop, values in hops.items()
+    ]
+    return sorted(rows, key=lambda row: -row[1])
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,9 +242,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             first = await measure_one(client, stack.ws_url, args.item, 60.0)
             if first.delivered_ms is None:
                 stack.check_alive()
-                raise StackError("warm-up order never reached delivered: the pipeline is broken")
+                stored = await client.get(f"/api/v1/orders/{first.order_id}")
+                raise StackError(
+                    f"warm-up order {first.order_id} never reached delivered on the WebSocket: "
+                    f"snapshot {first.snapshot_status!r}, then {first.seen}; "
+                    f"GET says {stored.status_code} {stored.text[:600]}"
+                )
             for _ in range(warmup - 1):
                 await measure_one(client, stack.ws_url, args.item, args.order_timeout)
+            since_id = f"{int(time.time() * 1000)}-0"
             samples: list[Sample] = []
             for index in range(args.orders):
                 samples.append(
@@ -198,6 +259,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if (index + 1) % 25 == 0 or index + 1 == args.orders:
                     log(f"{index + 1}/{args.orders} orders measured")
             stack.check_alive()
+            log("hops (cause -> effect, from stream entry ids; p50/p99 ms, count):")
+            for hop, p50, p99, count in await hop_breakdown(stack.redis_url, since_id):
+                log(f"  {p50:5.0f} {p99:5.0f} {count:5d}  {hop}")
     return summarize(samples)
 
 

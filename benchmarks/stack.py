@@ -254,8 +254,8 @@ class Stack:
         return await open_store(self.store_url)
 
     async def stop(self) -> None:
-        for proc in reversed(self.processes):
-            await asyncio.to_thread(proc.stop)
+        # All at once: each worker needs up to one blocking read (about 1 s) to notice.
+        await asyncio.gather(*(asyncio.to_thread(proc.stop) for proc in self.processes))
         self.processes.clear()
         if self.redis is not None:
             await asyncio.to_thread(self.redis.stop)

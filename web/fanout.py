@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from agents.runtime.envelope import Envelope
-from agents.runtime.records import registry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agents.runtime.envelope import Envelope
+from agents.runtime.records import registry
 from agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
 from models.events import DeliveryCreated, DeliveryStatusUpdated, OrderCreated, OrderStatusUpdated
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.commands.seed import seed_demo_menu
-from agents.runtime.localserver import LocalRedisServer
+from agents.runtime.localserver import LocalRedisServer, ServerNotFoundError
+from agents.runtime.logs import configure_logging
 from agents.services import SERVICES
 from agents.settings import Settings, get_settings
 from models.store import open_store
@@ -131,11 +132,9 @@ class Demo:
         self.server: LocalRedisServer | None = None
         self.children = demo_children()
         self.stop_requested = asyncio.Event()
-        self.force = False
 
     def request_stop(self) -> None:
         if self.stop_requested.is_set():
-            self.force = True
             log.warning("second interrupt: killing every process now")
             for child in self.children:
                 if child.running and child.process is not None:
@@ -256,11 +255,20 @@ async def run_demo(settings: Settings) -> int:
     demo.data_dir.mkdir(parents=True, exist_ok=True)
     store_url = resolve_store_url(settings, demo.data_dir)
     url = public_url(settings)
-    exit_code = 0
     try:
         redis_url = await asyncio.to_thread(demo.start_redis)
+    except (ServerNotFoundError, RuntimeError, TimeoutError, OSError) as exc:
+        log.error("cannot start a private Valkey: %s", exc)
+        return 1
+    try:
         inserted, size = await seed_demo_menu(store_url)
-        log.info("store %s: menu of %d items (%d newly seeded)", store_url, size, inserted)
+    except Exception as exc:  # any store error: say which store and why, then clean up
+        log.error("cannot open or seed the store %s: %s", store_url, exc)
+        await asyncio.to_thread(demo.stop_redis)
+        return 1
+    log.info("store %s: menu of %d items (%d newly seeded)", store_url, size, inserted)
+    exit_code = 0
+    try:
         env = dict(os.environ)
         env.update(
             ORDERFLOW_REDIS_URL=redis_url,
@@ -269,7 +277,11 @@ async def run_demo(settings: Settings) -> int:
         )
         await demo.start_children(env)
         if await demo.wait_ready(url):
-            print(f"\n  orderflow is running: open {url}   (Ctrl-C stops everything)\n", flush=True)
+            print(
+                f"\n  orderflow is running: open {url}   (Ctrl-C stops everything)"
+                f"\n  redis: {redis_url}   store: {store_url}\n",
+                flush=True,
+            )
             crashed = await demo.wait_for_stop_or_crash()
         else:
             crashed = demo.first_exited()
@@ -293,12 +305,13 @@ async def run_demo(settings: Settings) -> int:
         await demo.stop_children()
         orders = await count_orders(store_url)
         await asyncio.to_thread(demo.stop_redis)
-    clean = [c for c in demo.children if c.returncode in CLEAN_EXIT_CODES]
-    unclean = [f"{c.name}={c.returncode}" for c in demo.children if c not in clean]
+    started = [c for c in demo.children if c.process is not None]
+    clean = [c for c in started if c.returncode in CLEAN_EXIT_CODES]
+    unclean = [f"{c.name}={c.returncode}" for c in started if c not in clean]
     if unclean:
         exit_code = exit_code or 1
     summary = (
-        f"orderflow demo stopped: {len(clean)}/{len(demo.children)} processes exited cleanly"
+        f"orderflow demo stopped: {len(clean)}/{len(started)} processes exited cleanly"
         + (f" (not: {', '.join(unclean)})" if unclean else "")
         + (f"; {orders} order(s) in the store" if orders is not None else "")
     )
@@ -319,12 +332,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _configure_logging(settings: Settings) -> None:
-    try:
-        from agents.runtime.logs import configure_logging
-
-        configure_logging("demo", fmt="console", level=settings.log_level)
-    except ImportError:  # runtime logging not available: plain stderr lines
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    fmt = os.environ.get("ORDERFLOW_LOG_FORMAT", "console")
+    configure_logging("demo", fmt="json" if fmt == "json" else "console", level=settings.log_level)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

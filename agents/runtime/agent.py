@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from agents.runtime.batch import Batch
 from agents.runtime.consumer import Consumer
 from agents.runtime.event import Event
 from agents.runtime.records import Record
@@ -33,38 +33,31 @@ AgentFun = Callable[[Stream], Any]
 
 
 class _QueueSource:
-    """Feeds one of N worker streams from the dispatcher."""
+    """Feeds one of N worker streams with its share of each batch."""
 
     def __init__(self, consumer: Consumer, size: int) -> None:
         self.consumer = consumer
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(size)
         self.ended = False
 
-    async def next_batch(self, max_wait: float | None = None) -> list[Event]:
+    async def next_batch(self, max_wait: float | None = None) -> Batch | None:
         if self.ended:
             raise StreamEnded
         try:
             if max_wait is None:
-                first = await self.queue.get()
+                batch = await self.queue.get()
             else:
-                first = await asyncio.wait_for(self.queue.get(), max_wait)
+                batch = await asyncio.wait_for(self.queue.get(), max_wait)
         except TimeoutError:
-            return []
-        batch: list[Event] = []
-        item = first
-        while True:
-            if item is None:
-                self.ended = True
-                if batch:
-                    return batch
-                raise StreamEnded
-            batch.append(item)
-            if self.queue.empty():
-                return batch
-            item = self.queue.get_nowait()
+            return None
+        if batch is None:
+            self.ended = True
+            raise StreamEnded
+        return batch
 
-    def done(self, event: Event, seconds: float) -> None:
-        self.consumer.done(event, seconds)
+    @property
+    def latencies(self) -> list[float]:
+        return self.consumer.latencies
 
     async def failed(self, event: Event, exc: BaseException) -> None:
         await self.consumer.failed(event, exc)
@@ -142,7 +135,7 @@ class Agent:
         if self.concurrency == 1:
             self._tasks = [asyncio.create_task(self._run_body(Stream(consumer)), name=self.name)]
             return
-        sources = [_QueueSource(consumer, consumer.read_count) for _ in range(self.concurrency)]
+        sources = [_QueueSource(consumer, 2) for _ in range(self.concurrency)]
         self._tasks = [
             asyncio.create_task(self._run_body(Stream(source)), name=f"{self.name}[{index}]")
             for index, source in enumerate(sources)
@@ -202,23 +195,19 @@ class Agent:
             return
 
     async def _dispatch(self, consumer: Consumer, sources: list[_QueueSource]) -> None:
-        """Read batches and hand events to workers, partitioned by key."""
+        """Read batches and hand each worker its share, partitioned by key."""
         workers = len(sources)
         while True:
             try:
                 batch = await consumer.next_batch()
             except StreamEnded:
                 break
-            for event in batch:
-                index = zlib.crc32(_partition_key(event)) % workers
-                await sources[index].queue.put(event)
+            if batch is None:
+                continue
+            parts = batch.split(workers)
+            consumer.replace_handed(batch, parts)
+            for source, part in zip(sources, parts, strict=True):
+                if len(part):
+                    await source.queue.put(part)
         for source in sources:
             await source.queue.put(None)
-
-
-def _partition_key(event: Event) -> bytes:
-    fields = event.fields
-    if isinstance(fields, list) and len(fields) == 16 and fields[12] == b"key":
-        return fields[13] or fields[1]
-    data = event.fields_dict()
-    return data.get(b"key") or event._event_id

@@ -1,11 +1,11 @@
 """THE consumer loop: one group consumer on one stream, feeding an agent.
 
-The hot path is one round trip per batch, on a connection of its own, with
-one Lua script (:data:`CONSUME`) that writes the dedupe marks of the events the
-agent finished, XACKs them, reads the next batch (``XREADGROUP ... >``) and
-drops (and acks) entries whose event id is already marked. Nothing per event
-goes to Redis. Only when the stream is empty does the consumer fall back to a
-blocking ``XREADGROUP ... BLOCK`` (plus a dedupe check of what it returns).
+The hot path is one write per batch on a connection of the consumer's own:
+``HSET`` the dedupe marks of the events the agent finished, ``XACK`` them and
+``XREADGROUP ... COUNT n BLOCK ms ... >`` the next batch. That write is sent
+*before* the agent starts on the current batch (prefetch), so the server works
+while the agent does; the dedupe check of a batch (two ``HMGET``) rides in the
+same write. Nothing per event goes to Redis, and no task is created per event.
 
 Around it (docs/runtime.md explains why):
 
@@ -32,73 +32,24 @@ from typing import Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.runtime import deadletter
+from agents.runtime.batch import Batch
 from agents.runtime.dedupe import DedupeMarks
 from agents.runtime.event import Event
 from agents.runtime.metrics import AgentMetrics
 from agents.runtime.records import Record, registry
 from agents.runtime.retry import RetryPolicy, reconnect_delays
-from agents.runtime.scripts import LuaScript
 from agents.runtime.stream import StreamEnded
 from agents.runtime.wire import PrivateConnection, bulks, pack, pack_parts
 
 log = logging.getLogger("orderflow.consumer")
 
-CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+DeadItem = tuple[bytes, Any, BaseException, int]  # entry id, fields, why, delivery count
 
-# KEYS: stream, seen (current bucket), seen (previous bucket)
-# ARGV: group, consumer, count, expireat, n_mark, n_only,
-#       <n_mark entry ids> <n_mark event ids> <n_only entry ids>
-# Marks finished events, acks them (and the ack-only ids), reads up to `count`
-# new entries and returns {duplicates, entries-not-yet-processed}; duplicates
-# (event id already marked) are acked right here.
-CONSUME = LuaScript(
-    """
-local group, consumer = ARGV[1], ARGV[2]
-local n_mark, n_only = tonumber(ARGV[5]), tonumber(ARGV[6])
-if n_mark > 0 then
-  local marks = {}
-  for i = 1, n_mark do
-    marks[2 * i - 1] = ARGV[6 + n_mark + i]
-    marks[2 * i] = '1'
-  end
-  redis.call('HSET', KEYS[2], unpack(marks))
-  redis.call('EXPIREAT', KEYS[2], ARGV[4])
-end
-if n_mark + n_only > 0 then
-  local ids = {}
-  for i = 1, n_mark do ids[i] = ARGV[6 + i] end
-  for i = 1, n_only do ids[n_mark + i] = ARGV[6 + 2 * n_mark + i] end
-  redis.call('XACK', KEYS[1], group, unpack(ids))
-end
-local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[3],
-                         'STREAMS', KEYS[1], '>')
-if not reply then return {0, {}} end
-local out, dups = {}, {}
-for _, entry in ipairs(reply[1][2]) do
-  local fields = entry[2]
-  local eid = false
-  if fields[1] == 'event_id' then
-    eid = fields[2]
-  else
-    for i = 1, #fields, 2 do
-      if fields[i] == 'event_id' then eid = fields[i + 1]; break end
-    end
-  end
-  if eid and (redis.call('HEXISTS', KEYS[2], eid) == 1
-              or redis.call('HEXISTS', KEYS[3], eid) == 1) then
-    dups[#dups + 1] = entry[1]
-  else
-    out[#out + 1] = entry
-  end
-end
-if #dups > 0 then redis.call('XACK', KEYS[1], group, unpack(dups)) end
-return {#dups, out}
-"""
-)
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 def _stream_entries(reply: Any) -> list[Any]:
@@ -110,6 +61,15 @@ def _stream_entries(reply: Any) -> list[Any]:
             return entries or []
         return []
     return reply[0][1] or []
+
+
+def _event_id(flat: Any) -> bytes | None:
+    if flat and flat[0] == b"event_id":
+        return flat[1]
+    for index in range(0, len(flat or ()) - 1, 2):
+        if flat[index] == b"event_id":
+            return flat[index + 1]
+    return None
 
 
 class Consumer:
@@ -156,11 +116,21 @@ class Consumer:
             b"XREADGROUP", b"GROUP", self._group_b, self._name_b, b"COUNT", b"%d" % read_count,
         )  # fmt: skip
         # Work to flush with the next round trip.
-        self._done: list[Event] = []  # finished: mark + ack
+        self._done_entry_ids: list[bytes] = []  # finished: mark + ack
+        self._done_event_ids: list[bytes] = []
         self._ack_only: list[bytes] = []  # skipped / duplicate entries: ack only
-        self._latencies: list[float] = []
-        # Entries handed to the agent and not finished yet (entry id -> event id).
-        self._inflight: dict[bytes, bytes] = {}
+        self._latencies: list[float] = []  # streams append (bound method): clear in place
+        # Batches handed to the agent and not fully moved to the ack buffer yet.
+        self._handed: list[Batch] = []
+        # A read already written (prefetch): (done, ack-only, flush commands, block ms).
+        self._outstanding: tuple[int, int, int, int] | None = None
+        self._handed_at = 0.0
+        # Entries read whose dedupe check is written but not read yet: (entries, ids).
+        self._pending: tuple[list[Any], list[bytes]] | None = None
+        # Event ids flushed lately: the look-ahead check of a batch can run before the
+        # marks of the previous batch reach Redis, so duplicates across them are caught here.
+        self._recent: set[bytes] = set()
+        self._recent_old: set[bytes] = set()
         # Failed entries waiting for their back-off: heap of (due monotonic, entry id).
         self._retry_heap: list[tuple[float, bytes]] = []
         self._retrying: set[bytes] = set()
@@ -197,16 +167,13 @@ class Consumer:
         await self._conn.close()
 
     # ------------------------------------------------------- agent callbacks
-    def done(self, event: Event, seconds: float) -> None:
-        """The agent finished ``event``: ack + mark it with the next round trip."""
-        self._inflight.pop(event.entry_id, None)
-        self._done.append(event)
-        self._latencies.append(seconds)
+    @property
+    def latencies(self) -> list[float]:
+        return self._latencies
 
     async def failed(self, event: Event, exc: BaseException) -> None:
         """The handler raised: retry later, or dead-letter after max_deliveries."""
         entry_id = event.entry_id
-        self._inflight.pop(entry_id, None)
         self.metrics.failed.inc()
         count = event.delivery_count
         if self.policy.exhausted(count):
@@ -224,30 +191,70 @@ class Consumer:
 
     @property
     def inflight(self) -> int:
-        return len(self._inflight)
+        """Entries handed to the agent and not finished yet."""
+        return sum(len(batch) - batch.done_upto for batch in self._handed)
+
+    def _collect_done(self) -> None:
+        """Move what the agent finished (``done_upto``, minus failures) to the ack buffer."""
+        if not self._handed:
+            return
+        keep: list[Batch] = []
+        for batch in self._handed:
+            start, upto = batch.acked_upto, batch.done_upto
+            if upto > start:
+                if batch.failed:
+                    for index in range(start, upto):
+                        if index not in batch.failed:
+                            self._done_entry_ids.append(batch.entry_ids[index])
+                            self._done_event_ids.append(batch.event_ids[index])
+                else:
+                    self._done_entry_ids.extend(batch.entry_ids[start:upto])
+                    self._done_event_ids.extend(batch.event_ids[start:upto])
+                batch.acked_upto = upto
+            if upto < len(batch):
+                keep.append(batch)
+        self._handed = keep
+
+    def replace_handed(self, batch: Batch, parts: list[Batch]) -> None:
+        """The dispatcher split ``batch`` for N workers: track the parts instead."""
+        self._handed = [b for b in self._handed if b is not batch]
+        self._handed.extend(part for part in parts if len(part))
+
+    def _busy_entry_ids(self) -> set[bytes]:
+        """Entries we must not take again: in the agent's hands or waiting to be retried."""
+        busy: set[bytes] = set(self._retrying)
+        for batch in self._handed:
+            busy.update(batch.pending_entry_ids())
+        return busy
 
     # -------------------------------------------------------------- the loop
-    async def next_batch(self, max_wait: float | None = None) -> list[Event]:
+    async def next_batch(self, max_wait: float | None = None) -> Batch | None:
         """Flush finished work and return the next events to handle.
 
         Blocks at most ``block_ms`` per read (or ``max_wait`` seconds, then
-        returns ``[]``). Raises :class:`StreamEnded` once stopping (after flushing)."""
+        returns ``None``). Raises :class:`StreamEnded` once stopping (after flushing)."""
         deadline = None if max_wait is None else time.monotonic() + max_wait
         while True:
-            if self._stopping:
+            if self._stopping and self._outstanding is None and self._pending is None:
                 await self.flush()
                 raise StreamEnded
             try:
                 if not self.group_ready:
                     await self.ensure_group()
                 now = time.monotonic()
-                heap = self._retry_heap
-                if self._draining or (heap and heap[0][0] <= now) or now >= self._next_claim:
+                self._collect_done()
+                if (
+                    self._outstanding is None
+                    and self._pending is None
+                    and self._maintenance_due(now)
+                ):
                     events = await self._maintenance_round_trip(now)
                 else:
                     events = await self._fast_round_trip(now, deadline)
                 self._failures = 0
             except CONNECTION_ERRORS as exc:
+                self._outstanding = None
+                self._pending = None
                 await self._conn.reset()
                 await self._connection_lost(exc)
                 continue
@@ -259,101 +266,208 @@ class Consumer:
                 await self._recreate_group()
                 continue
             except asyncio.CancelledError:
+                self._outstanding = None
+                self._pending = None
                 await self._conn.reset()  # a read may be half done
                 raise
-            if events:
+            if events is not None and len(events):
+                self._handed.append(events)
+                self._handed_at = time.monotonic()
                 return events
             if deadline is not None and time.monotonic() >= deadline:
-                return []
+                return None
 
     async def flush(self) -> None:
         """Ack + mark everything finished so far (used at shutdown)."""
-        if not (self._done or self._ack_only):
+        self._collect_done()
+        if not (self._done_entry_ids or self._ack_only):
             return
         for attempt in range(3):
             try:
                 pipe = self.redis.pipeline(transaction=False)
+                n_done, n_only = len(self._done_entry_ids), len(self._ack_only)
                 self._queue_flush(pipe)
                 await pipe.execute()
-                self._after_flush(len(self._done), len(self._ack_only))
+                self._after_flush(n_done, n_only)
                 return
             except CONNECTION_ERRORS as exc:
                 log.warning("agent %s: final ack failed (%s)", self.agent, exc)
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     def _queue_flush(self, pipe: Any) -> None:
-        if self._done:
-            self.dedupe.add_marks(pipe, [event._event_id for event in self._done])
-        ids = [event.entry_id for event in self._done] + self._ack_only
+        if self._done_event_ids:
+            self.dedupe.add_marks(pipe, self._done_event_ids)
+        ids = self._done_entry_ids + self._ack_only
         if ids:
             pipe.execute_command(b"XACK", self.stream, self.group, *ids)
 
     def _after_flush(self, done: int, ack_only: int) -> None:
         """Forget what was flushed (more may have been added meanwhile)."""
         if done:
-            del self._done[:done]
+            recent = self._recent
+            recent.update(self._done_event_ids[:done])
+            if len(recent) > 4 * self.read_count:
+                self._recent_old = recent
+                self._recent = set()
+            del self._done_entry_ids[:done]
+            del self._done_event_ids[:done]
             self.metrics.processed.inc(done)
-            latencies = self._latencies[:done]
-            del self._latencies[:done]
-            self.metrics.observe_latencies(latencies)
+        if self._latencies:
+            self.metrics.observe_latencies(self._latencies)
+            self._latencies.clear()
         if ack_only:
             del self._ack_only[:ack_only]
 
-    async def _fast_round_trip(self, now: float, deadline: float | None) -> list[Event]:
-        """Mark + ack finished events and read the next batch: one script call."""
-        done = self._done
-        only = self._ack_only
-        n_done = len(done)
-        n_only = len(only)
-        bucket, current, previous = self.dedupe.current()
-        entry_ids = [event.entry_id for event in done]
-        event_ids = [event._event_id for event in done]
-        args_head = [
-            CONSUME.sha.encode(), b"3", self._stream_b, current.encode(), previous.encode(),
-            self._group_b, self._name_b, b"%d" % self.read_count,
-            b"%d" % self.dedupe.expire_at(bucket), b"%d" % n_done, b"%d" % n_only,
-        ]  # fmt: skip
-        count = 1 + len(args_head) + 2 * n_done + n_only
-        parts = [bulks([b"EVALSHA", *args_head]), bulks(entry_ids), bulks(event_ids), bulks(only)]
-        conn = self._conn
-        await conn.send(pack_parts(count, parts))
-        try:
-            reply = await conn.read()
-        except NoScriptError:
-            parts[0] = bulks([b"EVAL", CONSUME.source.encode(), *args_head[1:]])
-            await conn.send(pack_parts(count, parts))
-            reply = await conn.read()
-        self._after_flush(n_done, n_only)
-        duplicates, entries = reply[0], reply[1]
-        if duplicates:
-            self.metrics.duplicate.inc(duplicates)
-        if entries:
-            return await self._prepare([], {}, entries, checked=True)
-        if duplicates:
-            return []  # a batch of duplicates only: read on without blocking
-        # Caught up: wait for new entries with a blocking read.
+    def _maintenance_due(self, now: float) -> bool:
+        heap = self._retry_heap
+        return self._draining or bool(heap and heap[0][0] <= now) or now >= self._next_claim
+
+    def _block_ms(self, now: float, deadline: float | None) -> int:
+        """BLOCK for the read: bounded by block_ms, the next retry, the next claim, max_wait."""
         block = self.block_ms
         heap = self._retry_heap
         if heap:
-            block = min(block, max(1, int((heap[0][0] - now) * 1000) + 1))
+            block = min(block, int((heap[0][0] - now) * 1000) + 1)
         if deadline is not None:
-            block = min(block, max(1, int((deadline - now) * 1000)))
-        block = min(block, max(1, int((self._next_claim - now) * 1000) + 1))
-        if self._stopping:
-            return []
-        await conn.send(
-            pack([*self._blocking_read_head, b"BLOCK", block, b"STREAMS", self._stream_b, b">"])
-        )
-        reply = await conn.read(block / 1000 + 10.0)
-        entries = _stream_entries(reply)
-        if not entries:
-            return []
-        return await self._prepare([], {}, entries, checked=False)
+            block = min(block, int((deadline - now) * 1000))
+        block = min(block, int((self._next_claim - now) * 1000) + 1)
+        return max(1, block)
 
-    async def _maintenance_round_trip(self, now: float) -> list[Event]:
+    def _build_read(self, now: float, deadline: float | None, *, block: bool = True) -> bytes:
+        """HSET marks + EXPIREAT + XACK (what is finished) + XREADGROUP, as one write."""
+        entry_ids = self._done_entry_ids
+        event_ids = self._done_event_ids
+        only = self._ack_only
+        n_done = len(entry_ids)
+        n_only = len(only)
+        out: list[bytes] = []
+        flush_cmds = 0
+        if n_done:
+            bucket, current, _ = self.dedupe.current()
+            key = current.encode()
+            mark = b"$%d\r\n%b\r\n$1\r\n1\r\n"
+            out.append(b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%b\r\n" % (2 + 2 * n_done, len(key), key))
+            out.append(b"".join([mark % (len(eid), eid) for eid in event_ids]))
+            out.append(pack([b"EXPIREAT", key, b"%d" % self.dedupe.expire_at(bucket)]))
+            flush_cmds += 2
+        if n_done or n_only:
+            out.append(
+                pack_parts(
+                    3 + n_done + n_only,
+                    [
+                        bulks([b"XACK", self._stream_b, self._group_b]),
+                        bulks(entry_ids),
+                        bulks(only),
+                    ],
+                )
+            )
+            flush_cmds += 1
+        if block:
+            block_ms = self._block_ms(now, deadline)
+            out.append(
+                pack(
+                    [
+                        *self._blocking_read_head,
+                        b"BLOCK",
+                        block_ms,
+                        b"STREAMS",
+                        self._stream_b,
+                        b">",
+                    ]
+                )
+            )
+        else:  # look-ahead read: answers at once, empty or not
+            block_ms = 0
+            out.append(pack([*self._blocking_read_head, b"STREAMS", self._stream_b, b">"]))
+        self._outstanding = (n_done, n_only, flush_cmds, block_ms)
+        return b"".join(out)
+
+    async def _read_outstanding(self) -> Any:
+        """Replies of the last :meth:`_build_read` write; returns the XREADGROUP reply."""
+        outstanding = self._outstanding
+        assert outstanding is not None
+        n_done, n_only, flush_cmds, block = outstanding
+        conn = self._conn
+        error: ResponseError | None = None
+        for _ in range(flush_cmds):
+            try:
+                await conn.read()
+            except ResponseError as exc:
+                error = error or exc
+        try:
+            reply = await conn.read(block / 1000 + 10.0)
+        except ResponseError as exc:
+            error = error or exc
+        self._outstanding = None
+        if error is not None:
+            raise error
+        self._after_flush(n_done, n_only)
+        return reply
+
+    def _may_prefetch(self, now: float, busy_seconds: float) -> bool:
+        """Write the next read before handing this batch over, unless the agent is
+        slow (prefetched entries would idle in our PEL) or other work is due."""
+        if self._stopping or busy_seconds > 1.0:
+            return False
+        heap = self._retry_heap
+        if heap and heap[0][0] <= now + 0.05:
+            return False
+        return now + 0.05 < self._next_claim
+
+    async def _fast_round_trip(self, now: float, deadline: float | None) -> Batch | None:
+        """The steady state is a two-stage pipeline on the private connection:
+
+        call k:  read the dedupe check of batch k (sent during call k-1)
+                 read the look-ahead read of batch k+1 (sent with it)
+                 send the check of batch k+1 + a look-ahead read of batch k+2
+                   (carrying the marks + acks of what the agent finished)
+                 decode batch k, drop duplicates, hand it over
+        so the server works while we decode and the agent handles batch k, and
+        no reply is waited for. When the stream runs dry the look-ahead comes back
+        empty and the next call falls back to a blocking read."""
+        conn = self._conn
+        busy_seconds = now - self._handed_at  # how long the agent took for the last batch
+        if self._pending is None:
+            if self._outstanding is None:
+                await conn.send(self._build_read(now, deadline))
+            entries = _stream_entries(await self._read_outstanding())
+            if not entries:
+                return None
+            await self._send_check(entries, self._may_prefetch(now, busy_seconds), deadline)
+        assert self._pending is not None
+        entries, ids = self._pending
+        self._pending = None
+        seen: set[bytes] = set()
+        if ids:
+            in_current = await conn.read()
+            in_previous = await conn.read()
+            seen = self.dedupe.seen(ids, in_current, in_previous)
+        if self._outstanding is not None:
+            upcoming = _stream_entries(await self._read_outstanding())
+            if upcoming:
+                await self._send_check(upcoming, self._may_prefetch(now, busy_seconds), deadline)
+        return await self._settle(self._decode([], {}, entries), seen)
+
+    async def _send_check(self, entries: list[Any], prefetch: bool, deadline: float | None) -> None:
+        """Write the dedupe check of ``entries`` (two HMGET) and maybe a look-ahead read."""
+        candidates = [_event_id(entry[1]) for entry in entries]
+        ids: list[bytes] = [eid for eid in candidates if eid]
+        data = b""
+        if ids:
+            _, current, previous = self.dedupe.current()
+            data = pack_parts(
+                2 + len(ids), [bulks([b"HMGET", current.encode()]), bulks(ids)]
+            ) + pack_parts(2 + len(ids), [bulks([b"HMGET", previous.encode()]), bulks(ids)])
+        if prefetch:
+            data += self._build_read(time.monotonic(), deadline, block=False)
+        if data:
+            await self._conn.send(data)
+        self._pending = (entries, ids)
+
+    async def _maintenance_round_trip(self, now: float) -> Batch | None:
         """Drain own pending entries, retry due failures, reclaim from dead consumers."""
         pipe = self.redis.pipeline(transaction=False)
-        n_done, n_only = len(self._done), len(self._ack_only)
+        n_done, n_only = len(self._done_entry_ids), len(self._ack_only)
         self._queue_flush(pipe)
         flushed = len(pipe.command_stack)
 
@@ -400,23 +514,20 @@ class Consumer:
             cursor, claimed = replies[position][0], replies[position][1]
             position += 1
             self._claim_cursor = cursor
-            recovered.extend(
-                e for e in claimed
-                if e and e[0] not in self._inflight and e[0] not in self._retrying
-            )  # fmt: skip
+            busy = self._busy_entry_ids()
+            recovered.extend(e for e in claimed if e and e[0] not in busy)
         if self._draining:
             entries = _stream_entries(replies[position])
             if entries:
                 self._drain_cursor = entries[-1][0]
-                recovered.extend(
-                    e for e in entries if e[0] not in self._inflight and e[0] not in self._retrying
-                )
+                busy = self._busy_entry_ids()
+                recovered.extend(e for e in entries if e[0] not in busy)
             else:
                 self._draining = False
         if not recovered:
-            return []
+            return None
         counts = await self._delivery_counts([e[0] for e in recovered])
-        return await self._prepare(recovered, counts, [], checked=False)
+        return await self._prepare(recovered, counts, [])
 
     async def _delivery_counts(self, entry_ids: list[bytes]) -> dict[bytes, int]:
         """Redis's own delivery counters (XPENDING ``times_delivered``)."""
@@ -429,21 +540,24 @@ class Consumer:
                 counts[row[0]] = int(row[3])
         return counts
 
-    async def _prepare(
-        self, recovered: list[Any], counts: dict[bytes, int], fresh: list[Any], *, checked: bool
-    ) -> list[Event]:
-        """Decode entries; route skips/invalid/duplicates; return events to handle.
-
-        ``checked``: the entries already passed the Redis dedupe check (in CONSUME)."""
-        events: list[Event] = []
-        bad: list[tuple[bytes, Any, BaseException, int]] = []
+    def _decode(
+        self, recovered: list[Any], counts: dict[bytes, int], fresh: list[Any]
+    ) -> tuple[Batch, list[bytes], list[DeadItem], list[DeadItem]]:
+        """Entries -> (batch to handle, skipped ids, invalid, exhausted). CPU only, no I/O."""
+        entries: list[Any] = []
+        values: list[Record] = []
+        entry_ids: list[bytes] = []
+        event_ids: list[bytes] = []
+        delivery_counts: list[int] | None = [] if recovered else None
+        bad: list[DeadItem] = []
         skipped: list[bytes] = []
-        exhausted: list[tuple[bytes, Any, BaseException, int]] = []
+        exhausted: list[DeadItem] = []
         classes = self._classes
         typed = self._typed
         max_deliveries = self.policy.max_deliveries
-        for batch, from_pending in ((recovered, True), (fresh, False)):
-            for entry_id, flat in batch:
+        for source, from_pending in ((recovered, True), (fresh, False)):
+            for entry in source:
+                entry_id, flat = entry[0], entry[1]
                 if from_pending:
                     count = counts.get(entry_id, 0)
                     if not count:
@@ -454,15 +568,13 @@ class Consumer:
                     len(flat) == 16
                     and flat[0] == b"event_id"
                     and flat[2] == b"event_type"
-                    and flat[4] == b"correlation_id"
                     and flat[14] == b"payload"
                 ):
-                    event_id, event_type, cid, payload = flat[1], flat[3], flat[5], flat[15]
+                    event_id, event_type, payload = flat[1], flat[3], flat[15]
                 else:
                     fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
                     event_id = fields.get(b"event_id", b"")
                     event_type = fields.get(b"event_type", b"")
-                    cid = fields.get(b"correlation_id")
                     payload = fields.get(b"payload")
                     if not event_id or not event_type or payload is None:
                         bad.append((entry_id, flat, ValueError(
@@ -487,11 +599,26 @@ class Consumer:
                         " a consumer probably died while handling it"), count))  # fmt: skip
                     continue
                 try:
-                    value = cls.__pydantic_validator__.validate_json(payload)
+                    values.append(cls.__pydantic_validator__.validate_json(payload))
                 except ValidationError as exc:
                     bad.append((entry_id, flat, exc, count))
                     continue
-                events.append(Event(self, entry_id, flat, event_id, event_type, cid, value, count))
+                entries.append(entry)
+                entry_ids.append(entry_id)
+                event_ids.append(event_id)
+                if delivery_counts is not None:
+                    delivery_counts.append(count)
+        batch = Batch(self, entries, values, entry_ids, event_ids, delivery_counts)
+        return batch, skipped, bad, exhausted
+
+    async def _settle(
+        self,
+        decoded: tuple[Batch, list[bytes], list[DeadItem], list[DeadItem]],
+        seen: set[bytes],
+    ) -> Batch:
+        """Ack skipped entries, dead-letter bad ones, drop duplicates (``seen``: ids
+        marked in Redis); returns the events to hand to the agent."""
+        batch, skipped, bad, exhausted = decoded
         if skipped:
             self._ack_only.extend(skipped)
             self.metrics.not_accepted.inc(len(skipped))
@@ -499,49 +626,46 @@ class Consumer:
             await self._dead_letter(bad, reason="invalid")
         if exhausted:
             await self._dead_letter(exhausted, reason="max_deliveries")
-        if events:
-            events = await self._drop_duplicates(events, check_redis=not checked)
-        return events
+        return self._drop_duplicates(batch, seen) if len(batch) else batch
 
-    async def _drop_duplicates(self, events: list[Event], *, check_redis: bool) -> list[Event]:
-        """Skip events whose id is marked in Redis (unless the script checked already),
-        repeated inside the batch, in flight, or finished but not flushed yet."""
+    async def _prepare(
+        self, recovered: list[Any], counts: dict[bytes, int], fresh: list[Any]
+    ) -> Batch:
+        """Decode + dedupe check with a round trip of its own (maintenance path)."""
+        decoded = self._decode(recovered, counts, fresh)
         seen: set[bytes] = set()
-        if check_redis:
-            ids = [event._event_id for event in events]
-            _, current, previous = self.dedupe.current()
-            data = pack([b"HMGET", current.encode(), *ids]) + pack(
-                [b"HMGET", previous.encode(), *ids]
-            )
-            await self._conn.send(data)
-            in_current = await self._conn.read()
-            in_previous = await self._conn.read()
-            seen = self.dedupe.seen(ids, in_current, in_previous)
-        if self._done:
-            seen.update(event._event_id for event in self._done)
-        if self._inflight:
-            seen.update(self._inflight.values())
-        inflight = self._inflight
-        keep: list[Event] = []
-        for event in events:
-            eid = event._event_id
-            if eid in seen:
-                self._skip_duplicate(event)
+        ids = decoded[0].event_ids
+        if ids:
+            pipe = self.redis.pipeline(transaction=False)
+            self.dedupe.add_check(pipe, ids)
+            current, previous = await pipe.execute()
+            seen = self.dedupe.seen(ids, current, previous)
+        return await self._settle(decoded, seen)
+
+    def _drop_duplicates(self, batch: Batch, seen: set[bytes]) -> Batch:
+        """Skip events marked in Redis (``seen``), repeated inside the batch, still in
+        the agent's hands, finished but not flushed yet, or flushed lately."""
+        if self._done_event_ids:
+            seen.update(self._done_event_ids)
+        for handed in self._handed:
+            seen.update(handed.pending_event_ids())
+        recent, recent_old = self._recent, self._recent_old
+        keep: list[int] = []
+        for index, eid in enumerate(batch.event_ids):
+            if eid in seen or eid in recent or eid in recent_old:
+                self._skip_duplicate(batch.entry_ids[index], eid)
                 continue
             seen.add(eid)
-            inflight[event.entry_id] = eid
-            keep.append(event)
-        return keep
+            keep.append(index)
+        return batch if len(keep) == len(batch) else batch.subset(keep)
 
-    def _skip_duplicate(self, event: Event) -> None:
-        self._ack_only.append(event.entry_id)
+    def _skip_duplicate(self, entry_id: bytes, event_id: bytes) -> None:
+        self._ack_only.append(entry_id)
         self.metrics.duplicate.inc()
         log.info("agent %s: skipping duplicate event %s (entry %s)", self.agent,
-                 event.event_id, event.message_id)  # fmt: skip
+                 event_id.decode(), entry_id.decode())  # fmt: skip
 
-    async def _dead_letter(
-        self, items: Iterable[tuple[bytes, Any, BaseException, int]], *, reason: str
-    ) -> None:
+    async def _dead_letter(self, items: Iterable[DeadItem], *, reason: str) -> None:
         """XADD each to dead-letters, then XACK them on the source (one round trip)."""
         pipe = self.redis.pipeline(transaction=False)
         ids: list[bytes] = []
@@ -563,7 +687,6 @@ class Consumer:
                 maxlen=deadletter.DEAD_LETTERS_MAXLEN, approximate=True,
             )  # fmt: skip
             ids.append(entry_id)
-            self._inflight.pop(entry_id, None)
             self.metrics.dead_lettered(reason)
             log.error("agent %s: entry %s of %s dead-lettered (%s: %s)", self.agent,
                       entry_id.decode(), self.stream, type(exc).__name__, exc)  # fmt: skip

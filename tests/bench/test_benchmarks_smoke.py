@@ -12,7 +12,8 @@ asserted are the counts, which must hold on any machine:
 * naive control: only that its figures are consistent with each other (whether
   a given small run oversells depends on scheduling);
 * latency: every order reached ``delivered`` and the percentiles are ordered;
-* locustfile: a short headless run against a private stack has no failures.
+* locustfile: a short headless run against a private stack has no failures;
+* ``--store mongodb`` without ``ORDERFLOW_MONGO_URL`` fails with a message naming it.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
     )
     assert completed.returncode == 0, (
         f"{script} exited {completed.returncode}\nstdout:\n{completed.stdout}\n"
-        f"stderr:\n{completed.stderr[-4000:]}"
+        f"stderr:\n{completed.stderr[-12000:]}"
     )
     lines = completed.stdout.strip().splitlines()
     assert len(lines) == 1, f"--json must print exactly one line, got: {completed.stdout!r}"
@@ -92,6 +93,22 @@ def test_help_describes_the_command(script: str) -> None:
     assert "--" in completed.stdout
 
 
+def test_mongodb_store_without_url_is_a_clear_error() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "oversell.py"), "--store", "mongodb", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert "ORDERFLOW_MONGO_URL" in completed.stderr
+    assert completed.stdout == ""
+
+
 def test_transactional_orders_never_oversell() -> None:
     result = run_benchmark("oversell.py", "--buyers", "60", "--stock", "5")
     assert set(result) == OVERSELL_KEYS
@@ -112,10 +129,10 @@ def test_naive_control_reports_consistent_figures() -> None:
     assert result["mode"] == "naive"
     assert (result["buyers"], result["stock"]) == (60, 5)
     assert result["succeeded"] + result["rejected"] + result["errors"] == 60
-    assert result["errors"] == 0
-    # Every 201 wrote one order row and published one event before answering.
-    assert result["orders_in_store"] == result["succeeded"]
-    assert result["created_events"] == result["succeeded"]
+    # Every 201 wrote one order row and then published one event before answering; a
+    # request that failed half-way may have written the row, or the row and the event.
+    assert result["succeeded"] <= result["created_events"] <= result["orders_in_store"]
+    assert result["orders_in_store"] <= result["succeeded"] + result["errors"]
     assert 0 <= result["final_stock"] <= 5
     expected = max(0, result["succeeded"] - 5, result["orders_in_store"] - 5)
     assert result["oversold"] == expected

@@ -213,7 +213,9 @@ def read_metrics(port: int) -> str:
 
 def test_worker_runs_app_serves_metrics_logs_json_and_stops_cleanly(sync_redis, workers):
     port = free_port()
-    worker = workers.start("--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+    worker = workers.start(
+        "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--concurrency", "2"
+    )  # fmt: skip
     publish_work(sync_redis, [Work(seq=n) for n in range(3)])
 
     wait_until(lambda: sync_redis.hlen(COUNTS_KEY) == 3, timeout=60, what="3 events processed")

@@ -197,3 +197,5 @@ def test_demo_serves_the_system_and_stops_cleanly(
                     os.kill(pid, signal.SIGKILL)
             demo.kill()
             demo.wait()
+        if redis == "external":
+            flush(env["ORDERFLOW_REDIS_URL"])  # leave the shared server as other tests expect it

@@ -84,7 +84,7 @@ class GatewayProcess:
             f"gateway not healthy in {timeout}s:\n{self.log_path.read_text()[-3000:]}"
         )
 
-    def stop(self, grace: float = 3.0) -> None:
+    def stop(self, grace: float = 2.0) -> None:
         """SIGTERM; a second SIGTERM after ``grace``; SIGKILL to the group as a last resort.
 
         The second signal covers a Sanic race: a SIGTERM that reaches the main

@@ -21,10 +21,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from agents.runtime.localserver import LocalRedisServer, free_port
 from models.store import open_store
@@ -113,7 +115,9 @@ class DemoStack:
             finally:
                 await store.close()
 
-        asyncio.run(change())
+        # Playwright's sync API runs an event loop in this thread: use another one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, change()).result(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +140,7 @@ def stack(
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
+def browser(chromium_path: Path) -> Iterator[Browser]:
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(
             executable_path=str(chromium_path), args=CHROMIUM_ARGS
@@ -150,10 +152,7 @@ def browser(chromium_path: Path) -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    from playwright.sync_api import Browser
-
-    assert isinstance(browser, Browser)
+def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
@@ -165,15 +164,13 @@ def page(browser: object) -> Iterator[object]:
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
-def shot(page: object, name: str) -> None:
+def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    page.evaluate("window.scrollTo(0, 0)")  # the cart is sticky: show it where it sits
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_order_from_menu_to_delivered(stack: DemoStack, page: object) -> None:
-    from playwright.sync_api import Page, expect
-
-    assert isinstance(page, Page)
+def test_order_from_menu_to_delivered(stack: DemoStack, page: Page) -> None:
     page.goto(stack.url)
     margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
     expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
@@ -225,10 +222,7 @@ def test_order_from_menu_to_delivered(stack: DemoStack, page: object) -> None:
     shot(page, "04-delivered")
 
 
-def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: object) -> None:
-    from playwright.sync_api import Page, expect
-
-    assert isinstance(page, Page)
+def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: Page) -> None:
     page.goto(stack.url)
     tiramisu = page.get_by_test_id("menu-item").last
     expect(tiramisu).to_be_visible(timeout=UI_WAIT_MS)

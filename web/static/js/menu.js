@@ -131,7 +131,7 @@ export class MenuView {
     const inCart = this.cart.quantityOf(item.id);
     const canAdd = item.stock > inCart;
     card.button.disabled = !canAdd;
-    card.button.textContent = item.stock <= 0 ? "Sold out" : "Add";
+    card.button.textContent = "Add";
     card.button.setAttribute(
       "aria-label",
       canAdd ? `Add ${item.name} to your order` : `${item.name}: no more available`,
