@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: float = 10.0
     stream_maxlen: int = 100_000
 
+    # Outbox relay: how often it looks, and how old an unpublished row must be
+    # before the relay (rather than the API's own publish) takes it.
+    outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
+    outbox_relay_min_age_seconds: float = Field(default=5.0, ge=0)
+
     # Simulator delays (seconds); 0/0 makes the lifecycle run at full speed.
     simulator_delay_min: float = Field(default=1.0, ge=0)
     simulator_delay_max: float = Field(default=4.0, ge=0)

@@ -354,6 +354,22 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     print(f"verdict: {verdict} ({result['oversold']} unit(s) sold beyond stock)")
 
 
+def raise_open_files_limit(needed: int) -> None:
+    """One socket per buyer: lift the soft descriptor limit (often 1024) toward the hard one.
+
+    The stack's processes inherit the raised limit too.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        soft = ceiling
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log(f"warning: open-file limit {soft} < {needed}; expect connection errors (ulimit -n)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.buyers < 1 or args.stock < 0:
@@ -361,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.workers < 2:
         log("warning: fewer than 2 API workers does not exercise cross-process races")
+    raise_open_files_limit(args.buyers + 256)
     try:
         result = asyncio.run(run(args))
     except StackError as exc:

@@ -244,6 +244,9 @@ class Stack:
 
     def check_alive(self) -> None:
         """Raise if a stack process died (a crash must not read as a benchmark result)."""
+        server = self.redis.process if self.redis is not None else None
+        if server is None or server.poll() is not None:
+            raise StackError(f"the stack's Valkey died during the run (see {self.data_dir})")
         for proc in self.processes:
             if not proc.alive():
                 raise StackError(f"{proc.name} died during the run:\n{proc.tail()}")

@@ -214,7 +214,9 @@ def read_metrics(port: int) -> str:
 def test_worker_runs_app_serves_metrics_logs_json_and_stops_cleanly(sync_redis, workers):
     port = free_port()
     worker = workers.start(
-        "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--concurrency", "2"
+        "--redis-url", workers.redis_url,  # the flag alone: the environment has no URL
+        "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--concurrency", "2",
+        env={"ORDERFLOW_REDIS_URL": ""},
     )  # fmt: skip
     publish_work(sync_redis, [Work(seq=n) for n in range(3)])
 

@@ -1,0 +1,181 @@
+"""The per-process fan-out reader (``web.fanout.TrackingHub``) against a real server.
+
+What these tests prove:
+* every entry of a burst larger than one XREAD batch reaches the subscribers,
+  in stream order, and only the subscribers of that order;
+* a batch that spans both streams is handed out in publication-time order;
+* entries that are not tracking events, or not decodable, are skipped without
+  stopping the loop;
+* after the Redis server restarts, the reader reconnects and resumes from its
+  cursor: an update published after the restart still arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from agents.runtime.envelope import Envelope
+from agents.runtime.localserver import LocalRedisServer
+from agents.runtime.records import Record
+from models.documents import utc_now
+from models.events import DeliveryStatusUpdated, OrderSimulate, OrderStatusUpdated
+from web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
+
+GUARD = 15.0  # seconds; a guard against hanging, not a latency assertion
+
+
+async def publish(redis: aioredis.Redis, stream: str, value: Record) -> None:
+    fields: Any = Envelope.new(value, source="test-fanout").to_fields()
+    await redis.xadd(stream, fields)
+
+
+async def take(subscription: Subscription, count: int) -> list[Update]:
+    updates: list[Update] = []
+    while len(updates) < count:
+        update = await asyncio.wait_for(subscription.get(), GUARD)
+        assert update is not None, "subscription overflowed"
+        updates.append(update)
+    return updates
+
+
+@pytest.fixture
+async def hub(redis_client: aioredis.Redis) -> AsyncIterator[TrackingHub]:
+    running = TrackingHub(read_count=50, block_ms=200, backoff_cap=0.5)
+    running.start(redis_client)
+    assert await running.wait_ready(GUARD)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_burst_larger_than_a_batch_arrives_in_order_to_its_order_only(
+    hub: TrackingHub, redis_client: aioredis.Redis
+) -> None:
+    mine, other = uuid.uuid4().hex, uuid.uuid4().hex
+    with hub.subscribe(mine) as subscription, hub.subscribe(other) as other_subscription:
+        stamps = []
+        for _ in range(120):  # > read_count: several XREAD batches
+            at = utc_now()
+            stamps.append(at)
+            await publish(
+                redis_client,
+                "orders-stream",
+                OrderStatusUpdated(order_id=mine, status="confirmed", at=at, previous="created"),
+            )
+        await publish(
+            redis_client,
+            "orders-stream",
+            OrderStatusUpdated(
+                order_id=other, status="preparing", at=utc_now(), previous="created"
+            ),
+        )
+        updates = await take(subscription, 120)
+        assert [u.at for u in updates] == stamps
+        assert all(isinstance(u, OrderUpdate) and u.order_id == mine for u in updates)
+        (only,) = await take(other_subscription, 1)
+        assert isinstance(only, OrderUpdate) and only.status == "preparing"
+        assert subscription.queue.empty()
+    assert hub.subscription_count == 0
+
+
+async def test_one_batch_across_both_streams_is_handed_out_in_time_order(
+    hub: TrackingHub, redis_client: aioredis.Redis
+) -> None:
+    order_id, delivery_id = uuid.uuid4().hex, uuid.uuid4().hex
+    now_ms = int((await redis_client.time())[0]) * 1000 + 1000
+    with hub.subscribe(order_id) as subscription:
+        # One transaction: the blocked XREAD wakes up once and sees both entries.
+        # The order entry is listed first by XREAD (orders-stream comes first),
+        # but the delivery entry is 10 ms older.
+        async with redis_client.pipeline(transaction=True) as pipe:
+            order_fields: Any = Envelope.new(
+                OrderStatusUpdated(
+                    order_id=order_id, status="delivered", at=utc_now(), previous="out_for_delivery"
+                ),
+                source="test",
+            ).to_fields()
+            delivery_fields: Any = Envelope.new(
+                DeliveryStatusUpdated(
+                    delivery_id=delivery_id,
+                    order_id=order_id,
+                    status="delivered",
+                    at=utc_now(),
+                    previous="on_the_way",
+                ),
+                source="test",
+            ).to_fields()
+            pipe.xadd("orders-stream", order_fields, id=f"{now_ms + 10}-0")
+            pipe.xadd("deliveries-stream", delivery_fields, id=f"{now_ms}-0")
+            await pipe.execute()
+        first, second = await take(subscription, 2)
+    assert isinstance(first, DeliveryUpdate)
+    assert isinstance(second, OrderUpdate)
+
+
+async def test_foreign_and_broken_entries_are_skipped(
+    hub: TrackingHub, redis_client: aioredis.Redis
+) -> None:
+    order_id, delivery_id = uuid.uuid4().hex, uuid.uuid4().hex
+    with hub.subscribe(order_id) as subscription:
+        await redis_client.xadd("orders-stream", {"hello": "not an envelope"})
+        broken: Any = Envelope.new(
+            OrderSimulate(order_id=order_id, status="confirmed"), source="test"
+        ).to_fields()
+        broken["payload"] = "{not json"
+        await redis_client.xadd("orders-stream", broken)
+        # A registered event that is not a tracking event: ignored.
+        await publish(
+            redis_client, "orders-stream", OrderSimulate(order_id=order_id, status="confirmed")
+        )
+        await publish(
+            redis_client,
+            "deliveries-stream",
+            DeliveryStatusUpdated(
+                delivery_id=delivery_id,
+                order_id=order_id,
+                status="on_the_way",
+                at=utc_now(),
+                previous="waiting",
+            ),
+        )
+        (update,) = await take(subscription, 1)
+    assert update == DeliveryUpdate(order_id, delivery_id, "on_the_way", update.at)
+
+
+async def test_reader_resumes_after_a_server_restart(fresh_server: LocalRedisServer) -> None:
+    client = aioredis.Redis.from_url(fresh_server.url)
+    hub = TrackingHub(block_ms=200, backoff_base=0.05, backoff_cap=0.2)
+    hub.start(client)
+    order_id = uuid.uuid4().hex
+    try:
+        assert await hub.wait_ready(GUARD)
+        with hub.subscribe(order_id) as subscription:
+            await publish(
+                client,
+                "orders-stream",
+                OrderStatusUpdated(
+                    order_id=order_id, status="confirmed", at=utc_now(), previous="created"
+                ),
+            )
+            (before,) = await take(subscription, 1)
+            await asyncio.to_thread(fresh_server.restart)  # AOF: the stream survives
+            await publish(
+                client,
+                "orders-stream",
+                OrderStatusUpdated(
+                    order_id=order_id, status="preparing", at=utc_now(), previous="confirmed"
+                ),
+            )
+            print("published", flush=True); (after,) = await take(subscription, 1); print("taken", flush=True)
+    finally:
+        print("stopping", flush=True); await hub.stop(); print("stopped", flush=True)
+        await client.aclose(); print("closed", flush=True)
+    assert isinstance(before, OrderUpdate) and before.status == "confirmed"
+    assert isinstance(after, OrderUpdate) and after.status == "preparing"
