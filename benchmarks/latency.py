@@ -38,6 +38,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -48,7 +49,15 @@ import httpx
 if __package__ in (None, ""):  # run as `python benchmarks/latency.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, percentile, print_table
+from benchmarks.stack import (
+    ALL_SERVICES,
+    Stack,
+    StackError,
+    log,
+    percentile,
+    print_table,
+    run_until_signal,
+)
 
 RESULT_KEYS = (
     "orders",
@@ -123,8 +132,14 @@ def order_id_of(body: Any) -> str:
 
 
 async def measure_one(
-    client: httpx.AsyncClient, ws_base: str, item_id: str, deadline_s: float
+    client: httpx.AsyncClient,
+    ws_base: str,
+    item_id: str,
+    deadline_s: float,
+    check_alive: Callable[[], None] | None = None,
 ) -> Sample:
+    """Place one order and follow it on the WebSocket; ``check_alive`` runs every second
+    while waiting, so a crashed stack process fails the run at once instead of timing out."""
     from websockets.asyncio.client import connect
 
     body = {"lines": [{"item_id": item_id, "quantity": 1}]}
@@ -155,8 +170,10 @@ async def measure_one(
                 )
                 return sample
             try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=remaining)
+                raw = await asyncio.wait_for(ws.recv(), timeout=min(remaining, 1.0))
             except TimeoutError:
+                if check_alive is not None:
+                    check_alive()
                 continue
             received_ms = (time.perf_counter() - t0) * 1000
             received_wall = time.time()
@@ -239,7 +256,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ) as client:
             warmup = max(1, args.warmup)
             log(f"warm-up: {warmup} order(s), the first must reach delivered")
-            first = await measure_one(client, stack.ws_url, args.item, 60.0)
+            first = await measure_one(client, stack.ws_url, args.item, 60.0, stack.check_alive)
             if first.delivered_ms is None:
                 stack.check_alive()
                 stored = await client.get(f"/api/v1/orders/{first.order_id}")
@@ -249,12 +266,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"GET says {stored.status_code} {stored.text[:600]}"
                 )
             for _ in range(warmup - 1):
-                await measure_one(client, stack.ws_url, args.item, args.order_timeout)
+                await measure_one(
+                    client, stack.ws_url, args.item, args.order_timeout, stack.check_alive
+                )
             since_id = f"{int(time.time() * 1000)}-0"
             samples: list[Sample] = []
             for index in range(args.orders):
                 samples.append(
-                    await measure_one(client, stack.ws_url, args.item, args.order_timeout)
+                    await measure_one(
+                        client, stack.ws_url, args.item, args.order_timeout, stack.check_alive
+                    )
                 )
                 if (index + 1) % 25 == 0 or index + 1 == args.orders:
                     log(f"{index + 1}/{args.orders} orders measured")
@@ -313,11 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         print("--orders must be >= 1", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(run(args))
+        result = run_until_signal(run(args))
     except StackError as exc:
         print(f"latency: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; the stack was stopped", file=sys.stderr)
         return 130
     report(result, args.json)
     return 0

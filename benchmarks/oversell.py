@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/oversell.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.rawhttp import OneShotConnection
-from benchmarks.stack import RELAY_ONLY, Stack, StackError, log, print_table
+from benchmarks.stack import RELAY_ONLY, Stack, StackError, log, print_table, run_until_signal
 
 ORDERS_PATH = "/api/v1/orders"
 ORDERS_STREAM = "orders-stream"
@@ -379,11 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         log("warning: fewer than 2 API workers does not exercise cross-process races")
     raise_open_files_limit(args.buyers + 256)
     try:
-        result = asyncio.run(run(args))
+        result = run_until_signal(run(args))
     except StackError as exc:
         print(f"oversell: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; the stack was stopped", file=sys.stderr)
         return 130
     report(result, args.json)
     return 0

@@ -20,17 +20,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from agents.runtime.localserver import LocalRedisServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 # The service workers of the reference system, as `orderflow worker <target>` targets.
 ALL_SERVICES: tuple[str, ...] = (
@@ -281,6 +282,31 @@ class Stack:
             for proc in self.processes:
                 log(f"--- {proc.name} log tail ---\n{proc.tail(15)}")
         await self.stop()
+
+
+def run_until_signal(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, with SIGTERM and SIGINT cancelling it instead of killing us.
+
+    The stack's processes run in their own sessions (a Ctrl-C in the terminal does
+    not reach them), so the benchmark must live long enough to stop them: a signal
+    cancels the main task, ``Stack.__aexit__`` tears everything down, and the
+    caller sees ``asyncio.CancelledError``. (A background job of a non-interactive
+    shell starts with SIGINT ignored; SIGTERM still works there.)
+    """
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            return await main
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    return asyncio.run(guarded())
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

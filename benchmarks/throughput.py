@@ -304,7 +304,9 @@ def measure(events: int, server_kind: str, repeat: int, latency_events: int) -> 
         url = server.url
         progress(f"server: {server_kind} on {url}; pre-filling {events:,} events ...")
         payload_size = asyncio.run(prefill(url, events))
-        progress(f"payload: {payload_size} bytes of JSON per event; consuming:")
+        progress(f"payload: {payload_size} bytes of JSON per event; warming up ...")
+        asyncio.run(run_raw(url, events))  # first reads of a fresh stream are slower
+        progress("consuming:")
         for round_number in range(1, repeat + 1):
             for label, run in contestants:
                 cpu_before = server_cpu_seconds(url)

@@ -142,6 +142,7 @@ class TrackingHub:
         self._cursor: dict[str, str] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- subscriptions -------------------------------------------------------
 
@@ -186,21 +187,37 @@ class TrackingHub:
         return self._ready.is_set()
 
     def start(self, redis: aioredis.Redis) -> None:
+        """Run the reader on ``redis``: best a client of its own (see :func:`reader_client`)."""
         if self._task is None or self._task.done():
+            self._stopping = False
             self._task = asyncio.create_task(self._run(redis), name="orderflow-tracking-fanout")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Cancel the reader and wait up to ``grace`` seconds for it to end.
+
+        A stop flag backs up ``Task.cancel``: a cancellation that lands inside
+        the Redis client while it reconnects is not always propagated, and
+        then the loop still ends after its current read (``block_ms``). A
+        server shutdown never hangs on the reader: after ``grace`` it is
+        abandoned with a warning.
+        """
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        self._stopping = True
+        task.cancel()
+        grace = self.block_ms / 1000 + 2.0 if grace is None else grace
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            log.warning("tracking fan-out reader did not stop within %.1fs; abandoning it", grace)
+        elif not task.cancelled() and task.exception() is not None:
+            log.warning("tracking fan-out reader ended with %r", task.exception())
 
     # -- the read loop -------------------------------------------------------
 
     async def _run(self, redis: aioredis.Redis) -> None:
         delay = self.backoff_base
-        while True:
+        while not self._stopping:
             try:
                 if not self._ready.is_set():
                     await self._fix_cursor(redis)
@@ -212,11 +229,11 @@ class TrackingHub:
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("tracking fan-out lost Redis (%s); retrying in %.1fs", exc, delay)
+                log.warning("tracking fan-out lost Redis (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_cap)
             except Exception:
-                log.exception("tracking fan-out read failed; retrying in %.1fs", delay)
+                log.exception("tracking fan-out read failed; retrying in %.2fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_cap)
 
@@ -237,6 +254,21 @@ class TrackingHub:
                 continue
             if update is not None:
                 self.dispatch(update)
+
+
+def reader_client(url: str, block_ms: int = 1000) -> aioredis.Redis:
+    """A Redis client of the reader's own, with timeouts that bound every wait.
+
+    Its own pool keeps the long ``XREAD BLOCK`` away from the request
+    handlers' connections; the socket timeout (block time + 10 s) turns a
+    silently dead connection into an error the loop recovers from.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=block_ms / 1000 + 10.0,
+        socket_connect_timeout=5.0,
+    )
 
 
 def in_time_order(

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
 from sanic import Request, Sanic
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.protocol import State
@@ -37,7 +38,14 @@ from models.documents import (
     ORDER_STATUSES,
     Order,
 )
-from web.fanout import DeliveryUpdate, OrderUpdate, TrackingHub, Update
+from web.fanout import (
+    DeliveryUpdate,
+    OrderUpdate,
+    Subscription,
+    TrackingHub,
+    Update,
+    reader_client,
+)
 from web.metrics import WEBSOCKET_CONNECTIONS
 from web.ui import exclude_from_openapi
 
@@ -45,7 +53,6 @@ log = logging.getLogger(__name__)
 
 ROUTE = "/ws/v1/order-tracking/<order_id:str>"
 
-CLOSE_NORMAL = 1000
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_MALFORMED_ID = 4400
 CLOSE_UNKNOWN_ORDER = 4404
@@ -149,8 +156,8 @@ def merge_cached_status(
         return view
     status, at = cached.get("status"), cached.get("at")
     if view is None:
-        if status not in _ORDER_RANK:
-            return None
+        if status not in _ORDER_RANK or not isinstance(at, str):
+            return None  # nothing usable: the order is unknown here
         view = OrderView(order_id)
     if isinstance(status, str) and isinstance(at, str):
         view.apply(OrderUpdate(order_id, status, at))
@@ -226,7 +233,7 @@ async def order_tracking(request: Request, ws: WebsocketImplProtocol, order_id: 
             WEBSOCKET_CONNECTIONS.dec()
 
 
-async def _serve(ws: WebsocketImplProtocol, view: OrderView, subscription: Any) -> None:
+async def _serve(ws: WebsocketImplProtocol, view: OrderView, subscription: Subscription) -> None:
     """Run the update pump and the client reader until either ends."""
     pump = asyncio.create_task(_pump_updates(ws, view, subscription))
     reader = asyncio.create_task(_answer_client(ws))
@@ -243,7 +250,9 @@ async def _serve(ws: WebsocketImplProtocol, view: OrderView, subscription: Any) 
                 await task
 
 
-async def _pump_updates(ws: WebsocketImplProtocol, view: OrderView, subscription: Any) -> None:
+async def _pump_updates(
+    ws: WebsocketImplProtocol, view: OrderView, subscription: Subscription
+) -> None:
     while True:
         update = await subscription.get()
         if update is None:
@@ -285,17 +294,22 @@ def _settings(app: Sanic) -> Settings:
 async def _start_hub(app: Sanic) -> None:
     hub = TrackingHub()
     app.ctx.tracking_hub = hub
-    redis = getattr(app.ctx, "redis", None)
-    if redis is None:
-        log.error("app.ctx.redis is not set: order tracking cannot read the streams")
+    url = _settings(app).redis_url
+    if not url:
+        log.error("ORDERFLOW_REDIS_URL is not set: order tracking cannot read the streams")
         return
-    hub.start(redis)
+    app.ctx.tracking_redis = reader_client(url, hub.block_ms)
+    hub.start(app.ctx.tracking_redis)
 
 
 async def _stop_hub(app: Sanic) -> None:
     hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
     if hub is not None:
         await hub.stop()
+    client: aioredis.Redis | None = getattr(app.ctx, "tracking_redis", None)
+    if client is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.aclose(), 2.0)
 
 
 def register(app: Sanic) -> None:

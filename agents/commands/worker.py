@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, TypeError, ValueError) as exc:
         print(f"error: cannot load {args.app}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BAD_APP
+    try:
+        app.url  # noqa: B018 - raises when neither the App nor the environment names a server
+    except RuntimeError as exc:
+        print(f"error: {exc} (or pass --redis-url)", file=sys.stderr)
+        return EXIT_BAD_APP
     configure_logging(
         app.name,
         fmt=args.log_format or app.settings.log_format,

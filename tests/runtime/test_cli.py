@@ -239,6 +239,20 @@ def test_worker_with_an_unknown_app_exits_2(capsys):
     assert "not an orderflow App" in capsys.readouterr().err
 
 
+def test_worker_without_any_redis_url_exits_2():
+    result = subprocess.run(
+        [str(ORDERFLOW), "worker", "tests.runtime.fault_app:app"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ORDERFLOW_REDIS_URL": ""},
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "ORDERFLOW_REDIS_URL" in result.stderr
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -32,8 +32,9 @@ class GatewayProcess:
         store_url: str,
         log_path: Path,
         extra_env: Mapping[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = log_path
         self.env = {
             **os.environ,

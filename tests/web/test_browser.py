@@ -20,18 +20,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from agents.runtime.envelope import Envelope
 from agents.runtime.localserver import LocalRedisServer, free_port
+from models.documents import OrderLineRequest, utc_now
+from models.events import OrderStatusUpdated
+from models.menu import DEMO_MENU
 from models.store import open_store
+from tests.web.gateway import GatewayProcess
 
 pytestmark = pytest.mark.browser
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -115,9 +123,16 @@ class DemoStack:
             finally:
                 await store.close()
 
-        # Playwright's sync API runs an event loop in this thread: use another one.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(asyncio.run, change()).result(timeout=30)
+        run_async(change())
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion from a test that drives Playwright's sync API.
+
+    Playwright's sync API runs an event loop in this thread, so use another one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +258,77 @@ def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: Pag
     expect(page.get_by_test_id("tracking")).to_be_hidden()
     expect(tiramisu.get_by_test_id("stock")).to_have_text("Sold out", timeout=UI_WAIT_MS)
     shot(page, "05-out-of-stock")
+
+
+def test_tracking_reconnects_after_the_gateway_restarts(
+    chromium_path: Path, redis_server: LocalRedisServer, page: Page, tmp_path: Path
+) -> None:
+    store_url = f"sqlite:///{tmp_path / 'orderflow.db'}"
+
+    async def new_order() -> str:
+        store = await open_store(store_url)
+        try:
+            await store.seed_menu(DEMO_MENU)
+            result = await store.place_order(
+                [OrderLineRequest(item_id=DEMO_MENU[0].id, quantity=1)],
+                idempotency_key=None,
+                request_hash=None,
+                events=lambda order: [],
+            )
+            return result.order.id
+        finally:
+            await store.close()
+
+    async def confirm_in_store(order_id: str) -> None:
+        store = await open_store(store_url)
+        try:
+            assert await store.update_order_status(order_id, "confirmed", utc_now(), [])
+        finally:
+            await store.close()
+
+    async def publish_preparing(order_id: str) -> None:
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            value = OrderStatusUpdated(
+                order_id=order_id, status="preparing", at=utc_now(), previous="confirmed"
+            )
+            fields: Any = Envelope.new(value, source="test-browser").to_fields()
+            await client.xadd("orders-stream", fields)
+        finally:
+            await client.aclose()
+
+    order_id = run_async(new_order())
+    gateway = GatewayProcess(
+        redis_url=redis_server.url, store_url=store_url, log_path=tmp_path / "gateway.log"
+    )
+    gateway.start()
+    try:
+        page.goto(f"{gateway.url}/#order={order_id}")
+        connection = page.get_by_test_id("connection-state")
+        expect(connection).to_have_attribute("data-state", "live", timeout=UI_WAIT_MS)
+        expect(page.get_by_test_id("order-step-created")).to_have_attribute("data-state", "current")
+
+        gateway.stop()  # the socket drops; the page keeps trying
+        expect(connection).to_have_attribute("data-state", "reconnecting", timeout=UI_WAIT_MS)
+        run_async(confirm_in_store(order_id))  # happens while the page is disconnected
+        shot(page, "06-reconnecting")
+
+        gateway = GatewayProcess(
+            redis_url=redis_server.url,
+            store_url=store_url,
+            log_path=tmp_path / "gateway-again.log",
+            port=gateway.port,
+        )
+        gateway.start()
+        expect(connection).to_have_attribute("data-state", "live", timeout=UI_WAIT_MS)
+        # The fresh snapshot covers what happened while disconnected ...
+        expect(page.get_by_test_id("order-step-confirmed")).to_have_attribute(
+            "data-state", "current", timeout=UI_WAIT_MS
+        )
+        # ... and live updates flow again.
+        run_async(publish_preparing(order_id))
+        expect(page.get_by_test_id("order-step-preparing")).to_have_attribute(
+            "data-state", "current", timeout=UI_WAIT_MS
+        )
+    finally:
+        gateway.stop()

@@ -25,7 +25,14 @@ from agents.runtime.localserver import LocalRedisServer
 from agents.runtime.records import Record
 from models.documents import utc_now
 from models.events import DeliveryStatusUpdated, OrderSimulate, OrderStatusUpdated
-from web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
+from web.fanout import (
+    DeliveryUpdate,
+    OrderUpdate,
+    Subscription,
+    TrackingHub,
+    Update,
+    reader_client,
+)
 
 GUARD = 15.0  # seconds; a guard against hanging, not a latency assertion
 
@@ -45,14 +52,16 @@ async def take(subscription: Subscription, count: int) -> list[Update]:
 
 
 @pytest.fixture
-async def hub(redis_client: aioredis.Redis) -> AsyncIterator[TrackingHub]:
+async def hub(redis_client: aioredis.Redis, redis_url: str) -> AsyncIterator[TrackingHub]:
     running = TrackingHub(read_count=50, block_ms=200, backoff_cap=0.5)
-    running.start(redis_client)
+    reader = reader_client(redis_url, running.block_ms)
+    running.start(reader)
     assert await running.wait_ready(GUARD)
     try:
         yield running
     finally:
         await running.stop()
+        await reader.aclose()
 
 
 async def test_burst_larger_than_a_batch_arrives_in_order_to_its_order_only(
@@ -152,7 +161,8 @@ async def test_foreign_and_broken_entries_are_skipped(
 async def test_reader_resumes_after_a_server_restart(fresh_server: LocalRedisServer) -> None:
     client = aioredis.Redis.from_url(fresh_server.url)
     hub = TrackingHub(block_ms=200, backoff_base=0.05, backoff_cap=0.2)
-    hub.start(client)
+    reader = reader_client(fresh_server.url, hub.block_ms)
+    hub.start(reader)
     order_id = uuid.uuid4().hex
     try:
         assert await hub.wait_ready(GUARD)
@@ -166,6 +176,7 @@ async def test_reader_resumes_after_a_server_restart(fresh_server: LocalRedisSer
             )
             (before,) = await take(subscription, 1)
             await asyncio.to_thread(fresh_server.restart)  # AOF: the stream survives
+            await client.connection_pool.disconnect()  # the publisher's sockets died with it
             await publish(
                 client,
                 "orders-stream",
@@ -176,6 +187,7 @@ async def test_reader_resumes_after_a_server_restart(fresh_server: LocalRedisSer
             (after,) = await take(subscription, 1)
     finally:
         await hub.stop()
+        await reader.aclose()
         await client.aclose()
     assert isinstance(before, OrderUpdate) and before.status == "confirmed"
     assert isinstance(after, OrderUpdate) and after.status == "preparing"

@@ -9,6 +9,8 @@ import { Timeline, TrackingSocket } from "./tracking.js";
 const $ = (id) => document.getElementById(id);
 
 const cart = new Cart();
+let placing = false; // an order request is in flight
+let socket = null; // the TrackingSocket of the order on screen
 
 // -- cart -----------------------------------------------------------------------
 
@@ -52,6 +54,10 @@ function renderCart() {
   }
   $("cart-empty").hidden = !cart.isEmpty;
   $("cart-total").textContent = formatMoney(cart.total);
+  const count = Array.from(cart.lines.values()).reduce((sum, line) => sum + line.quantity, 0);
+  $("cart-bar").hidden = cart.isEmpty;
+  $("cart-bar-count").textContent = `${count} item${count === 1 ? "" : "s"}`;
+  $("cart-bar-total").textContent = formatMoney(cart.total);
   $("place-order").disabled = cart.isEmpty || placing;
 }
 
@@ -66,8 +72,6 @@ function button(text, label, testid, onClick) {
 }
 
 // -- placing the order --------------------------------------------------------------
-
-let placing = false;
 
 function showError(message) {
   const el = $("order-error");
@@ -99,8 +103,6 @@ async function onPlaceOrder() {
 }
 
 // -- tracking -------------------------------------------------------------------------
-
-let socket = null;
 
 const STATE_TEXT = {
   idle: "Not connected",
