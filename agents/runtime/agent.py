@@ -161,7 +161,7 @@ class Agent:
             log.warning("agent %s: %d task(s) cancelled after shutdown timeout", self.name,
                         len(pending))  # fmt: skip
         if self.consumer is not None:
-            await self.consumer.flush()
+            await self.consumer.close()  # final acks, then its private connection
         return not pending
 
     @property

@@ -1,10 +1,10 @@
 """THE consumer loop: one group consumer on one stream, feeding an agent.
 
 The hot path is one write per batch on a connection of the consumer's own:
-``HSET`` the dedupe marks of the events the agent finished, ``XACK`` them and
+``SADD`` the dedupe marks of the events the agent finished, ``XACK`` them and
 ``XREADGROUP ... COUNT n BLOCK ms ... >`` the next batch. That write is sent
 *before* the agent starts on the current batch (prefetch), so the server works
-while the agent does; the dedupe check of a batch (two ``HMGET``) rides in the
+while the agent does; the dedupe check of a batch (two ``SMISMEMBER``) rides in the
 same write. Nothing per event goes to Redis, and no task is created per event.
 
 Around it (docs/runtime.md explains why):
@@ -163,8 +163,10 @@ class Consumer:
         return self._stopping
 
     async def close(self) -> None:
-        await self.flush()
-        await self._conn.close()
+        try:
+            await self.flush()
+        finally:
+            await self._conn.close()
 
     # ------------------------------------------------------- agent callbacks
     @property
@@ -259,11 +261,16 @@ class Consumer:
                 await self._connection_lost(exc)
                 continue
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("agent %s: group %s on %s is gone; re-creating", self.agent,
-                            self.group, self.stream)  # fmt: skip
-                await self._recreate_group()
+                self._outstanding = None
+                self._pending = None
+                await self._conn.reset()
+                if "NOGROUP" in str(exc):
+                    log.warning("agent %s: group %s on %s is gone; re-creating", self.agent,
+                                self.group, self.stream)  # fmt: skip
+                    await self._recreate_group()
+                else:  # e.g. WRONGTYPE: say so loudly, keep trying, never spin
+                    log.error("agent %s: redis refused a command: %s", self.agent, exc)
+                    await self._connection_lost(exc)
                 continue
             except asyncio.CancelledError:
                 self._outstanding = None
@@ -334,7 +341,7 @@ class Consumer:
         return max(1, block)
 
     def _build_read(self, now: float, deadline: float | None, *, block: bool = True) -> bytes:
-        """HSET marks + EXPIREAT + XACK (what is finished) + XREADGROUP, as one write."""
+        """SADD marks + EXPIREAT + XACK (what is finished) + XREADGROUP, as one write."""
         entry_ids = self._done_entry_ids
         event_ids = self._done_event_ids
         only = self._ack_only
@@ -345,9 +352,7 @@ class Consumer:
         if n_done:
             bucket, current, _ = self.dedupe.current()
             key = current.encode()
-            mark = b"$%d\r\n%b\r\n$1\r\n1\r\n"
-            out.append(b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%b\r\n" % (2 + 2 * n_done, len(key), key))
-            out.append(b"".join([mark % (len(eid), eid) for eid in event_ids]))
+            out.append(pack_parts(2 + n_done, [bulks([b"SADD", key]), bulks(event_ids)]))
             out.append(pack([b"EXPIREAT", key, b"%d" % self.dedupe.expire_at(bucket)]))
             flush_cmds += 2
         if n_done or n_only:
@@ -449,15 +454,20 @@ class Consumer:
         return await self._settle(self._decode([], {}, entries), seen)
 
     async def _send_check(self, entries: list[Any], prefetch: bool, deadline: float | None) -> None:
-        """Write the dedupe check of ``entries`` (two HMGET) and maybe a look-ahead read."""
-        candidates = [_event_id(entry[1]) for entry in entries]
-        ids: list[bytes] = [eid for eid in candidates if eid]
+        """Write the dedupe check of ``entries`` (two SMISMEMBER), maybe a look-ahead read."""
+        found: list[bytes | None] = [
+            flat[1] if flat and flat[0] == b"event_id" else _event_id(flat) for _, flat in entries
+        ]
+        ids: list[bytes] = [eid for eid in found if eid]
         data = b""
         if ids:
             _, current, previous = self.dedupe.current()
-            data = pack_parts(
-                2 + len(ids), [bulks([b"HMGET", current.encode()]), bulks(ids)]
-            ) + pack_parts(2 + len(ids), [bulks([b"HMGET", previous.encode()]), bulks(ids)])
+            encoded = bulks(ids)
+            count = b"*%d\r\n" % (2 + len(ids))
+            data = b"".join(
+                [count, bulks([b"SMISMEMBER", current.encode()]), encoded,
+                 count, bulks([b"SMISMEMBER", previous.encode()]), encoded]
+            )  # fmt: skip
         if prefetch:
             data += self._build_read(time.monotonic(), deadline, block=False)
         if data:
@@ -558,6 +568,9 @@ class Consumer:
         for source, from_pending in ((recovered, True), (fresh, False)):
             for entry in source:
                 entry_id, flat = entry[0], entry[1]
+                if not flat:  # deleted (trimmed) while pending: nothing left to handle
+                    skipped.append(entry_id)
+                    continue
                 if from_pending:
                     count = counts.get(entry_id, 0)
                     if not count:
@@ -712,5 +725,4 @@ class Consumer:
         self._draining = True
         self._drain_cursor = b"0-0"
         self._claim_cursor = b"0-0"
-        self.group_ready = False
-        await self.ensure_group()
+        self.group_ready = False  # the loop re-creates it (and retries if that fails)

@@ -1,16 +1,15 @@
 """Idempotent consumption: remember which event ids a group has processed.
 
-Marks are fields of time-bucketed hashes ``orderflow:{<stream>}:seen:<group>:<bucket>``
-(bucket = ``floor(unix_time / ttl)``). A batch of marks is one ``HSET`` (+
+Marks are members of time-bucketed sets ``orderflow:{<stream>}:seen:<group>:<bucket>``
+(bucket = ``floor(unix_time / ttl)``). A batch of marks is one ``SADD`` (+
 ``EXPIREAT``), written in the same pipeline as the batch's ``XACK``; a batch is
-checked inside the same script that reads it (``HEXISTS`` on the current and
-the previous bucket; see :mod:`agents.runtime.consumer`). So an event
+checked with one ``SMISMEMBER`` on the current and one on the previous bucket. So an event
 id is remembered for at least ``ttl`` and at most ``2 * ttl`` seconds after
 it was processed (default ttl 24 h): long enough to absorb redeliveries and
 outbox re-publishes (which happen within seconds to minutes), bounded so the
 memory cost is ~60 bytes per event per day instead of growing forever.
-One hash per bucket instead of one key per event keeps the per-event Redis
-work to one hash field (the throughput target forbids per-event commands).
+One set per bucket instead of one key per event keeps the per-event Redis
+work to one set member (the throughput target forbids per-event commands).
 """
 
 from __future__ import annotations
@@ -49,32 +48,24 @@ class DedupeMarks:
     def add_check(
         self, pipe: Any, event_ids: Sequence[bytes | str], now: float | None = None
     ) -> None:
-        """Queue the two HMGETs; :meth:`seen` turns their replies into a set of ids."""
+        """Queue the two SMISMEMBERs; :meth:`seen` turns their replies into a set of ids."""
         current, previous = self.check_keys(now)
-        pipe.execute_command("HMGET", current, *event_ids)
-        pipe.execute_command("HMGET", previous, *event_ids)
+        pipe.execute_command("SMISMEMBER", current, *event_ids)
+        pipe.execute_command("SMISMEMBER", previous, *event_ids)
 
     @staticmethod
     def seen(event_ids: Sequence[bytes], current: list[Any], previous: list[Any]) -> set[bytes]:
-        return {
-            eid
-            for eid, a, b in zip(event_ids, current, previous, strict=True)
-            if a is not None or b is not None
-        }
+        return {eid for eid, a, b in zip(event_ids, current, previous, strict=True) if a or b}
 
     def add_marks(
         self, pipe: Any, event_ids: Sequence[bytes | str], now: float | None = None
     ) -> None:
-        """Queue one HSET for the batch and the bucket's expiry (bucket end + ttl)."""
+        """Queue one SADD for the batch and the bucket's expiry (bucket end + ttl)."""
         if not event_ids:
             return
         bucket = self._bucket(now)
         key = self.key(bucket)
-        args: list[bytes | str] = []
-        for eid in event_ids:
-            args.append(eid)
-            args.append(b"1")
-        pipe.execute_command("HSET", key, *args)
+        pipe.execute_command("SADD", key, *event_ids)
         pipe.execute_command("EXPIREAT", key, self.expire_at(bucket))
 
     async def is_seen(self, redis: Any, event_id: str) -> bool:

@@ -159,9 +159,12 @@ async def test_poison_event_goes_to_dead_letters_after_max_deliveries(redis_clie
     raw = json.loads(letter["raw"])
     assert raw["event_type"] == "rt.acks.order.v1" and raw["key"] == "k13"
     assert json.loads(raw["payload"]) == {"n": 13}
-    assert sample(
-        "orderflow_events_dead_lettered_total", agent="rt-poison-agent", reason="max_deliveries"
-    ) == 1
+    assert (
+        sample(
+            "orderflow_events_dead_lettered_total", agent="rt-poison-agent", reason="max_deliveries"
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize(

@@ -114,3 +114,21 @@ async def test_entries_of_a_dead_consumer_are_reclaimed_following_the_cursor(
         await eventually(lambda: _pending(redis_client, "rt-claim", "claim-group", 0))
     assert sorted(counts) == list(range(25))
     assert set(counts.values()) == {2}  # the dead consumer's delivery + ours
+
+
+async def test_pending_entries_trimmed_away_are_acked_not_fatal(redis_client, redis_url):
+    await redis_client.xgroup_create("rt-trimmed", "trim-group", id="0", mkstream=True)
+    ids = await add_jobs(redis_client, "rt-trimmed", 3)
+    await redis_client.xreadgroup("trim-group", "me", {"rt-trimmed": ">"}, count=10)
+    await redis_client.xdel("rt-trimmed", ids[0])  # e.g. MAXLEN trimmed it while pending
+    app = make_app(redis_url, consumer_name="me")
+    seen: list[int] = []
+
+    @app.agent(app.topic("rt-trimmed", value_type=Job), group="trim-group")
+    async def handle(stream):
+        async for value in stream:
+            seen.append(value.n)
+
+    async with run_app(app):
+        await eventually(lambda: seen == [1, 2])
+        await eventually(lambda: _pending(redis_client, "rt-trimmed", "trim-group", 0))

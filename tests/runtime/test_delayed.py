@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agents.runtime import App, Envelope, Record
-from agents.runtime import keys, scheduler
+from agents.runtime import App, Envelope, Record, keys, scheduler
 from agents.runtime.testing import eventually, run_app
 
 
@@ -60,10 +59,10 @@ async def _length_is(redis_client, stream: str, expected: int) -> bool:
 
 
 async def test_moved_events_respect_the_topic_maxlen(redis_client, redis_url):
-    fields = Envelope.new(Reminder(n=0), source="t").to_fields()
-    for _ in range(1000):
+    for n in range(1000):
+        fields = Envelope.new(Reminder(n=n), source="t").to_fields()
         await scheduler.schedule(redis_client, "rt-capped-delayed", fields, 0, maxlen=100)
-    moved = 0
-    while moved < 1000:
-        moved += await scheduler.move_due(redis_client, "rt-capped-delayed", limit=500)
+    moved = [await scheduler.move_due(redis_client, "rt-capped-delayed", limit=500)
+             for _ in range(3)]  # fmt: skip
+    assert moved == [500, 500, 0]
     assert 100 <= await redis_client.xlen("rt-capped-delayed") < 1000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -47,7 +47,7 @@ def test_envelope_fields_round_trip():
     ]  # fmt: skip
     assert all(isinstance(value, str) for value in fields.values())
     uuid.UUID(envelope.event_id)
-    assert datetime.fromisoformat(envelope.timestamp).utcoffset().total_seconds() == 0
+    assert datetime.fromisoformat(envelope.timestamp).utcoffset() == timedelta(0)
     back = Envelope.from_fields({k.encode(): v.encode() for k, v in fields.items()})
     assert back == envelope
     assert registry.decode(back) == Parcel(parcel_id="p-1", weight=3)
@@ -60,7 +60,10 @@ def test_envelope_fields_round_trip():
     [
         ({"event_id": "x"}, "missing field"),
         (
-            {**Envelope.new(Parcel(parcel_id="p", weight=1), source="t").to_fields(), "payload": "{"},
+            {
+                **Envelope.new(Parcel(parcel_id="p", weight=1), source="t").to_fields(),
+                "payload": "{",
+            },
             "not JSON",
         ),
     ],
