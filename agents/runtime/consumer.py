@@ -515,23 +515,34 @@ class Consumer:
 
         position = flushed
         recovered: list[Any] = []  # entries whose delivery count we must ask Redis for
+        # One entry can come back through several of these replies in the same round
+        # trip (a due retry is also in the drain read after a reconnect). Each entry
+        # must be handed over once: a second copy would be acked as a "duplicate"
+        # while the first is still being handled, and a failure of the first would
+        # then lose the event.
+        taken: set[bytes] = set()
+
+        def take(entries: Iterable[Any], busy: set[bytes]) -> None:
+            for entry in entries:
+                if entry and entry[0] not in busy and entry[0] not in taken:
+                    taken.add(entry[0])
+                    recovered.append(entry)
+
         if due:
             for entry_id in due:
                 self._retrying.discard(entry_id)
-            recovered.extend(e for e in (replies[position] or []) if e)
+            take(replies[position] or [], set())
             position += 1
         if claiming:
             cursor, claimed = replies[position][0], replies[position][1]
             position += 1
             self._claim_cursor = cursor
-            busy = self._busy_entry_ids()
-            recovered.extend(e for e in claimed if e and e[0] not in busy)
+            take(claimed, self._busy_entry_ids())
         if self._draining:
             entries = _stream_entries(replies[position])
             if entries:
                 self._drain_cursor = entries[-1][0]
-                busy = self._busy_entry_ids()
-                recovered.extend(e for e in entries if e[0] not in busy)
+                take(entries, self._busy_entry_ids())
             else:
                 self._draining = False
         if not recovered:
