@@ -58,7 +58,13 @@ async def _open_connections(app: Sanic) -> None:
         raise RuntimeError(
             "ORDERFLOW_REDIS_URL is not set: the API needs a Redis (or Valkey) server"
         )
-    app.ctx.redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
+    # A blocking pool: under a burst of orders a request waits a moment for a
+    # connection instead of failing its publish (which the outbox relay would
+    # then have to redo seconds later).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=200, timeout=10
+    )
+    app.ctx.redis = aioredis.Redis(connection_pool=pool)
     app.ctx.store = await open_store(settings.store_url)
 
 

@@ -94,6 +94,9 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
             access_log=False,
             motd=False,
             single_process=False,
+            # Sanic's default backlog (100) drops SYNs when a crowd connects at
+            # once (the oversell benchmark opens 1000 sockets together).
+            backlog=1024,
         )
         Sanic.serve(primary=app, app_loader=loader)
     finally:
