@@ -42,15 +42,6 @@ from models.store import OutboxMessage, PlaceOrderResult, StatusTransition, Stor
 log = logging.getLogger(__name__)
 
 SOURCE = "orders"
-RELAY_INTERVAL_SECONDS = 1.0
-"""How often the relay looks for unpublished outbox messages (default)."""
-RELAY_MIN_AGE_SECONDS = 5.0
-"""Only messages older than this are relayed: younger ones are the API's to publish (default)."""
-
-
-def relay_setting(name: str, default: float) -> float:
-    """``Settings.<name>`` when the settings define it (``ORDERFLOW_<NAME>``), else ``default``."""
-    return float(getattr(get_settings(), name, default))
 
 
 def order_created_messages(order: Order, correlation_id: str) -> list[OutboxMessage]:
@@ -137,9 +128,9 @@ def create_orders_app(
 ) -> StoreApp:
     """Build the orders app; ``store`` (owned by the caller) overrides the settings' URL."""
     if relay_interval is None:
-        relay_interval = relay_setting("outbox_relay_interval_seconds", RELAY_INTERVAL_SECONDS)
+        relay_interval = get_settings().outbox_relay_interval_seconds
     if relay_min_age is None:
-        relay_min_age = relay_setting("outbox_relay_min_age_seconds", RELAY_MIN_AGE_SECONDS)
+        relay_min_age = get_settings().outbox_relay_min_age_seconds
     app = StoreApp("orders", broker=broker, store=store)
     order_status = declare_topic(app, ORDER_STATUS_STREAM, OrderStatusReported)
 
