@@ -14,7 +14,7 @@ Contestants:
 3. faststream: ``@broker.subscriber(stream=StreamSub(..., group=..., consumer=...))``.
 4. walrus: ``ConsumerGroup.read(count=100)`` + ``ack`` loop (synchronous client).
 5. raw_dedupe (reference): the raw loop plus the Redis work the runtime's
-   idempotency needs (HMGET check of each batch's event ids, HSET of their marks),
+   idempotency needs, done the plain way (HMGET check of each batch's event ids, HSET of marks),
    so "how close is the runtime to the limit *for the same guarantees*" is answered
    too. The server CPU each contestant used is reported next to its rate.
 
