@@ -72,6 +72,32 @@ def build_worker_app(settings: Settings, role: str) -> object:
     return create_app(settings, role=role)  # type: ignore[arg-type]
 
 
+def _stop_on_signal_during_startup() -> None:
+    """Make SIGTERM/SIGINT work while Sanic waits for its workers to start.
+
+    Sanic 25.12's worker manager keeps waiting for every worker's start-up
+    acknowledgement even after a shutdown signal has terminated those workers,
+    so a SIGTERM that lands in the first second (``orderflow demo`` stopped right
+    after it was started, a pod killed while starting) hangs the server forever.
+    The manager class is looked up in ``sanic.mixins.startup`` when serving
+    starts; ours stops waiting once shutdown has begun, and the normal shutdown
+    path (join, clean-up) runs.
+    """
+    import sanic.mixins.startup as startup
+    from sanic.worker.manager import WorkerManager
+
+    if getattr(startup.WorkerManager, "stops_waiting_on_shutdown", False):
+        return
+
+    class ShutdownAwareManager(WorkerManager):
+        stops_waiting_on_shutdown = True
+
+        def _all_workers_ack(self) -> bool:
+            return bool(self._shutting_down) or bool(super()._all_workers_ack())
+
+    startup.WorkerManager = ShutdownAwareManager  # type: ignore[misc]
+
+
 def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
     """Run Sanic in the foreground until SIGINT/SIGTERM; return an exit code."""
     from sanic import Sanic
@@ -80,6 +106,7 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
     # Fresh interpreters per worker: they import prometheus_client after the
     # variable below is set, and share no connection state with this process.
     Sanic.start_method = "spawn"
+    _stop_on_signal_during_startup()
     own_multiproc_dir: str | None = None
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):
         own_multiproc_dir = tempfile.mkdtemp(prefix="orderflow-metrics-")

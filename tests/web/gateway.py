@@ -88,10 +88,10 @@ class GatewayProcess:
     def stop(self, grace: float = 2.0) -> None:
         """SIGTERM; a second SIGTERM after ``grace``; SIGKILL to the group as a last resort.
 
-        The second signal covers a Sanic race: a SIGTERM that reaches the main
-        process while it still waits for its workers' start-up acknowledgement
-        is never acted on (the worker exits, the main process keeps waiting).
-        Sanic answers a second signal with "Shutdown interrupted. Killing.".
+        The second signal is a belt-and-braces guard for Sanic's start-up
+        window (``orderflow api`` now handles a SIGTERM there itself, see
+        ``tests/web/test_api_command.py``); Sanic answers a second signal with
+        "Shutdown interrupted. Killing.".
         """
         process, self.process = self.process, None
         if process is None or process.poll() is not None:

@@ -1,0 +1,52 @@
+"""``orderflow api`` stops on SIGTERM at any moment, including during start-up.
+
+Sanic's worker manager used to wait forever for its workers' start-up ack when
+the signal arrived before it (see ``agents/commands/api.py``); a demo stopped
+right after starting, or a pod killed while starting, hung.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.runtime.localserver import LocalRedisServer, free_port
+
+ORDERFLOW = str(Path(sys.executable).with_name("orderflow"))
+
+
+@pytest.mark.parametrize("signal_after", [0.6, 0.9, 1.2, 2.5])
+def test_sigterm_during_startup_stops_the_server(
+    redis_server: LocalRedisServer, tmp_path: Path, signal_after: float
+) -> None:
+    env = {
+        **os.environ,
+        "ORDERFLOW_REDIS_URL": redis_server.url,
+        "ORDERFLOW_STORE_URL": f"sqlite:///{tmp_path}/orderflow.db",
+        "ORDERFLOW_PORT": str(free_port()),
+        "ORDERFLOW_HTTP_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [ORDERFLOW, "api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    time.sleep(signal_after)
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail(f"orderflow api ignored SIGTERM sent {signal_after}s after start")
+    # Either Python's default handler (signal before Sanic installed its own) or
+    # Sanic's clean shutdown ended it; what matters is that it ended.
+    assert code in (0, -signal.SIGTERM)
