@@ -9,7 +9,9 @@
 * The agent on order-status-stream (orders-group) applies each reported status
   monotonically and, in the same store transaction, writes
   ``order.status_updated.v1`` to the outbox, then publishes it.
-* A timer relays outbox messages that stayed unpublished for a few seconds.
+* A timer relays outbox messages that stayed unpublished for a few seconds,
+  and (at most once a minute) deletes the rows published longer ago than
+  ``ORDERFLOW_OUTBOX_RETENTION_SECONDS``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agents.outbox import Cause, MessageRecorder, outbox_message, publish_outbox, relay_once
+from agents.outbox_retention import OutboxPruner
 from agents.runtime import Stream
 from agents.runtime.context import current_correlation_id
 from agents.settings import get_settings
@@ -125,12 +128,20 @@ def create_orders_app(
     store: Store | None = None,
     relay_interval: float | None = None,
     relay_min_age: float | None = None,
+    outbox_retention: float | None = None,
 ) -> StoreApp:
-    """Build the orders app; ``store`` (owned by the caller) overrides the settings' URL."""
+    """Build the orders app; ``store`` (owned by the caller) overrides the settings' URL.
+
+    ``relay_interval``, ``relay_min_age`` and ``outbox_retention`` (seconds)
+    default to the ``outbox_*`` settings.
+    """
     if relay_interval is None:
         relay_interval = get_settings().outbox_relay_interval_seconds
     if relay_min_age is None:
         relay_min_age = get_settings().outbox_relay_min_age_seconds
+    if outbox_retention is None:
+        outbox_retention = get_settings().outbox_retention_seconds
+    pruner = OutboxPruner(outbox_retention)
     app = StoreApp("orders", broker=broker, store=store)
     order_status = declare_topic(app, ORDER_STATUS_STREAM, OrderStatusReported)
 
@@ -151,13 +162,16 @@ def create_orders_app(
 
     @app.timer(relay_interval)
     async def relay_outbox() -> None:
+        current = await app.stores.get()
         try:
-            relayed = await relay_once(app.redis, await app.stores.get(), relay_min_age)
+            relayed = await relay_once(app.redis, current, relay_min_age)
         except (RedisError, OSError) as exc:
             log.warning("outbox relay: %s; retrying in %.1fs", exc, relay_interval)
-            return
-        if relayed:
-            log.info("outbox relay: published %d message(s) left behind", relayed)
+        else:
+            if relayed:
+                log.info("outbox relay: published %d message(s) left behind", relayed)
+        # Store-only work, so it goes on while Redis is down; a no-op most ticks.
+        await pruner.maybe_prune(current)
 
     return app
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # before the relay (rather than the API's own publish) takes it.
     outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_relay_min_age_seconds: float = Field(default=5.0, ge=0)
+    # Published outbox rows are kept this long (for inspection), then the relay
+    # deletes them; unpublished rows are never deleted.
+    outbox_retention_seconds: float = Field(default=86_400, ge=0)
 
     # Simulator delays (seconds); 0/0 makes the lifecycle run at full speed.
     simulator_delay_min: float = Field(default=1.0, ge=0)

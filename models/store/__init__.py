@@ -10,6 +10,7 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
 * ``create_delivery`` is idempotent per order.
 * An ``idempotency_key`` makes a retried ``place_order`` return the first
   order without reserving stock again.
+* ``prune_outbox`` deletes only rows published long enough ago, never pending ones.
 
 Open one with :func:`open_store` (``sqlite:///path.db`` or ``mongodb://...``).
 """
@@ -139,6 +140,16 @@ class Store(Protocol):
         """Unpublished rows at least ``min_age_seconds`` old, oldest first."""
 
     async def mark_published(self, outbox_ids: Sequence[str]) -> None: ...
+
+    async def prune_outbox(self, published_before_seconds: float) -> int:
+        """Delete rows published more than ``published_before_seconds`` ago; return how many.
+
+        Unpublished rows are never deleted, whatever their age (the relay still
+        owes them a publish). Published rows are only history: the stream holds
+        the event and the publish marker dedupes a late re-publish, so keeping
+        them forever would just grow the outbox. Raises ``ValueError`` for a
+        negative age.
+        """
 
     async def count_orders(self, item_id: str | None = None) -> int:
         """All orders, or the orders with a line for ``item_id``."""

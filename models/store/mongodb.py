@@ -564,6 +564,17 @@ class MongoStore:
             {"_id": {"$in": ids}, "published_at": None}, {"$set": {"published_at": time.time()}}
         )
 
+    async def prune_outbox(self, published_before_seconds: float) -> int:
+        if published_before_seconds < 0:
+            raise ValueError("published_before_seconds cannot be negative")
+        cutoff = time.time() - published_before_seconds
+        # Pending rows hold ``published_at: None``; ``$lt`` on a number never matches
+        # null (nor a missing field), ``$ne`` says so explicitly. The outbox_pending
+        # index leads with published_at, so this is a range scan, not a collection scan.
+        # No transaction: each delete is atomic and a partial run is just a smaller prune.
+        result = await self.outbox.delete_many({"published_at": {"$ne": None, "$lt": cutoff}})
+        return result.deleted_count
+
 
 # ------------------------------------------------------------------ mapping
 

@@ -72,6 +72,14 @@ from models.store.outbox import OutboxMessage
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` this code writes; a file with a newer one is refused.
+
+Bump it only for a change that older code cannot work with (and add the
+migration to ``_create_schema``). Additive objects created with ``IF NOT
+EXISTS`` -- like the ``outbox_published`` index -- need no bump: every open runs
+the whole script, so an existing file gets them, and older code still opens a
+file that has them.
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS menu_items (
@@ -142,10 +150,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     published_at REAL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_published ON outbox (published_at)
+    WHERE published_at IS NOT NULL;
 """
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _MAX_SQL_VARIABLES = 500
+_PRUNE_BATCH = 1000
+"""Outbox rows deleted per transaction: a large backlog never holds the write lock long."""
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -648,6 +660,29 @@ class SqliteStore:
                 )
 
         await self._write(body)
+
+    async def prune_outbox(self, published_before_seconds: float) -> int:
+        if published_before_seconds < 0:
+            raise ValueError("published_before_seconds cannot be negative")
+        cutoff = time.time() - published_before_seconds
+
+        def body(conn: sqlite3.Connection) -> int:
+            # The partial index outbox_published finds the rows; ``published_at < ?``
+            # never matches NULL, so a pending row cannot be deleted.
+            cursor = conn.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
+                " WHERE published_at IS NOT NULL AND published_at < ? LIMIT ?)",
+                (cutoff, _PRUNE_BATCH),
+            )
+            return cursor.rowcount
+
+        # One short transaction per batch: other writers (orders!) queue between them.
+        deleted = 0
+        while True:
+            batch = await self._write(body)
+            deleted += batch
+            if batch < _PRUNE_BATCH:
+                return deleted
 
 
 # ------------------------------------------------------------------ helpers

@@ -8,8 +8,9 @@ dropped afterwards); otherwise its half of the suite is skipped with that reason
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,42 @@ async def dispose_test_store(store: Store) -> None:
             await drop()
     finally:
         await store.close()
+
+
+async def backdate_outbox(store: Store, outbox_ids: Sequence[str], seconds: float) -> None:
+    """Make outbox rows ``seconds`` older (created and, if set, published) in the database.
+
+    The contract has no clock to turn, so the retention tests age rows where the
+    adapter keeps them instead of waiting; pending rows stay pending.
+    """
+    ids = list(outbox_ids)
+    if isinstance(store, SqliteStore):
+        raw = sqlite3.connect(store.path, timeout=30, isolation_level=None)
+        try:
+            marks = ",".join("?" * len(ids))
+            raw.execute(
+                "UPDATE outbox SET created_at = created_at - ?,"
+                f" published_at = published_at - ? WHERE id IN ({marks})",  # NULL stays NULL
+                [seconds, seconds, *ids],
+            )
+        finally:
+            raw.close()
+        return
+    from models.store.mongodb import MongoStore
+
+    assert isinstance(store, MongoStore)
+    # $subtract of null is null: a pending row stays pending.
+    await store.outbox.update_many(
+        {"_id": {"$in": ids}},
+        [
+            {
+                "$set": {
+                    "created_at": {"$subtract": ["$created_at", seconds]},
+                    "published_at": {"$subtract": ["$published_at", seconds]},
+                }
+            }
+        ],
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mongodb", marks=pytest.mark.mongo)])
