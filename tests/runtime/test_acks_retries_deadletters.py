@@ -246,3 +246,35 @@ async def test_entry_already_over_max_deliveries_is_dead_lettered_unhandled(
     [(_, letter)] = await redis_client.xrange("dead-letters")
     assert letter[b"delivery_count"] == b"3"
     assert b"max_deliveries=2" in letter[b"error_message"]
+
+
+async def test_a_due_retry_is_not_handed_over_twice_after_a_reconnect(redis_client, redis_url):
+    """Regression: after a lost connection the consumer drains its own pending
+    entries from id 0 *and* XCLAIMs its due retries in the same round trip. The
+    failing entry came back through both; the second copy was acked as a
+    duplicate while the first was still failing, and the event was lost
+    (neither processed nor dead-lettered)."""
+    app = make_app(redis_url, max_deliveries=10, retry_base=0.01, retry_cap=0.02)
+    topic = app.topic("rt-retry-reconnect", value_type=Order)
+    attempts = 0
+    processed: list[int] = []
+
+    @app.agent(topic, group="retry-reconnect-group")
+    async def handle(stream):
+        nonlocal attempts
+        async for order in stream:
+            attempts += 1
+            if attempts == 1:
+                # Cut every consumer connection while this entry is failing, so
+                # the next round trip both drains from 0 and retries it.
+                await redis_client.client_kill_filter(_type="normal", skipme=True)
+            if attempts < 3:
+                raise RuntimeError(f"attempt {attempts} fails")
+            processed.append(order.n)
+
+    async with run_app(app):
+        await topic.send(value=Order(n=7))
+        await eventually(lambda: processed == [7], timeout=15)
+        assert await pending_count(redis_client, "rt-retry-reconnect", "retry-reconnect-group") == 0
+
+    assert await redis_client.xlen("dead-letters") == 0
