@@ -122,6 +122,7 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
             delivery, created = await current.create_delivery(update.order_id, recorder)
             if created:
                 await publish_outbox(app.redis, current, recorder.messages)
+                log.info("order %s: delivery %s created", update.order_id, delivery.id)
             else:
                 log.info("order %s already has delivery %s", update.order_id, delivery.id)
 
@@ -137,6 +138,12 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
             )
             if changed:
                 await publish_outbox(app.redis, current, recorder.messages)
+                log.info(
+                    "delivery %s of order %s is now %s",
+                    report.delivery_id,
+                    report.order_id,
+                    report.status,
+                )
             else:
                 log.info(
                     "delivery %s: status %s is stale or repeated", report.delivery_id, report.status

@@ -90,6 +90,13 @@ async def place_order(
         request_hash=request_hash,
         events=lambda order: order_created_messages(order, correlation_id),
     )
+    if not result.replayed:
+        log.info(
+            "order %s placed: %d line(s), total %d",
+            result.order.id,
+            len(result.order.lines),
+            result.order.total,
+        )
     if result.outbox:
         try:
             await publish_outbox(redis, store, result.outbox)
@@ -157,6 +164,7 @@ def create_orders_app(
             )
             if changed:
                 await publish_outbox(app.redis, current, recorder.messages)
+                log.info("order %s is now %s", report.order_id, report.status)
             else:
                 log.info("order %s: status %s is stale or repeated", report.order_id, report.status)
 
