@@ -17,12 +17,22 @@ Open one with :func:`open_store` (``sqlite:///path.db`` or ``mongodb://...``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlsplit
 
-from models.documents import Delivery, MenuItem, Order, OrderLineRequest
+from models.documents import (
+    Delivery,
+    DeliveryStatusChange,
+    MenuItem,
+    Order,
+    OrderLine,
+    OrderLineRequest,
+    OrderStatusChange,
+    utc_now,
+)
 from models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
@@ -78,6 +88,72 @@ def resolve_transition_events(
     if callable(events):
         return list(events(transition))
     return list(events)
+
+
+# Shared by adapters: the parts of the contract that do not depend on the backend.
+# ``items`` maps a menu id to its row/document (anything with ``name``, ``price``
+# and ``stock`` keys: a ``sqlite3.Row`` or a BSON document).
+
+
+def wanted_quantities(lines: Sequence[OrderLineRequest]) -> dict[str, int]:
+    """Total quantity per item (an item may appear on several lines)."""
+    wanted: dict[str, int] = {}
+    for line in lines:
+        wanted[line.item_id] = wanted.get(line.item_id, 0) + line.quantity
+    return wanted
+
+
+def out_of_stock(item_id: str, item: Any, quantity: int) -> OutOfStock:
+    return OutOfStock(item_id, item["name"], quantity, int(item["stock"]))
+
+
+def check_stock(wanted: Mapping[str, int], items: Mapping[str, Any]) -> None:
+    """Raise ``UnknownItem`` for missing ids, then ``OutOfStock`` for the first short item."""
+    missing = [item_id for item_id in wanted if item_id not in items]
+    if missing:
+        raise UnknownItem(missing)
+    for item_id, quantity in wanted.items():
+        item = items[item_id]
+        if item["stock"] < quantity:
+            raise out_of_stock(item_id, item, quantity)
+
+
+def new_order(lines: Sequence[OrderLineRequest], items: Mapping[str, Any]) -> Order:
+    """A ``created`` order with the names and prices of ``items`` at this moment."""
+    order_lines = []
+    for line in lines:
+        item = items[line.item_id]
+        order_lines.append(
+            OrderLine(
+                item_id=line.item_id,
+                name=item["name"],
+                quantity=line.quantity,
+                unit_price=int(item["price"]),
+            )
+        )
+    now = utc_now()
+    return Order(
+        id=uuid.uuid4().hex,
+        lines=order_lines,
+        total=sum(line.quantity * line.unit_price for line in order_lines),
+        status="created",
+        history=[OrderStatusChange(status="created", at=now)],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def new_delivery(order_id: str) -> Delivery:
+    """A ``waiting`` delivery for ``order_id``."""
+    now = utc_now()
+    return Delivery(
+        id=uuid.uuid4().hex,
+        order_id=order_id,
+        status="waiting",
+        history=[DeliveryStatusChange(status="waiting", at=now)],
+        created_at=now,
+        updated_at=now,
+    )
 
 
 @runtime_checkable
@@ -194,6 +270,11 @@ __all__ = [
     "StoreUnavailable",
     "TransitionEvents",
     "UnknownItem",
+    "check_stock",
+    "new_delivery",
+    "new_order",
     "open_store",
+    "out_of_stock",
     "resolve_transition_events",
+    "wanted_quantities",
 ]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -61,13 +60,17 @@ from models.store import (
     PlaceOrderResult,
     StatusTransition,
     TransitionEvents,
+    check_stock,
+    new_delivery,
+    new_order,
+    out_of_stock,
     resolve_transition_events,
+    wanted_quantities,
 )
 from models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
     OrderNotFound,
-    OutOfStock,
     StoreUnavailable,
     UnknownItem,
 )
@@ -312,9 +315,7 @@ class MongoStore:
         requested = list(lines)
         if not requested:
             raise ValueError("an order needs at least one line")
-        wanted: dict[str, int] = {}
-        for line in requested:
-            wanted[line.item_id] = wanted.get(line.item_id, 0) + line.quantity
+        wanted = wanted_quantities(requested)
 
         async def replay(session: AsyncClientSession | None) -> PlaceOrderResult | None:
             if idempotency_key is None:
@@ -337,13 +338,7 @@ class MongoStore:
                     {"_id": {"$in": list(wanted)}}, session=session
                 ).to_list()
             }
-            missing = [item_id for item_id in wanted if item_id not in items]
-            if missing:
-                raise UnknownItem(missing)
-            for item_id, quantity in wanted.items():
-                item = items[item_id]
-                if item["stock"] < quantity:
-                    raise OutOfStock(item_id, item["name"], quantity, int(item["stock"]))
+            check_stock(wanted, items)
             for item_id, quantity in wanted.items():
                 result = await self.menu.update_one(
                     {"_id": item_id, "stock": {"$gte": quantity}},
@@ -351,28 +346,10 @@ class MongoStore:
                     session=session,
                 )
                 if result.modified_count != 1:
-                    item = items[item_id]
-                    raise OutOfStock(item_id, item["name"], quantity, int(item["stock"]))
+                    raise out_of_stock(item_id, items[item_id], quantity)
 
-            now = utc_now()
-            order_lines = [
-                OrderLine(
-                    item_id=line.item_id,
-                    name=items[line.item_id]["name"],
-                    quantity=line.quantity,
-                    unit_price=int(items[line.item_id]["price"]),
-                )
-                for line in requested
-            ]
-            order = Order(
-                id=uuid.uuid4().hex,
-                lines=order_lines,
-                total=sum(line.quantity * line.unit_price for line in order_lines),
-                status="created",
-                history=[OrderStatusChange(status="created", at=now)],
-                created_at=now,
-                updated_at=now,
-            )
+            order = new_order(requested, items)
+            now = order.created_at
             doc: Doc = {
                 "_id": order.id,
                 "lines": [line.model_dump() for line in order.lines],
@@ -415,10 +392,7 @@ class MongoStore:
         async def callback(session: AsyncClientSession) -> bool:
             before = await self.orders.find_one_and_update(
                 {"_id": order_id, "status_rank": {"$lt": rank}},
-                {
-                    "$set": {"status": status, "status_rank": rank, "updated_at": utc_now()},
-                    "$push": {"history": {"status": status, "at": at}},
-                },
+                _status_update(status, rank, at),
                 projection={"status": 1},
                 session=session,
             )
@@ -451,15 +425,8 @@ class MongoStore:
                 return _delivery(existing), False
             if await self.orders.count_documents({"_id": order_id}, session=session) == 0:
                 raise OrderNotFound(order_id)
-            now = utc_now()
-            delivery = Delivery(
-                id=uuid.uuid4().hex,
-                order_id=order_id,
-                status="waiting",
-                history=[DeliveryStatusChange(status="waiting", at=now)],
-                created_at=now,
-                updated_at=now,
-            )
+            delivery = new_delivery(order_id)
+            now = delivery.created_at
             await self.deliveries.insert_one(
                 {
                     "_id": delivery.id,
@@ -492,10 +459,7 @@ class MongoStore:
         async def callback(session: AsyncClientSession) -> bool:
             before = await self.deliveries.find_one_and_update(
                 {"_id": delivery_id, "status_rank": {"$lt": rank}},
-                {
-                    "$set": {"status": status, "status_rank": rank, "updated_at": utc_now()},
-                    "$push": {"history": {"status": status, "at": at}},
-                },
+                _status_update(status, rank, at),
                 projection={"status": 1, "order_id": 1},
                 session=session,
             )
@@ -577,6 +541,14 @@ class MongoStore:
 
 
 # ------------------------------------------------------------------ mapping
+
+
+def _status_update(status: str, rank: int, at: str) -> Doc:
+    """Set the new status (and its rank) and append it to ``history``."""
+    return {
+        "$set": {"status": status, "status_rank": rank, "updated_at": utc_now()},
+        "$push": {"history": {"status": status, "at": at}},
+    }
 
 
 def _menu_item(doc: Doc) -> MenuItem:

@@ -32,7 +32,6 @@ import contextvars
 import functools
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,13 +56,17 @@ from models.store import (
     PlaceOrderResult,
     StatusTransition,
     TransitionEvents,
+    check_stock,
+    new_delivery,
+    new_order,
+    out_of_stock,
     resolve_transition_events,
+    wanted_quantities,
 )
 from models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
     OrderNotFound,
-    OutOfStock,
     StoreUnavailable,
     UnknownItem,
 )
@@ -417,6 +420,7 @@ class SqliteStore:
         requested = list(lines)
         if not requested:
             raise ValueError("an order needs at least one line")
+        wanted = wanted_quantities(requested)
 
         def body(conn: sqlite3.Connection) -> PlaceOrderResult:
             if idempotency_key is not None:
@@ -431,9 +435,6 @@ class SqliteStore:
                     assert order is not None
                     return PlaceOrderResult(order=order, outbox=[], replayed=True)
 
-            wanted: dict[str, int] = {}
-            for line in requested:
-                wanted[line.item_id] = wanted.get(line.item_id, 0) + line.quantity
             marks = ",".join("?" * len(wanted))
             items = {
                 row["id"]: row
@@ -442,13 +443,7 @@ class SqliteStore:
                     list(wanted),
                 )
             }
-            missing = [item_id for item_id in wanted if item_id not in items]
-            if missing:
-                raise UnknownItem(missing)
-            for item_id, quantity in wanted.items():
-                item = items[item_id]
-                if item["stock"] < quantity:
-                    raise OutOfStock(item_id, item["name"], quantity, item["stock"])
+            check_stock(wanted, items)
             for item_id, quantity in wanted.items():
                 # BEGIN IMMEDIATE holds the write lock, so the guard cannot fail;
                 # it (and CHECK (stock >= 0)) is there in case that ever changes.
@@ -457,28 +452,10 @@ class SqliteStore:
                     (quantity, item_id, quantity),
                 )
                 if cursor.rowcount != 1:
-                    item = items[item_id]
-                    raise OutOfStock(item_id, item["name"], quantity, item["stock"])
+                    raise out_of_stock(item_id, items[item_id], quantity)
 
-            now = utc_now()
-            order_lines = [
-                OrderLine(
-                    item_id=line.item_id,
-                    name=items[line.item_id]["name"],
-                    quantity=line.quantity,
-                    unit_price=items[line.item_id]["price"],
-                )
-                for line in requested
-            ]
-            order = Order(
-                id=uuid.uuid4().hex,
-                lines=order_lines,
-                total=sum(line.quantity * line.unit_price for line in order_lines),
-                status="created",
-                history=[OrderStatusChange(status="created", at=now)],
-                created_at=now,
-                updated_at=now,
-            )
+            order = new_order(requested, items)
+            now = order.created_at
             conn.execute(
                 "INSERT INTO orders (id, status, total, created_at, updated_at,"
                 " idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -497,7 +474,7 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (order.id, n, line.item_id, line.name, line.quantity, line.unit_price)
-                    for n, line in enumerate(order_lines)
+                    for n, line in enumerate(order.lines)
                 ],
             )
             conn.execute(
@@ -524,15 +501,7 @@ class SqliteStore:
                 raise OrderNotFound(order_id)
             if rank <= order_status_rank(row["status"]):
                 return False
-            conn.execute(
-                "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?",
-                (status, utc_now(), order_id),
-            )
-            conn.execute(
-                "INSERT INTO order_history (order_id, seq, status, at) VALUES"
-                " (?, (SELECT COUNT(*) FROM order_history WHERE order_id = ?), ?, ?)",
-                (order_id, order_id, status, at),
-            )
+            _set_status(conn, "orders", order_id, status, at)
             transition = StatusTransition(
                 entity_id=order_id, order_id=order_id, previous=row["status"], status=status, at=at
             )
@@ -567,15 +536,8 @@ class SqliteStore:
                 return existing, False
             if conn.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone() is None:
                 raise OrderNotFound(order_id)
-            now = utc_now()
-            delivery = Delivery(
-                id=uuid.uuid4().hex,
-                order_id=order_id,
-                status="waiting",
-                history=[DeliveryStatusChange(status="waiting", at=now)],
-                created_at=now,
-                updated_at=now,
-            )
+            delivery = new_delivery(order_id)
+            now = delivery.created_at
             conn.execute(
                 "INSERT INTO deliveries (id, order_id, status, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -603,15 +565,7 @@ class SqliteStore:
                 raise DeliveryNotFound(delivery_id)
             if rank <= delivery_status_rank(row["status"]):
                 return False
-            conn.execute(
-                "UPDATE deliveries SET status = ?, updated_at = ? WHERE id = ?",
-                (status, utc_now(), delivery_id),
-            )
-            conn.execute(
-                "INSERT INTO delivery_history (delivery_id, seq, status, at) VALUES"
-                " (?, (SELECT COUNT(*) FROM delivery_history WHERE delivery_id = ?), ?, ?)",
-                (delivery_id, delivery_id, status, at),
-            )
+            _set_status(conn, "deliveries", delivery_id, status, at)
             transition = StatusTransition(
                 entity_id=delivery_id,
                 order_id=row["order_id"],
@@ -699,6 +653,32 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         if statement.strip():
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+_HISTORY_TABLES = {
+    "orders": ("order_history", "order_id"),
+    "deliveries": ("delivery_history", "delivery_id"),
+}
+
+
+def _set_status(
+    conn: sqlite3.Connection,
+    table: Literal["orders", "deliveries"],
+    entity_id: str,
+    status: str,
+    at: str,
+) -> None:
+    """Set the row's status and append it to the row's history (next ``seq``)."""
+    history, key = _HISTORY_TABLES[table]
+    conn.execute(
+        f"UPDATE {table} SET status = ?, updated_at = ? WHERE id = ?",
+        (status, utc_now(), entity_id),
+    )
+    conn.execute(
+        f"INSERT INTO {history} ({key}, seq, status, at) VALUES"
+        f" (?, (SELECT COUNT(*) FROM {history} WHERE {key} = ?), ?, ?)",
+        (entity_id, entity_id, status, at),
+    )
 
 
 def _insert_outbox(conn: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> None:
