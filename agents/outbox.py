@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from itertools import chain
+from typing import Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
-from agents.runtime import Envelope, Record
+from agents.runtime import Envelope, Record, keys
 from agents.settings import get_settings
 from models.store import OutboxMessage, Store
 
@@ -60,7 +61,7 @@ def published_marker_key(stream: str, event_id: str) -> str:
     Its hash tag is the stream's name, so marker and stream share a Cluster slot
     (a key without braces hashes its whole name), as one Lua script needs.
     """
-    return f"orderflow:{{{stream}}}:published:{event_id}"
+    return keys.stream_key(stream, f"published:{event_id}")
 
 
 class Cause(Protocol):
@@ -135,16 +136,14 @@ async def publish_outbox(
     settings = get_settings()
     pipe = redis.pipeline(transaction=False)
     for message in messages:
-        fields = message.envelope.to_fields()
-        flat: list[Any] = [settings.dedupe_ttl_seconds, settings.stream_maxlen]
-        for name, text in fields.items():
-            flat.extend((name, text))
         pipe.eval(
             _PUBLISH_ONCE_LUA,
             2,
             message.stream,
             published_marker_key(message.stream, message.envelope.event_id),
-            *flat,
+            settings.dedupe_ttl_seconds,
+            settings.stream_maxlen,
+            *chain.from_iterable(message.envelope.to_fields().items()),
         )
     results = await pipe.execute()
     await store.mark_published([message.id for message in messages])

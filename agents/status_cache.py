@@ -21,9 +21,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from agents.runtime import keys
 from models.documents import DELIVERY_STATUSES, ORDER_STATUSES
 
-STATUS_KEY_PREFIX = "orderflow:status:"
+STATUS_KEY_PREFIX = keys.PREFIX + "status:"
 
 
 def status_key(order_id: str) -> str:

@@ -14,28 +14,22 @@ import asyncio
 from typing import Any
 
 from agents.runtime import App
-from agents.settings import get_settings
 from models.store import Store, open_store
 
 
 class StoreProvider:
-    def __init__(self, store: Store | None = None, *, url: str | None = None) -> None:
+    def __init__(self, store: Store | None, *, url: str) -> None:
         self._store = store
         self._url = url
         self._owned = False
         self._lock = asyncio.Lock()
-
-    def install(self, store: Store) -> None:
-        """Use ``store`` (owned by the caller) instead of opening one."""
-        self._store = store
-        self._owned = False
 
     async def get(self) -> Store:
         if self._store is not None:
             return self._store
         async with self._lock:
             if self._store is None:
-                self._store = await open_store(self._url or get_settings().store_url)
+                self._store = await open_store(self._url)
                 self._owned = True
             return self._store
 

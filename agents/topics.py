@@ -2,17 +2,14 @@
 
 Each service runs its own :class:`~agents.runtime.App` (one process per service
 in production), so topics cannot be module-level singletons: a topic belongs to
-the app that declares it. :func:`build_topics` declares the same set of topics on
-any app, so the stream names and the record types that travel on each stream are
-written down exactly once, here.
+the app that declares it. :func:`declare_topic` declares one on any app, so the
+stream names and the record types that travel on each stream are written down
+exactly once, here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from agents.runtime import App, Record, Topic
-from agents.settings import get_settings
+from agents.runtime import App, Record, Topic, keys
 from models.events import (
     DeliveryCreated,
     DeliverySimulate,
@@ -30,7 +27,7 @@ ORDER_STATUS_STREAM = "order-status-stream"
 DELIVERY_STATUS_STREAM = "delivery-status-stream"
 SIMULATE_ORDER_STREAM = "simulate-order-stream"
 SIMULATE_DELIVERY_STREAM = "simulate-delivery-stream"
-DEAD_LETTERS_STREAM = "dead-letters"
+DEAD_LETTERS_STREAM = keys.DEAD_LETTERS
 
 #: Every stream the reference system uses, in the order of the event flow.
 ALL_STREAMS: tuple[str, ...] = (
@@ -60,18 +57,6 @@ NOTIFICATIONS_GROUP = "notifications-group"
 SIMULATOR_GROUP = "simulator-group"
 
 
-@dataclass(frozen=True)
-class ServiceTopics:
-    """The six business streams, declared on one app."""
-
-    orders: Topic
-    deliveries: Topic
-    order_status: Topic
-    delivery_status: Topic
-    simulate_order: Topic
-    simulate_delivery: Topic
-
-
 def declare_topic(
     app: App,
     stream: str,
@@ -81,19 +66,7 @@ def declare_topic(
 
     An app has one topic per stream: declaring a stream again returns the first
     declaration, so a service declares each stream it uses once, with the types
-    its agents accept.
+    its agents accept. The stream's MAXLEN cap is the app's (``stream_maxlen``).
     """
     accepted = value_type if value_type is not None else STREAM_RECORDS[stream]
-    return app.topic(stream, value_type=accepted, maxlen=get_settings().stream_maxlen)
-
-
-def build_topics(app: App) -> ServiceTopics:
-    """Declare every business stream on ``app`` with the records it carries."""
-    return ServiceTopics(
-        orders=declare_topic(app, ORDERS_STREAM),
-        deliveries=declare_topic(app, DELIVERIES_STREAM),
-        order_status=declare_topic(app, ORDER_STATUS_STREAM),
-        delivery_status=declare_topic(app, DELIVERY_STATUS_STREAM),
-        simulate_order=declare_topic(app, SIMULATE_ORDER_STREAM),
-        simulate_delivery=declare_topic(app, SIMULATE_DELIVERY_STREAM),
-    )
+    return app.topic(stream, value_type=accepted)

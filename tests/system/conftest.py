@@ -8,6 +8,7 @@ and stopped the way ``run_app`` from the runtime's test harness does it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,9 +42,17 @@ async def services(
     redis_url: str, redis_client: aioredis.Redis, store: Store
 ) -> AsyncIterator[list[App]]:
     """All four service apps, in-process, on a flushed server, zero simulator delays."""
-    apps = create_service_apps(
-        broker=redis_url, store=store, simulator_delay=(0.0, 0.0), relay_interval=0.2
-    )
+    async with running(
+        create_service_apps(
+            broker=redis_url, store=store, simulator_delay=(0.0, 0.0), relay_interval=0.2
+        )
+    ) as apps:
+        yield apps
+
+
+@contextlib.asynccontextmanager
+async def running(apps: list[App]) -> AsyncIterator[list[App]]:
+    """Start ``apps`` in order; on exit stop the ones that started."""
     started: list[App] = []
     try:
         for app in apps:

@@ -8,8 +8,6 @@ whole story) and in the notifications cache (latest status, TTL <= 24 h).
 
 from __future__ import annotations
 
-import asyncio
-
 import redis.asyncio as aioredis
 
 from agents.orders import place_order
@@ -20,7 +18,7 @@ from agents.status_cache import read_latest_status, status_key
 from agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
 from models.documents import OrderLineRequest
 from models.store import Store
-from tests.system.conftest import envelopes_for_order
+from tests.system.conftest import envelopes_for_order, running
 
 ORDER_LIFECYCLE = ["created", "confirmed", "preparing", "out_for_delivery", "delivered"]
 DELIVERY_LIFECYCLE = ["waiting", "on_the_way", "delivered"]
@@ -139,10 +137,9 @@ async def test_random_delays_never_reorder_a_lifecycle(
 ) -> None:
     """Delays in [0, 50 ms]: each report is caused by the persisted previous status,
     so none overtakes its predecessor and every history is complete and in order."""
-    apps = create_service_apps(broker=redis_url, store=store, simulator_delay=(0.0, 0.05))
-    for app in apps:
-        await app.start()
-    try:
+    async with running(
+        create_service_apps(broker=redis_url, store=store, simulator_delay=(0.0, 0.05))
+    ):
         order_ids = [
             (
                 await place_order(
@@ -153,8 +150,6 @@ async def test_random_delays_never_reorder_a_lifecycle(
         ]
         for order_id in order_ids:
             await wait_delivered(store, order_id)
-    finally:
-        await asyncio.gather(*(app.stop() for app in apps))
     for order_id in order_ids:
         order = await store.get_order(order_id)
         assert order is not None and order.delivery is not None
