@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -81,28 +80,6 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
-class DemoValkey(LocalRedisServer):
-    """The demo's private Valkey: like :class:`LocalRedisServer`, but it also dies with the demo.
-
-    Without the parent-death signal a SIGKILLed demo would leave Valkey running
-    on ``.data/valkey``, and the next demo would start a second server on the
-    same AOF files.
-    """
-
-    def start(self, timeout: float = 10.0) -> DemoValkey:
-        if self.process and self.process.poll() is None:
-            return self
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
-        self.wait_ready(timeout)
-        return self
-
-
 def demo_children(python: str = sys.executable) -> list[Child]:
     """The API and one worker per service, run as ``python -m agents.cli ...``."""
     cli = [python, "-m", "agents.cli"]
@@ -146,11 +123,14 @@ class Demo:
         if self.settings.redis_url:
             log.info("using Redis at %s (ORDERFLOW_REDIS_URL)", self.settings.redis_url)
             return self.settings.redis_url
-        self.server = DemoValkey(
+        # The parent-death signal: a SIGKILLed demo must not leave Valkey running
+        # on .data/valkey, where the next demo would start a second server.
+        self.server = LocalRedisServer(
             "valkey",
             data_dir=self.data_dir / "valkey",
             appendonly=True,
             extra_args=["--appendfsync", "everysec"],
+            preexec_fn=_die_with_parent(),
         ).start()
         log.info("started a private Valkey at %s (data in %s)", self.server.url, self.data_dir)
         return self.server.url

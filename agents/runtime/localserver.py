@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -73,6 +74,7 @@ class LocalRedisServer:
         data_dir: str | Path | None = None,
         appendonly: bool = False,
         extra_args: list[str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.binary = find_server_binary(kind)
         self.kind = kind
@@ -82,6 +84,8 @@ class LocalRedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
         self.extra_args = extra_args or []
+        # Run in the child before exec, e.g. the demo's "die with the parent" signal.
+        self.preexec_fn = preexec_fn
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -110,6 +114,7 @@ class LocalRedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal goes to us, not to it
+            preexec_fn=self.preexec_fn,
         )
         self.wait_ready(timeout)
         return self
