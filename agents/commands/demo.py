@@ -38,7 +38,7 @@ from agents.runtime.localserver import LocalRedisServer, ServerNotFoundError
 from agents.runtime.logs import configure_logging
 from agents.services import SERVICES
 from agents.settings import Settings, get_settings
-from models.store import open_store
+from models.store import opened_store
 
 log = logging.getLogger("orderflow.demo")
 
@@ -216,15 +216,10 @@ def _answers_ok(url: str) -> bool:
 
 async def count_orders(store_url: str) -> int | None:
     try:
-        store = await open_store(store_url)
+        async with opened_store(store_url) as store:
+            return await store.count_orders()
     except Exception:
         return None
-    try:
-        return await store.count_orders()
-    except Exception:
-        return None
-    finally:
-        await store.close()
 
 
 async def run_demo(settings: Settings) -> int:

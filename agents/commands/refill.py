@@ -10,16 +10,13 @@ import argparse
 import asyncio
 
 from agents.settings import get_settings
-from models.store import open_store
+from models.store import opened_store
 
 
 async def refill_store(store_url: str, stock: int | None) -> int:
     """Restock every item of the store at ``store_url``; returns how many items were touched."""
-    store = await open_store(store_url)
-    try:
+    async with opened_store(store_url) as store:
         return await store.refill(stock)
-    finally:
-        await store.close()
 
 
 def _non_negative(text: str) -> int:

@@ -12,17 +12,14 @@ import asyncio
 
 from agents.settings import get_settings
 from models.menu import DEMO_MENU
-from models.store import open_store
+from models.store import opened_store
 
 
 async def seed_demo_menu(store_url: str) -> tuple[int, int]:
     """Seed ``DEMO_MENU`` into the store at ``store_url``; (inserted, menu size)."""
-    store = await open_store(store_url)
-    try:
+    async with opened_store(store_url) as store:
         inserted = await store.seed_menu(DEMO_MENU)
         return inserted, len(await store.list_menu())
-    finally:
-        await store.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ Open one with :func:`open_store` (``sqlite:///path.db`` or ``mongodb://...``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlsplit
@@ -255,6 +256,16 @@ async def open_store(url: str) -> Store:
     )
 
 
+@asynccontextmanager
+async def opened_store(url: str) -> AsyncIterator[Store]:
+    """``open_store`` for one short job (a command, a check): closed on the way out."""
+    store = await open_store(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 __all__ = [
     "DeliveryEvents",
     "DeliveryNotFound",
@@ -274,6 +285,7 @@ __all__ = [
     "new_delivery",
     "new_order",
     "open_store",
+    "opened_store",
     "out_of_stock",
     "resolve_transition_events",
     "wanted_quantities",
