@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.runtime.event import Event
 from agents.runtime.records import Record
+from agents.runtime.wire import field_map
 
 if TYPE_CHECKING:
     from agents.runtime.consumer import Consumer
@@ -74,7 +75,7 @@ class Batch:
             if is_envelope_layout(flat):
                 event_type, cid = flat[3], flat[5]
             else:
-                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                fields = field_map(flat)
                 event_type, cid = fields.get(b"event_type", b""), fields.get(b"correlation_id")
             event = Event(
                 self.consumer,
@@ -114,7 +115,7 @@ class Batch:
             if is_envelope_layout(flat):
                 key = flat[13] or flat[1]
             else:
-                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                fields = field_map(flat)
                 key = fields.get(b"key") or self.event_ids[index]
             buckets[zlib.crc32(key) % parts].append(index)
         return [self.subset(indexes) if indexes else EMPTY for indexes in buckets]

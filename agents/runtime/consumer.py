@@ -43,7 +43,7 @@ from agents.runtime.metrics import AgentMetrics
 from agents.runtime.records import Record, registry
 from agents.runtime.retry import RetryPolicy, reconnect_delays
 from agents.runtime.stream import StreamEnded
-from agents.runtime.wire import PrivateConnection, bulks, pack, pack_parts
+from agents.runtime.wire import PrivateConnection, bulks, field_map, pack, pack_parts
 
 log = logging.getLogger("orderflow.consumer")
 
@@ -64,8 +64,7 @@ def _stream_entries(reply: Any) -> list[Any]:
 
 
 def _event_id(flat: Any) -> bytes | None:
-    if flat and flat[0] == b"event_id":
-        return flat[1]
+    """The event id of an entry whose fields are not in envelope order (slow path)."""
     for index in range(0, len(flat or ()) - 1, 2):
         if flat[index] == b"event_id":
             return flat[index + 1]
@@ -596,7 +595,7 @@ class Consumer:
                 ):
                     event_id, event_type, payload = flat[1], flat[3], flat[15]
                 else:
-                    fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+                    fields = field_map(flat)
                     event_id = fields.get(b"event_id", b"")
                     event_type = fields.get(b"event_type", b"")
                     payload = fields.get(b"payload")
@@ -694,7 +693,7 @@ class Consumer:
         pipe = self.redis.pipeline(transaction=False)
         ids: list[bytes] = []
         for entry_id, flat, exc, count in items:
-            raw = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+            raw = field_map(flat)
             fields = deadletter.dead_letter_fields(
                 stream=self.stream,
                 entry_id=entry_id.decode(),

@@ -42,8 +42,8 @@ class DedupeMarks:
         return bucket, self.key(bucket), self.key(bucket - 1)
 
     def check_keys(self, now: float | None = None) -> tuple[str, str]:
-        bucket = self._bucket(now)
-        return self.key(bucket), self.key(bucket - 1)
+        _, current, previous = self.current(now)
+        return current, previous
 
     def add_check(
         self, pipe: Any, event_ids: Sequence[bytes | str], now: float | None = None

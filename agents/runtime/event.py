@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from redis.asyncio.client import Pipeline
 
 from agents.runtime.envelope import Envelope
 from agents.runtime.records import Record
+from agents.runtime.wire import field_map
 
 if TYPE_CHECKING:
     from agents.runtime.consumer import Consumer
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Event:
@@ -96,11 +93,7 @@ class Event:
         return self.envelope.key
 
     def fields_dict(self) -> dict[bytes, bytes]:
-        fields = self.fields
-        if isinstance(fields, dict):
-            return fields
-        it = iter(fields)
-        return dict(zip(it, it, strict=True))
+        return field_map(self.fields)
 
     @property
     def envelope(self) -> Envelope:
@@ -126,7 +119,3 @@ class Event:
 
     def __repr__(self) -> str:
         return f"<Event {self.event_type} {self.event_id} entry={self.message_id}>"
-
-
-def describe(value: Any) -> str:
-    return _text(value) if isinstance(value, bytes | str) else repr(value)

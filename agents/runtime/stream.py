@@ -74,8 +74,7 @@ class Stream:
 
     @property
     def child_causation_id(self) -> str | None:
-        event = self.current_event
-        return event.event_id if event is not None else None
+        return self.event_id
 
     @property
     def event_id(self) -> str | None:

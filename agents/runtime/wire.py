@@ -38,6 +38,13 @@ def bulks(values: Sequence[bytes]) -> bytes:
     return b"".join([b"$%d\r\n%b\r\n" % (len(v), v) for v in values])
 
 
+def field_map(flat: Sequence[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields as read (RESP2 flat list or RESP3 map) -> dict."""
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 class PrivateConnection:
     """One connection of the client's pool kept for a consumer (reconnects lazily)."""
 

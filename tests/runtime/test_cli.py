@@ -22,19 +22,9 @@ import redis
 from agents.cli import main
 from agents.runtime import deadletter
 from agents.runtime.envelope import Envelope
-from agents.runtime.localserver import LocalRedisServer, free_port
+from agents.runtime.localserver import free_port
 from tests.runtime.fault_app import COUNTS_KEY, GROUP, STREAM, Work
 from tests.runtime.worker_process import ORDERFLOW, WorkerPool, publish_work, wait_until
-
-
-@pytest.fixture
-def sync_redis(redis_server: LocalRedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def write_dead_letter(client: redis.Redis, stream: str, seq: int, error: str = "boom") -> str:

@@ -25,16 +25,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def sync_redis(redis_server: LocalRedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def workers(redis_url: str, tmp_path: Path) -> Iterator[WorkerPool]:
     pool = WorkerPool(redis_url, tmp_path)
     try:
