@@ -49,14 +49,16 @@ import httpx
 if __package__ in (None, ""):  # run as `python benchmarks/latency.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM
 from benchmarks.stack import (
     ALL_SERVICES,
     Stack,
     StackError,
     log,
+    order_id_of,
     percentile,
     print_table,
-    run_until_signal,
+    run_benchmark,
 )
 
 RESULT_KEYS = (
@@ -121,16 +123,6 @@ def parse_at(at: str) -> float | None:
         return None
 
 
-def order_id_of(body: Any) -> str:
-    if isinstance(body, dict):
-        if isinstance(body.get("id"), str):
-            return str(body["id"])
-        inner = body.get("order")
-        if isinstance(inner, dict) and isinstance(inner.get("id"), str):
-            return str(inner["id"])
-    raise StackError(f"201 answer without an order id: {body!r}"[:300])
-
-
 async def measure_one(
     client: httpx.AsyncClient,
     ws_base: str,
@@ -148,7 +140,9 @@ async def measure_one(
     post_ms = (time.perf_counter() - t0) * 1000
     if response.status_code != 201:
         raise StackError(f"POST answered {response.status_code}: {response.text[:300]}")
-    order_id = order_id_of(response.json())
+    order_id = order_id_of(answer := response.json())
+    if order_id is None:
+        raise StackError(f"201 answer without an order id: {answer!r}"[:300])
     sample = Sample(post_ms=post_ms, order_id=order_id)
     async with connect(f"{ws_base}/ws/v1/order-tracking/{order_id}", open_timeout=10) as ws:
         snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
@@ -193,14 +187,7 @@ async def measure_one(
     return sample
 
 
-TRACED_STREAMS = (
-    "orders-stream",
-    "simulate-order-stream",
-    "order-status-stream",
-    "deliveries-stream",
-    "simulate-delivery-stream",
-    "delivery-status-stream",
-)
+TRACED_STREAMS = tuple(stream for stream in ALL_STREAMS if stream != DEAD_LETTERS_STREAM)
 
 
 async def hop_breakdown(redis_url: str, since_id: str) -> list[tuple[str, float, float, int]]:
@@ -333,16 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.orders < 1:
         print("--orders must be >= 1", file=sys.stderr)
         return 2
-    try:
-        result = run_until_signal(run(args))
-    except StackError as exc:
-        print(f"latency: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; the stack was stopped", file=sys.stderr)
-        return 130
-    report(result, args.json)
-    return 0
+    return run_benchmark("latency", run(args), lambda result: report(result, args.json))
 
 
 if __name__ == "__main__":

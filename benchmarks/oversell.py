@@ -36,12 +36,21 @@ import httpx
 if __package__ in (None, ""):  # run as `python benchmarks/oversell.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.topics import ORDERS_STREAM
 from benchmarks.rawhttp import OneShotConnection
-from benchmarks.stack import RELAY_ONLY, Stack, StackError, log, print_table, run_until_signal
+from benchmarks.stack import (
+    RELAY_ONLY,
+    Stack,
+    StackError,
+    log,
+    order_id_of,
+    print_table,
+    run_benchmark,
+)
+from models.events import OrderCreated
 
 ORDERS_PATH = "/api/v1/orders"
-ORDERS_STREAM = "orders-stream"
-ORDER_CREATED = "order.created.v1"
+ORDER_CREATED = OrderCreated.event_type
 RESULT_KEYS = (
     "mode",
     "buyers",
@@ -101,17 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def order_id_of(body: Any) -> str | None:
-    """The order id in a 201 body, whether the order is the body or wrapped in ``order``."""
-    if isinstance(body, dict):
-        if isinstance(body.get("id"), str):
-            return body["id"]
-        inner = body.get("order")
-        if isinstance(inner, dict) and isinstance(inner.get("id"), str):
-            return inner["id"]
-    return None
-
-
 class Outcomes:
     """What the buyers got back: counts by outcome, the ids of placed orders, error samples."""
 
@@ -135,6 +133,16 @@ class Outcomes:
     def failure(self, exc: BaseException) -> None:
         self.counts["error"] += 1
         self.samples.setdefault(type(exc).__name__, repr(exc))
+
+
+async def release(go: asyncio.Event, tasks: list[asyncio.Task[None]], who: str) -> float:
+    """Let every task reach ``go.wait()``, then open the gate; seconds until all are done."""
+    await asyncio.sleep(0.05)
+    log(f"releasing {who}")
+    started = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - started
 
 
 async def fire_raw(
@@ -170,12 +178,7 @@ async def fire_raw(
             await connection.close()
 
     tasks = [asyncio.create_task(buyer(c)) for c in connections]
-    await asyncio.sleep(0.05)  # every task reaches go.wait()
-    log(f"releasing {buyers} buyers at once")
-    started = time.perf_counter()
-    go.set()
-    await asyncio.gather(*tasks)
-    return outcomes, time.perf_counter() - started
+    return outcomes, await release(go, tasks, f"{buyers} buyers at once")
 
 
 async def fire_httpx(
@@ -199,12 +202,7 @@ async def fire_httpx(
             outcomes.answer(response.status_code, parsed, response.text)
 
         tasks = [asyncio.create_task(buyer()) for _ in range(buyers)]
-        await asyncio.sleep(0.05)
-        log(f"releasing {buyers} buyers at once (httpx client)")
-        started = time.perf_counter()
-        go.set()
-        await asyncio.gather(*tasks)
-        return outcomes, time.perf_counter() - started
+        return outcomes, await release(go, tasks, f"{buyers} buyers at once (httpx client)")
 
 
 async def fire(
@@ -378,16 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 2:
         log("warning: fewer than 2 API workers does not exercise cross-process races")
     raise_open_files_limit(args.buyers + 256)
-    try:
-        result = run_until_signal(run(args))
-    except StackError as exc:
-        print(f"oversell: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; the stack was stopped", file=sys.stderr)
-        return 130
-    report(result, args.json)
-    return 0
+    return run_benchmark("oversell", run(args), lambda result: report(result, args.json))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -307,6 +307,35 @@ def run_until_signal(main: Coroutine[Any, Any, T]) -> T:
                 loop.remove_signal_handler(signum)
 
     return asyncio.run(guarded())
+
+
+def run_benchmark(name: str, main: Coroutine[Any, Any, T], report: Callable[[T], None]) -> int:
+    """Run a benchmark's ``main`` and report its result; the exit code of its ``main()``.
+
+    1 when the stack failed (the message on stderr, prefixed with ``name``),
+    130 when a signal stopped the run (the stack is stopped first), else 0.
+    """
+    try:
+        result = run_until_signal(main)
+    except StackError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; the stack was stopped", file=sys.stderr)
+        return 130
+    report(result)
+    return 0
+
+
+def order_id_of(body: Any) -> str | None:
+    """The order id in a 201 body, whether the order is the body or wrapped in ``order``."""
+    if isinstance(body, dict):
+        if isinstance(body.get("id"), str):
+            return str(body["id"])
+        inner = body.get("order")
+        if isinstance(inner, dict) and isinstance(inner.get("id"), str):
+            return str(inner["id"])
+    return None
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

@@ -74,7 +74,8 @@ _SANIC_DETAILS: dict[int, str] = {
 }
 
 
-def _request_ext(request: Request | None) -> dict[str, Any]:
+def request_ext(request: Request | None) -> dict[str, Any]:
+    """The request's ``instance`` and ``correlation_id`` members for :func:`problem`."""
     if request is None:
         return {}
     ext: dict[str, Any] = {"instance": request.path}
@@ -109,12 +110,12 @@ def from_exception(request: Request | None, exception: BaseException) -> HTTPRes
             detail = message or _SANIC_DETAILS.get(status, _phrase(status))
             if status == 404 and message.startswith("Requested URL"):
                 detail = _SANIC_DETAILS[404]
-        return problem(status, detail=detail, headers=headers or None, **_request_ext(request))
+        return problem(status, detail=detail, headers=headers or None, **request_ext(request))
     log.error("unhandled error: %r", exception, exc_info=exception)
     return problem(
         500,
         detail="The server failed to handle this request; it has been logged.",
-        **_request_ext(request),
+        **request_ext(request),
     )
 
 

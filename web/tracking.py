@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +31,7 @@ from websockets.protocol import State
 
 from agents.settings import Settings, get_settings
 from agents.status_cache import read_latest_status
-from models.documents import (
-    DELIVERY_STATUSES,
-    ENTITY_ID_PATTERN,
-    ORDER_STATUSES,
-    Order,
-)
+from models.documents import DELIVERY_STATUSES, ORDER_STATUSES, Order
 from web.fanout import (
     DeliveryUpdate,
     OrderUpdate,
@@ -48,6 +42,7 @@ from web.fanout import (
 )
 from web.metrics import WEBSOCKET_CONNECTIONS
 from web.ui import exclude_from_openapi
+from web.validation import is_plausible_order_id
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +55,6 @@ CLOSE_UNAVAILABLE = 4503
 
 HUB_READY_TIMEOUT = 10.0
 
-_ORDER_ID = re.compile(ENTITY_ID_PATTERN)
 _ORDER_RANK: dict[str, int] = {status: rank for rank, status in enumerate(ORDER_STATUSES)}
 _DELIVERY_RANK: dict[str, int] = {status: rank for rank, status in enumerate(DELIVERY_STATUSES)}
 
@@ -208,7 +202,7 @@ async def load_view(app: Sanic, order_id: str) -> OrderView | None:
 async def order_tracking(request: Request, ws: WebsocketImplProtocol, order_id: str) -> None:
     """Stream the order's snapshot, then its changes, until the client goes away."""
     app = request.app
-    if not _ORDER_ID.fullmatch(order_id):
+    if not is_plausible_order_id(order_id):
         await ws.close(CLOSE_MALFORMED_ID, "malformed order id: expected 32 lowercase hex digits")
         return
     hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)

@@ -222,7 +222,7 @@ def parse_order_body(raw: bytes, limits: Limits) -> OrderBody:
 
 def is_plausible_order_id(order_id: str) -> bool:
     """Shape check for a path parameter before it reaches the store (32 lowercase hex)."""
-    return bool(_ORDER_ID_RE.match(order_id))
+    return bool(_ORDER_ID_RE.fullmatch(order_id))
 
 
 def order_body_schema(limits: Limits) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sanic.response import json
 from sanic_ext import openapi
 
 from web.openapi import json_content, problem_content
-from web.problems import problem, problem_type
+from web.problems import problem, problem_type, request_ext
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -66,8 +66,7 @@ async def readyz(request: Request) -> HTTPResponse:
             problem_type("not-ready"),
             headers={"Retry-After": "5"},
             checks=checks,
-            instance=request.path,
-            correlation_id=getattr(request.ctx, "correlation_id", None),
+            **request_ext(request),
         )
     return json({"status": "ready", "checks": checks})
 

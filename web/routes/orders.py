@@ -35,7 +35,7 @@ from models.documents import Order, OrderLineRequest
 from models.store import IdempotencyKeyReused, OutOfStock, StoreUnavailable, UnknownItem
 from web.metrics import ORDERS_PLACED, ORDERS_REJECTED
 from web.openapi import ORDER_SCHEMA, document_response_extras, json_content, problem_content
-from web.problems import problem, problem_type
+from web.problems import problem, problem_type, request_ext
 from web.validation import (
     ORDER_ID_PATTERN,
     InvalidBody,
@@ -77,13 +77,6 @@ def created_view(order: Order) -> dict[str, Any]:
     return body
 
 
-def _context(request: Request) -> dict[str, Any]:
-    return {
-        "instance": request.path,
-        "correlation_id": getattr(request.ctx, "correlation_id", None),
-    }
-
-
 def _reject(reason: str, response: HTTPResponse) -> HTTPResponse:
     ORDERS_REJECTED.labels(reason=reason).inc()
     return response
@@ -91,7 +84,7 @@ def _reject(reason: str, response: HTTPResponse) -> HTTPResponse:
 
 async def create_order(request: Request) -> HTTPResponse:
     settings = request.app.ctx.settings
-    ctx = _context(request)
+    ctx = request_ext(request)
     content_type = request.headers.get("content-type", "")
     if not is_json_media_type(content_type):
         return _reject(
@@ -205,7 +198,7 @@ async def create_order(request: Request) -> HTTPResponse:
 
 
 async def get_order(request: Request, order_id: str) -> HTTPResponse:
-    ctx = _context(request)
+    ctx = request_ext(request)
     if not is_plausible_order_id(order_id):
         return problem(
             404,
