@@ -18,23 +18,12 @@ import redis.asyncio as aioredis
 from agents.runtime import App, Envelope, keys
 from agents.services import create_service_apps
 from agents.topics import ALL_STREAMS
-from models.menu import DEMO_MENU
-from models.store import Store, open_store
+from models.store import Store
 
 
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'orderflow.db'}"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(store_url)
-    await opened.seed_menu(DEMO_MENU)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture

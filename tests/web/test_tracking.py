@@ -25,7 +25,7 @@ import os
 import socket
 import struct
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from models.events import (
     OrderStatusUpdated,
 )
 from models.menu import DEMO_MENU
-from models.store import Store, open_store
+from models.store import Store
 from tests.web.gateway import GatewayProcess
 
 RECEIVE_GUARD = 15.0  # seconds; a guard against hanging, not a latency assertion
@@ -67,16 +67,6 @@ def gateway(
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(store_url)
-    await opened.seed_menu(DEMO_MENU)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def place_order(store: Store) -> Order:
