@@ -2,8 +2,8 @@
 # One image for every orderflow role; the command picks the role:
 #   api (default)                      REST + WebSocket on :8000 (/healthz, /readyz, /metrics)
 #   api --role gateway                 the same server, deployed separately for /ws traffic
-#   worker agents.orders:app           (agents.delivery:app, agents.notifications:app,
-#                                       agents.simulator:app) metrics on ORDERFLOW_METRICS_PORT
+#   worker orderflow.agents.orders:app           (orderflow.agents.delivery:app, orderflow.agents.notifications:app,
+#                                       orderflow.agents.simulator:app) metrics on ORDERFLOW_METRICS_PORT
 #   seed | refill                      demo-menu Job / stock-refill CronJob
 #
 # Build from the repository root:  docker build -t orderflow:local .

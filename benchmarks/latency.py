@@ -49,7 +49,6 @@ import httpx
 if __package__ in (None, ""):  # run as `python benchmarks/latency.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM
 from benchmarks.stack import (
     ALL_SERVICES,
     Stack,
@@ -60,6 +59,7 @@ from benchmarks.stack import (
     print_table,
     run_benchmark,
 )
+from orderflow.agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM
 
 RESULT_KEYS = (
     "orders",

@@ -5,7 +5,7 @@ It places orders the way many first versions do: read the stock, then write
 the two, and insert the order afterwards. Between the read and the write other
 requests (in this process and in the other worker processes) read the same old
 value, so several buyers get the "last" unit. It runs on the very same SQLite
-schema and file as the real store (``models/store/sqlite.py``) and publishes
+schema and file as the real store (``models/orderflow/models/store/sqlite.py``) and publishes
 ``order.created.v1`` like the real API, so ``benchmarks/oversell.py --naive``
 measures it with the same counters. The only difference is the missing
 transaction, which is the point.
@@ -38,7 +38,7 @@ _local: dict[str, Any] = {}
 
 
 def sqlite_path(url: str) -> str:
-    from models.store.sqlite import sqlite_path_from_url
+    from orderflow.models.store.sqlite import sqlite_path_from_url
 
     return sqlite_path_from_url(url)
 
@@ -112,7 +112,7 @@ def create_app() -> Sanic:
 
 
 async def insert_order(item_id: str, name: str, price: int, quantity: int) -> dict[str, Any]:
-    from models.documents import utc_now
+    from orderflow.models.documents import utc_now
 
     order_id, now = uuid.uuid4().hex, utc_now()
     await sql(
@@ -136,8 +136,8 @@ async def insert_order(item_id: str, name: str, price: int, quantity: int) -> di
 
 async def publish_created(redis: Any, order: dict[str, Any]) -> None:
     """Publish order.created.v1 straight to orders-stream (no outbox: also naive)."""
-    from agents.runtime.envelope import Envelope
-    from models.events import OrderCreated
+    from orderflow.models.events import OrderCreated
+    from orderflow.runtime.envelope import Envelope
 
     value = OrderCreated(
         order_id=order["id"],

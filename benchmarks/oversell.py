@@ -36,7 +36,6 @@ import httpx
 if __package__ in (None, ""):  # run as `python benchmarks/oversell.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.topics import ORDERS_STREAM
 from benchmarks.rawhttp import OneShotConnection
 from benchmarks.stack import (
     RELAY_ONLY,
@@ -47,7 +46,8 @@ from benchmarks.stack import (
     print_table,
     run_benchmark,
 )
-from models.events import OrderCreated
+from orderflow.agents.topics import ORDERS_STREAM
+from orderflow.models.events import OrderCreated
 
 ORDERS_PATH = "/api/v1/orders"
 ORDER_CREATED = OrderCreated.event_type

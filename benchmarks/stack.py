@@ -28,20 +28,20 @@ from typing import Any, TypeVar
 
 import httpx
 
-from agents.runtime.localserver import LocalRedisServer, free_port
+from orderflow.runtime.localserver import LocalRedisServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 # The service workers of the reference system, as `orderflow worker <target>` targets.
 ALL_SERVICES: tuple[str, ...] = (
-    "agents.orders:app",
-    "agents.delivery:app",
-    "agents.notifications:app",
-    "agents.simulator:app",
+    "orderflow.agents.orders:app",
+    "orderflow.agents.delivery:app",
+    "orderflow.agents.notifications:app",
+    "orderflow.agents.simulator:app",
 )
 # Only the outbox relay is needed to prove that every committed order is published.
-RELAY_ONLY: tuple[str, ...] = ("agents.orders:app",)
+RELAY_ONLY: tuple[str, ...] = ("orderflow.agents.orders:app",)
 
 
 def log(message: str) -> None:
@@ -196,13 +196,13 @@ class Stack:
         api_argv = (
             [a.format(port=self.port, workers=self.http_workers) for a in self.api_argv]
             if self.api_argv
-            else [python, "-m", "agents.cli", "api", "--workers", str(self.http_workers)]
+            else [python, "-m", "orderflow.agents.cli", "api", "--workers", str(self.http_workers)]
         )
         api = ManagedProcess("api", api_argv, self.data_dir / "api.log")
         self.processes.append(api)
         for target in self.services:
             name = target.split(":")[0].rsplit(".", 1)[-1]
-            argv = [python, "-m", "agents.cli", "worker", target]
+            argv = [python, "-m", "orderflow.agents.cli", "worker", target]
             self.processes.append(ManagedProcess(name, argv, self.data_dir / f"{name}.log"))
         for proc in self.processes:
             proc.start(self.env)
@@ -214,8 +214,8 @@ class Stack:
 
     async def seed(self) -> None:
         """Seed the demo menu so that the API and the benchmark see the same items."""
-        from models.menu import DEMO_MENU
-        from models.store import open_store
+        from orderflow.models.menu import DEMO_MENU
+        from orderflow.models.store import open_store
 
         store = await open_store(self.store_url)
         try:
@@ -253,7 +253,7 @@ class Stack:
                 raise StackError(f"{proc.name} died during the run:\n{proc.tail()}")
 
     async def open_store(self) -> Any:
-        from models.store import open_store
+        from orderflow.models.store import open_store
 
         return await open_store(self.store_url)
 

@@ -42,9 +42,9 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from agents.runtime.envelope import Envelope
-from agents.runtime.localserver import LocalRedisServer
-from agents.runtime.records import Record
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.runtime.records import Record
 
 STREAM = "bench-stream"
 LATENCY_STREAM = "bench-latency-stream"
@@ -165,7 +165,7 @@ async def run_raw(url: str, events: int, *, dedupe: bool = False) -> float:
 
 async def run_runtime(url: str, events: int) -> float:
     """An orderflow no-op agent with default settings."""
-    from agents.runtime import App
+    from orderflow.runtime import App
 
     group = await create_group(url, "runtime")
     app = App("bench", broker=url)
@@ -246,7 +246,7 @@ def run_walrus(url: str, events: int) -> float:
 
 async def measure_latency(url: str, count: int, spacing: float) -> tuple[float, float]:
     """Publish ``count`` events one by one, ``spacing`` s apart; p50/p99 publish->handler (ms)."""
-    from agents.runtime import App
+    from orderflow.runtime import App
 
     app = App("bench-latency", broker=url)
     topic = app.topic(LATENCY_STREAM, value_type=LatencyProbe)

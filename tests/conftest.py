@@ -1,5 +1,5 @@
 """Fixtures shared by several test areas (the server fixtures come from the plugin
-``agents.runtime.pytest_plugin``)."""
+``orderflow.runtime.pytest_plugin``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from models.menu import DEMO_MENU
-from models.store import Store, opened_store
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import Store, opened_store
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def _with(values: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("refill.schedule", "every hour", "does not match"),
         ("api.resources", {"requests": {"cpu": "1"}, "limit": {}}, "Additional properties"),
         ("config.extraEnv", {"lower_case": "1"}, "does not match"),
-        ("workers.orders.app", "agents.orders", "does not match"),
+        ("workers.orders.app", "orderflow.agents.orders", "does not match"),
         ("workers.extra", {"enabled": True}, "is a required property"),
         ("ingres", {}, "Additional properties"),  # a typo in a top-level key
     ],

@@ -2,7 +2,7 @@
 
 The compose file and the chart start each role with an argument list; a
 renamed subcommand or option would only show up as a crash-looping pod. Here
-each list goes through `agents.cli.build_parser()` (parsing only: nothing is
+each list goes through `orderflow.agents.cli.build_parser()` (parsing only: nothing is
 started), and each worker's `module:app` import path resolves to an App.
 """
 
@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from agents.cli import build_parser
+from orderflow.agents.cli import build_parser
 from tests.deploy.paths import COMPOSE, TEMPLATES, chart_values, load_yaml
 
 
@@ -51,7 +51,7 @@ def test_chart_commands_were_found():
     assert ["api", "--role", "gateway"] in commands
     assert ["seed"] in commands
     assert ["refill"] in commands
-    assert ["worker", "agents.simulator:app"] in commands
+    assert ["worker", "orderflow.agents.simulator:app"] in commands
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_the_cli_accepts_the_command(command):
 
 @pytest.mark.parametrize("app", sorted({w["app"] for w in chart_values()["workers"].values()}))
 def test_worker_app_import_paths_resolve_to_apps(app):
-    from agents.runtime import App
+    from orderflow.runtime import App
 
     module_name, attribute = app.split(":")
     module = importlib.import_module(module_name)

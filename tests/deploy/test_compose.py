@@ -18,10 +18,10 @@ from tests.deploy.paths import COMPOSE, DEPLOY, load_yaml
 ORDERFLOW_ROLES = {
     "api": ["api"],
     "gateway": ["api", "--role", "gateway"],
-    "orders-worker": ["worker", "agents.orders:app"],
-    "delivery-worker": ["worker", "agents.delivery:app"],
-    "notifications-worker": ["worker", "agents.notifications:app"],
-    "simulator": ["worker", "agents.simulator:app"],
+    "orders-worker": ["worker", "orderflow.agents.orders:app"],
+    "delivery-worker": ["worker", "orderflow.agents.delivery:app"],
+    "notifications-worker": ["worker", "orderflow.agents.notifications:app"],
+    "simulator": ["worker", "orderflow.agents.simulator:app"],
     "seed": ["seed"],
 }
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}

@@ -36,7 +36,7 @@ def expressions() -> list[str]:
 
 
 def registered_metric_names() -> set[str]:
-    importlib_names = ("agents.runtime.metrics", "web.metrics")
+    importlib_names = ("orderflow.runtime.metrics", "orderflow.web.metrics")
     for name in importlib_names:
         __import__(name)
     names = set(REGISTRY._names_to_collectors)  # includes _total/_bucket/... sample names

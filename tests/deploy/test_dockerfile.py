@@ -169,7 +169,8 @@ def test_build_copies_every_package_and_the_readme(instructions):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     builder, _ = stages(instructions)
     copied = " ".join(i.arguments for i in builder if i.keyword == "COPY")
-    for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert pattern.rstrip("*") in copied
+    for directory in project["tool"]["setuptools"]["package-dir"].values():
+        root = directory.split("/")[0]
+        assert f"{root} ./{root}" in copied, root
     assert project["project"]["readme"] in copied
     assert "mongo" in project["project"]["optional-dependencies"]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from agents.runtime.localserver import LocalRedisServer
+from orderflow.runtime.localserver import LocalRedisServer
 
 
 @pytest.fixture

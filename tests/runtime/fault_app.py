@@ -24,8 +24,8 @@ import asyncio
 import os
 from typing import Any
 
-from agents.runtime import App, Record
-from agents.runtime.keys import group_key
+from orderflow.runtime import App, Record
+from orderflow.runtime.keys import group_key
 
 STREAM = "fault-stream"
 GROUP = "fault-group"

@@ -10,9 +10,9 @@ from datetime import datetime
 import pytest
 from prometheus_client import REGISTRY
 
-from agents.runtime import App, Envelope, Record
-from agents.runtime.retry import RetryPolicy
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Envelope, Record
+from orderflow.runtime.retry import RetryPolicy
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Order(Record, event_type="rt.acks.order.v1"):

@@ -6,8 +6,8 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
-from agents.runtime import App, Record
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Record
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Tick(Record, event_type="rt.agents.tick.v1"):

@@ -1,6 +1,6 @@
 """The operator commands (``orderflow dlq|streams|worker``) run for real against the test server.
 
-Commands are called in-process through ``agents.cli.main`` (fast, output via
+Commands are called in-process through ``orderflow.agents.cli.main`` (fast, output via
 capsys); one test goes through the installed ``orderflow`` console script to
 prove the entry point and ``--help`` texts. Dead letters are written with the
 runtime's own writer, so the CLI reads exactly what a failing agent leaves.
@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from agents.cli import main
-from agents.runtime import deadletter
-from agents.runtime.envelope import Envelope
-from agents.runtime.localserver import free_port
+from orderflow.agents.cli import main
+from orderflow.runtime import deadletter
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.localserver import free_port
 from tests.runtime.fault_app import COUNTS_KEY, GROUP, STREAM, Work
 from tests.runtime.worker_process import ORDERFLOW, WorkerPool, publish_work, wait_until
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import socket
 
-from agents.runtime import App, Envelope, Record
-from agents.runtime.app import default_consumer_name
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Envelope, Record
+from orderflow.runtime.app import default_consumer_name
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Job(Record, event_type="rt.groups.job.v1"):

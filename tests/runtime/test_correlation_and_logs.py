@@ -6,9 +6,9 @@ import io
 import json
 import logging
 
-from agents.runtime import App, Record, correlation
-from agents.runtime.logs import ConsoleFormatter, ContextFilter, JsonFormatter, configure_logging
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Record, correlation
+from orderflow.runtime.logs import ConsoleFormatter, ContextFilter, JsonFormatter, configure_logging
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Placed(Record, event_type="rt.corr.placed.v1"):

@@ -6,9 +6,9 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
-from agents.runtime import App, Envelope, Record
-from agents.runtime.keys import stream_key
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Envelope, Record
+from orderflow.runtime.keys import stream_key
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Payment(Record, event_type="rt.dedupe.payment.v1"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from agents.runtime import App, Envelope, Record, keys, scheduler
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Envelope, Record, keys, scheduler
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Reminder(Record, event_type="rt.delayed.reminder.v1"):

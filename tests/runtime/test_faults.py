@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from agents.runtime.deadletter import DEAD_LETTERS, DeadLetter
-from agents.runtime.localserver import LocalRedisServer
+from orderflow.runtime.deadletter import DEAD_LETTERS, DeadLetter
+from orderflow.runtime.localserver import LocalRedisServer
 from tests.runtime.fault_app import COUNTS_KEY, FIXED_KEY, GROUP, STARTED_KEY, STREAM, Work
 from tests.runtime.worker_process import ORDERFLOW, WorkerPool, publish_work, wait_until
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from agents.runtime import Envelope, Record, correlation, current_correlation_id, registry
-from agents.runtime.records import DecodeError
+from orderflow.runtime import Envelope, Record, correlation, current_correlation_id, registry
+from orderflow.runtime.records import DecodeError
 
 
 class Parcel(Record, event_type="rt.records.parcel.v1"):

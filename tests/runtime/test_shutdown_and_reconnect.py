@@ -7,8 +7,8 @@ import signal
 
 from prometheus_client import REGISTRY
 
-from agents.runtime import App, Envelope, Record
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Envelope, Record
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Work(Record, event_type="rt.shutdown.work.v1"):

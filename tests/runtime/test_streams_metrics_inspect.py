@@ -7,9 +7,9 @@ import json
 
 from prometheus_client import REGISTRY
 
-from agents.runtime import App, Envelope, Record, deadletter
-from agents.runtime.inspect import inspect_streams
-from agents.runtime.testing import eventually, run_app
+from orderflow.runtime import App, Envelope, Record, deadletter
+from orderflow.runtime.inspect import inspect_streams
+from orderflow.runtime.testing import eventually, run_app
 
 
 class Note(Record, event_type="rt.ops.note.v1"):

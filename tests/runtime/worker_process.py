@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from agents.runtime.envelope import Envelope
+from orderflow.runtime.envelope import Envelope
 from tests.runtime.fault_app import STREAM, Work
 
 REPO = Path(__file__).resolve().parents[2]

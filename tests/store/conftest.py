@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from models.documents import MenuItem
-from models.store import Store
-from models.store.sqlite import SqliteStore
+from orderflow.models.documents import MenuItem
+from orderflow.models.store import Store
+from orderflow.models.store.sqlite import SqliteStore
 
 MONGO_URL_ENV = "ORDERFLOW_MONGO_URL"
 
@@ -34,7 +34,7 @@ async def open_test_store(adapter: str, tmp_path: Path) -> Store:
     url = os.environ.get(MONGO_URL_ENV)
     if not url:
         pytest.skip(f"{MONGO_URL_ENV} not set: no MongoDB replica set to run the contract against")
-    from models.store.mongodb import MongoStore
+    from orderflow.models.store.mongodb import MongoStore
 
     return await MongoStore.open(url, database=f"orderflow_test_{uuid.uuid4().hex[:12]}")
 
@@ -67,7 +67,7 @@ async def backdate_outbox(store: Store, outbox_ids: Sequence[str], seconds: floa
         finally:
             raw.close()
         return
-    from models.store.mongodb import MongoStore
+    from orderflow.models.store.mongodb import MongoStore
 
     assert isinstance(store, MongoStore)
     # $subtract of null is null: a pending row stays pending.

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from agents.runtime.envelope import Envelope
-from models.documents import Delivery, Order, OrderLineRequest
-from models.events import (
+from orderflow.models.documents import Delivery, Order, OrderLineRequest
+from orderflow.models.events import (
     DeliveryCreated,
     DeliverySimulate,
     DeliveryStatusUpdated,
@@ -12,7 +11,8 @@ from models.events import (
     OrderSimulate,
     OrderStatusUpdated,
 )
-from models.store import OutboxMessage, StatusTransition
+from orderflow.models.store import OutboxMessage, StatusTransition
+from orderflow.runtime.envelope import Envelope
 
 SOURCE = "tests.store"
 

@@ -13,9 +13,9 @@ import asyncio
 import json
 import sys
 
-from models.documents import OrderLineRequest
-from models.store import OutOfStock, PlaceOrderResult
-from models.store.sqlite import SqliteStore
+from orderflow.models.documents import OrderLineRequest
+from orderflow.models.store import OutOfStock, PlaceOrderResult
+from orderflow.models.store.sqlite import SqliteStore
 from tests.store.factories import order_events
 
 

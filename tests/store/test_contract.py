@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from agents.runtime.context import correlation
-from agents.runtime.testing import eventually
-from models.documents import MenuItem, utc_now
-from models.store import (
+from orderflow.models.documents import MenuItem, utc_now
+from orderflow.models.store import (
     DeliveryNotFound,
     IdempotencyKeyReused,
     OrderNotFound,
@@ -19,6 +17,8 @@ from models.store import (
     Store,
     UnknownItem,
 )
+from orderflow.runtime.context import correlation
+from orderflow.runtime.testing import eventually
 from tests.store.conftest import TEST_MENU, backdate_outbox
 from tests.store.factories import (
     delivery_events,

@@ -7,9 +7,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from agents.runtime.envelope import Envelope
-from agents.runtime.records import registry
-from models.documents import (
+from orderflow.models.documents import (
     MENU_ITEM_ID_PATTERN,
     MenuItem,
     Order,
@@ -19,8 +17,10 @@ from models.documents import (
     order_status_rank,
     utc_now,
 )
-from models.events import ALL_EVENTS, OrderCreated, OrderStatusUpdated
-from models.menu import DEMO_MENU
+from orderflow.models.events import ALL_EVENTS, OrderCreated, OrderStatusUpdated
+from orderflow.models.menu import DEMO_MENU
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.records import registry
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from pymongo import AsyncMongoClient
 
-from models.store import Store, StoreUnavailable, open_store
-from models.store.mongodb import VALIDATORS, MongoStore
+from orderflow.models.store import Store, StoreUnavailable, open_store
+from orderflow.models.store.mongodb import VALIDATORS, MongoStore
 
 
 async def test_unreachable_mongodb_is_store_unavailable() -> None:

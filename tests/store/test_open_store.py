@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.settings import Settings
-from models.documents import MenuItem
-from models.store import Store, open_store
-from models.store.sqlite import SqliteStore, sqlite_path_from_url
+from orderflow.agents.settings import Settings
+from orderflow.models.documents import MenuItem
+from orderflow.models.store import Store, open_store
+from orderflow.models.store.sqlite import SqliteStore, sqlite_path_from_url
 
 
 def test_sqlite_urls() -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from models.documents import MenuItem, OrderLineRequest
-from models.store import StoreUnavailable
-from models.store.sqlite import SqliteStore
+from orderflow.models.documents import MenuItem, OrderLineRequest
+from orderflow.models.store import StoreUnavailable
+from orderflow.models.store.sqlite import SqliteStore
 from tests.store.factories import order_events
 
 LINES = [OrderLineRequest(item_id="soup", quantity=1)]

@@ -6,7 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from models.store.sqlite import _PRUNE_BATCH, SCHEMA_VERSION, SqliteStore
+from orderflow.models.store.sqlite import _PRUNE_BATCH, SCHEMA_VERSION, SqliteStore
 from tests.store.conftest import TEST_MENU
 from tests.store.factories import line, order_events
 

@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from models.documents import MenuItem
-from models.store.sqlite import SqliteStore
+from orderflow.models.documents import MenuItem
+from orderflow.models.store.sqlite import SqliteStore
 
 PROCESSES = 3
 BUYERS_PER_PROCESS = 60

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from agents.runtime import App, Envelope, keys
-from agents.services import create_service_apps
-from agents.topics import ALL_STREAMS
-from models.store import Store
+from orderflow.agents.services import create_service_apps
+from orderflow.agents.topics import ALL_STREAMS
+from orderflow.models.store import Store
+from orderflow.runtime import App, Envelope, keys
 
 
 @pytest.fixture

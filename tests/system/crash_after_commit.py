@@ -18,9 +18,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from agents.orders import place_order
-from models.documents import OrderLineRequest
-from models.store import PlaceOrderResult, Store, open_store
+from orderflow.agents.orders import place_order
+from orderflow.models.documents import OrderLineRequest
+from orderflow.models.store import PlaceOrderResult, Store, open_store
 
 
 class CrashAfterCommit:

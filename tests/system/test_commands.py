@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from agents.cli import main
-from models.menu import DEMO_MENU
-from models.store import open_store
+from orderflow.agents.cli import main
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import open_store
 
 
 async def stocks(store_url: str) -> dict[str, int]:

@@ -25,7 +25,7 @@ from typing import IO, Any
 import pytest
 import redis as redis_sync
 
-from agents.runtime.localserver import LocalRedisServer, free_port
+from orderflow.runtime.localserver import LocalRedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0
@@ -132,7 +132,7 @@ def test_demo_serves_the_system_and_stops_cleanly(
         PYTHONPATH=str(ROOT),
     )
     demo = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "demo"],
+        [sys.executable, "-m", "orderflow.agents.cli", "demo"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -178,8 +178,8 @@ def test_demo_serves_the_system_and_stops_cleanly(
         assert (tmp_path / ".data" / "orderflow.db").exists()
 
         tree = descendants(demo.pid)
-        assert sum("agents.cli worker" in cmd for cmd in tree.values()) == 4, tree
-        assert any("agents.cli api" in cmd for cmd in tree.values()), tree
+        assert sum("orderflow.agents.cli worker" in cmd for cmd in tree.values()) == 4, tree
+        assert any("orderflow.agents.cli api" in cmd for cmd in tree.values()), tree
         private_servers = [cmd for cmd in tree.values() if "valkey" in cmd]
         assert len(private_servers) == (1 if redis == "private" else 0), tree
 

@@ -13,18 +13,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from agents.orders import place_order
-from agents.runtime import App, Envelope
-from agents.runtime.testing import eventually
-from agents.topics import (
+from orderflow.agents.orders import place_order
+from orderflow.agents.topics import (
     DELIVERIES_STREAM,
     DELIVERY_STATUS_STREAM,
     ORDER_STATUS_STREAM,
     ORDERS_STREAM,
 )
-from models.documents import OrderLineRequest, utc_now
-from models.events import DeliveryStatusReported, OrderStatusReported, OrderStatusUpdated
-from models.store import Store
+from orderflow.models.documents import OrderLineRequest, utc_now
+from orderflow.models.events import DeliveryStatusReported, OrderStatusReported, OrderStatusUpdated
+from orderflow.models.store import Store
+from orderflow.runtime import App, Envelope
+from orderflow.runtime.testing import eventually
 from tests.system.conftest import all_consumed, envelopes_for_order
 from tests.system.test_lifecycle import wait_delivered
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from agents.orders import place_order
-from agents.runtime import App
-from agents.runtime.testing import eventually
-from agents.services import create_service_apps
-from agents.status_cache import read_latest_status, status_key
-from agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
-from models.documents import OrderLineRequest
-from models.store import Store
+from orderflow.agents.orders import place_order
+from orderflow.agents.services import create_service_apps
+from orderflow.agents.status_cache import read_latest_status, status_key
+from orderflow.agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
+from orderflow.models.documents import OrderLineRequest
+from orderflow.models.store import Store
+from orderflow.runtime import App
+from orderflow.runtime.testing import eventually
 from tests.system.conftest import envelopes_for_order, running
 
 ORDER_LIFECYCLE = ["created", "confirmed", "preparing", "out_for_delivery", "delivered"]

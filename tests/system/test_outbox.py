@@ -17,14 +17,14 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from agents.orders import create_orders_app, order_created_messages, place_order
-from agents.outbox import publish_outbox, relay_once
-from agents.runtime import App
-from agents.runtime.testing import eventually, run_app
-from agents.topics import ORDERS_STREAM, SIMULATE_ORDER_STREAM, declare_topic
-from models.documents import OrderLineRequest
-from models.events import OrderCreated
-from models.store import Store
+from orderflow.agents.orders import create_orders_app, order_created_messages, place_order
+from orderflow.agents.outbox import publish_outbox, relay_once
+from orderflow.agents.topics import ORDERS_STREAM, SIMULATE_ORDER_STREAM, declare_topic
+from orderflow.models.documents import OrderLineRequest
+from orderflow.models.events import OrderCreated
+from orderflow.models.store import Store
+from orderflow.runtime import App
+from orderflow.runtime.testing import eventually, run_app
 from tests.system.conftest import envelopes_for_order
 
 CRASH_SCRIPT = Path(__file__).with_name("crash_after_commit.py")

@@ -8,13 +8,13 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from agents.orders import create_orders_app, place_order
-from agents.outbox_retention import OUTBOX_PRUNE_EVERY_SECONDS, OutboxPruner
-from agents.runtime.testing import eventually, run_app
-from agents.settings import Settings
-from models.documents import OrderLineRequest
-from models.store import Store
-from models.store.sqlite import sqlite_path_from_url
+from orderflow.agents.orders import create_orders_app, place_order
+from orderflow.agents.outbox_retention import OUTBOX_PRUNE_EVERY_SECONDS, OutboxPruner
+from orderflow.agents.settings import Settings
+from orderflow.models.documents import OrderLineRequest
+from orderflow.models.store import Store
+from orderflow.models.store.sqlite import sqlite_path_from_url
+from orderflow.runtime.testing import eventually, run_app
 
 
 def outbox_ids(store_url: str) -> list[str]:

@@ -14,10 +14,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from agents.runtime import Envelope, Record, keys
-from agents.runtime.testing import eventually, run_app
-from agents.simulator import DelayPicker, create_simulator_app
-from agents.topics import (
+from orderflow.agents.simulator import DelayPicker, create_simulator_app
+from orderflow.agents.topics import (
     DELIVERIES_STREAM,
     DELIVERY_STATUS_STREAM,
     ORDER_STATUS_STREAM,
@@ -25,14 +23,16 @@ from agents.topics import (
     SIMULATE_DELIVERY_STREAM,
     SIMULATE_ORDER_STREAM,
 )
-from models.documents import utc_now
-from models.events import (
+from orderflow.models.documents import utc_now
+from orderflow.models.events import (
     DeliverySimulate,
     DeliveryStatusUpdated,
     OrderCreated,
     OrderSimulate,
     OrderStatusUpdated,
 )
+from orderflow.runtime import Envelope, Record, keys
+from orderflow.runtime.testing import eventually, run_app
 
 N = 25
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from agents.status_cache import (
+from orderflow.agents.status_cache import (
     merge_delivery_status,
     merge_order_status,
     read_latest_status,

@@ -24,10 +24,10 @@ import httpx
 import pytest
 from sanic import Sanic
 
-from agents.settings import Settings
-from models.menu import DEMO_MENU
-from models.store import Store, open_store
-from web.app import create_app
+from orderflow.agents.settings import Settings
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import Store, open_store
+from orderflow.web.app import create_app
 
 # Each test builds a fresh app under the same name.
 Sanic.test_mode = True
@@ -142,7 +142,7 @@ def api_process_factory(tmp_path: Path) -> Iterator[Any]:
         environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "agents.cli", "api", *args],
+                [sys.executable, "-m", "orderflow.agents.cli", "api", *args],
                 cwd=REPO,
                 env=environ,
                 stdout=log_file,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from agents.runtime.localserver import free_port
+from orderflow.runtime.localserver import free_port
 
 ORDERFLOW = str(Path(sys.executable).with_name("orderflow"))
 

@@ -1,7 +1,7 @@
 """``orderflow api`` stops on SIGTERM at any moment, including during start-up.
 
 Sanic's worker manager used to wait forever for its workers' start-up ack when
-the signal arrived before it (see ``agents/commands/api.py``); a demo stopped
+the signal arrived before it (see ``agents/orderflow/agents/commands/api.py``); a demo stopped
 right after starting, or a pod killed while starting, hung.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.runtime.localserver import LocalRedisServer, free_port
+from orderflow.runtime.localserver import LocalRedisServer, free_port
 
 ORDERFLOW = str(Path(sys.executable).with_name("orderflow"))
 

@@ -20,9 +20,9 @@ import pytest
 import pytest_asyncio
 import websockets
 
-from agents.runtime.localserver import LocalRedisServer
+from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.web.tracking import CLOSE_MALFORMED_ID, CLOSE_UNKNOWN_ORDER
 from tests.web.conftest import LiveApi, make_settings, running_api, seeded_store
-from web.tracking import CLOSE_MALFORMED_ID, CLOSE_UNKNOWN_ORDER
 
 ORDERS = "/api/v1/orders"
 JSON = {"content-type": "application/json"}

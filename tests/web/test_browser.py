@@ -30,12 +30,12 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from agents.runtime.envelope import Envelope
-from agents.runtime.localserver import LocalRedisServer, free_port
-from models.documents import OrderLineRequest, utc_now
-from models.events import OrderStatusUpdated
-from models.menu import DEMO_MENU
-from models.store import open_store
+from orderflow.models.documents import OrderLineRequest, utc_now
+from orderflow.models.events import OrderStatusUpdated
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import open_store
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.localserver import LocalRedisServer, free_port
 from tests.web.gateway import GatewayProcess
 
 pytestmark = pytest.mark.browser

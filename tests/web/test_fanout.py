@@ -1,4 +1,4 @@
-"""The per-process fan-out reader (``web.fanout.TrackingHub``) against a real server.
+"""The per-process fan-out reader (``orderflow.web.fanout.TrackingHub``) against a real server.
 
 What these tests prove:
 * every entry of a burst larger than one XREAD batch reaches the subscribers,
@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from agents.runtime.envelope import Envelope
-from agents.runtime.localserver import LocalRedisServer
-from agents.runtime.records import Record
-from models.documents import utc_now
-from models.events import DeliveryStatusUpdated, OrderSimulate, OrderStatusUpdated
-from web.fanout import (
+from orderflow.models.documents import utc_now
+from orderflow.models.events import DeliveryStatusUpdated, OrderSimulate, OrderStatusUpdated
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.runtime.records import Record
+from orderflow.web.fanout import (
     DeliveryUpdate,
     OrderUpdate,
     Subscription,

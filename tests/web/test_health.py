@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import schemathesis
 
-from agents.settings import Settings
+from orderflow.agents.settings import Settings
 from tests.web.conftest import LiveApi, free_port, make_settings, running_api
 
 
@@ -150,7 +150,7 @@ async def test_gateway_role_serves_tracking_and_probes_but_no_rest(gateway: Live
 
 
 def test_unknown_role_is_refused(api_settings: Settings) -> None:
-    from web.app import create_app
+    from orderflow.web.app import create_app
 
     with pytest.raises(ValueError, match="unknown role"):
         create_app(api_settings, role="admin")  # type: ignore[arg-type]

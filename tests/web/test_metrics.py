@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from agents.runtime.localserver import LocalRedisServer
+from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.conftest import ApiProcess, LiveApi, seeded_store
 
 ORDERS = "/api/v1/orders"

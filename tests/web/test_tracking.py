@@ -34,18 +34,18 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from agents.runtime.envelope import Envelope
-from agents.runtime.localserver import LocalRedisServer
-from agents.runtime.records import Record
-from models.documents import Order, OrderLineRequest, utc_now
-from models.events import (
+from orderflow.models.documents import Order, OrderLineRequest, utc_now
+from orderflow.models.events import (
     DeliveryCreated,
     DeliveryStatusUpdated,
     OrderCreated,
     OrderStatusUpdated,
 )
-from models.menu import DEMO_MENU
-from models.store import Store
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import Store
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.runtime.records import Record
 from tests.web.gateway import GatewayProcess
 
 RECEIVE_GUARD = 15.0  # seconds; a guard against hanging, not a latency assertion

@@ -1,4 +1,4 @@
-"""The per-socket view (``web.tracking.OrderView``): snapshot merge and the monotonic filter.
+"""The per-socket view (``orderflow.web.tracking.OrderView``): snapshot merge, monotonic filter.
 
 Pure logic, no server: what these prove is the rule the socket tests rely on —
 a message goes out only when it moves the order (or its delivery) forward, and
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import uuid
 
-from web.fanout import DeliveryUpdate, OrderUpdate
-from web.tracking import OrderView, merge_cached_status
+from orderflow.web.fanout import DeliveryUpdate, OrderUpdate
+from orderflow.web.tracking import OrderView, merge_cached_status
 
 ORDER = uuid.uuid4().hex
 DELIVERY = uuid.uuid4().hex

@@ -1,0 +1,157 @@
+"""``orderflow api``: serve the HTTP API (and/or the WebSocket gateway) with Sanic.
+
+Sanic runs a main process that owns the listening socket and N worker
+processes that each build the app from a factory (``AppLoader``), so every
+worker opens its own Redis pool and store handle.
+
+Metrics across workers: with more than one worker each process would count
+on its own, and a scrape would see one worker's share. So, unless the operator
+already set ``PROMETHEUS_MULTIPROC_DIR`` (e.g. an ``emptyDir`` in Kubernetes),
+this command creates a fresh directory and sets the variable *before* the
+workers start and import ``prometheus_client``; ``/metrics`` then sums every
+worker's files. The directory is removed when the server stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import tempfile
+from functools import partial
+
+from orderflow.agents.settings import Settings, get_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+ROLE_CHOICES = ("all", "api", "gateway")
+
+log = logging.getLogger("orderflow.api")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "api",
+        help="serve the REST API, docs, browser UI and WebSocket tracking",
+        description=(
+            "Serve orderflow over HTTP with Sanic. --role all (default) serves the REST API "
+            "(/api/v1, OpenAPI at /docs), the browser UI (/) and WebSocket tracking "
+            "(/ws/v1/order-tracking/<id>); --role api leaves out the WebSocket, --role "
+            "gateway serves only the WebSocket. Every role serves /healthz, /readyz and "
+            "/metrics. Needs ORDERFLOW_REDIS_URL; the store is ORDERFLOW_STORE_URL."
+        ),
+    )
+    parser.add_argument("--host", default=None, help="bind address (default ORDERFLOW_HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (default ORDERFLOW_PORT)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default ORDERFLOW_HTTP_WORKERS)",
+    )
+    parser.add_argument(
+        "--role", choices=ROLE_CHOICES, default="all", help="what this process serves"
+    )
+    parser.set_defaults(func=run)
+
+
+def _configure_logging(settings: Settings, service: str) -> None:
+    try:
+        from orderflow.runtime.logs import configure_logging
+    except ImportError:  # runtime logging not available in this checkout yet
+        logging.basicConfig(level=settings.log_level)
+        return
+    configure_logging(service, fmt=settings.log_format, level=settings.log_level)
+
+
+def build_worker_app(settings: Settings, role: str) -> object:
+    """The factory each Sanic worker calls (module-level, so it pickles for ``spawn``)."""
+    from orderflow.web.app import create_app
+
+    _configure_logging(settings, f"{settings.service}-{role}")
+    return create_app(settings, role=role)  # type: ignore[arg-type]
+
+
+def _stop_on_signal_during_startup() -> None:
+    """Make SIGTERM/SIGINT work while Sanic waits for its workers to start.
+
+    Sanic 25.12's worker manager keeps waiting for every worker's start-up
+    acknowledgement even after a shutdown signal has terminated those workers,
+    so a SIGTERM that lands in the first second (``orderflow demo`` stopped right
+    after it was started, a pod killed while starting) hangs the server forever.
+    The manager class is looked up in ``sanic.mixins.startup`` when serving
+    starts; ours stops waiting once shutdown has begun, and the normal shutdown
+    path (join, clean-up) runs.
+    """
+    import sanic.mixins.startup as startup
+    from sanic.worker.manager import WorkerManager
+
+    if getattr(startup.WorkerManager, "stops_waiting_on_shutdown", False):
+        return
+
+    class ShutdownAwareManager(WorkerManager):
+        stops_waiting_on_shutdown = True
+
+        def _all_workers_ack(self) -> bool:
+            return bool(self._shutting_down) or bool(super()._all_workers_ack())
+
+    startup.WorkerManager = ShutdownAwareManager  # type: ignore[misc]
+
+
+def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
+    """Run Sanic in the foreground until SIGINT/SIGTERM; return an exit code."""
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    # Fresh interpreters per worker: they import prometheus_client after the
+    # variable below is set, and share no connection state with this process.
+    Sanic.start_method = "spawn"
+    _stop_on_signal_during_startup()
+    own_multiproc_dir: str | None = None
+    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        own_multiproc_dir = tempfile.mkdtemp(prefix="orderflow-metrics-")
+        os.environ[MULTIPROC_ENV] = own_multiproc_dir
+    loader = AppLoader(factory=partial(build_worker_app, settings, role))  # type: ignore[arg-type]
+    try:
+        app = loader.load()
+        app.prepare(
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            access_log=False,
+            motd=False,
+            single_process=False,
+            # Sanic's default backlog (100) drops SYNs when a crowd connects at
+            # once (the oversell benchmark opens 1000 sockets together).
+            backlog=1024,
+        )
+        Sanic.serve(primary=app, app_loader=loader)
+    finally:
+        if own_multiproc_dir is not None:
+            shutil.rmtree(own_multiproc_dir, ignore_errors=True)
+            os.environ.pop(MULTIPROC_ENV, None)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.workers is not None:
+        overrides["http_workers"] = args.workers
+    settings = get_settings().model_copy(update=overrides)
+    if settings.http_workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    if not settings.redis_url:
+        raise SystemExit("ORDERFLOW_REDIS_URL is not set: the API needs a Redis (or Valkey) server")
+    _configure_logging(settings, f"{settings.service}-{args.role}")
+    log.info(
+        "serving role=%s on http://%s:%s with %d worker(s)",
+        args.role,
+        settings.host,
+        settings.port,
+        settings.http_workers,
+    )
+    return serve(settings, role=args.role, workers=settings.http_workers)

@@ -1,0 +1,72 @@
+"""Stream names and topic definitions shared by every orderflow service.
+
+Each service runs its own :class:`~orderflow.runtime.App` (one process per service
+in production), so topics cannot be module-level singletons: a topic belongs to
+the app that declares it. :func:`declare_topic` declares one on any app, so the
+stream names and the record types that travel on each stream are written down
+exactly once, here.
+"""
+
+from __future__ import annotations
+
+from orderflow.models.events import (
+    DeliveryCreated,
+    DeliverySimulate,
+    DeliveryStatusReported,
+    DeliveryStatusUpdated,
+    OrderCreated,
+    OrderSimulate,
+    OrderStatusReported,
+    OrderStatusUpdated,
+)
+from orderflow.runtime import App, Record, Topic, keys
+
+ORDERS_STREAM = "orders-stream"
+DELIVERIES_STREAM = "deliveries-stream"
+ORDER_STATUS_STREAM = "order-status-stream"
+DELIVERY_STATUS_STREAM = "delivery-status-stream"
+SIMULATE_ORDER_STREAM = "simulate-order-stream"
+SIMULATE_DELIVERY_STREAM = "simulate-delivery-stream"
+DEAD_LETTERS_STREAM = keys.DEAD_LETTERS
+
+#: Every stream the reference system uses, in the order of the event flow.
+ALL_STREAMS: tuple[str, ...] = (
+    ORDERS_STREAM,
+    DELIVERIES_STREAM,
+    ORDER_STATUS_STREAM,
+    DELIVERY_STATUS_STREAM,
+    SIMULATE_ORDER_STREAM,
+    SIMULATE_DELIVERY_STREAM,
+    DEAD_LETTERS_STREAM,
+)
+
+#: The record types published on each stream (a consumer may accept a subset).
+STREAM_RECORDS: dict[str, tuple[type[Record], ...]] = {
+    ORDERS_STREAM: (OrderCreated, OrderStatusUpdated),
+    DELIVERIES_STREAM: (DeliveryCreated, DeliveryStatusUpdated),
+    ORDER_STATUS_STREAM: (OrderStatusReported,),
+    DELIVERY_STATUS_STREAM: (DeliveryStatusReported,),
+    SIMULATE_ORDER_STREAM: (OrderSimulate,),
+    SIMULATE_DELIVERY_STREAM: (DeliverySimulate,),
+}
+
+#: Consumer group of each service (one group per service, see the brief).
+ORDERS_GROUP = "orders-group"
+DELIVERY_GROUP = "delivery-group"
+NOTIFICATIONS_GROUP = "notifications-group"
+SIMULATOR_GROUP = "simulator-group"
+
+
+def declare_topic(
+    app: App,
+    stream: str,
+    value_type: type[Record] | tuple[type[Record], ...] | None = None,
+) -> Topic:
+    """Declare ``stream`` on ``app``, accepting ``value_type`` (default: all its records).
+
+    An app has one topic per stream: declaring a stream again returns the first
+    declaration, so a service declares each stream it uses once, with the types
+    its agents accept. The stream's MAXLEN cap is the app's (``stream_maxlen``).
+    """
+    accepted = value_type if value_type is not None else STREAM_RECORDS[stream]
+    return app.topic(stream, value_type=accepted)

@@ -1,0 +1,205 @@
+"""The ``dead-letters`` stream: write, list, show, replay, purge.
+
+An entry lands here when its handler failed ``max_deliveries`` times or when
+it could not be decoded at all. It keeps everything needed to understand and
+replay it: source stream, entry id, group, consumer, the raw entry (JSON of the
+original fields), error type/message, a short traceback, the delivery count
+and when it failed. ``orderflow dlq ...`` is a thin CLI over these functions.
+"""
+
+from __future__ import annotations
+
+import traceback as tb_module
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import ujson
+from redis.asyncio import Redis
+
+from orderflow.runtime import keys
+
+DEAD_LETTERS = keys.DEAD_LETTERS
+DEAD_LETTERS_MAXLEN = 100_000
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def short_traceback(exc: BaseException, limit: int = 5, max_chars: int = 2000) -> str:
+    text = "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__, limit=limit))
+    return text[-max_chars:]
+
+
+def raw_entry_json(fields: Mapping[Any, Any]) -> str:
+    return ujson.dumps({_text(k): _text(v) for k, v in fields.items()}, ensure_ascii=False)
+
+
+def dead_letter_fields(
+    *,
+    stream: str,
+    entry_id: str,
+    group: str,
+    consumer: str,
+    raw: Mapping[Any, Any],
+    error_type: str,
+    error_message: str,
+    traceback: str = "",
+    delivery_count: int = 0,
+) -> dict[str, str]:
+    return {
+        "stream": stream,
+        "entry_id": entry_id,
+        "group": group,
+        "consumer": consumer,
+        "raw": raw_entry_json(raw),
+        "error_type": error_type,
+        "error_message": error_message[:2000],
+        "traceback": traceback,
+        "delivery_count": str(delivery_count),
+        "failed_at": datetime.now(UTC).isoformat(),
+    }
+
+
+async def write_dead_letter(redis: Redis, fields: Mapping[str, str]) -> str:
+    entry_id = await redis.xadd(
+        DEAD_LETTERS,
+        dict(fields),  # type: ignore[arg-type]
+        maxlen=DEAD_LETTERS_MAXLEN,
+        approximate=True,
+    )
+    return _text(entry_id)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str  # id in the dead-letters stream
+    stream: str
+    entry_id: str
+    group: str
+    consumer: str
+    raw: dict[str, str]
+    error_type: str
+    error_message: str
+    traceback: str
+    delivery_count: int
+    failed_at: str
+
+    @property
+    def event_id(self) -> str | None:
+        return self.raw.get("event_id")
+
+    @property
+    def event_type(self) -> str | None:
+        return self.raw.get("event_type")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "stream": self.stream,
+            "entry_id": self.entry_id,
+            "group": self.group,
+            "consumer": self.consumer,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "raw": self.raw,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "traceback": self.traceback,
+            "delivery_count": self.delivery_count,
+            "failed_at": self.failed_at,
+        }
+
+    @classmethod
+    def from_entry(cls, entry_id: Any, fields: Mapping[Any, Any]) -> DeadLetter:
+        data = {_text(k): _text(v) for k, v in fields.items()}
+        try:
+            raw = ujson.loads(data.get("raw", "{}"))
+            if not isinstance(raw, dict):
+                raw = {}
+        except ValueError:
+            raw = {}
+        try:
+            count = int(data.get("delivery_count", "0"))
+        except ValueError:
+            count = 0
+        return cls(
+            id=_text(entry_id),
+            stream=data.get("stream", ""),
+            entry_id=data.get("entry_id", ""),
+            group=data.get("group", ""),
+            consumer=data.get("consumer", ""),
+            raw={str(k): str(v) for k, v in raw.items()},
+            error_type=data.get("error_type", ""),
+            error_message=data.get("error_message", ""),
+            traceback=data.get("traceback", ""),
+            delivery_count=count,
+            failed_at=data.get("failed_at", ""),
+        )
+
+
+async def list_dead_letters(
+    redis: Redis, count: int = 50, stream: str | None = None
+) -> list[DeadLetter]:
+    """Newest first; ``stream`` filters by source stream (scans at most 10x ``count``)."""
+    scan = count if stream is None else count * 10
+    entries = await redis.xrevrange(DEAD_LETTERS, count=scan)
+    letters = [DeadLetter.from_entry(eid, fields or {}) for eid, fields in entries or []]
+    if stream is not None:
+        letters = [letter for letter in letters if letter.stream == stream]
+    return letters[:count]
+
+
+async def count_dead_letters(redis: Redis) -> int:
+    return int(await redis.xlen(DEAD_LETTERS))
+
+
+async def get_dead_letter(redis: Redis, dead_letter_id: str) -> DeadLetter | None:
+    entries = await redis.xrange(DEAD_LETTERS, min=dead_letter_id, max=dead_letter_id, count=1)
+    if not entries:
+        return None
+    eid, fields = entries[0]
+    return DeadLetter.from_entry(eid, fields or {})
+
+
+class DeadLetterNotFound(LookupError):
+    pass
+
+
+async def replay(
+    redis: Redis, dead_letter_id: str, *, delete: bool = True, maxlen: int | None = None
+) -> str:
+    """Put the original entry back on its source stream (same fields, same event_id,
+    so dedupe still applies: an event that *was* processed is not processed twice).
+    Returns the new entry id; removes the dead letter unless ``delete=False``."""
+    letter = await get_dead_letter(redis, dead_letter_id)
+    if letter is None:
+        raise DeadLetterNotFound(dead_letter_id)
+    if not letter.stream or not letter.raw:
+        raise ValueError(f"dead letter {dead_letter_id} has no source stream or raw entry")
+    # Not a MULTI: the two keys live in different Cluster slots. XADD first, so a crash
+    # in between leaves a duplicate dead letter, never a lost event.
+    pipe = redis.pipeline(transaction=False)
+    if maxlen:
+        pipe.xadd(letter.stream, dict(letter.raw), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    else:
+        pipe.xadd(letter.stream, dict(letter.raw))  # type: ignore[arg-type]
+    if delete:
+        pipe.xdel(DEAD_LETTERS, dead_letter_id)
+    results = await pipe.execute()
+    return _text(results[0])
+
+
+async def purge(redis: Redis, ids: Sequence[str] | None = None, *, all: bool = False) -> int:
+    """Delete the given dead letters, or every one with ``all=True``; returns how many."""
+    if all:
+        count = int(await redis.xlen(DEAD_LETTERS))
+        await redis.delete(DEAD_LETTERS)
+        return count
+    if not ids:
+        return 0
+    return int(await redis.xdel(DEAD_LETTERS, *ids))

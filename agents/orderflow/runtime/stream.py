@@ -1,0 +1,233 @@
+"""What an agent iterates: ``async for value in stream`` (Faust's model).
+
+An event counts as *done* when the agent asks for the next one (or the next
+``take`` list); done events are acked with the next read. If the agent body
+raises, the runtime marks the event(s) it was working on as failed and calls
+the agent again with the same stream, which continues after them.
+
+The stream is also the correlation *scope* of its task (see
+:mod:`orderflow.runtime.context`): sends made while handling an event inherit the
+event's correlation id and name it as their cause. Being the scope itself (set
+once per batch) rather than setting a ContextVar per event keeps the hot loop
+to an index increment. A task spawned from a handler that outlives the event
+should wrap itself in ``with correlation(...)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from orderflow.runtime.batch import Batch
+from orderflow.runtime.context import current_scope
+from orderflow.runtime.event import Event
+from orderflow.runtime.records import Record
+
+
+class EventSource(Protocol):
+    """Where a stream gets batches (the consumer, or a per-worker queue)."""
+
+    async def next_batch(self, max_wait: float | None = None) -> Batch | None: ...
+
+    @property
+    def latencies(self) -> list[float]:
+        """Handler seconds per finished event (the stream appends, the consumer drains)."""
+        ...
+
+    async def failed(self, event: Event, exc: BaseException) -> None: ...
+
+
+class StreamEnded(Exception):
+    """The source has stopped (shutdown); iteration ends."""
+
+
+_EMPTY: list[Record] = []
+
+
+class Stream:
+    def __init__(self, source: EventSource) -> None:
+        self._source = source
+        self._batch: Batch | None = None
+        self._values: list[Record] = _EMPTY
+        self._pos = 0  # index of the next value to hand out
+        self._cur = -1  # index of the value the agent holds, -1: none
+        self._started = 0.0
+        self._taken: list[tuple[Batch, int]] = []
+        self._latency_append = source.latencies.append
+
+    # ------------------------------------------------------------ the scope
+    @property
+    def current_event(self) -> Event | None:
+        """The event the agent is handling (for ``take``: the last one of the list)."""
+        if self._cur >= 0 and self._batch is not None:
+            return self._batch.event(self._cur)
+        if self._taken:
+            batch, index = self._taken[-1]
+            return batch.event(index)
+        return None
+
+    @property
+    def correlation_id(self) -> str | None:
+        event = self.current_event
+        return event.correlation_id if event is not None else None
+
+    @property
+    def child_causation_id(self) -> str | None:
+        return self.event_id
+
+    @property
+    def event_id(self) -> str | None:
+        event = self.current_event
+        return event.event_id if event is not None else None
+
+    @property
+    def event_type(self) -> str | None:
+        event = self.current_event
+        return event.event_type if event is not None else None
+
+    # ---------------------------------------------------------------- values
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Record:
+        # The hot path of every agent: kept flat on purpose.
+        now = time.perf_counter()
+        if self._cur >= 0:
+            self._latency_append(now - self._started)
+        pos = self._pos
+        values = self._values
+        if pos >= len(values):
+            self._cur = -1
+            await self._advance(mark_done=True, max_wait=None)
+            values = self._values
+            pos = 0
+            now = time.perf_counter()
+        self._cur = pos
+        self._pos = pos + 1
+        self._started = now
+        return values[pos]
+
+    def events(self) -> AsyncIterator[Event]:
+        """Iterate :class:`Event` objects (envelope, message id, delivery count)."""
+        return _EventIterator(self)
+
+    async def _advance(self, *, mark_done: bool, max_wait: float | None) -> bool:
+        """Move to the next batch (False: none within ``max_wait``); ends iteration on stop."""
+        batch = self._batch
+        if batch is not None and mark_done:
+            batch.done_upto = len(batch)
+        try:
+            new = await self._source.next_batch(max_wait)
+        except StreamEnded:
+            self._batch = None
+            self._values = _EMPTY
+            self._pos = 0
+            raise StopAsyncIteration from None
+        if new is None or not len(new):
+            if max_wait is None:  # a source returns None only when max_wait is given
+                raise StopAsyncIteration
+            return False
+        self._batch = new
+        self._values = new.values
+        self._pos = 0
+        current_scope.set(self)
+        return True
+
+    # -------------------------------------------------------------- batching
+    async def take(self, max_: int, within: float) -> AsyncIterator[list[Record]]:
+        """Lists of up to ``max_`` values, waiting at most ``within`` seconds to fill one.
+
+        All events of a list are done when the next list is requested."""
+        async for items in self._take(max_, within):
+            yield [batch.values[index] for batch, index in items]
+
+    async def take_events(self, max_: int, within: float) -> AsyncIterator[list[Event]]:
+        async for items in self._take(max_, within):
+            yield [batch.event(index) for batch, index in items]
+
+    async def _take(self, max_: int, within: float) -> AsyncIterator[list[tuple[Batch, int]]]:
+        if max_ < 1:
+            raise ValueError("take(n) needs n >= 1")
+        self.finish()
+        while True:
+            self._finish_taken()
+            items: list[tuple[Batch, int]] = []
+            deadline = time.monotonic() + within
+            while len(items) < max_:
+                batch = self._batch
+                if batch is not None and self._pos < len(batch):
+                    end = min(len(batch), self._pos + max_ - len(items))
+                    items.extend((batch, index) for index in range(self._pos, end))
+                    self._pos = end
+                    continue
+                remaining = deadline - time.monotonic()
+                if items and remaining <= 0:
+                    break
+                try:
+                    # Items of the old batch are still held: do not mark it done.
+                    await self._advance(
+                        mark_done=not items, max_wait=max(0.001, remaining) if items else None
+                    )
+                except StopAsyncIteration:
+                    if items:
+                        break
+                    return
+            self._taken = items
+            self._started = time.perf_counter()
+            yield items
+
+    def _finish_taken(self) -> None:
+        taken = self._taken
+        if taken:
+            self._taken = []
+            seconds = (time.perf_counter() - self._started) / len(taken)
+            for batch, index in taken:
+                if index + 1 > batch.done_upto:
+                    batch.done_upto = index + 1
+                self._latency_append(seconds)
+
+    # ------------------------------------------------------------- failures
+    async def fail_inflight(self, exc: BaseException) -> int:
+        """The agent body raised: the events it held are failed (retried later)."""
+        held: list[tuple[Batch, int]] = list(self._taken)
+        if self._cur >= 0 and self._batch is not None:
+            held.append((self._batch, self._cur))
+        self._cur = -1
+        self._taken = []
+        for batch, index in held:
+            batch.failed.add(index)
+            await self._source.failed(batch.event(index), exc)
+        return len(held)
+
+    def finish(self) -> None:
+        """The body returned (or switches to ``take``): what it held is done."""
+        if self._cur >= 0:
+            self._latency_append(time.perf_counter() - self._started)
+            self._cur = -1
+        batch = self._batch
+        if batch is not None and self._pos > batch.done_upto:
+            batch.done_upto = self._pos
+        self._finish_taken()
+
+    @property
+    def buffered(self) -> int:
+        batch = self._batch
+        return len(batch) - self._pos if batch is not None else 0
+
+
+class _EventIterator:
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _EventIterator:
+        return self
+
+    async def __anext__(self) -> Event:
+        stream = self._stream
+        await stream.__anext__()
+        event = stream.current_event
+        assert event is not None
+        return event

@@ -1,0 +1,95 @@
+"""A named stream plus what may be sent to it (``app.topic(...)``).
+
+``Topic.send`` wraps a record in an :class:`Envelope` (inheriting correlation
+from the current handler) and appends it with ``XADD ... MAXLEN ~ n`` so every
+stream stays capped, or parks it for later with ``delay=``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
+
+from orderflow.runtime import keys, scheduler
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.records import Record
+
+if TYPE_CHECKING:
+    from orderflow.runtime.app import App
+
+ValueType = type[Record] | tuple[type[Record], ...] | None
+
+
+async def publish_envelope(
+    redis: Redis,
+    stream: str,
+    envelope: Envelope,
+    *,
+    maxlen: int | None = None,
+    delay: float | None = None,
+) -> str | None:
+    """Append an envelope to ``stream`` (or park it ``delay`` seconds). Returns the entry id,
+    or ``None`` when delayed. Usable without an App (e.g. by the outbox relay)."""
+    fields = envelope.to_fields()
+    if delay is not None and delay > 0:
+        await scheduler.schedule(redis, stream, fields, delay, maxlen)
+        return None
+    if maxlen:
+        entry_id = await redis.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    else:
+        entry_id = await redis.xadd(stream, fields)  # type: ignore[arg-type]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+class Topic:
+    """A stream name with its value type(s) and MAXLEN cap."""
+
+    def __init__(
+        self, app: App, name: str, *, value_type: ValueType = None, maxlen: int | None = None
+    ) -> None:
+        self.app = app
+        self.name = keys.check_stream_name(name)
+        if value_type is None:
+            self.value_types: tuple[type[Record], ...] = ()
+        elif isinstance(value_type, tuple):
+            self.value_types = value_type
+        else:
+            self.value_types = (value_type,)
+        for cls in self.value_types:
+            if not (isinstance(cls, type) and issubclass(cls, Record) and cls.event_type):
+                raise TypeError(f"value_type must be Record subclasses with an event_type: {cls!r}")
+        self.maxlen = maxlen
+
+    @property
+    def accepted_types(self) -> dict[str, type[Record]] | None:
+        """event_type -> class accepted by this topic; ``None`` = any registered type."""
+        if not self.value_types:
+            return None
+        return {cls.event_type: cls for cls in self.value_types}
+
+    def envelope(self, value: Record, *, key: str | None = None) -> Envelope:
+        if self.value_types and not isinstance(value, self.value_types):
+            names = ", ".join(cls.__name__ for cls in self.value_types)
+            raise TypeError(f"topic {self.name} takes {names}, not {type(value).__name__}")
+        return Envelope.new(value, source=self.app.name, key=key)
+
+    async def send(
+        self, *, value: Record, key: str | None = None, delay: float | None = None
+    ) -> str | None:
+        """Publish ``value``; returns the stream entry id, or ``None`` when ``delay`` was given."""
+        return await self.send_envelope(self.envelope(value, key=key), delay=delay)
+
+    async def send_envelope(self, envelope: Envelope, *, delay: float | None = None) -> str | None:
+        """Publish a prebuilt envelope as is (the outbox relay re-publishes with the same id)."""
+        redis = await self.app.ensure_connected()
+        return await publish_envelope(
+            redis, self.name, envelope, maxlen=self.effective_maxlen, delay=delay
+        )
+
+    @property
+    def effective_maxlen(self) -> int | None:
+        return self.maxlen if self.maxlen is not None else self.app.settings_maxlen
+
+    def __repr__(self) -> str:
+        return f"<Topic {self.name}>"

@@ -1,0 +1,115 @@
+"""Event records of the ordering system, one class per versioned event type.
+
+The type string (``order.created.v1``) is what travels in the envelope, so a
+consumer can tell versions apart; a breaking change gets a new class with
+``.v2`` rather than a silent change to this one. Payload fields mirror the
+documents in :mod:`orderflow.models.documents` (timestamps are UTC ISO-8601 text, money
+is integer cents).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from orderflow.models.documents import (
+    DeliveryStatus,
+    EntityId,
+    OrderLine,
+    OrderStatus,
+    Timestamp,
+)
+from orderflow.runtime.records import Record
+
+
+class OrderCreated(Record, event_type="order.created.v1"):
+    """An order was placed and its stock reserved (written by the order transaction)."""
+
+    order_id: EntityId
+    lines: list[OrderLine]
+    total: int
+    status: Literal["created"] = "created"
+    created_at: Timestamp
+
+
+class OrderSimulate(Record, event_type="order.simulate.v1"):
+    """Ask the simulator to report ``status`` for this order after a random delay."""
+
+    order_id: EntityId
+    status: OrderStatus
+
+
+class OrderStatusReported(Record, event_type="order.status_reported.v1"):
+    """Someone outside the orders service says the order reached ``status``."""
+
+    order_id: EntityId
+    status: OrderStatus
+    at: Timestamp
+
+
+class OrderStatusUpdated(Record, event_type="order.status_updated.v1"):
+    """The orders service persisted a newer status (monotonic: ``previous`` < ``status``)."""
+
+    order_id: EntityId
+    status: OrderStatus
+    at: Timestamp
+    previous: OrderStatus
+
+
+class DeliveryCreated(Record, event_type="delivery.created.v1"):
+    """A delivery was created for an order that went out for delivery (once per order)."""
+
+    delivery_id: EntityId
+    order_id: EntityId
+    status: Literal["waiting"] = "waiting"
+    created_at: Timestamp
+
+
+class DeliverySimulate(Record, event_type="delivery.simulate.v1"):
+    """Ask the simulator to report ``status`` for this delivery after a random delay."""
+
+    delivery_id: EntityId
+    order_id: EntityId
+    status: DeliveryStatus
+
+
+class DeliveryStatusReported(Record, event_type="delivery.status_reported.v1"):
+    """Someone outside the delivery service says the delivery reached ``status``."""
+
+    delivery_id: EntityId
+    order_id: EntityId
+    status: DeliveryStatus
+    at: Timestamp
+
+
+class DeliveryStatusUpdated(Record, event_type="delivery.status_updated.v1"):
+    """The delivery service persisted a newer status (monotonic)."""
+
+    delivery_id: EntityId
+    order_id: EntityId
+    status: DeliveryStatus
+    at: Timestamp
+    previous: DeliveryStatus
+
+
+ALL_EVENTS: tuple[type[Record], ...] = (
+    OrderCreated,
+    OrderSimulate,
+    OrderStatusReported,
+    OrderStatusUpdated,
+    DeliveryCreated,
+    DeliverySimulate,
+    DeliveryStatusReported,
+    DeliveryStatusUpdated,
+)
+
+__all__ = [
+    "ALL_EVENTS",
+    "DeliveryCreated",
+    "DeliverySimulate",
+    "DeliveryStatusReported",
+    "DeliveryStatusUpdated",
+    "OrderCreated",
+    "OrderSimulate",
+    "OrderStatusReported",
+    "OrderStatusUpdated",
+]

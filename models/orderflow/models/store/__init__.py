@@ -1,0 +1,292 @@
+"""The store contract: one interface, two adapters (SQLite embedded, MongoDB production).
+
+Every adapter passes the same contract suite (``tests/store``). The promises:
+
+* ``place_order`` is one transaction: stock of every line is checked and
+  decremented, the order is inserted and the outgoing events go to the outbox
+  -- all or nothing. Concurrent buyers of the last items never oversell.
+* Status updates are monotonic: a stale or repeated status returns ``False``,
+  changes nothing and writes no outbox row.
+* ``create_delivery`` is idempotent per order.
+* An ``idempotency_key`` makes a retried ``place_order`` return the first
+  order without reserving stock again.
+* ``prune_outbox`` deletes only rows published long enough ago, never pending ones.
+
+Open one with :func:`open_store` (``sqlite:///path.db`` or ``mongodb://...``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+from urllib.parse import urlsplit
+
+from orderflow.models.documents import (
+    Delivery,
+    DeliveryStatusChange,
+    MenuItem,
+    Order,
+    OrderLine,
+    OrderLineRequest,
+    OrderStatusChange,
+    utc_now,
+)
+from orderflow.models.store.errors import (
+    DeliveryNotFound,
+    IdempotencyKeyReused,
+    OrderNotFound,
+    OutOfStock,
+    StoreError,
+    StoreUnavailable,
+    UnknownItem,
+)
+from orderflow.models.store.outbox import OutboxMessage
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrderResult:
+    """What ``place_order`` returns.
+
+    ``outbox`` holds the messages this call wrote (publish them now); it is
+    empty when ``replayed`` is true (the first call wrote and published them).
+    """
+
+    order: Order
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTransition:
+    """A status change the store is about to commit; given to event factories.
+
+    ``entity_id`` is the order id for orders and the delivery id for deliveries.
+    """
+
+    entity_id: str
+    order_id: str
+    previous: str
+    status: str
+    at: str
+
+
+OrderEvents: TypeAlias = Callable[[Order], Sequence[OutboxMessage]]
+DeliveryEvents: TypeAlias = Callable[[Delivery], Sequence[OutboxMessage]]
+TransitionEvents: TypeAlias = (
+    Sequence[OutboxMessage] | Callable[[StatusTransition], Sequence[OutboxMessage]]
+)
+"""Outbox messages for a status update: a list, or a factory that gets the transition
+(the store knows ``previous`` only inside its transaction)."""
+
+
+def resolve_transition_events(
+    events: TransitionEvents, transition: StatusTransition
+) -> list[OutboxMessage]:
+    """Shared by adapters: call the factory if one was given."""
+    if callable(events):
+        return list(events(transition))
+    return list(events)
+
+
+# Shared by adapters: the parts of the contract that do not depend on the backend.
+# ``items`` maps a menu id to its row/document (anything with ``name``, ``price``
+# and ``stock`` keys: a ``sqlite3.Row`` or a BSON document).
+
+
+def wanted_quantities(lines: Sequence[OrderLineRequest]) -> dict[str, int]:
+    """Total quantity per item (an item may appear on several lines)."""
+    wanted: dict[str, int] = {}
+    for line in lines:
+        wanted[line.item_id] = wanted.get(line.item_id, 0) + line.quantity
+    return wanted
+
+
+def out_of_stock(item_id: str, item: Any, quantity: int) -> OutOfStock:
+    return OutOfStock(item_id, item["name"], quantity, int(item["stock"]))
+
+
+def check_stock(wanted: Mapping[str, int], items: Mapping[str, Any]) -> None:
+    """Raise ``UnknownItem`` for missing ids, then ``OutOfStock`` for the first short item."""
+    missing = [item_id for item_id in wanted if item_id not in items]
+    if missing:
+        raise UnknownItem(missing)
+    for item_id, quantity in wanted.items():
+        item = items[item_id]
+        if item["stock"] < quantity:
+            raise out_of_stock(item_id, item, quantity)
+
+
+def new_order(lines: Sequence[OrderLineRequest], items: Mapping[str, Any]) -> Order:
+    """A ``created`` order with the names and prices of ``items`` at this moment."""
+    order_lines = []
+    for line in lines:
+        item = items[line.item_id]
+        order_lines.append(
+            OrderLine(
+                item_id=line.item_id,
+                name=item["name"],
+                quantity=line.quantity,
+                unit_price=int(item["price"]),
+            )
+        )
+    now = utc_now()
+    return Order(
+        id=uuid.uuid4().hex,
+        lines=order_lines,
+        total=sum(line.quantity * line.unit_price for line in order_lines),
+        status="created",
+        history=[OrderStatusChange(status="created", at=now)],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def new_delivery(order_id: str) -> Delivery:
+    """A ``waiting`` delivery for ``order_id``."""
+    now = utc_now()
+    return Delivery(
+        id=uuid.uuid4().hex,
+        order_id=order_id,
+        status="waiting",
+        history=[DeliveryStatusChange(status="waiting", at=now)],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the services need from persistence. See the module docstring for guarantees."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot serve requests (readiness probe)."""
+
+    async def seed_menu(self, items: Sequence[MenuItem]) -> int:
+        """Insert items that are missing (existing ones keep their stock); return how many."""
+
+    async def list_menu(self) -> list[MenuItem]: ...
+
+    async def set_stock(self, item_id: str, stock: int) -> None:
+        """Raise ``UnknownItem`` for a missing item, ``ValueError`` for negative stock."""
+
+    async def refill(self, stock: int | None = None) -> int:
+        """Restock every item to its seed level (or to ``stock``); return items touched."""
+
+    async def place_order(
+        self,
+        lines: Sequence[OrderLineRequest],
+        *,
+        idempotency_key: str | None,
+        request_hash: str | None,
+        events: OrderEvents,
+    ) -> PlaceOrderResult:
+        """Reserve stock, insert the order and its outbox rows in one transaction.
+
+        Raises ``UnknownItem``, ``OutOfStock`` (nothing reserved) or
+        ``IdempotencyKeyReused``. ``events`` may be called more than once (the
+        transaction can be retried); it must only build messages.
+        """
+
+    async def get_order(self, order_id: str) -> Order | None:
+        """The order with its status history and its delivery (if any)."""
+
+    async def update_order_status(
+        self, order_id: str, status: str, at: str, events: TransitionEvents
+    ) -> bool:
+        """Apply ``status`` if it is newer; ``False`` (no outbox rows) when stale/repeated.
+
+        Raises ``OrderNotFound``.
+        """
+
+    async def create_delivery(self, order_id: str, events: DeliveryEvents) -> tuple[Delivery, bool]:
+        """Create the order's delivery once; ``(delivery, created)``. Raises ``OrderNotFound``."""
+
+    async def update_delivery_status(
+        self, delivery_id: str, status: str, at: str, events: TransitionEvents
+    ) -> bool:
+        """Like ``update_order_status`` for deliveries. Raises ``DeliveryNotFound``."""
+
+    async def outbox_pending(
+        self, limit: int = 100, min_age_seconds: float = 0
+    ) -> list[OutboxMessage]:
+        """Unpublished rows at least ``min_age_seconds`` old, oldest first."""
+
+    async def mark_published(self, outbox_ids: Sequence[str]) -> None: ...
+
+    async def prune_outbox(self, published_before_seconds: float) -> int:
+        """Delete rows published more than ``published_before_seconds`` ago; return how many.
+
+        Unpublished rows are never deleted, whatever their age (the relay still
+        owes them a publish). Published rows are only history: the stream holds
+        the event and the publish marker dedupes a late re-publish, so keeping
+        them forever would just grow the outbox. Raises ``ValueError`` for a
+        negative age.
+        """
+
+    async def count_orders(self, item_id: str | None = None) -> int:
+        """All orders, or the orders with a line for ``item_id``."""
+
+
+SUPPORTED_SCHEMES = ("sqlite", "mongodb", "mongodb+srv")
+
+
+async def open_store(url: str) -> Store:
+    """Open (and create the schema of) the store ``url`` points to.
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``mongodb://host/dbname?replicaSet=rs0`` (database defaults to ``orderflow``).
+    The MongoDB adapter is imported lazily so that ``pymongo`` stays optional.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        from orderflow.models.store.sqlite import SqliteStore
+
+        return await SqliteStore.open_url(url)
+    if scheme in ("mongodb", "mongodb+srv"):
+        from orderflow.models.store.mongodb import MongoStore
+
+        return await MongoStore.open_url(url)
+    raise ValueError(
+        f"unsupported store URL {url!r}: expected one of {', '.join(SUPPORTED_SCHEMES)}"
+    )
+
+
+@asynccontextmanager
+async def opened_store(url: str) -> AsyncIterator[Store]:
+    """``open_store`` for one short job (a command, a check): closed on the way out."""
+    store = await open_store(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+__all__ = [
+    "DeliveryEvents",
+    "DeliveryNotFound",
+    "IdempotencyKeyReused",
+    "OrderEvents",
+    "OrderNotFound",
+    "OutOfStock",
+    "OutboxMessage",
+    "PlaceOrderResult",
+    "StatusTransition",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "TransitionEvents",
+    "UnknownItem",
+    "check_stock",
+    "new_delivery",
+    "new_order",
+    "open_store",
+    "opened_store",
+    "out_of_stock",
+    "resolve_transition_events",
+    "wanted_quantities",
+]

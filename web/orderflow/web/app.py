@@ -1,0 +1,115 @@
+"""The Sanic application factory: ``create_app(settings) -> Sanic``.
+
+One factory for every way the app runs — ``orderflow api`` (one process per
+Sanic worker calls it), ``orderflow demo`` and the tests — so they all serve
+the same thing. Connections are opened per worker process, in listeners
+(a Redis connection pool or a SQLite handle must not cross a fork), and are on
+``app.ctx.redis`` / ``app.ctx.store`` before the first request.
+
+Roles pick what one process serves, so one image can be deployed as separate
+API and WebSocket-gateway Deployments:
+
+* ``all``: REST + docs + browser UI + WebSocket tracking (the demo);
+* ``api``: REST + docs + browser UI;
+* ``gateway``: WebSocket tracking.
+
+Every role serves ``/healthz``, ``/readyz`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import redis.asyncio as aioredis
+from sanic import Sanic
+
+from orderflow.agents.settings import Settings, get_settings
+from orderflow.models.store import Store, open_store
+from orderflow.web import access, correlation, cors, openapi, problems
+from orderflow.web.metrics import mark_this_process_dead
+from orderflow.web.routes import health, menu, metrics, orders
+
+Role = Literal["all", "api", "gateway"]
+ROLES: tuple[Role, ...] = ("all", "api", "gateway")
+APP_NAME = "orderflow"
+
+log = logging.getLogger(__name__)
+
+
+def _optional_register(module_name: str) -> Callable[[Sanic], None] | None:
+    """``register`` of a module another area owns, or None while it does not exist yet."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        log.warning("%s is not available; its routes are not served", module_name)
+        return None
+    register: Callable[[Sanic], None] = module.register
+    return register
+
+
+async def _open_connections(app: Sanic) -> None:
+    settings: Settings = app.ctx.settings
+    if not settings.redis_url:
+        raise RuntimeError(
+            "ORDERFLOW_REDIS_URL is not set: the API needs a Redis (or Valkey) server"
+        )
+    # A blocking pool: under a burst of orders a request waits a moment for a
+    # connection instead of failing its publish (which the outbox relay would
+    # then have to redo seconds later).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=200, timeout=10
+    )
+    app.ctx.redis = aioredis.Redis(connection_pool=pool)
+    app.ctx.store = await open_store(settings.store_url)
+
+
+async def _close_connections(app: Sanic) -> None:
+    store: Store | None = getattr(app.ctx, "store", None)
+    if store is not None:
+        await store.close()
+    client: aioredis.Redis | None = getattr(app.ctx, "redis", None)
+    if client is not None:
+        await client.aclose()
+    mark_this_process_dead()
+
+
+def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic:
+    """Build the app for ``role``; nothing connects until the server starts."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    settings = settings or get_settings()
+    app = Sanic(APP_NAME, configure_logging=False)
+    app.ctx.settings = settings
+    app.ctx.role = role
+    app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    app.config.ACCESS_LOG = False  # orderflow.web.access writes one JSON line per request instead
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.KEEP_ALIVE_TIMEOUT = 75  # longer than typical load-balancer idle timeouts
+
+    openapi.setup(app)
+    problems.install(app)
+    correlation.install(app)
+    access.install(app)
+    cors.install(app, settings.cors_origins)
+
+    health.register(app)
+    metrics.register(app)
+    if role in ("all", "api"):
+        menu.register(app)
+        orders.register(app)
+        ui = _optional_register("orderflow.web.ui")
+        if ui is not None:
+            ui(app)
+    if role in ("all", "gateway"):
+        tracking = _optional_register("orderflow.web.tracking")
+        if tracking is not None:
+            tracking(app)
+
+    app.register_listener(_open_connections, "before_server_start")
+    app.register_listener(_close_connections, "after_server_stop")
+    return app

@@ -1,0 +1,318 @@
+"""WebSocket order tracking: ``/ws/v1/order-tracking/<order_id>``.
+
+The protocol (documented for clients in ``docs/realtime.md``):
+
+* malformed id -> close ``4400``; unknown order -> close ``4404`` (with a reason);
+* first message ``{"type": "snapshot", "order_id", "status", "history", "delivery"}``;
+* then ``order.status``, ``delivery.created`` and ``delivery.status`` messages as the
+  changes happen, never older than what this socket was already told;
+* a text message ``{"type": "ping"}`` is answered with ``{"type": "pong"}``; protocol
+  level ping frames (Sanic's keep-alive) drop a dead peer.
+
+The socket subscribes to this process's :class:`~orderflow.web.fanout.TrackingHub` BEFORE it
+reads the snapshot, so an update that lands while the snapshot is being built is
+queued rather than lost; the monotonic filter then drops whatever the snapshot
+already covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from sanic import Request, Sanic
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.protocol import State
+
+from orderflow.agents.settings import Settings, get_settings
+from orderflow.agents.status_cache import read_latest_status
+from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUSES, Order
+from orderflow.web.fanout import (
+    DeliveryUpdate,
+    OrderUpdate,
+    Subscription,
+    TrackingHub,
+    Update,
+    reader_client,
+)
+from orderflow.web.metrics import WEBSOCKET_CONNECTIONS
+from orderflow.web.ui import exclude_from_openapi
+from orderflow.web.validation import is_plausible_order_id
+
+log = logging.getLogger(__name__)
+
+ROUTE = "/ws/v1/order-tracking/<order_id:str>"
+
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_MALFORMED_ID = 4400
+CLOSE_UNKNOWN_ORDER = 4404
+CLOSE_UNAVAILABLE = 4503
+
+HUB_READY_TIMEOUT = 10.0
+
+_ORDER_RANK: dict[str, int] = {status: rank for rank, status in enumerate(ORDER_STATUSES)}
+_DELIVERY_RANK: dict[str, int] = {status: rank for rank, status in enumerate(DELIVERY_STATUSES)}
+
+
+# -- the per-socket monotonic view ---------------------------------------------
+
+
+@dataclass
+class OrderView:
+    """What one socket has told its client so far; only newer statuses pass."""
+
+    order_id: str
+    status: str = ""
+    history: list[dict[str, str]] = field(default_factory=list)
+    delivery_id: str | None = None
+    delivery_status: str = ""
+    delivery_history: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def order_rank(self) -> int:
+        return _ORDER_RANK.get(self.status, -1)
+
+    @property
+    def delivery_rank(self) -> int:
+        return _DELIVERY_RANK.get(self.delivery_status, -1)
+
+    def snapshot_message(self) -> dict[str, Any]:
+        delivery = None
+        if self.delivery_id is not None:
+            delivery = {
+                "delivery_id": self.delivery_id,
+                "status": self.delivery_status,
+                "history": list(self.delivery_history),
+            }
+        return {
+            "type": "snapshot",
+            "order_id": self.order_id,
+            "status": self.status,
+            "history": list(self.history),
+            "delivery": delivery,
+        }
+
+    def apply(self, update: Update) -> dict[str, Any] | None:
+        """The message for ``update``, or ``None`` if it is not newer than what was sent."""
+        if isinstance(update, OrderUpdate):
+            rank = _ORDER_RANK.get(update.status, -1)
+            if rank <= self.order_rank:
+                return None
+            self.status = update.status
+            self.history.append({"status": update.status, "at": update.at})
+            return {
+                "type": "order.status",
+                "order_id": self.order_id,
+                "status": update.status,
+                "at": update.at,
+            }
+        rank = _DELIVERY_RANK.get(update.status, -1)
+        if rank <= self.delivery_rank:
+            return None
+        kind = "delivery.created" if self.delivery_id is None else "delivery.status"
+        self.delivery_id = update.delivery_id
+        self.delivery_status = update.status
+        self.delivery_history.append({"status": update.status, "at": update.at})
+        return {
+            "type": kind,
+            "order_id": self.order_id,
+            "delivery_id": update.delivery_id,
+            "status": update.status,
+            "at": update.at,
+        }
+
+
+def view_from_order(order: Order) -> OrderView:
+    view = OrderView(order.id, order.status, [h.model_dump() for h in order.history])
+    if order.delivery is not None:
+        view.delivery_id = order.delivery.id
+        view.delivery_status = order.delivery.status
+        view.delivery_history = [h.model_dump() for h in order.delivery.history]
+    return view
+
+
+def merge_cached_status(
+    view: OrderView | None, order_id: str, cached: dict[str, Any] | None
+) -> OrderView | None:
+    """Fold the notifications cache entry into the view; only newer statuses change it.
+
+    The cache (see :mod:`orderflow.agents.status_cache`) holds the latest status without the
+    history: ``{"order_id", "status", "at", "delivery": {"delivery_id", "status",
+    "at"} | null}``. It can be ahead of the store only in a gateway whose store
+    is a lagging replica; usually the store already has everything.
+    """
+    if cached is None:
+        return view
+    status, at = cached.get("status"), cached.get("at")
+    if view is None:
+        if status not in _ORDER_RANK or not isinstance(at, str):
+            return None  # nothing usable: the order is unknown here
+        view = OrderView(order_id)
+    if isinstance(status, str) and isinstance(at, str):
+        view.apply(OrderUpdate(order_id, status, at))
+    delivery = cached.get("delivery")
+    if isinstance(delivery, dict):
+        delivery_id, delivery_status = delivery.get("delivery_id"), delivery.get("status")
+        delivery_at = delivery.get("at")
+        if (
+            isinstance(delivery_id, str)
+            and isinstance(delivery_status, str)
+            and isinstance(delivery_at, str)
+        ):
+            view.apply(DeliveryUpdate(order_id, delivery_id, delivery_status, delivery_at))
+    return view
+
+
+async def load_view(app: Sanic, order_id: str) -> OrderView | None:
+    """The latest known state of the order: the store (with history) merged with the cache.
+
+    Both are read: the cache alone has no history, and an order whose cache entry
+    expired (24 h TTL) or was never written is still known to the store.
+    """
+    cached: dict[str, Any] | None = None
+    redis = getattr(app.ctx, "redis", None)
+    if redis is not None:
+        try:
+            cached = await read_latest_status(redis, order_id)
+        except Exception as exc:  # the cache is an optimisation; the store still answers
+            log.warning("status cache read failed for %s: %s", order_id, exc)
+    view: OrderView | None = None
+    store = getattr(app.ctx, "store", None)
+    if store is not None:
+        try:
+            order = await store.get_order(order_id)
+        except Exception:
+            if cached is None:
+                raise
+            log.warning("store read failed for %s; snapshot from the cache", order_id)
+            order = None
+        if order is not None:
+            view = view_from_order(order)
+    return merge_cached_status(view, order_id, cached)
+
+
+# -- the socket ------------------------------------------------------------------
+
+
+async def order_tracking(request: Request, ws: WebsocketImplProtocol, order_id: str) -> None:
+    """Stream the order's snapshot, then its changes, until the client goes away."""
+    app = request.app
+    if not is_plausible_order_id(order_id):
+        await ws.close(CLOSE_MALFORMED_ID, "malformed order id: expected 32 lowercase hex digits")
+        return
+    hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
+    if hub is None or not await hub.wait_ready(HUB_READY_TIMEOUT):
+        await ws.close(CLOSE_UNAVAILABLE, "order tracking is not available yet; retry")
+        return
+    with hub.subscribe(order_id) as subscription:
+        try:
+            view = await load_view(app, order_id)
+        except Exception:
+            log.exception("snapshot failed for order %s", order_id)
+            await ws.close(CLOSE_UNAVAILABLE, "order store unavailable; retry")
+            return
+        if view is None:
+            await ws.close(CLOSE_UNKNOWN_ORDER, f"unknown order {order_id}")
+            return
+        WEBSOCKET_CONNECTIONS.inc()
+        try:
+            await ws.send(json.dumps(view.snapshot_message()))
+            await _serve(ws, view, subscription)
+        finally:
+            WEBSOCKET_CONNECTIONS.dec()
+
+
+async def _serve(ws: WebsocketImplProtocol, view: OrderView, subscription: Subscription) -> None:
+    """Run the update pump and the client reader until either ends."""
+    pump = asyncio.create_task(_pump_updates(ws, view, subscription))
+    reader = asyncio.create_task(_answer_client(ws))
+    try:
+        done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("tracking socket ended: %r", task.exception())
+    finally:
+        for task in (pump, reader):
+            task.cancel()
+        for task in (pump, reader):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def _pump_updates(
+    ws: WebsocketImplProtocol, view: OrderView, subscription: Subscription
+) -> None:
+    while True:
+        update = await subscription.get()
+        if update is None:
+            await ws.close(CLOSE_TRY_AGAIN_LATER, "client too slow; reconnect for a snapshot")
+            return
+        message = view.apply(update)
+        if message is not None:
+            await ws.send(json.dumps(message))
+
+
+async def _answer_client(ws: WebsocketImplProtocol) -> None:
+    """Answer ``{"type": "ping"}``; anything else gets an error message, not a close."""
+    while True:
+        data = await ws.recv()
+        if data is None:
+            if ws.ws_proto.state is not State.OPEN:
+                return
+            continue
+        try:
+            message = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            message = None
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await ws.send(json.dumps({"type": "pong"}))
+        else:
+            await ws.send(
+                json.dumps({"type": "error", "detail": 'unsupported message; send {"type":"ping"}'})
+            )
+
+
+# -- wiring ----------------------------------------------------------------------
+
+
+def _settings(app: Sanic) -> Settings:
+    settings = getattr(app.ctx, "settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
+
+
+async def _start_hub(app: Sanic) -> None:
+    hub = TrackingHub()
+    app.ctx.tracking_hub = hub
+    url = _settings(app).redis_url
+    if not url:
+        log.error("ORDERFLOW_REDIS_URL is not set: order tracking cannot read the streams")
+        return
+    app.ctx.tracking_redis = reader_client(url, hub.block_ms)
+    hub.start(app.ctx.tracking_redis)
+
+
+async def _stop_hub(app: Sanic) -> None:
+    hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
+    if hub is not None:
+        await hub.stop()
+    client: aioredis.Redis | None = getattr(app.ctx, "tracking_redis", None)
+    if client is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.aclose(), 2.0)
+
+
+def register(app: Sanic) -> None:
+    """Add the tracking route, its keep-alive settings and the per-process fan-out task."""
+    settings = _settings(app)
+    # Sanic pings every interval and drops a peer whose pong is missing after the timeout.
+    app.config.WEBSOCKET_PING_INTERVAL = settings.ws_ping_interval
+    app.config.WEBSOCKET_PING_TIMEOUT = settings.ws_ping_timeout
+    app.add_websocket_route(order_tracking, ROUTE, name="order_tracking")
+    exclude_from_openapi(app, "order_tracking")
+    app.register_listener(_start_hub, "after_server_start")
+    app.register_listener(_stop_hub, "before_server_stop")
