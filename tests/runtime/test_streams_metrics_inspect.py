@@ -24,12 +24,13 @@ def make_app(redis_url: str, **options) -> App:
 async def test_topic_maxlen_caps_the_stream_approximately(redis_client, redis_url):
     app = make_app(redis_url)
     capped = app.topic("rt-capped", value_type=Note, maxlen=100)
-    default = make_app(redis_url, stream_maxlen=5000).topic("rt-default-cap", value_type=Note)
+    other = make_app(redis_url, stream_maxlen=5000)
+    default = other.topic("rt-default-cap", value_type=Note)
     for n in range(1000):
         await capped.send(value=Note(n=n))
         await default.send(value=Note(n=n))
     await app.stop()
-    await default.app.stop()
+    await other.stop()
     assert 100 <= await redis_client.xlen("rt-capped") < 1000  # MAXLEN ~ trims whole nodes
     assert await redis_client.xlen("rt-default-cap") == 1000  # under its cap (settings)
 
@@ -98,7 +99,10 @@ async def test_dead_letter_functions_list_show_replay_and_purge(redis_client):
             stream=stream, entry_id="1-0", group="g", consumer="c", raw=raw,
             error_type="ValueError", error_message="bad", traceback="tb", delivery_count=5,
         )  # fmt: skip
-        ids.append(await deadletter.write_dead_letter(redis_client, fields))
+        pipe = redis_client.pipeline(transaction=False)
+        deadletter.queue_dead_letter(pipe, fields)
+        [entry_id] = await pipe.execute()
+        ids.append(entry_id.decode())
     newest_first = await deadletter.list_dead_letters(redis_client, count=10)
     assert [letter.id for letter in newest_first] == ids[::-1]
     only_a = await deadletter.list_dead_letters(redis_client, count=10, stream="rt-a")

@@ -19,7 +19,8 @@ from functools import partial
 from typing import cast
 
 from orderflow.agents.outbox import Cause, MessageRecorder, outbox_message, publish_outbox
-from orderflow.agents.store_provider import StoreApp
+from orderflow.agents.settings import get_settings
+from orderflow.agents.store_provider import attach_store
 from orderflow.agents.topics import (
     DELIVERIES_STREAM,
     DELIVERY_GROUP,
@@ -39,7 +40,7 @@ from orderflow.models.events import (
     OrderStatusUpdated,
 )
 from orderflow.models.store import OutboxMessage, StatusTransition, Store
-from orderflow.runtime import Stream
+from orderflow.runtime import App, Stream
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +105,20 @@ def delivery_status_messages(transition: StatusTransition, cause: Cause) -> list
     return messages
 
 
-def create_delivery_app(*, broker: str | None = None, store: Store | None = None) -> StoreApp:
+def create_delivery_app(*, broker: str | None = None, store: Store | None = None) -> App:
     """Build the delivery app; ``store`` (owned by the caller) overrides the settings' URL."""
-    app = StoreApp("delivery", broker=broker, store=store)
+    app = App("delivery", broker=broker, settings=get_settings())
+    stores = attach_store(app, store)
     orders = declare_topic(app, ORDERS_STREAM, OrderStatusUpdated)
     delivery_status = declare_topic(app, DELIVERY_STATUS_STREAM, DeliveryStatusReported)
 
     @app.agent(orders, group=DELIVERY_GROUP)
-    async def create_deliveries(stream: Stream) -> None:
+    async def create_deliveries(stream: Stream[OrderStatusUpdated]) -> None:
         async for event in stream.events():
             update = event.value
-            assert isinstance(update, OrderStatusUpdated)
             if update.status != "out_for_delivery":
                 continue
-            current = await app.stores.get()
+            current = await stores.get()
             recorder = MessageRecorder(partial(delivery_created_messages, cause=event))
             delivery, created = await current.create_delivery(update.order_id, recorder)
             if created:
@@ -127,11 +128,10 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
                 log.info("order %s already has delivery %s", update.order_id, delivery.id)
 
     @app.agent(delivery_status, group=DELIVERY_GROUP)
-    async def persist_delivery_status(stream: Stream) -> None:
+    async def persist_delivery_status(stream: Stream[DeliveryStatusReported]) -> None:
         async for event in stream.events():
             report = event.value
-            assert isinstance(report, DeliveryStatusReported)
-            current = await app.stores.get()
+            current = await stores.get()
             recorder = MessageRecorder(partial(delivery_status_messages, cause=event))
             changed = await current.update_delivery_status(
                 report.delivery_id, report.status, report.at, recorder

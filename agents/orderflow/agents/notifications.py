@@ -10,6 +10,7 @@ redelivered event has no second effect.
 
 from __future__ import annotations
 
+from orderflow.agents.settings import get_settings
 from orderflow.agents.status_cache import merge_delivery_status, merge_order_status
 from orderflow.agents.topics import (
     DELIVERIES_STREAM,
@@ -28,18 +29,17 @@ from orderflow.runtime import App, Stream
 
 def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | None = None) -> App:
     """Build the notifications app; ``ttl_seconds`` overrides the settings."""
-    app = App("notifications", broker=broker)
+    app = App("notifications", broker=broker, settings=get_settings())
     orders = declare_topic(app, ORDERS_STREAM, (OrderCreated, OrderStatusUpdated))
     deliveries = declare_topic(app, DELIVERIES_STREAM, (DeliveryCreated, DeliveryStatusUpdated))
 
     def ttl() -> int:
-        return ttl_seconds if ttl_seconds is not None else app.settings.status_ttl_seconds
+        return ttl_seconds if ttl_seconds is not None else get_settings().status_ttl_seconds
 
     @app.agent(orders, group=NOTIFICATIONS_GROUP)
-    async def cache_order_status(stream: Stream) -> None:
+    async def cache_order_status(stream: Stream[OrderCreated | OrderStatusUpdated]) -> None:
         async for event in stream.events():
             value = event.value
-            assert isinstance(value, OrderCreated | OrderStatusUpdated)
             at = value.created_at if isinstance(value, OrderCreated) else value.at
             async with event.atomic() as pipe:
                 merge_order_status(
@@ -47,10 +47,11 @@ def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | No
                 )
 
     @app.agent(deliveries, group=NOTIFICATIONS_GROUP)
-    async def cache_delivery_status(stream: Stream) -> None:
+    async def cache_delivery_status(
+        stream: Stream[DeliveryCreated | DeliveryStatusUpdated],
+    ) -> None:
         async for event in stream.events():
             value = event.value
-            assert isinstance(value, DeliveryCreated | DeliveryStatusUpdated)
             at = value.created_at if isinstance(value, DeliveryCreated) else value.at
             async with event.atomic() as pipe:
                 merge_delivery_status(

@@ -34,7 +34,7 @@ from orderflow.agents.outbox import (
 )
 from orderflow.agents.outbox_retention import OutboxPruner
 from orderflow.agents.settings import get_settings
-from orderflow.agents.store_provider import StoreApp
+from orderflow.agents.store_provider import attach_store
 from orderflow.agents.topics import (
     ORDER_STATUS_STREAM,
     ORDERS_GROUP,
@@ -50,7 +50,7 @@ from orderflow.models.events import (
     OrderStatusUpdated,
 )
 from orderflow.models.store import OutboxMessage, PlaceOrderResult, StatusTransition, Store
-from orderflow.runtime import Stream
+from orderflow.runtime import App, Stream
 from orderflow.runtime.context import current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def create_orders_app(
     relay_interval: float | None = None,
     relay_min_age: float | None = None,
     outbox_retention: float | None = None,
-) -> StoreApp:
+) -> App:
     """Build the orders app; ``store`` (owned by the caller) overrides the settings' URL.
 
     ``relay_interval``, ``relay_min_age`` and ``outbox_retention`` (seconds)
@@ -160,15 +160,15 @@ def create_orders_app(
     if outbox_retention is None:
         outbox_retention = get_settings().outbox_retention_seconds
     pruner = OutboxPruner(outbox_retention)
-    app = StoreApp("orders", broker=broker, store=store)
+    app = App("orders", broker=broker, settings=get_settings())
+    stores = attach_store(app, store)
     order_status = declare_topic(app, ORDER_STATUS_STREAM, OrderStatusReported)
 
     @app.agent(order_status, group=ORDERS_GROUP)
-    async def persist_order_status(stream: Stream) -> None:
+    async def persist_order_status(stream: Stream[OrderStatusReported]) -> None:
         async for event in stream.events():
             report = event.value
-            assert isinstance(report, OrderStatusReported)
-            current = await app.stores.get()
+            current = await stores.get()
             recorder = MessageRecorder(partial(order_status_messages, cause=event))
             changed = await current.update_order_status(
                 report.order_id, report.status, report.at, recorder
@@ -181,7 +181,7 @@ def create_orders_app(
 
     @app.timer(relay_interval)
     async def relay_outbox() -> None:
-        current = await app.stores.get()
+        current = await stores.get()
         try:
             relayed = await relay_once(app.redis, current, relay_min_age)
         except (RedisError, OSError) as exc:

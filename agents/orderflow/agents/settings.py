@@ -1,8 +1,11 @@
-"""The one settings object: every knob is an ``ORDERFLOW_*`` environment variable.
+"""The ordering system's settings: every knob is an ``ORDERFLOW_*`` environment variable.
 
 Kept in one place so that operators read a single list (the README's
-"Configuration" table is generated from the same field names) and so that the
-Helm chart's ConfigMap maps one-to-one onto it.
+"Configuration" table names these fields) and so that the Helm chart's ConfigMap
+maps one-to-one onto them. The runtime's own options (read sizes, retries,
+dedupe, shutdown, logging, metrics port) are inherited from
+:class:`orderflow.runtime.settings.RuntimeSettings`, so one environment configures
+both and every ``App`` of the system takes this object.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from orderflow.runtime.settings import RuntimeSettings
 
 
-class Settings(BaseSettings):
+class Settings(RuntimeSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")
 
-    # Where things live. An empty redis_url means "start a private Valkey"
+    # Where things live. An empty redis_url (inherited) means "start a private Valkey"
     # (only `orderflow demo` does that; workers and the API require a URL).
-    redis_url: str = ""
     store_url: str = "sqlite:///.data/orderflow.db"
     data_dir: str = ".data"
 
@@ -33,17 +37,10 @@ class Settings(BaseSettings):
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 60.0
 
-    # Runtime behaviour shared by every agent.
+    # Runtime options (read_count, read_block_ms, claim_idle_ms, max_deliveries,
+    # retry_*_seconds, dedupe_ttl_seconds, shutdown_timeout_seconds, stream_maxlen,
+    # metrics_port, log_format, log_level, ...) come from RuntimeSettings.
     service: str = "orderflow"
-    read_count: int = 100
-    read_block_ms: int = 1000
-    claim_idle_ms: int = 30_000
-    max_deliveries: int = 5
-    retry_base_seconds: float = 0.5
-    retry_cap_seconds: float = 30.0
-    dedupe_ttl_seconds: int = 86_400
-    shutdown_timeout_seconds: float = 10.0
-    stream_maxlen: int = 100_000
 
     # Outbox relay: how often it looks, and how old an unpublished row must be
     # before the relay (rather than the API's own publish) takes it.
@@ -56,11 +53,6 @@ class Settings(BaseSettings):
     # Simulator delays (seconds); 0/0 makes the lifecycle run at full speed.
     simulator_delay_min: float = Field(default=1.0, ge=0)
     simulator_delay_max: float = Field(default=4.0, ge=0)
-
-    # Observability.
-    log_format: str = "json"  # "json" or "console"
-    log_level: str = "INFO"
-    metrics_port: int = 0  # >0: a worker process serves /metrics on this port
 
     # Notifications cache.
     status_ttl_seconds: int = 86_400

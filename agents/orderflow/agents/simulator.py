@@ -97,7 +97,7 @@ def create_simulator_app(
     seed: int | None = None,
 ) -> App:
     """Build the simulator app; ``delay_min``/``delay_max`` override the settings."""
-    app = App("simulator", broker=broker)
+    app = App("simulator", broker=broker, settings=get_settings())
     simulate_order = declare_topic(app, SIMULATE_ORDER_STREAM, OrderSimulate)
     simulate_delivery = declare_topic(app, SIMULATE_DELIVERY_STREAM, DeliverySimulate)
     orders = declare_topic(app, ORDERS_STREAM, OrderStatusUpdated)
@@ -119,29 +119,25 @@ def create_simulator_app(
         await delivery_status.send(value=report, key=delivery_id, delay=delay or None)
 
     @app.agent(simulate_order, group=SIMULATOR_GROUP)
-    async def start_orders(stream: Stream) -> None:
+    async def start_orders(stream: Stream[OrderSimulate]) -> None:
         async for request in stream:
-            assert isinstance(request, OrderSimulate)
             await report_order(request.order_id, request.status)
 
     @app.agent(orders, group=SIMULATOR_GROUP)
-    async def advance_orders(stream: Stream) -> None:
+    async def advance_orders(stream: Stream[OrderStatusUpdated]) -> None:
         async for update in stream:
-            assert isinstance(update, OrderStatusUpdated)
             successor = NEXT_ORDER_STATUS.get(update.status)
             if successor is not None:
                 await report_order(update.order_id, successor)
 
     @app.agent(simulate_delivery, group=SIMULATOR_GROUP)
-    async def start_deliveries(stream: Stream) -> None:
+    async def start_deliveries(stream: Stream[DeliverySimulate]) -> None:
         async for request in stream:
-            assert isinstance(request, DeliverySimulate)
             await report_delivery(request.delivery_id, request.order_id, request.status)
 
     @app.agent(deliveries, group=SIMULATOR_GROUP)
-    async def advance_deliveries(stream: Stream) -> None:
+    async def advance_deliveries(stream: Stream[DeliveryStatusUpdated]) -> None:
         async for update in stream:
-            assert isinstance(update, DeliveryStatusUpdated)
             successor = NEXT_DELIVERY_STATUS.get(update.status)
             if successor is not None:
                 await report_delivery(update.delivery_id, update.order_id, successor)

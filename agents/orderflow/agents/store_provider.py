@@ -4,15 +4,15 @@ Service apps are module-level objects (``orderflow worker orderflow.agents.order
 built at import time, outside any event loop, so they cannot hold an open
 store from the start. A :class:`StoreProvider` opens ``settings.store_url`` on
 first use and closes it at shutdown; a test may hand it an already-open store
-instead, which it then never closes. :class:`StoreApp` ties the provider to an
-app's start and stop (the runtime's App has no start-up/shutdown hooks).
+instead, which it then never closes. :func:`attach_store` ties the provider to an
+app's start and stop through the App's ``on_startup``/``on_shutdown`` hooks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from orderflow.agents.settings import get_settings
 from orderflow.models.store import Store, open_store
 from orderflow.runtime import App
 
@@ -41,28 +41,19 @@ class StoreProvider:
             await store.close()
 
 
-class StoreApp(App):
-    """An :class:`App` whose service needs the store: opened at start, closed after stop.
+def attach_store(app: App, store: Store | None = None, *, url: str | None = None) -> StoreProvider:
+    """Give ``app`` a store: opened in its ``on_startup`` hook (a worker whose store is
+    unreachable fails at start instead of consuming), closed in ``on_shutdown`` (after the
+    last handler finished its transaction). ``store``, when given, is the caller's and is
+    never closed here; otherwise ``url`` (default: the settings' ``store_url``) is opened."""
+    provider = StoreProvider(store, url=url or get_settings().store_url)
 
-    The runtime's App has no start-up/shutdown hooks, so this subclass wraps
-    ``start``/``stop``: opening first makes a worker fail fast when the store is
-    unreachable, and closing after ``stop`` lets in-flight handlers finish their
-    transactions. Handlers get the store with ``await app.stores.get()``.
-    """
+    @app.on_startup
+    async def open_store_at_start() -> None:
+        await provider.get()
 
-    def __init__(
-        self, name: str, broker: str | None = None, *, store: Store | None = None, **options: Any
-    ) -> None:
-        super().__init__(name, broker, **options)
-        self.stores = StoreProvider(store, url=self.settings.store_url)
+    @app.on_shutdown
+    async def close_store_at_stop() -> None:
+        await provider.close()
 
-    async def start(self) -> None:
-        if not self.started:
-            await self.stores.get()
-        await super().start()
-
-    async def stop(self) -> None:
-        try:
-            await super().stop()
-        finally:
-            await self.stores.close()
+    return provider

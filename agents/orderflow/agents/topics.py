@@ -9,6 +9,8 @@ exactly once, here.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, overload
+
 from orderflow.models.events import (
     DeliveryCreated,
     DeliverySimulate,
@@ -20,6 +22,8 @@ from orderflow.models.events import (
     OrderStatusUpdated,
 )
 from orderflow.runtime import App, Record, Topic, keys
+
+T = TypeVar("T", bound=Record)
 
 ORDERS_STREAM = "orders-stream"
 DELIVERIES_STREAM = "deliveries-stream"
@@ -57,16 +61,27 @@ NOTIFICATIONS_GROUP = "notifications-group"
 SIMULATOR_GROUP = "simulator-group"
 
 
+@overload
+def declare_topic(app: App, stream: str, value_type: type[T]) -> Topic[T]: ...
+
+
+@overload
+def declare_topic(
+    app: App, stream: str, value_type: tuple[type[Record], ...] | None = None
+) -> Topic[Any]: ...
+
+
 def declare_topic(
     app: App,
     stream: str,
     value_type: type[Record] | tuple[type[Record], ...] | None = None,
-) -> Topic:
+) -> Topic[Any]:
     """Declare ``stream`` on ``app``, accepting ``value_type`` (default: all its records).
 
-    An app has one topic per stream: declaring a stream again returns the first
-    declaration, so a service declares each stream it uses once, with the types
-    its agents accept. The stream's MAXLEN cap is the app's (``stream_maxlen``).
+    A service declares each stream it uses once, with the types its agents accept
+    (declaring it again with other types raises, see ``App.topic``). With one record
+    class the topic is typed (``Topic[OrderStatusReported]``), so its agents iterate
+    that type without casts. The stream's MAXLEN cap is the app's (``stream_maxlen``).
     """
     accepted = value_type if value_type is not None else STREAM_RECORDS[stream]
     return app.topic(stream, value_type=accepted)

@@ -1,8 +1,22 @@
 """orderflow's agent runtime: Faust-style agents on Redis Streams.
 
-Public API (see docs/runtime.md)::
+The public API is what ``__all__`` lists (see docs/runtime.md)::
 
-    from orderflow.runtime import App, Record, Event, Envelope, Topic, correlation
+    from orderflow.runtime import App, Record, Stream
+
+    app = App("billing", broker="redis://127.0.0.1:6379/0")
+
+    class Charged(Record, event_type="billing.charged.v1"):
+        order_id: str
+
+    @app.agent(app.topic("charges", value_type=Charged))
+    async def handle(stream: Stream[Charged]) -> None:
+        async for charged in stream:
+            ...
+
+Submodules that are not re-exported here (``testing``, ``deadletter``, ``inspect``,
+``localserver``, ``logs``, ``keys``) are public too, for tools and tests; everything
+else is the machinery behind ``App``.
 """
 
 from orderflow.runtime.agent import Agent
@@ -12,6 +26,7 @@ from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.event import Event
 from orderflow.runtime.records import DecodeError, Record, registry
 from orderflow.runtime.retry import RetryPolicy
+from orderflow.runtime.settings import RuntimeSettings
 from orderflow.runtime.stream import Stream
 from orderflow.runtime.topic import Topic, publish_envelope
 
@@ -23,6 +38,7 @@ __all__ = [
     "Event",
     "Record",
     "RetryPolicy",
+    "RuntimeSettings",
     "Stream",
     "Topic",
     "correlation",

@@ -3,7 +3,8 @@
 ``concurrency=1`` (the default) runs the body directly on the consumer: no
 queue, no task per event. ``concurrency=N`` runs N copies of the body, each on
 its own stream fed by a dispatcher that partitions events by envelope key
-(``hash(key) % N``), so events of one key (one order) stay in order.
+(``crc32(key) % N``; the event id when there is no key), so events of one key (one
+order) stay in order.
 A body that raises is called again; the event it was on is retried or
 dead-lettered by the consumer. Bodies never die on one bad event.
 """
@@ -14,22 +15,21 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
 from orderflow.runtime.batch import Batch
 from orderflow.runtime.consumer import Consumer
 from orderflow.runtime.event import Event
+from orderflow.runtime.protocols import AgentHost
 from orderflow.runtime.records import Record
 from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.stream import Stream, StreamEnded
 from orderflow.runtime.topic import Topic
 
-if TYPE_CHECKING:
-    from orderflow.runtime.app import App
-
 log = logging.getLogger("orderflow.agent")
 
-AgentFun = Callable[[Stream], Any]
+T = TypeVar("T", bound=Record)
+AgentFun = Callable[[Stream[T]], Any]
 
 
 class _QueueSource:
@@ -59,16 +59,18 @@ class _QueueSource:
     def latencies(self) -> list[float]:
         return self.consumer.latencies
 
-    async def failed(self, event: Event, exc: BaseException) -> None:
+    async def failed(self, event: Event[Any], exc: BaseException) -> None:
         await self.consumer.failed(event, exc)
 
 
-class Agent:
+class Agent(Generic[T]):
+    """A coroutine bound to a topic and a consumer group (see the module docstring)."""
+
     def __init__(
         self,
-        app: App,
-        fun: AgentFun,
-        topic: Topic,
+        app: AgentHost,
+        fun: AgentFun[T],
+        topic: Topic[T],
         *,
         group: str,
         concurrency: int = 1,
@@ -90,14 +92,14 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self.restarts = 0
 
-    def __call__(self, stream: Stream) -> Any:
+    def __call__(self, stream: Stream[T]) -> Any:
         return self.fun(stream)
 
     def __repr__(self) -> str:
         return f"<Agent {self.name} on {self.topic.name} group={self.group}>"
 
     async def send(
-        self, *, value: Record, key: str | None = None, delay: float | None = None
+        self, *, value: T, key: str | None = None, delay: float | None = None
     ) -> str | None:
         """Send to this agent's topic (Faust's ``agent.send``)."""
         return await self.topic.send(value=value, key=key, delay=delay)
@@ -133,11 +135,15 @@ class Agent:
         except Exception as exc:  # the loop retries (e.g. server not up yet)
             log.warning("agent %s: could not create group yet: %s", self.name, exc)
         if self.concurrency == 1:
-            self._tasks = [asyncio.create_task(self._run_body(Stream(consumer)), name=self.name)]
+            stream: Stream[T] = Stream(consumer, handler=self.handler_id)
+            self._tasks = [asyncio.create_task(self._run_body(stream), name=self.name)]
             return
         sources = [_QueueSource(consumer, 2) for _ in range(self.concurrency)]
         self._tasks = [
-            asyncio.create_task(self._run_body(Stream(source)), name=f"{self.name}[{index}]")
+            asyncio.create_task(
+                self._run_body(Stream(source, handler=self.handler_id)),
+                name=f"{self.name}[{index}]",
+            )
             for index, source in enumerate(sources)
         ]
         self._tasks.append(
@@ -165,11 +171,12 @@ class Agent:
         return not pending
 
     @property
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return list(self._tasks)
+    def handler_id(self) -> str:
+        """``<group>/<agent name>``: what derived send ids are scoped to."""
+        return f"{self.group}/{self.name}"
 
     # ---------------------------------------------------------------- bodies
-    async def _run_body(self, stream: Stream) -> None:
+    async def _run_body(self, stream: Stream[T]) -> None:
         while True:
             try:
                 result = self.fun(stream)
@@ -182,7 +189,11 @@ class Agent:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                held = await stream.fail_inflight(exc)
+                failed = await stream.fail_inflight(exc)
+                held = len(failed)
+                reported: list[Event[T] | None] = list(failed) or [None]
+                for event in reported:
+                    await self.app.report_error(exc, event)
                 self.restarts += 1
                 log.error("agent %s raised %s: %s (%d event(s) failed; restarting body)",
                           self.name, type(exc).__name__, exc, held, exc_info=held == 0)  # fmt: skip

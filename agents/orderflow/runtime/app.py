@@ -1,9 +1,11 @@
-"""``App``: topics, agents and timers of one service, and their lifecycle.
+"""``App``: topics, agents, timers and hooks of one service, and their lifecycle.
 
-``start()`` connects, creates consumer groups and starts every agent, every
-timer, the delayed-event scheduler and the lag/pending metrics poller.
-``stop()`` stops reading, lets agents finish (and ack) what they were handed,
-and cancels whatever is still running after ``shutdown_timeout``.
+``start()`` connects, runs the ``on_startup`` hooks, creates consumer groups and
+starts every agent, every timer, the delayed-event scheduler and the lag/pending
+metrics poller. ``stop()`` stops reading, lets agents finish (and ack) what they
+were handed, cancels whatever is still running after ``shutdown_timeout``, then
+runs the ``on_shutdown`` hooks (so a store a handler uses is closed only after the
+last handler returned).
 """
 
 from __future__ import annotations
@@ -11,75 +13,74 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from orderflow.agents.settings import Settings, get_settings
 from orderflow.runtime import inspect as stream_inspect
 from orderflow.runtime.agent import Agent, AgentFun
+from orderflow.runtime.connection import connect_redis, default_consumer_name
+from orderflow.runtime.event import Event
+from orderflow.runtime.records import Record
 from orderflow.runtime.scheduler import Scheduler
+from orderflow.runtime.settings import RuntimeSettings, get_runtime_settings
+from orderflow.runtime.timer import Timer
 from orderflow.runtime.topic import Topic, ValueType
 
 log = logging.getLogger("orderflow.app")
 
-TimerFun = Callable[[], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T", bound=Record)
+Hook = Callable[[], Awaitable[Any]]
+ErrorHook = Callable[[BaseException, Event[Any] | None], Awaitable[Any]]
+H = TypeVar("H", bound=Hook)
+EH = TypeVar("EH", bound=ErrorHook)
 
 
-def default_consumer_name() -> str:
-    """Stable for the life of the process, unique across hosts: ``<host>-<pid>``."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def connect_redis(url: str, *, block_ms: int = 1000) -> Redis:
-    """A client for the runtime: bytes replies, no hidden retries (the consumer
-    handles reconnects itself and must *see* a lost reply), and a socket timeout
-    longer than the longest blocking read."""
-    return Redis.from_url(
-        url,
-        decode_responses=False,
-        retry=Retry(NoBackoff(), 0),
-        socket_timeout=max(10.0, block_ms / 1000 + 10.0),
-        socket_connect_timeout=5.0,
-        socket_keepalive=True,
-    )
-
-
-class _Timer:
-    def __init__(self, fun: TimerFun, interval: float, name: str, run_at_start: bool) -> None:
-        self.fun = fun
-        self.interval = interval
-        self.name = name
-        self.run_at_start = run_at_start
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        first = True
-        while not stopping.is_set():
-            if not (first and self.run_at_start):
-                try:
-                    await asyncio.wait_for(stopping.wait(), self.interval)
-                    return
-                except TimeoutError:
-                    pass
-            first = False
-            try:
-                await self.fun()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("timer %s failed", self.name)
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 class App:
+    """One service: its topics, agents, timers and lifecycle hooks.
+
+    Every keyword option defaults to the field of :class:`RuntimeSettings` named in
+    brackets (environment variable ``ORDERFLOW_<FIELD>``); pass ``settings=`` to read
+    another settings object (an application's subclass, or one built in a test).
+
+    Args:
+        name: service name; the default consumer group of its agents is ``<name>-group``,
+            and it is the ``source`` of every envelope it sends.
+        broker: Redis URL (``redis://host:port/db``) [``redis_url``].
+        read_count: entries per ``XREADGROUP`` [``read_count``].
+        block_ms: longest wait of one read for new entries, ms [``read_block_ms``].
+        claim_idle_ms: pending entries idle this long are taken over from a consumer
+            presumed dead, ms [``claim_idle_ms``].
+        claim_interval: seconds between two looks for such entries
+            [``claim_interval_seconds``].
+        max_deliveries: deliveries before an event is dead-lettered; an agent may set
+            its own [``max_deliveries``].
+        retry_base: first retry back-off, s; doubles per delivery [``retry_base_seconds``].
+        retry_cap: longest retry back-off, s [``retry_cap_seconds``].
+        dedupe_ttl: a processed event id is remembered this long (up to twice), s
+            [``dedupe_ttl_seconds``].
+        shutdown_timeout: on stop, how long in-flight handlers may finish, s
+            [``shutdown_timeout_seconds``].
+        consumer_name: this process's consumer name in every group (default
+            ``<host>-<pid>``: unique per process, so a restart is a new consumer).
+        stream_maxlen: approximate MAXLEN of topics without their own ``maxlen``;
+            0 for none [``stream_maxlen``].
+        scheduler_interval: seconds between checks for due delayed events
+            [``scheduler_interval_seconds``].
+        metrics_interval: seconds between polls of lag and pending counts
+            [``metrics_interval_seconds``].
+        settings: where the defaults come from (default: the environment, read once).
+    """
+
     def __init__(
         self,
         name: str,
@@ -88,7 +89,7 @@ class App:
         read_count: int | None = None,
         block_ms: int | None = None,
         claim_idle_ms: int | None = None,
-        claim_interval: float = 5.0,
+        claim_interval: float | None = None,
         max_deliveries: int | None = None,
         retry_base: float | None = None,
         retry_cap: float | None = None,
@@ -96,66 +97,89 @@ class App:
         shutdown_timeout: float | None = None,
         consumer_name: str | None = None,
         stream_maxlen: int | None = None,
-        scheduler_interval: float = 0.1,
-        metrics_interval: float = 5.0,
-        settings: Settings | None = None,
+        scheduler_interval: float | None = None,
+        metrics_interval: float | None = None,
+        settings: RuntimeSettings | None = None,
     ) -> None:
-        s = settings or get_settings()
+        s = settings or get_runtime_settings()
         self.name = name
         self.broker = broker
         self.settings = s
-        self.read_count = read_count if read_count is not None else s.read_count
-        self.block_ms = block_ms if block_ms is not None else s.read_block_ms
-        self.claim_idle_ms = claim_idle_ms if claim_idle_ms is not None else s.claim_idle_ms
-        self.claim_interval = claim_interval
-        self.max_deliveries = max_deliveries if max_deliveries is not None else s.max_deliveries
-        self.retry_base = retry_base if retry_base is not None else s.retry_base_seconds
-        self.retry_cap = retry_cap if retry_cap is not None else s.retry_cap_seconds
-        self.dedupe_ttl = dedupe_ttl if dedupe_ttl is not None else s.dedupe_ttl_seconds
-        self.shutdown_timeout = (
-            shutdown_timeout if shutdown_timeout is not None else s.shutdown_timeout_seconds
-        )
+        self.read_count: int = _pick(read_count, s.read_count)
+        self.block_ms: int = _pick(block_ms, s.read_block_ms)
+        self.claim_idle_ms: int = _pick(claim_idle_ms, s.claim_idle_ms)
+        self.claim_interval: float = _pick(claim_interval, s.claim_interval_seconds)
+        self.max_deliveries: int = _pick(max_deliveries, s.max_deliveries)
+        self.retry_base: float = _pick(retry_base, s.retry_base_seconds)
+        self.retry_cap: float = _pick(retry_cap, s.retry_cap_seconds)
+        self.dedupe_ttl: int = _pick(dedupe_ttl, s.dedupe_ttl_seconds)
+        self.shutdown_timeout: float = _pick(shutdown_timeout, s.shutdown_timeout_seconds)
         self.consumer_name = consumer_name or default_consumer_name()
-        self.settings_maxlen: int | None = (
-            stream_maxlen if stream_maxlen is not None else s.stream_maxlen
-        ) or None
-        self.scheduler_interval = scheduler_interval
-        self.metrics_interval = metrics_interval
-        self.topics: dict[str, Topic] = {}
-        self.agents: list[Agent] = []
-        self.timers: list[_Timer] = []
+        self.settings_maxlen: int | None = _pick(stream_maxlen, s.stream_maxlen) or None
+        self.scheduler_interval: float = _pick(scheduler_interval, s.scheduler_interval_seconds)
+        self.metrics_interval: float = _pick(metrics_interval, s.metrics_interval_seconds)
+        self.topics: dict[str, Topic[Any]] = {}
+        self.agents: list[Agent[Any]] = []
+        self.timers: list[Timer] = []
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self.error_hooks: list[ErrorHook] = []
         self._redis: Redis | None = None
         self._stopping = asyncio.Event()
+        self._stop_requested = False
+        self._stop_event: asyncio.Event | None = None
         self._background: list[asyncio.Task[None]] = []
         self.started = False
         self.scheduler: Scheduler | None = None
 
     # ----------------------------------------------------------- declaring
-    def topic(self, name: str, *, value_type: ValueType = None, maxlen: int | None = None) -> Topic:
+    @overload
+    def topic(self, name: str, *, value_type: type[T], maxlen: int | None = None) -> Topic[T]: ...
+
+    @overload
+    def topic(
+        self, name: str, *, value_type: ValueType = None, maxlen: int | None = None
+    ) -> Topic[Any]: ...
+
+    def topic(
+        self, name: str, *, value_type: ValueType = None, maxlen: int | None = None
+    ) -> Topic[Any]:
+        """Declare the stream ``name`` and what it carries (``value_type``: a Record class
+        or a tuple of them; ``None``: any registered type). Declaring the same name again
+        returns the same topic; with other options it raises ``ValueError``."""
+        topic: Topic[Any] = Topic(self, name, value_type=value_type, maxlen=maxlen)
         existing = self.topics.get(name)
         if existing is not None:
+            if existing.options != topic.options:
+                raise ValueError(
+                    f"topic {name!r} is already declared with {existing.describe()}; "
+                    f"declared again with {topic.describe()}"
+                )
             return existing
-        topic = Topic(self, name, value_type=value_type, maxlen=maxlen)
         self.topics[name] = topic
         return topic
 
     def agent(
         self,
-        topic: Topic | str,
+        topic: Topic[T] | str,
         *,
         group: str | None = None,
         concurrency: int = 1,
         max_deliveries: int | None = None,
         name: str | None = None,
         start_id: str = "0",
-    ) -> Callable[[AgentFun], Agent]:
+    ) -> Callable[[AgentFun[T]], Agent[T]]:
         """Decorator: run the coroutine on every event of ``topic`` for ``group``
-        (default ``<app name>-group``). ``start_id`` is where a *new* group starts
+        (default ``<app name>-group``). ``concurrency=N`` runs N copies of the body;
+        events of one key stay in order. ``start_id`` is where a *new* group starts
         ("0": everything already in the stream, "$": only new entries)."""
-        resolved = self.topic(topic) if isinstance(topic, str) else topic
+        if isinstance(topic, str):
+            resolved: Topic[Any] = self.topics.get(topic) or self.topic(topic)
+        else:
+            resolved = topic
 
-        def decorate(fun: AgentFun) -> Agent:
-            agent = Agent(
+        def decorate(fun: AgentFun[T]) -> Agent[T]:
+            agent: Agent[T] = Agent(
                 self,
                 fun,
                 resolved,
@@ -179,12 +203,40 @@ class App:
             raise ValueError("timer interval must be > 0")
 
         def decorate(fun: F) -> F:
-            self.timers.append(
-                _Timer(fun, seconds, name or f"{fun.__module__}.{fun.__qualname__}", run_at_start)
-            )
+            label = name or f"{fun.__module__}.{fun.__qualname__}"
+            self.timers.append(Timer(fun, seconds, label, run_at_start))
             return fun
 
         return decorate
+
+    # --------------------------------------------------------------- hooks
+    def on_startup(self, fun: H) -> H:
+        """Decorator: ``await fun()`` after connecting, before any agent or timer starts.
+        Hooks run in declaration order; one that raises makes ``start()`` fail (fail fast:
+        a worker whose store is unreachable should not consume)."""
+        self.startup_hooks.append(fun)
+        return fun
+
+    def on_shutdown(self, fun: H) -> H:
+        """Decorator: ``await fun()`` after every agent and timer has stopped, in reverse
+        declaration order. Every hook runs even if an earlier one raised."""
+        self.shutdown_hooks.append(fun)
+        return fun
+
+    def on_error(self, fun: EH) -> EH:
+        """Decorator: ``await fun(exc, event)`` when a handler raises on ``event`` (before
+        it is retried or dead-lettered) or a timer raises (``event`` is ``None``). For
+        reporting (e.g. an error tracker); the runtime's own policy still applies."""
+        self.error_hooks.append(fun)
+        return fun
+
+    async def report_error(self, exc: BaseException, event: Event[Any] | None = None) -> None:
+        """Call the ``on_error`` hooks; a hook that raises is logged, never propagated."""
+        for hook in self.error_hooks:
+            try:
+                await hook(exc, event)
+            except Exception:
+                log.exception("app %s: on_error hook %r failed", self.name, hook)
 
     # ---------------------------------------------------------- connection
     @property
@@ -213,17 +265,19 @@ class App:
         if self.started:
             return
         await self.connect()
+        for hook in self.startup_hooks:
+            await hook()
         self._stopping = asyncio.Event()
         for agent in self.agents:
             await agent.start()
         for timer in self.timers:
-            self._spawn(timer.run(self._stopping), f"timer:{timer.name}")
+            self._spawn(timer.run(self._stopping, self.report_error), f"timer:{timer.name}")
         self.scheduler = Scheduler(
             lambda: self.redis,
             streams=lambda: list(self.topics),
             interval=self.scheduler_interval,
         )
-        self._spawn(self._run_scheduler(self.scheduler), "scheduler")
+        self._spawn(self.scheduler.run(self._stopping), "scheduler")
         if self.agents:
             self._spawn(self._poll_group_metrics(), "metrics")
         self.started = True
@@ -234,16 +288,19 @@ class App:
         self._background.append(asyncio.ensure_future(coro))
         self._background[-1].set_name(f"{self.name}:{name}")
 
-    async def _run_scheduler(self, scheduler: Scheduler) -> None:
-        await scheduler.run(self._stopping)
-
     async def stop(self) -> None:
-        """Stop reading, finish in-flight events (acked), exit within shutdown_timeout."""
-        if not self.started:
+        """Stop reading, finish in-flight events (acked), exit within shutdown_timeout,
+        then run the shutdown hooks and close the connection."""
+        if self.started:
+            await self._stop_running()
+        try:
+            await self._run_shutdown_hooks()
+        finally:
             if self._redis is not None:
                 await self._redis.aclose()
                 self._redis = None
-            return
+
+    async def _stop_running(self) -> None:
         self._stopping.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.shutdown_timeout
@@ -260,37 +317,47 @@ class App:
             await asyncio.gather(*self._background, return_exceptions=True)
         self._background = []
         self.started = False
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
         log.info("app %s stopped", self.name)
 
+    async def _run_shutdown_hooks(self) -> None:
+        for hook in reversed(self.shutdown_hooks):
+            try:
+                await hook()
+            except Exception:
+                log.exception("app %s: on_shutdown hook %r failed", self.name, hook)
+
     async def run(self) -> None:
-        """Run until SIGTERM/SIGINT (or :meth:`request_stop`), then stop gracefully."""
+        """Run until SIGTERM/SIGINT (or :meth:`request_stop`), then stop gracefully.
+
+        A :meth:`request_stop` made before ``run()`` is honoured: the app starts (its
+        startup hooks run) and stops at once."""
         loop = asyncio.get_running_loop()
-        stop_requested = asyncio.Event()
-        self._stop_requested = stop_requested
+        stop_event = self._stop_event = asyncio.Event()
+        if self._stop_requested:
+            stop_event.set()
         installed: list[signal.Signals] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, stop_requested.set)
+                loop.add_signal_handler(sig, stop_event.set)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         try:
             await self.start()
-            await stop_requested.wait()
+            await stop_event.wait()
             log.info("app %s: stop requested", self.name)
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            self._stop_event = None
+            self._stop_requested = False
             await self.stop()
 
     def request_stop(self) -> None:
-        """Make :meth:`run` return (what SIGTERM does)."""
-        event = getattr(self, "_stop_requested", None)
-        if event is not None:
-            event.set()
+        """Make :meth:`run` return (what SIGTERM does), also when called before it."""
+        self._stop_requested = True
+        if self._stop_event is not None:
+            self._stop_event.set()
 
     async def __aenter__(self) -> App:
         await self.start()

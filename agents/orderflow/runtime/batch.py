@@ -9,26 +9,13 @@ objects are only built when the agent asks for one (``stream.current_event``).
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from orderflow.runtime.decoding import is_envelope_layout
 from orderflow.runtime.event import Event
+from orderflow.runtime.protocols import Delivery
 from orderflow.runtime.records import Record
 from orderflow.runtime.wire import field_map
-
-if TYPE_CHECKING:
-    from orderflow.runtime.consumer import Consumer
-
-
-def is_envelope_layout(flat: Any) -> bool:
-    """Fields in the order :meth:`Envelope.to_fields` writes them (the fast path)."""
-    return (
-        len(flat) == 16
-        and flat[0] == b"event_id"
-        and flat[2] == b"event_type"
-        and flat[4] == b"correlation_id"
-        and flat[12] == b"key"
-        and flat[14] == b"payload"
-    )
 
 
 class Batch:
@@ -47,7 +34,7 @@ class Batch:
 
     def __init__(
         self,
-        consumer: Consumer | None,
+        consumer: Delivery | None,
         entries: list[Any],
         values: list[Record],
         entry_ids: list[bytes],
@@ -63,12 +50,12 @@ class Batch:
         self.done_upto = 0  # entries before this index are finished (except `failed`)
         self.acked_upto = 0  # entries before this index were handed to the ack buffer
         self.failed: set[int] = set()
-        self._events: dict[int, Event] = {}
+        self._events: dict[int, Event[Any]] = {}
 
     def __len__(self) -> int:
         return len(self.values)
 
-    def event(self, index: int) -> Event:
+    def event(self, index: int) -> Event[Any]:
         event = self._events.get(index)
         if event is None:
             flat = self.entries[index][1]

@@ -33,6 +33,11 @@ class Scope(Protocol):
     @property
     def event_type(self) -> str | None: ...
 
+    def child_event_id(self) -> str | None:
+        """The event id for the next send from this scope, or ``None`` for a random one
+        (see :mod:`orderflow.runtime.send_ids`). Each call is the next send."""
+        ...
+
 
 class CorrelationScope:
     """An explicit scope (``with correlation(cid): ...``), e.g. an HTTP request."""
@@ -55,6 +60,9 @@ class CorrelationScope:
     def event_type(self) -> str | None:
         return None
 
+    def child_event_id(self) -> str | None:
+        return None  # not handling an input: sends keep random ids
+
 
 current_scope: ContextVar[Scope | None] = ContextVar("orderflow_scope", default=None)
 
@@ -62,12 +70,6 @@ current_scope: ContextVar[Scope | None] = ContextVar("orderflow_scope", default=
 def current_correlation_id() -> str | None:
     scope = current_scope.get()
     return scope.correlation_id if scope is not None else None
-
-
-def current_causation_id() -> str | None:
-    """The causation id a send made *now* would carry."""
-    scope = current_scope.get()
-    return scope.child_causation_id if scope is not None else None
 
 
 @contextmanager
@@ -82,5 +84,6 @@ def correlation(correlation_id: str | None, causation_id: str | None = None) -> 
 
 
 def enter_scope(scope: Scope | None) -> None:
-    """Set the scope for the rest of the current task (the consumer uses this per event)."""
+    """Set the scope for the rest of the current task (e.g. one HTTP request's task),
+    where a ``with correlation(...)`` block would not span the work."""
     current_scope.set(scope)

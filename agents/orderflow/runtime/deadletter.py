@@ -65,14 +65,10 @@ def dead_letter_fields(
     }
 
 
-async def write_dead_letter(redis: Redis, fields: Mapping[str, str]) -> str:
-    entry_id = await redis.xadd(
-        DEAD_LETTERS,
-        dict(fields),  # type: ignore[arg-type]
-        maxlen=DEAD_LETTERS_MAXLEN,
-        approximate=True,
-    )
-    return _text(entry_id)
+def queue_dead_letter(pipe: Any, fields: Mapping[str, str]) -> None:
+    """Queue the ``XADD`` of one dead letter on ``pipe`` (capped at DEAD_LETTERS_MAXLEN).
+    The consumer queues its source-stream ``XACK`` behind it in the same round trip."""
+    pipe.xadd(DEAD_LETTERS, dict(fields), maxlen=DEAD_LETTERS_MAXLEN, approximate=True)
 
 
 @dataclass(frozen=True)

@@ -66,11 +66,12 @@ class Envelope(BaseModel):
         causation_id: str | None = None,
     ) -> Envelope:
         """Wrap a record. Correlation and causation default to the current scope:
-        inside a handler that is the handled event (same correlation, caused by it)."""
+        inside a handler that is the handled event (same correlation, caused by it),
+        and the event id is then derived from it (:mod:`orderflow.runtime.send_ids`)."""
         if not value.event_type:
             raise TypeError(f"{type(value).__name__} has no event_type (class kwarg)")
-        event_id = str(uuid.uuid4())
         scope = current_scope.get()
+        event_id = (scope.child_event_id() if scope is not None else None) or str(uuid.uuid4())
         if correlation_id is None and scope is not None:
             correlation_id = scope.correlation_id
         if causation_id is None and scope is not None:

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from redis.asyncio.client import Pipeline
 
 from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.protocols import Delivery
 from orderflow.runtime.records import Record
 from orderflow.runtime.wire import field_map
 
-if TYPE_CHECKING:
-    from orderflow.runtime.consumer import Consumer
+T = TypeVar("T", bound=Record)
 
 
-class Event:
+class Event(Generic[T]):
+    """``value`` is the decoded record (typed by the topic); the envelope is parsed on
+    first access; ``delivery_count`` is Redis's own count (1 on the first delivery)."""
+
     __slots__ = (
         "_consumer",
         "_correlation_id",
@@ -38,13 +41,13 @@ class Event:
 
     def __init__(
         self,
-        consumer: Consumer | None,
+        consumer: Delivery | None,
         entry_id: bytes,
         fields: list[bytes] | dict[bytes, bytes],
         event_id: bytes,
         event_type: bytes,
         correlation_id: bytes | None,
-        value: Record,
+        value: T,
         delivery_count: int = 1,
     ) -> None:
         self._consumer = consumer

@@ -1,9 +1,9 @@
 """Prometheus metrics of the runtime (default registry; see docs/runtime.md, "Metrics").
 
 Per-event work must stay tiny (the no-op agent has to run near raw Redis
-speed), so the consumer counts in plain ints and publishes once per batch:
-``AgentMetrics.flush`` adds the counts and folds the handler latencies of the
-batch into the histogram in one pass.
+speed), so nothing is observed per event: the consumer adds the processed count
+once per flushed batch, and :meth:`AgentMetrics.observe_latencies` folds the
+handler latencies of the batch into the histogram in one pass.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ DEAD_LETTERED = Counter(
 SKIPPED = Counter(
     "orderflow_events_skipped",
     "Entries acked without running the handler",
-    ["agent", "reason"],  # duplicate | not_accepted
+    ["agent", "reason"],  # duplicate | not_accepted | trimmed (deleted while pending)
 )
 HANDLER_SECONDS = Histogram(
     "orderflow_handler_seconds",
@@ -60,6 +60,7 @@ class AgentMetrics:
         self.retried = RETRIED.labels(agent)
         self.duplicate = SKIPPED.labels(agent, "duplicate")
         self.not_accepted = SKIPPED.labels(agent, "not_accepted")
+        self.trimmed = SKIPPED.labels(agent, "trimmed")
         self.reconnects = RECONNECTS.labels(agent)
         self.latency = HANDLER_SECONDS.labels(agent)
         self._bounds: list[float] = list(HANDLER_SECONDS._upper_bounds)

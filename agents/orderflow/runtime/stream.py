@@ -10,19 +10,24 @@ The stream is also the correlation *scope* of its task (see
 event's correlation id and name it as their cause. Being the scope itself (set
 once per batch) rather than setting a ContextVar per event keeps the hot loop
 to an index increment. A task spawned from a handler that outlives the event
-should wrap itself in ``with correlation(...)``.
+should wrap itself in ``with correlation(...)``. Sends made while handling get event
+ids derived from the input (:mod:`orderflow.runtime.send_ids`), so a retried handler
+re-sends the same ids.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from orderflow.runtime.batch import Batch
 from orderflow.runtime.context import current_scope
 from orderflow.runtime.event import Event
 from orderflow.runtime.records import Record
+from orderflow.runtime.send_ids import derived_event_id
+
+T = TypeVar("T", bound=Record)
 
 
 class EventSource(Protocol):
@@ -35,7 +40,7 @@ class EventSource(Protocol):
         """Handler seconds per finished event (the stream appends, the consumer drains)."""
         ...
 
-    async def failed(self, event: Event, exc: BaseException) -> None: ...
+    async def failed(self, event: Event[Any], exc: BaseException) -> None: ...
 
 
 class StreamEnded(Exception):
@@ -45,9 +50,17 @@ class StreamEnded(Exception):
 _EMPTY: list[Record] = []
 
 
-class Stream:
-    def __init__(self, source: EventSource) -> None:
+class Stream(Generic[T]):
+    """``async for value in stream`` yields ``T`` (the topic's record type).
+
+    ``handler`` names the agent for derived send ids (``<group>/<agent>``)."""
+
+    def __init__(self, source: EventSource, *, handler: str = "") -> None:
         self._source = source
+        self.handler = handler
+        self._send_owner: object = None  # what the send ordinal counts for
+        self._send_index = -1
+        self._sends = 0
         self._batch: Batch | None = None
         self._values: list[Record] = _EMPTY
         self._pos = 0  # index of the next value to hand out
@@ -58,7 +71,7 @@ class Stream:
 
     # ------------------------------------------------------------ the scope
     @property
-    def current_event(self) -> Event | None:
+    def current_event(self) -> Event[T] | None:
         """The event the agent is handling (for ``take``: the last one of the list)."""
         if self._cur >= 0 and self._batch is not None:
             return self._batch.event(self._cur)
@@ -86,11 +99,29 @@ class Stream:
         event = self.current_event
         return event.event_type if event is not None else None
 
+    def child_event_id(self) -> str | None:
+        """The derived id of the next send of this handling (``None`` between events)."""
+        batch = self._batch
+        if self._cur >= 0 and batch is not None:
+            owner: object = batch
+            index = self._cur
+            inputs = [batch.event_ids[index].decode()]
+        elif self._taken:
+            owner, index = self._taken, -1
+            inputs = [b.event_ids[i].decode() for b, i in self._taken]
+        else:
+            return None
+        if owner is not self._send_owner or index != self._send_index:
+            self._send_owner, self._send_index, self._sends = owner, index, 0
+        ordinal = self._sends
+        self._sends = ordinal + 1
+        return derived_event_id(self.handler, inputs, ordinal)
+
     # ---------------------------------------------------------------- values
-    def __aiter__(self) -> Stream:
+    def __aiter__(self) -> Stream[T]:
         return self
 
-    async def __anext__(self) -> Record:
+    async def __anext__(self) -> T:
         # The hot path of every agent: kept flat on purpose.
         now = time.perf_counter()
         if self._cur >= 0:
@@ -106,9 +137,9 @@ class Stream:
         self._cur = pos
         self._pos = pos + 1
         self._started = now
-        return values[pos]
+        return cast(T, values[pos])
 
-    def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event[T]]:
         """Iterate :class:`Event` objects (envelope, message id, delivery count)."""
         return _EventIterator(self)
 
@@ -135,16 +166,12 @@ class Stream:
         return True
 
     # -------------------------------------------------------------- batching
-    async def take(self, max_: int, within: float) -> AsyncIterator[list[Record]]:
+    async def take(self, max_: int, within: float) -> AsyncIterator[list[T]]:
         """Lists of up to ``max_`` values, waiting at most ``within`` seconds to fill one.
 
         All events of a list are done when the next list is requested."""
         async for items in self._take(max_, within):
-            yield [batch.values[index] for batch, index in items]
-
-    async def take_events(self, max_: int, within: float) -> AsyncIterator[list[Event]]:
-        async for items in self._take(max_, within):
-            yield [batch.event(index) for batch, index in items]
+            yield [cast(T, batch.values[index]) for batch, index in items]
 
     async def _take(self, max_: int, within: float) -> AsyncIterator[list[tuple[Batch, int]]]:
         if max_ < 1:
@@ -188,17 +215,20 @@ class Stream:
                 self._latency_append(seconds)
 
     # ------------------------------------------------------------- failures
-    async def fail_inflight(self, exc: BaseException) -> int:
+    async def fail_inflight(self, exc: BaseException) -> list[Event[T]]:
         """The agent body raised: the events it held are failed (retried later)."""
         held: list[tuple[Batch, int]] = list(self._taken)
         if self._cur >= 0 and self._batch is not None:
             held.append((self._batch, self._cur))
         self._cur = -1
         self._taken = []
+        events: list[Event[T]] = []
         for batch, index in held:
             batch.failed.add(index)
-            await self._source.failed(batch.event(index), exc)
-        return len(held)
+            event = batch.event(index)
+            events.append(event)
+            await self._source.failed(event, exc)
+        return events
 
     def finish(self) -> None:
         """The body returned (or switches to ``take``): what it held is done."""
@@ -210,22 +240,17 @@ class Stream:
             batch.done_upto = self._pos
         self._finish_taken()
 
-    @property
-    def buffered(self) -> int:
-        batch = self._batch
-        return len(batch) - self._pos if batch is not None else 0
-
 
 class _EventIterator:
     __slots__ = ("_stream",)
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream[Any]) -> None:
         self._stream = stream
 
     def __aiter__(self) -> _EventIterator:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> Event[Any]:
         stream = self._stream
         await stream.__anext__()
         event = stream.current_event

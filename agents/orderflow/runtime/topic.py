@@ -7,18 +7,17 @@ stream stays capped, or parks it for later with ``delay=``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 
 from orderflow.runtime import keys, scheduler
 from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.protocols import TopicOwner
 from orderflow.runtime.records import Record
 
-if TYPE_CHECKING:
-    from orderflow.runtime.app import App
-
 ValueType = type[Record] | tuple[type[Record], ...] | None
+T = TypeVar("T", bound=Record)
 
 
 async def publish_envelope(
@@ -42,11 +41,15 @@ async def publish_envelope(
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
-class Topic:
-    """A stream name with its value type(s) and MAXLEN cap."""
+class Topic(Generic[T]):
+    """A stream name with its value type(s) and MAXLEN cap.
+
+    Generic in what it carries: ``app.topic("x", value_type=A)`` is a ``Topic[A]``, so an
+    agent on it iterates ``A`` values without casts. A topic of several types is a
+    ``Topic[Any]`` unless annotated (``Topic[A | B]``)."""
 
     def __init__(
-        self, app: App, name: str, *, value_type: ValueType = None, maxlen: int | None = None
+        self, app: TopicOwner, name: str, *, value_type: ValueType = None, maxlen: int | None = None
     ) -> None:
         self.app = app
         self.name = keys.check_stream_name(name)
@@ -62,20 +65,29 @@ class Topic:
         self.maxlen = maxlen
 
     @property
+    def options(self) -> tuple[Any, ...]:
+        """What a redeclaration must repeat: the value types and the maxlen."""
+        return (frozenset(self.value_types), self.maxlen)
+
+    def describe(self) -> str:
+        types = ", ".join(sorted(cls.__name__ for cls in self.value_types)) or "any type"
+        return f"value_type=({types}), maxlen={self.maxlen}"
+
+    @property
     def accepted_types(self) -> dict[str, type[Record]] | None:
         """event_type -> class accepted by this topic; ``None`` = any registered type."""
         if not self.value_types:
             return None
         return {cls.event_type: cls for cls in self.value_types}
 
-    def envelope(self, value: Record, *, key: str | None = None) -> Envelope:
+    def envelope(self, value: T, *, key: str | None = None) -> Envelope:
         if self.value_types and not isinstance(value, self.value_types):
             names = ", ".join(cls.__name__ for cls in self.value_types)
             raise TypeError(f"topic {self.name} takes {names}, not {type(value).__name__}")
         return Envelope.new(value, source=self.app.name, key=key)
 
     async def send(
-        self, *, value: Record, key: str | None = None, delay: float | None = None
+        self, *, value: T, key: str | None = None, delay: float | None = None
     ) -> str | None:
         """Publish ``value``; returns the stream entry id, or ``None`` when ``delay`` was given."""
         return await self.send_envelope(self.envelope(value, key=key), delay=delay)

@@ -44,8 +44,10 @@ def prepare_app(args: argparse.Namespace) -> App:
         # Before the import: modules that read settings at import time see it too.
         os.environ[ENV_NAME] = args.redis_url
         from orderflow.agents.settings import get_settings
+        from orderflow.runtime.settings import get_runtime_settings
 
         get_settings.cache_clear()
+        get_runtime_settings.cache_clear()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     app = load_app(args.app)

@@ -1,0 +1,199 @@
+"""The recovery round trip of a consumer: drain, retry, reclaim, tidy the group.
+
+Off the hot path, one pipelined round trip does whatever is due:
+
+* **drain** our own pending entries (``XREADGROUP ... <cursor>``) at start, after a
+  reconnect and after NOGROUP: replies may have been lost, so what Redis says we
+  hold is handed over again (it was never acked);
+* **retry** failed entries whose back-off has passed (``XCLAIM`` to ourselves, so
+  Redis counts the delivery);
+* **reclaim** entries idle longer than ``claim_idle_ms`` from consumers presumed
+  dead (``XAUTOCLAIM``, following its cursor); when a scan completes, consumers of
+  the group that own nothing and have been idle that long are deleted
+  (``XGROUP DELCONSUMER``, checked and done in one script so an entry read in between
+  cannot be dropped with them).
+
+Entries that come back this way are decoded with Redis's own delivery counts
+(``XPENDING``), checked against the dedupe marks, and handed over like new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from orderflow.runtime.batch import Batch
+from orderflow.runtime.decoding import stream_entries
+from orderflow.runtime.scripts import LuaScript
+
+if TYPE_CHECKING:
+    from orderflow.runtime.consumer import Consumer
+
+log = logging.getLogger("orderflow.consumer")
+
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+# KEYS[1] stream; ARGV[1] group, ARGV[2] our consumer name, ARGV[3] min idle ms.
+# Deletes every other consumer with no pending entry idle at least that long; returns
+# their names. XINFO CONSUMERS rows are flat field/value lists (RESP2 inside Lua).
+_DELETE_DEPARTED = LuaScript(
+    """
+local deleted = {}
+local rows = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, row in ipairs(rows) do
+  local info = {}
+  for i = 1, #row, 2 do info[row[i]] = row[i + 1] end
+  if info['name'] ~= ARGV[2] and tonumber(info['pending']) == 0
+     and tonumber(info['idle']) >= tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    deleted[#deleted + 1] = info['name']
+  end
+end
+return deleted
+"""
+)
+
+
+class Recovery:
+    """The drain/claim state of one consumer and its recovery round trip."""
+
+    def __init__(self, consumer: Consumer, *, claim_idle_ms: int, claim_interval: float) -> None:
+        self.consumer = consumer
+        self.claim_idle_ms = claim_idle_ms
+        self.claim_interval = claim_interval
+        self.next_claim = time.monotonic() + claim_interval
+        self.draining = True
+        self._drain_cursor = b"0-0"
+        self._claim_cursor = b"0-0"
+
+    def due(self, now: float) -> bool:
+        next_retry = self.consumer.failures.retries.next_due
+        return (
+            self.draining
+            or (next_retry is not None and next_retry <= now)
+            or now >= self.next_claim
+        )
+
+    def connection_lost(self) -> None:
+        self.draining = True
+        self._drain_cursor = b"0-0"
+
+    def group_lost(self) -> None:
+        """The server lost the group (and probably the stream): nothing of ours is pending."""
+        self.draining = True
+        self._drain_cursor = b"0-0"
+        self._claim_cursor = b"0-0"
+
+    async def round_trip(self, now: float) -> Batch | None:
+        """Flush finished work and do whatever recovery is due, in one round trip."""
+        consumer = self.consumer
+        redis, stream, group, name = consumer.redis, consumer.stream, consumer.group, consumer.name
+        retries = consumer.failures.retries
+        pipe = redis.pipeline(transaction=False)
+        counts = consumer.queue_flush(pipe)
+        position = len(pipe.command_stack)
+        due = retries.pop_due(now, consumer.read_count)
+        if due:
+            pipe.execute_command(b"XCLAIM", stream, group, name, 0, *due)
+        claiming = now >= self.next_claim and not self.draining
+        if claiming:
+            self.next_claim = now + self.claim_interval
+            pipe.execute_command(
+                b"XAUTOCLAIM", stream, group, name, self.claim_idle_ms, self._claim_cursor,
+                b"COUNT", consumer.read_count,
+            )  # fmt: skip
+        if self.draining:
+            pipe.execute_command(
+                b"XREADGROUP", b"GROUP", group, name, b"COUNT", consumer.read_count,
+                b"STREAMS", stream, self._drain_cursor,
+            )  # fmt: skip
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply
+        except BaseException:
+            retries.restore(due, now)  # not claimed after all: try again soon
+            raise
+        consumer.after_flush(*counts)
+
+        # One entry can come back through several of these replies in the same round
+        # trip (a due retry is also in the drain read after a reconnect). Each entry
+        # must be handed over once: a second copy would be acked as a "duplicate"
+        # while the first is still being handled, and a failure of the first would
+        # then lose the event.
+        recovered: list[Any] = []
+        taken: set[bytes] = set()
+
+        def take(entries: Iterable[Any], busy: set[bytes]) -> None:
+            for entry in entries:
+                if entry and entry[0] not in busy and entry[0] not in taken:
+                    taken.add(entry[0])
+                    recovered.append(entry)
+
+        if due:
+            retries.release(due)
+            take(replies[position] or [], set())
+            position += 1
+        if claiming:
+            cursor, claimed = replies[position][0], replies[position][1]
+            position += 1
+            self._claim_cursor = cursor
+            take(claimed, consumer.busy_entry_ids())
+            if cursor in (b"0-0", "0-0"):
+                await self._delete_departed()
+        if self.draining:
+            entries = stream_entries(replies[position])
+            if entries:
+                self._drain_cursor = entries[-1][0]
+                take(entries, consumer.busy_entry_ids())
+            else:
+                self.draining = False
+        if not recovered:
+            return None
+        return await self._prepare(recovered)
+
+    async def _prepare(self, recovered: list[Any]) -> Batch:
+        """Delivery counts and dedupe check (one round trip), then decode and settle."""
+        consumer = self.consumer
+        pipe = consumer.redis.pipeline(transaction=False)
+        for entry in recovered:
+            entry_id = entry[0]
+            pipe.execute_command(
+                b"XPENDING", consumer.stream, consumer.group, entry_id, entry_id, 1
+            )
+        counts: dict[bytes, int] = {}
+        for reply in await pipe.execute():
+            for row in reply or []:
+                counts[row[0]] = int(row[3])
+        decoded = consumer.decoder.decode((), recovered, counts)
+        seen: set[bytes] = set()
+        if decoded.event_ids:
+            pipe = consumer.redis.pipeline(transaction=False)
+            consumer.dedupe.add_check(pipe, decoded.event_ids)
+            current, previous = await pipe.execute()
+            seen = consumer.dedupe.seen(decoded.event_ids, current, previous)
+        return await consumer.settle(decoded, seen)
+
+    async def _delete_departed(self) -> None:
+        """Remove consumers that own nothing and have not been seen for claim_idle_ms."""
+        consumer = self.consumer
+        try:
+            deleted = await _DELETE_DEPARTED(
+                consumer.redis,
+                [consumer.stream],
+                [consumer.group, consumer.name, self.claim_idle_ms],
+            )
+        except ResponseError as exc:  # e.g. a server without XINFO in scripts: not fatal
+            log.warning("agent %s: could not tidy departed consumers: %s", consumer.agent, exc)
+            return
+        for departed in deleted or []:
+            label = departed.decode() if isinstance(departed, bytes) else str(departed)
+            log.info("agent %s: removed departed consumer %s from group %s on %s",
+                     consumer.agent, label, consumer.group, consumer.stream)  # fmt: skip
