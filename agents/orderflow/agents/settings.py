@@ -1,8 +1,9 @@
 """The one settings object: every knob is an ``ORDERFLOW_*`` environment variable.
 
-Kept in one place so that operators read a single list (the README's
-"Configuration" table is generated from the same field names) and so that the
-Helm chart's ConfigMap maps one-to-one onto it.
+Kept in one place so that operators read a single list: each field here is one
+``ORDERFLOW_<FIELD>`` variable and the Helm chart's ConfigMap maps onto them
+one-to-one. The README's "Configuration" table and docs/system.md are written by
+hand from these fields; keep them in step when a field is added or renamed.
 """
 
 from __future__ import annotations
