@@ -5,18 +5,17 @@ Redis-compatible server) and must never touch anything outside themselves, so
 each run gets: its own Valkey on a free port, its own SQLite file in a temp
 directory (or the MongoDB named by ``ORDERFLOW_MONGO_URL``), the API as a
 subprocess (``orderflow api --workers N``) and only the service workers the
-benchmark needs, all with zero simulator delays. Everything is stopped by
-process id when the benchmark ends, even on error or Ctrl-C.
+benchmark needs, all with zero simulator delays. The processes are run by
+``orderflow.agents.processes`` (as the demo's and the tests' are) and stopped,
+process group and all, when the benchmark ends, even on error or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,20 +25,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import httpx
-
+from orderflow.agents.processes import HttpOk, ProcessError, ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.services import SERVICES
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 # The service workers of the reference system, as `orderflow worker <target>` targets.
-ALL_SERVICES: tuple[str, ...] = (
-    "orderflow.agents.orders:app",
-    "orderflow.agents.delivery:app",
-    "orderflow.agents.notifications:app",
-    "orderflow.agents.simulator:app",
-)
+ALL_SERVICES: tuple[str, ...] = tuple(service.target for service in SERVICES)
 # Only the outbox relay is needed to prove that every committed order is published.
 RELAY_ONLY: tuple[str, ...] = ("orderflow.agents.orders:app",)
 
@@ -69,56 +63,6 @@ def store_url_for(kind: str, data_dir: Path) -> str:
 
 
 @dataclass
-class ManagedProcess:
-    """A child process in its own session, with its output captured to a log file."""
-
-    name: str
-    argv: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: Mapping[str, str]) -> None:
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(env),
-                cwd=str(REPO_ROOT),
-                start_new_session=True,  # its own group: we signal it and its workers together
-            )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to the leader; SIGKILL to the group we created if anything is left over."""
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # the leader stops its own workers, as in production
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} did not stop within {timeout:.0f}s; killing it")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        # Sanic's worker processes live in the same group; make sure none is left.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        self.process = None
-
-
-@dataclass
 class Stack:
     """Valkey + store + API (+ service workers), private to one benchmark run.
 
@@ -138,7 +82,8 @@ class Stack:
         self.data_dir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
         self.port = free_port()
         self.redis: LocalRedisServer | None = None
-        self.processes: list[ManagedProcess] = []
+        # SIGTERM lets the API stop its own Sanic workers; the group is killed after 15 s.
+        self.processes = ProcessTree(grace=15.0)
         self.store_url = ""
         self.env: dict[str, str] = {}
 
@@ -192,25 +137,32 @@ class Stack:
         log(f"valkey on {self.redis.url}; store {self.store_url}")
         await self.seed()
         self.env = self._environment()
-        python = sys.executable
         api_argv = (
             [a.format(port=self.port, workers=self.http_workers) for a in self.api_argv]
             if self.api_argv
-            else [python, "-m", "orderflow.agents.cli", "api", "--workers", str(self.http_workers)]
+            else cli_argv("api", "--workers", str(self.http_workers))
         )
-        api = ManagedProcess("api", api_argv, self.data_dir / "api.log")
-        self.processes.append(api)
+        api_ready = HttpOk(f"{self.base_url}/readyz", timeout=2.0)
+        self.processes.add(self._spec("api", api_argv, ready=api_ready))
         for target in self.services:
             name = target.split(":")[0].rsplit(".", 1)[-1]
-            argv = [python, "-m", "orderflow.agents.cli", "worker", target]
-            self.processes.append(ManagedProcess(name, argv, self.data_dir / f"{name}.log"))
-        for proc in self.processes:
-            proc.start(self.env)
+            self.processes.add(self._spec(name, cli_argv("worker", target)))
+        self.processes.start()
         log(
             f"api ({self.http_workers} workers) on {self.base_url}; "
             f"workers: {', '.join(self.services) or 'none'}"
         )
-        await self.wait_ready()
+        try:
+            await asyncio.to_thread(self.processes.wait_ready, self.ready_timeout)
+        except ProcessError as exc:
+            raise StackError(str(exc)) from None
+        log("stack ready")
+
+    def _spec(self, name: str, argv: list[str], ready: HttpOk | None = None) -> ProcessSpec:
+        """A stack process: the stack's environment, the repository as its working
+        directory, its output in ``<data_dir>/<name>.log``."""
+        log_path = self.data_dir / f"{name}.log"
+        return ProcessSpec(name, argv, self.env, cwd=REPO_ROOT, log_path=log_path, ready=ready)
 
     async def seed(self) -> None:
         """Seed the demo menu so that the API and the benchmark see the same items."""
@@ -224,33 +176,15 @@ class Stack:
         finally:
             await store.close()
 
-    async def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        last = "no answer"
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                for proc in self.processes:
-                    if not proc.alive():
-                        raise StackError(f"{proc.name} exited during start:\n{proc.tail()}")
-                try:
-                    response = await client.get(f"{self.base_url}/readyz")
-                    if response.status_code == 200:
-                        log("stack ready")
-                        return
-                    last = f"HTTP {response.status_code} {response.text[:200]}"
-                except httpx.HTTPError as exc:
-                    last = repr(exc)
-                await asyncio.sleep(0.2)
-        raise StackError(f"/readyz not ready after {self.ready_timeout:.0f}s ({last})")
-
     def check_alive(self) -> None:
         """Raise if a stack process died (a crash must not read as a benchmark result)."""
         server = self.redis.process if self.redis is not None else None
         if server is None or server.poll() is not None:
             raise StackError(f"the stack's Valkey died during the run (see {self.data_dir})")
-        for proc in self.processes:
-            if not proc.alive():
-                raise StackError(f"{proc.name} died during the run:\n{proc.tail()}")
+        dead = self.processes.exited()
+        if dead:
+            name, code, tail = dead[0].name, dead[0].returncode, dead[0].tail()
+            raise StackError(f"{name} died during the run (code {code}):\n{tail}")
 
     async def open_store(self) -> Any:
         from orderflow.models.store import open_store
@@ -259,8 +193,7 @@ class Stack:
 
     async def stop(self) -> None:
         # All at once: each worker needs up to one blocking read (about 1 s) to notice.
-        await asyncio.gather(*(asyncio.to_thread(proc.stop) for proc in self.processes))
-        self.processes.clear()
+        await asyncio.to_thread(self.processes.stop)
         if self.redis is not None:
             await asyncio.to_thread(self.redis.stop)
             self.redis = None

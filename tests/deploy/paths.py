@@ -12,7 +12,10 @@ DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "orderflow"
 TEMPLATES = CHART / "templates"
 COMPOSE = DEPLOY / "compose.yaml"
-GRAFANA = DEPLOY / "grafana"
+# The one copy of the Grafana dashboards: Helm reads only files inside the chart,
+# and deploy/compose.yaml mounts this folder.
+DASHBOARDS = CHART / "dashboards"
+GRAFANA_PROVISIONING = DEPLOY / "grafana" / "provisioning"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 

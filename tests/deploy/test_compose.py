@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.paths import COMPOSE, DEPLOY, load_yaml
+from tests.deploy.paths import COMPOSE, DASHBOARDS, DEPLOY, GRAFANA_PROVISIONING, load_yaml
 
 ORDERFLOW_ROLES = {
     "api": ["api"],
@@ -133,10 +133,13 @@ def test_prometheus_scrapes_every_orderflow_service(compose):
 def test_grafana_provisioning_points_at_the_mounted_dashboards(compose):
     grafana = compose["services"]["grafana"]
     mounts = dict(v.split(":")[:2] for v in grafana["volumes"])
-    provider = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "orderflow.yaml")
+    provider = load_yaml(GRAFANA_PROVISIONING / "dashboards" / "orderflow.yaml")
     path = provider["providers"][0]["options"]["path"]
-    assert mounts["./grafana"] == path
-    datasource = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml")
+    # The chart's dashboards are the one copy; compose mounts them where Grafana looks.
+    source = next(src for src, target in mounts.items() if target == path)
+    assert (DEPLOY / source).resolve() == DASHBOARDS.resolve()
+    assert list(DASHBOARDS.glob("*.json"))
+    datasource = load_yaml(GRAFANA_PROVISIONING / "datasources" / "prometheus.yaml")
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
     assert datasource["datasources"][0]["uid"] == "prometheus"
 

@@ -6,7 +6,7 @@ import pytest
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from tests.deploy.paths import CHART, COMPOSE, DEPLOY
+from tests.deploy.paths import CHART, COMPOSE, DEPLOY, GRAFANA_PROVISIONING
 
 CONFIG = YamlLintConfig(
     """
@@ -25,7 +25,7 @@ FILES = [
     CHART / "Chart.yaml",
     CHART / "values.yaml",
     DEPLOY / "prometheus" / "prometheus.yml",
-    *sorted((DEPLOY / "grafana" / "provisioning").rglob("*.yaml")),
+    *sorted(GRAFANA_PROVISIONING.rglob("*.yaml")),
 ]
 
 

@@ -217,7 +217,7 @@ def test_worker_runs_app_serves_metrics_logs_json_and_stops_cleanly(sync_redis, 
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
     assert sync_redis.xpending(STREAM, GROUP)["pending"] == 0
-    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
     assert any(line["service"] == "fault" and "started" in line["message"] for line in lines)
     assert any("stopped" in line["message"] for line in lines)
 

@@ -177,7 +177,7 @@ def test_sigterm_finishes_and_acks_in_flight_events_and_exits_0(sync_redis, work
 
     # Nothing the first worker left behind is lost: a new worker completes the rest.
     successor = workers.start()
-    successor.wait_started()
+    successor.wait_ready(timeout=60)
     wait_until(lambda: all_done(sync_redis, len(works)), timeout=60, what="the rest processed")
     assert_exactly_once(sync_redis, len(works))
     successor.signal(signal.SIGTERM)

@@ -3,14 +3,12 @@
 Workers log to a file (a pipe nobody reads would fill up and block them), are
 started with ``ORDERFLOW_REDIS_URL`` pointing at the test's server, and are
 always reaped: :class:`WorkerPool` kills whatever is still running at teardown.
+They are run by ``orderflow.agents.processes``, as the demo's and benchmarks' are.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from orderflow.agents.processes import Child, LinePrinted, ProcessSpec, ProcessTree, cli_argv
 from orderflow.runtime.envelope import Envelope
 from tests.runtime.fault_app import STREAM, Work
 
@@ -52,55 +51,24 @@ def publish_work(client: redis.Redis, works: Iterable[Work], *, batch: int = 100
     return ids
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.process = process
-        self.log_path = log_path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def signal(self, sig: signal.Signals) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"worker {self.pid} still running after {timeout:.0f}s; log:\n{self.log()[-3000:]}"
-            ) from None
-
-    def wait_started(self, timeout: float = 60) -> None:
-        """Until the App logged that it started (its signal handlers are installed)."""
-        wait_until(
-            lambda: " started: " in self.log() or not self.alive(),
-            timeout=timeout,
-            what=f"worker {self.pid} to start",
-        )
-        assert self.alive(), f"worker {self.pid} exited at start; log:\n{self.log()[-3000:]}"
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-
 class WorkerPool:
-    """Starts workers for one test and reaps them (SIGKILL) at teardown."""
+    """Starts ``orderflow worker`` processes for one test and reaps them at teardown.
+
+    A worker is an ``orderflow.agents.processes.Child``: ``signal(sig)`` reaches
+    that process only (a fault test's SIGKILL), ``wait(timeout)`` returns its exit
+    code, ``wait_ready(timeout)`` lasts until the App logged that it started (its
+    signal handlers are installed), ``output()`` is its log.
+    """
 
     def __init__(self, redis_url: str, log_dir: Path) -> None:
         self.redis_url = redis_url
         self.log_dir = log_dir
-        self.workers: list[Worker] = []
+        self.tree = ProcessTree(grace=10.0)
 
     def start(
         self, *args: str, env: Mapping[str, str] | None = None, app: str = FAULT_APP
-    ) -> Worker:
-        log_path = self.log_dir / f"worker-{len(self.workers)}.log"
+    ) -> Child:
+        name = f"worker-{len(self.tree.children)}"
         full_env = {
             **os.environ,
             "ORDERFLOW_REDIS_URL": self.redis_url,
@@ -108,21 +76,18 @@ class WorkerPool:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [str(ORDERFLOW), "worker", app, *args],
-                cwd=REPO,
+        return self.tree.launch(
+            ProcessSpec(
+                name,
+                cli_argv("worker", app, *args),
                 env=full_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                log_path=self.log_dir / f"{name}.log",
+                ready=LinePrinted(" started: "),
             )
-        worker = Worker(process, log_path)
-        self.workers.append(worker)
-        return worker
+        )
 
     def close(self) -> None:
-        for worker in self.workers:
-            if worker.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGKILL)
-                worker.process.wait(10)
+        """SIGKILL whatever is still running (a test is over, nothing to drain), then reap."""
+        self.tree.kill()
+        self.tree.stop()

@@ -10,12 +10,8 @@ client (schemathesis) start ``orderflow api`` as a subprocess instead.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,18 +23,12 @@ from sanic import Sanic
 from orderflow.agents.settings import Settings
 from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import Store, open_store
+from orderflow.runtime.localserver import free_port
 from orderflow.web.app import create_app
+from tests.web.api_process import ApiProcess
 
 # Each test builds a fresh app under the same name.
 Sanic.test_mode = True
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def seeded_store(directory: Path) -> str:
@@ -112,74 +102,25 @@ async def api(redis_client: Any, api_settings: Settings) -> AsyncIterator[LiveAp
         yield live
 
 
-@dataclass
-class ApiProcess:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
-def api_process_factory(tmp_path: Path) -> Iterator[Any]:
-    """Start ``orderflow api`` subprocesses; each is stopped (SIGTERM, then SIGKILL) at teardown."""
+def api_process_factory(tmp_path: Path) -> Iterator[Callable[..., ApiProcess]]:
+    """Start ``orderflow api ARGS`` subprocesses (healthy when returned); stopped at teardown."""
     started: list[ApiProcess] = []
 
     def start(redis_url: str, store_url: str, *args: str, **env: str) -> ApiProcess:
-        port = free_port()
-        log_path = tmp_path / f"api-{port}.log"
-        environ = {
-            **os.environ,
-            "ORDERFLOW_REDIS_URL": redis_url,
-            "ORDERFLOW_STORE_URL": store_url,
-            "ORDERFLOW_HOST": "127.0.0.1",
-            "ORDERFLOW_PORT": str(port),
-            "ORDERFLOW_LOG_LEVEL": "WARNING",
-            **env,
-        }
-        environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "orderflow.agents.cli", "api", *args],
-                cwd=REPO,
-                env=environ,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        handle = ApiProcess(process, f"http://127.0.0.1:{port}", log_path)
-        started.append(handle)
-        wait_until_healthy(handle)
-        return handle
+        process = ApiProcess(
+            redis_url=redis_url,
+            store_url=store_url,
+            log_path=tmp_path / f"api-{len(started)}.log",
+            args=args,
+            extra_env=env,
+        )
+        started.append(process)
+        return process.start()
 
     yield start
-    for handle in started:
-        stop_process(handle.process)
-
-
-def wait_until_healthy(handle: ApiProcess, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if handle.process.poll() is not None:
-            raise AssertionError(f"orderflow api exited early:\n{handle.log()}")
-        try:
-            if httpx.get(handle.base_url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"orderflow api not healthy within {timeout}s:\n{handle.log()}")
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    for process in started:
+        process.stop()
 
 
 async def eventually_async(predicate: Any, within: float = 10.0) -> None:

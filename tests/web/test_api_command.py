@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from orderflow.agents.processes import ProcessSpec, ProcessTree, StillRunning, cli_argv
 from orderflow.runtime.localserver import LocalRedisServer, free_port
-
-ORDERFLOW = str(Path(sys.executable).with_name("orderflow"))
 
 
 @pytest.mark.parametrize("signal_after", [0.6, 0.9, 1.2, 2.5])
@@ -32,21 +29,16 @@ def test_sigterm_during_startup_stops_the_server(
         "ORDERFLOW_PORT": str(free_port()),
         "ORDERFLOW_HTTP_WORKERS": "1",
     }
-    process = subprocess.Popen(
-        [ORDERFLOW, "api"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    time.sleep(signal_after)
-    process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(60)  # generous: a loaded machine stops slowly; a hang is forever
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        pytest.fail(f"orderflow api ignored SIGTERM sent {signal_after}s after start")
+    with ProcessTree(grace=0) as tree:  # on the way out: SIGKILL to whatever is left
+        api = tree.launch(
+            ProcessSpec("api", cli_argv("api"), env=env, log_path=tmp_path / "api.log")
+        )
+        time.sleep(signal_after)
+        api.signal(signal.SIGTERM)
+        try:
+            code = api.wait(60)  # generous: a loaded machine stops slowly; a hang is forever
+        except StillRunning:
+            pytest.fail(f"orderflow api ignored SIGTERM sent {signal_after}s after start")
     # Either Python's default handler (signal before Sanic installed its own) or
     # Sanic's clean shutdown ended it; what matters is that it ended.
     assert code in (0, -signal.SIGTERM)

@@ -16,10 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,13 +26,14 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from orderflow.agents.processes import HttpOk, ProcessSpec, ProcessTree, cli_argv
 from orderflow.models.documents import OrderLineRequest, utc_now
 from orderflow.models.events import OrderStatusUpdated
 from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import open_store
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import LocalRedisServer, free_port
-from tests.web.gateway import GatewayProcess
+from tests.web.api_process import ApiProcess
 
 pytestmark = pytest.mark.browser
 T = TypeVar("T")
@@ -51,19 +48,20 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-ORDERFLOW = str(Path(sys.executable).with_name("orderflow"))
 UI_WAIT_MS = 30_000  # a guard against hanging, not a latency assertion
 
 
 class DemoStack:
-    """``orderflow demo`` in a subprocess with its own data directory and port."""
+    """``orderflow demo`` in a subprocess with its own data directory and port.
+
+    Ready when the menu answers; on SIGTERM the demo stops its own children.
+    """
 
     def __init__(self, redis_url: str, data_dir: Path) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.store_url = f"sqlite:///{data_dir / 'orderflow.db'}"
-        self.log_path = data_dir / "demo.log"
-        self.env = {
+        env = {
             **os.environ,
             "ORDERFLOW_HOST": "127.0.0.1",
             "ORDERFLOW_PORT": str(self.port),
@@ -74,44 +72,24 @@ class DemoStack:
             "ORDERFLOW_SIMULATOR_DELAY_MAX": "0.5",
             "ORDERFLOW_LOG_LEVEL": "WARNING",
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        demo = ProcessSpec(
+            "demo",
+            cli_argv("demo"),
+            env=env,
+            log_path=data_dir / "demo.log",
+            ready=HttpOk(f"{self.url}/api/v1/menu"),
+        )
+        self.tree = ProcessTree([demo], grace=20.0)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [ORDERFLOW, "demo"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"demo exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/menu", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"demo not serving in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+        self.tree.start_ready(timeout)
 
-    def stop(self, timeout: float = 20.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    def stop(self) -> None:
+        self.tree.stop()
 
     def set_stock(self, item_id: str, stock: int) -> None:
         """Change stock behind the page's back, as another customer's order would."""
@@ -298,7 +276,7 @@ def test_tracking_reconnects_after_the_gateway_restarts(
             await client.aclose()
 
     order_id = run_async(new_order())
-    gateway = GatewayProcess(
+    gateway = ApiProcess(
         redis_url=redis_server.url, store_url=store_url, log_path=tmp_path / "gateway.log"
     )
     gateway.start()
@@ -313,7 +291,7 @@ def test_tracking_reconnects_after_the_gateway_restarts(
         run_async(confirm_in_store(order_id))  # happens while the page is disconnected
         shot(page, "06-reconnecting")
 
-        gateway = GatewayProcess(
+        gateway = ApiProcess(
             redis_url=redis_server.url,
             store_url=store_url,
             log_path=tmp_path / "gateway-again.log",

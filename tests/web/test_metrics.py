@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from orderflow.runtime.localserver import LocalRedisServer
-from tests.web.conftest import ApiProcess, LiveApi, seeded_store
+from tests.web.api_process import ApiProcess
+from tests.web.conftest import LiveApi, seeded_store
 
 ORDERS = "/api/v1/orders"
 
@@ -78,7 +79,7 @@ async def test_counts_are_exact_across_two_workers(
 
     # A new connection per request, so the kernel spreads them over both workers.
     async def post(payload: dict[str, Any]) -> int:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             return (await client.post(ORDERS, json=payload)).status_code
 
     statuses = [await post(order("margherita")) for _ in range(7)]
@@ -87,7 +88,7 @@ async def test_counts_are_exact_across_two_workers(
     assert statuses == [201] * 7 + [409, 404, 422]
 
     for _ in range(12):
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             text = (await client.get("/metrics")).text
         assert sample(text, "orderflow_orders_placed_total") == 7
         assert sample(text, "orderflow_orders_rejected_total", reason="out_of_stock") == 1

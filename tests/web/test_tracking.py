@@ -46,7 +46,7 @@ from orderflow.models.store import Store
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import LocalRedisServer
 from orderflow.runtime.records import Record
-from tests.web.gateway import GatewayProcess
+from tests.web.api_process import ApiProcess
 
 RECEIVE_GUARD = 15.0  # seconds; a guard against hanging, not a latency assertion
 
@@ -59,9 +59,9 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def gateway(
     redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+) -> Iterator[ApiProcess]:
     log = tmp_path_factory.mktemp("gateway-logs") / "gateway-a.log"
-    process = GatewayProcess(redis_url=redis_server.url, store_url=store_url, log_path=log)
+    process = ApiProcess(redis_url=redis_server.url, store_url=store_url, log_path=log)
     process.start()
     try:
         yield process
@@ -130,12 +130,12 @@ async def close_of(url: str) -> tuple[int | None, str | None]:
         return ws.close_code, ws.close_reason
 
 
-def tracking_url(gateway: GatewayProcess, order_id: str) -> str:
+def tracking_url(gateway: ApiProcess, order_id: str) -> str:
     return f"{gateway.ws_url}/ws/v1/order-tracking/{order_id}"
 
 
 async def test_snapshot_first_then_every_newer_change(
-    gateway: GatewayProcess, store: Store, redis_client: aioredis.Redis
+    gateway: ApiProcess, store: Store, redis_client: aioredis.Redis
 ) -> None:
     order = await place_order(store)
     other = await place_order(store)
@@ -197,7 +197,7 @@ async def test_snapshot_first_then_every_newer_change(
 
 
 async def test_order_created_event_and_snapshot_with_delivery(
-    gateway: GatewayProcess, store: Store, redis_client: aioredis.Redis
+    gateway: ApiProcess, store: Store, redis_client: aioredis.Redis
 ) -> None:
     order = await place_order(store)
     await store.update_order_status(order.id, "out_for_delivery", utc_now(), [])
@@ -239,7 +239,7 @@ async def test_order_created_event_and_snapshot_with_delivery(
 
 
 async def test_order_known_only_to_the_status_cache(
-    gateway: GatewayProcess, redis_client: aioredis.Redis
+    gateway: ApiProcess, redis_client: aioredis.Redis
 ) -> None:
     order_id = uuid.uuid4().hex
     at = utc_now()
@@ -258,7 +258,7 @@ async def test_order_known_only_to_the_status_cache(
     }
 
 
-async def test_unknown_order_is_closed_with_4404(gateway: GatewayProcess) -> None:
+async def test_unknown_order_is_closed_with_4404(gateway: ApiProcess) -> None:
     code, reason = await close_of(tracking_url(gateway, uuid.uuid4().hex))
     assert code == 4404
     assert reason and "unknown order" in reason
@@ -274,13 +274,13 @@ async def test_unknown_order_is_closed_with_4404(gateway: GatewayProcess) -> Non
         "0123456789abcdef0123456789abcdef0",  # too long
     ],
 )
-async def test_malformed_order_id_is_closed_with_4400(gateway: GatewayProcess, bad_id: str) -> None:
+async def test_malformed_order_id_is_closed_with_4400(gateway: ApiProcess, bad_id: str) -> None:
     code, reason = await close_of(tracking_url(gateway, bad_id))
     assert code == 4400
     assert reason and "malformed" in reason
 
 
-async def test_ping_message_gets_pong(gateway: GatewayProcess, store: Store) -> None:
+async def test_ping_message_gets_pong(gateway: ApiProcess, store: Store) -> None:
     order = await place_order(store)
     async with connect(tracking_url(gateway, order.id), open_timeout=RECEIVE_GUARD) as ws:
         assert (await receive(ws))["type"] == "snapshot"
@@ -294,14 +294,14 @@ async def test_ping_message_gets_pong(gateway: GatewayProcess, store: Store) -> 
 
 
 async def test_two_gateway_processes_each_see_every_update(
-    gateway: GatewayProcess,
+    gateway: ApiProcess,
     redis_server: LocalRedisServer,
     store_url: str,
     store: Store,
     redis_client: aioredis.Redis,
     tmp_path: Path,
 ) -> None:
-    second = GatewayProcess(
+    second = ApiProcess(
         redis_url=redis_server.url, store_url=store_url, log_path=tmp_path / "gateway-b.log"
     )
     await asyncio.to_thread(second.start)
@@ -381,7 +381,7 @@ def read_frames_until_closed(sock: socket.socket) -> list[tuple[int, bytes]]:
 async def test_keepalive_drops_a_peer_that_stops_answering_pings(
     redis_server: LocalRedisServer, store_url: str, store: Store, tmp_path: Path
 ) -> None:
-    impatient = GatewayProcess(
+    impatient = ApiProcess(
         redis_url=redis_server.url,
         store_url=store_url,
         log_path=tmp_path / "gateway-keepalive.log",

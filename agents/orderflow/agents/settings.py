@@ -1,11 +1,12 @@
 """The ordering system's settings: every knob is an ``ORDERFLOW_*`` environment variable.
 
-Kept in one place so that operators read a single list (the README's
-"Configuration" table names these fields) and so that the Helm chart's ConfigMap
-maps one-to-one onto them. The runtime's own options (read sizes, retries,
-dedupe, shutdown, logging, metrics port) are inherited from
-:class:`orderflow.runtime.settings.RuntimeSettings`, so one environment configures
-both and every ``App`` of the system takes this object.
+Kept in one place so that operators read a single list: each field here is one
+``ORDERFLOW_<FIELD>`` variable and the Helm chart's ConfigMap maps onto them
+one-to-one. The README's "Configuration" table and docs/system.md are written by
+hand from these fields; keep them in step when a field is added or renamed. The
+runtime's own options (read sizes, retries, dedupe, shutdown, logging, metrics
+port) are inherited from :class:`orderflow.runtime.settings.RuntimeSettings`, so
+one environment configures both and every ``App`` of the system takes this object.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ STREAM_RECORDS: dict[str, tuple[type[Record], ...]] = {
     SIMULATE_DELIVERY_STREAM: (DeliverySimulate,),
 }
 
-#: Consumer group of each service (one group per service, see the brief).
+#: Consumer group of each service: one group per service, so every service sees every
+#: entry of the streams it reads, and replicas of one service share the work.
 ORDERS_GROUP = "orders-group"
 DELIVERY_GROUP = "delivery-group"
 NOTIFICATIONS_GROUP = "notifications-group"

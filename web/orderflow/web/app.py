@@ -18,9 +18,6 @@ Every role serves ``/healthz``, ``/readyz`` and ``/metrics``.
 
 from __future__ import annotations
 
-import importlib
-import logging
-from collections.abc import Callable
 from typing import Literal
 
 import redis.asyncio as aioredis
@@ -28,28 +25,13 @@ from sanic import Sanic
 
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.models.store import Store, open_store
-from orderflow.web import access, correlation, cors, openapi, problems
+from orderflow.web import access, correlation, cors, openapi, problems, tracking, ui
 from orderflow.web.metrics import mark_this_process_dead
 from orderflow.web.routes import health, menu, metrics, orders
 
 Role = Literal["all", "api", "gateway"]
 ROLES: tuple[Role, ...] = ("all", "api", "gateway")
 APP_NAME = "orderflow"
-
-log = logging.getLogger(__name__)
-
-
-def _optional_register(module_name: str) -> Callable[[Sanic], None] | None:
-    """``register`` of a module another area owns, or None while it does not exist yet."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        log.warning("%s is not available; its routes are not served", module_name)
-        return None
-    register: Callable[[Sanic], None] = module.register
-    return register
 
 
 async def _open_connections(app: Sanic) -> None:
@@ -102,13 +84,9 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     if role in ("all", "api"):
         menu.register(app)
         orders.register(app)
-        ui = _optional_register("orderflow.web.ui")
-        if ui is not None:
-            ui(app)
+        ui.register(app)
     if role in ("all", "gateway"):
-        tracking = _optional_register("orderflow.web.tracking")
-        if tracking is not None:
-            tracking(app)
+        tracking.register(app)
 
     app.register_listener(_open_connections, "before_server_start")
     app.register_listener(_close_connections, "after_server_stop")

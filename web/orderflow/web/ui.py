@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
+from sanic_ext.extensions.openapi import openapi
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
@@ -37,10 +38,6 @@ def exclude_from_openapi(app: Sanic, *route_names: str) -> None:
     Sanic wraps some handlers (WebSocket handlers become a ``partial``), so the
     exclusion is set on the handler object the router actually holds.
     """
-    try:
-        from sanic_ext.extensions.openapi import openapi
-    except ImportError:  # no sanic-ext: there is no document to keep clean
-        return
     wanted = {f"{app.name}.{name}" for name in route_names}
     for route in app.router.routes:
         if route.name in wanted:

@@ -22,6 +22,7 @@ import tempfile
 from functools import partial
 
 from orderflow.agents.settings import Settings, get_settings
+from orderflow.runtime.logs import configure_logging
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ROLE_CHOICES = ("all", "api", "gateway")
@@ -56,11 +57,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _configure_logging(settings: Settings, service: str) -> None:
-    try:
-        from orderflow.runtime.logs import configure_logging
-    except ImportError:  # runtime logging not available in this checkout yet
-        logging.basicConfig(level=settings.log_level)
-        return
     configure_logging(service, fmt=settings.log_format, level=settings.log_level)
 
 
