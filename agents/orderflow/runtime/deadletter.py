@@ -19,15 +19,10 @@ import ujson
 from redis.asyncio import Redis
 
 from orderflow.runtime import keys
+from orderflow.runtime.wire import text
 
 DEAD_LETTERS = keys.DEAD_LETTERS
 DEAD_LETTERS_MAXLEN = 100_000
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)
 
 
 def short_traceback(exc: BaseException, limit: int = 5, max_chars: int = 2000) -> str:
@@ -36,7 +31,7 @@ def short_traceback(exc: BaseException, limit: int = 5, max_chars: int = 2000) -
 
 
 def raw_entry_json(fields: Mapping[Any, Any]) -> str:
-    return ujson.dumps({_text(k): _text(v) for k, v in fields.items()}, ensure_ascii=False)
+    return ujson.dumps({text(k): text(v) for k, v in fields.items()}, ensure_ascii=False)
 
 
 def dead_letter_fields(
@@ -112,7 +107,7 @@ class DeadLetter:
 
     @classmethod
     def from_entry(cls, entry_id: Any, fields: Mapping[Any, Any]) -> DeadLetter:
-        data = {_text(k): _text(v) for k, v in fields.items()}
+        data = {text(k): text(v) for k, v in fields.items()}
         try:
             raw = ujson.loads(data.get("raw", "{}"))
             if not isinstance(raw, dict):
@@ -124,7 +119,7 @@ class DeadLetter:
         except ValueError:
             count = 0
         return cls(
-            id=_text(entry_id),
+            id=text(entry_id),
             stream=data.get("stream", ""),
             entry_id=data.get("entry_id", ""),
             group=data.get("group", ""),
@@ -187,7 +182,7 @@ async def replay(
     if delete:
         pipe.xdel(DEAD_LETTERS, dead_letter_id)
     results = await pipe.execute()
-    return _text(results[0])
+    return text(results[0])
 
 
 async def purge(redis: Redis, ids: Sequence[str] | None = None, *, all: bool = False) -> int:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orderflow.runtime.context import current_scope
 from orderflow.runtime.records import DecodeError, Record
+from orderflow.runtime.wire import text
 
 ENVELOPE_FIELDS = (
     "event_id",
@@ -35,10 +36,6 @@ ENVELOPE_FIELDS = (
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Envelope(BaseModel):
@@ -105,7 +102,7 @@ class Envelope(BaseModel):
         cls, fields: Mapping[bytes, bytes] | Mapping[str, str] | Mapping[Any, Any]
     ) -> Envelope:
         """Parse stream-entry fields; raises :class:`DecodeError` with the reason."""
-        data = {_text(k): _text(v) for k, v in fields.items()}
+        data = {text(k): text(v) for k, v in fields.items()}
         missing = [name for name in ENVELOPE_FIELDS if name not in data]
         if missing:
             raise DecodeError(f"not an orderflow envelope: missing field(s) {', '.join(missing)}")

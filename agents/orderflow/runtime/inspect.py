@@ -8,16 +8,14 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+from orderflow.runtime.wire import text
 
 
 def _as_dict(row: Any) -> dict[str, Any]:
     """XINFO replies: RESP3 map or RESP2 flat list -> dict with str keys."""
     if isinstance(row, dict):
-        return {_text(k): v for k, v in row.items()}
-    return {_text(row[i]): row[i + 1] for i in range(0, len(row), 2)}
+        return {text(k): v for k, v in row.items()}
+    return {text(row[i]): row[i + 1] for i in range(0, len(row), 2)}
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -74,16 +72,16 @@ async def group_infos(
     for row in rows or []:
         data = _as_dict(row)
         info = GroupInfo(
-            name=_text(data.get("name", "")),
+            name=text(data.get("name", "")),
             consumers=int(data.get("consumers", 0)),
             pending=int(data.get("pending", 0)),
             lag=_int_or_none(data.get("lag")),
-            last_delivered_id=_text(data.get("last-delivered-id", "0-0")),
+            last_delivered_id=text(data.get("last-delivered-id", "0-0")),
         )
         if pending_details and info.pending:
             oldest = await redis.execute_command(b"XPENDING", stream, info.name, b"-", b"+", 1)
             if oldest:
-                oldest_id = _text(oldest[0][0])
+                oldest_id = text(oldest[0][0])
                 info.oldest_pending_id = oldest_id
                 info.oldest_pending_idle_ms = int(oldest[0][2])
                 info.oldest_pending_age_ms = max(0, now_ms - entry_ms(oldest_id))
@@ -100,8 +98,8 @@ async def inspect_stream(redis: Redis, stream: str) -> StreamInfo | None:
     return StreamInfo(
         name=stream,
         length=length,
-        first_entry_id=_text(first[0][0]) if first else None,
-        last_entry_id=_text(last[0][0]) if last else None,
+        first_entry_id=text(first[0][0]) if first else None,
+        last_entry_id=text(last[0][0]) if last else None,
         groups=await group_infos(redis, stream),
     )
 
@@ -109,7 +107,7 @@ async def inspect_stream(redis: Redis, stream: str) -> StreamInfo | None:
 async def discover_streams(redis: Redis) -> list[str]:
     names: set[str] = set()
     async for key in redis.scan_iter(count=500, _type="stream"):
-        names.add(_text(key))
+        names.add(text(key))
     return sorted(names)
 
 

@@ -7,10 +7,11 @@ Cluster readiness: a Lua script or MULTI may only touch keys of one hash slot.
   ``orderflow:{orders-stream}:delayed`` share a slot. (Stream names therefore
   must not contain ``{``/``}``.)
 * Dedupe marks live in ``orderflow:{<stream>}:seen:<group>:<bucket>``: the same
-  slot as the stream, because one script acks entries, writes their marks and
-  reads the next batch. ``event.atomic()`` puts user commands in a MULTI with the
-  mark: under Cluster those keys must carry the same ``{<stream>}`` tag (build
-  them with :func:`stream_key`).
+  slot as the stream, because the consumer's one write per batch (a pipeline, not
+  a script) acks entries, writes their marks and reads the next batch, and under
+  Cluster that write goes to the one node that owns the slot. ``event.atomic()``
+  puts user commands in a MULTI with the mark: under Cluster those keys must carry
+  the same ``{<stream>}`` tag (build them with :func:`stream_key`).
 * Everything else is single-key.
 """
 
@@ -33,7 +34,7 @@ def delayed_key(stream: str) -> str:
 
 
 def seen_key(stream: str, group: str, bucket: int) -> str:
-    """Hash of event ids ``group`` has processed from ``stream`` in one time bucket."""
+    """Set of event ids ``group`` has processed from ``stream`` in one time bucket."""
     return f"{PREFIX}{{{stream}}}:seen:{group}:{bucket}"
 
 

@@ -95,15 +95,5 @@ class RecordRegistry:
         except ValidationError as exc:
             raise DecodeError(f"invalid {envelope.event_type} payload: {exc}") from exc
 
-    def decode_json(self, event_type: str, payload: bytes | str) -> Record:
-        """Fast path used by the consumer: validate the payload JSON text directly."""
-        cls = self._types.get(event_type)
-        if cls is None:
-            raise DecodeError(f"unknown event_type {event_type!r}")
-        try:
-            return cls.model_validate_json(payload)
-        except ValidationError as exc:
-            raise DecodeError(f"invalid {event_type} payload: {exc}") from exc
-
 
 registry = RecordRegistry()

@@ -84,10 +84,6 @@ async def move_due(redis: Redis, stream: str, limit: int = 500) -> int:
     return int(moved)
 
 
-async def pending_delayed(redis: Redis, stream: str) -> int:
-    return int(await redis.zcard(keys.delayed_key(stream)))
-
-
 class Scheduler:
     """Background loop that moves due events for every stream that has any."""
 

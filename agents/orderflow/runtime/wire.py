@@ -38,6 +38,14 @@ def bulks(values: Sequence[bytes]) -> bytes:
     return b"".join([b"$%d\r\n%b\r\n" % (len(v), v) for v in values])
 
 
+def text(value: Any) -> str:
+    """A reply value as text: bytes decoded as UTF-8 (invalid bytes replaced, so
+    inspecting a damaged entry never raises), anything else through ``str``."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
 def field_map(flat: Sequence[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
     """A stream entry's fields as read (RESP2 flat list or RESP3 map) -> dict."""
     if isinstance(flat, dict):

@@ -38,6 +38,7 @@ from orderflow.models.events import (
 )
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.records import registry
+from orderflow.runtime.wire import text
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class TrackingHub:
         for stream in self.streams:
             last = await redis.xrevrange(stream, "+", "-", count=1)
             last_id = last[0][0] if last else None
-            self._cursor[stream] = _text(last_id) if last_id is not None else START_OF_STREAM
+            self._cursor[stream] = text(last_id) if last_id is not None else START_OF_STREAM
 
     def _handle(self, entries: Iterable[tuple[str, str, Mapping[bytes, bytes]]]) -> None:
         for stream, entry_id, fields in entries:
@@ -290,10 +291,6 @@ def in_time_order(
     return sorted(entries, key=lambda entry: int(entry[1].split("-", 1)[0]))
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _iter_entries(response: Any) -> Iterator[tuple[str, str, Mapping[bytes, bytes]]]:
     """Flatten an XREAD reply (RESP2 list or RESP3 map) to (stream, id, fields)."""
     if not response:
@@ -302,9 +299,9 @@ def _iter_entries(response: Any) -> Iterator[tuple[str, str, Mapping[bytes, byte
     # redis-py's unified shape: {stream: [(id, fields), ...]}.
     pairs = response.items() if isinstance(response, dict) else response
     for stream, entries in pairs:
-        stream_name = _text(stream)
+        stream_name = text(stream)
         if entries and isinstance(entries[0], list):
             entries = entries[0]
         for entry_id, fields in entries or ():
             if entry_id is not None and fields is not None:  # None: entry deleted meanwhile
-                yield stream_name, _text(entry_id), fields
+                yield stream_name, text(entry_id), fields
