@@ -192,11 +192,18 @@ async def test_order_status_is_monotonic(menu_store: Store) -> None:
     await store.mark_published([m.id for m in await store.outbox_pending()])
 
     t1, t2, t3 = utc_now(), utc_now(), utc_now()
-    assert await store.update_order_status(order.id, "confirmed", t1, order_status_events)
-    assert not await store.update_order_status(order.id, "confirmed", t2, order_status_events)
-    assert await store.update_order_status(order.id, "out_for_delivery", t2, order_status_events)
-    assert not await store.update_order_status(order.id, "preparing", t3, order_status_events)
-    assert not await store.update_order_status(order.id, "created", t3, order_status_events)
+    changes = [
+        await store.update_order_status(order.id, status, at, order_status_events)
+        for status, at in [
+            ("confirmed", t1),
+            ("confirmed", t2),
+            ("out_for_delivery", t2),
+            ("preparing", t3),
+            ("created", t3),
+        ]
+    ]
+    assert [change.changed for change in changes] == [True, False, True, False, False]
+    assert [len(change.outbox) for change in changes] == [1, 0, 1, 0, 0]
 
     stored = await store.get_order(order.id)
     assert stored is not None
@@ -212,16 +219,17 @@ async def test_order_status_is_monotonic(menu_store: Store) -> None:
         ("created", "confirmed"),
         ("confirmed", "out_for_delivery"),
     ]
+    # What each call returned is what it committed: the rows the relay would find.
+    assert [m.id for m in pending] == [m.id for c in changes for m in c.outbox]
 
 
-async def test_order_status_accepts_a_prebuilt_event_list(menu_store: Store) -> None:
+async def test_a_write_without_events_writes_no_outbox_row(menu_store: Store) -> None:
     store = menu_store
     order = (await place(store, line("pizza", 1))).order
     await store.mark_published([m.id for m in await store.outbox_pending()])
-    prebuilt = order_events(order)[:1]
-    assert await store.update_order_status(order.id, "confirmed", utc_now(), prebuilt)
-    assert not await store.update_order_status(order.id, "confirmed", utc_now(), prebuilt[:0])
-    assert [m.id for m in await store.outbox_pending()] == [prebuilt[0].id]
+    change = await store.update_order_status(order.id, "confirmed", utc_now())
+    assert change.changed and change.outbox == []
+    assert await store.outbox_pending() == []
 
 
 async def test_concurrent_duplicate_status_reports_apply_once(menu_store: Store) -> None:
@@ -234,7 +242,7 @@ async def test_concurrent_duplicate_status_reports_apply_once(menu_store: Store)
             for _ in range(10)
         )
     )
-    assert sum(applied) == 1
+    assert sum(change.changed for change in applied) == 1
     stored = await store.get_order(order.id)
     assert stored is not None
     assert [c.status for c in stored.history] == ["created", "confirmed"]
@@ -242,10 +250,10 @@ async def test_concurrent_duplicate_status_reports_apply_once(menu_store: Store)
 
 async def test_status_of_unknown_order_or_bad_status_raises(menu_store: Store) -> None:
     with pytest.raises(OrderNotFound):
-        await menu_store.update_order_status("f" * 32, "confirmed", utc_now(), [])
+        await menu_store.update_order_status("f" * 32, "confirmed", utc_now())
     order = (await place(menu_store, line("pizza", 1))).order
     with pytest.raises(ValueError):
-        await menu_store.update_order_status(order.id, "teleported", utc_now(), [])
+        await menu_store.update_order_status(order.id, "teleported", utc_now())
 
 
 # ------------------------------------------------------------ deliveries
@@ -256,16 +264,18 @@ async def test_delivery_is_created_once(menu_store: Store) -> None:
     order = (await place(store, line("pizza", 1))).order
     await store.mark_published([m.id for m in await store.outbox_pending()])
 
-    delivery, created = await store.create_delivery(order.id, delivery_events)
-    again, created_again = await store.create_delivery(order.id, delivery_events)
-    assert created and not created_again
-    assert again == delivery
+    first = await store.create_delivery(order.id, delivery_events)
+    again = await store.create_delivery(order.id, delivery_events)
+    assert first.created and not again.created
+    assert again.delivery == first.delivery and again.outbox == []
+    delivery = first.delivery
     assert delivery.order_id == order.id and delivery.status == "waiting"
     pending = await store.outbox_pending()
     assert [m.envelope.event_type for m in pending] == [
         "delivery.created.v1",
         "delivery.simulate.v1",
     ]
+    assert [m.id for m in pending] == [m.id for m in first.outbox]
 
     with pytest.raises(OrderNotFound):
         await store.create_delivery("e" * 32, delivery_events)
@@ -277,8 +287,8 @@ async def test_concurrent_delivery_creation_makes_one_delivery(menu_store: Store
     results = await asyncio.gather(
         *(store.create_delivery(order.id, delivery_events) for _ in range(10))
     )
-    assert len({delivery.id for delivery, _ in results}) == 1
-    assert sum(created for _, created in results) == 1
+    assert len({result.delivery.id for result in results}) == 1
+    assert sum(result.created for result in results) == 1
     deliveries_rows = [
         m for m in await store.outbox_pending() if m.envelope.event_type == "delivery.created.v1"
     ]
@@ -288,18 +298,20 @@ async def test_concurrent_delivery_creation_makes_one_delivery(menu_store: Store
 async def test_delivery_status_is_monotonic_and_shows_in_the_order(menu_store: Store) -> None:
     store = menu_store
     order = (await place(store, line("pizza", 1))).order
-    delivery, _ = await store.create_delivery(order.id, delivery_events)
+    delivery = (await store.create_delivery(order.id, delivery_events)).delivery
     await store.mark_published([m.id for m in await store.outbox_pending()])
 
     t1, t2 = utc_now(), utc_now()
-    assert await store.update_delivery_status(delivery.id, "on_the_way", t1, delivery_status_events)
-    assert await store.update_delivery_status(delivery.id, "delivered", t2, delivery_status_events)
-    assert not await store.update_delivery_status(
-        delivery.id, "on_the_way", utc_now(), delivery_status_events
-    )
-    assert not await store.update_delivery_status(
-        delivery.id, "delivered", utc_now(), delivery_status_events
-    )
+    changes = [
+        await store.update_delivery_status(delivery.id, status, at, delivery_status_events)
+        for status, at in [
+            ("on_the_way", t1),
+            ("delivered", t2),
+            ("on_the_way", utc_now()),
+            ("delivered", utc_now()),
+        ]
+    ]
+    assert [change.changed for change in changes] == [True, True, False, False]
     stored = await store.get_order(order.id)
     assert stored is not None and stored.delivery is not None
     assert stored.delivery.id == delivery.id
@@ -315,7 +327,7 @@ async def test_delivery_status_is_monotonic_and_shows_in_the_order(menu_store: S
         (order.id, "delivered"),
     ]
     with pytest.raises(DeliveryNotFound):
-        await store.update_delivery_status("d" * 32, "delivered", utc_now(), [])
+        await store.update_delivery_status("d" * 32, "delivered", utc_now())
 
 
 # ---------------------------------------------------------------- outbox

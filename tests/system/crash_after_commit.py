@@ -16,11 +16,10 @@ import signal
 import sys
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from orderflow.agents.orders import place_order
+from orderflow.agents.placement import place_order
 from orderflow.models.documents import OrderLineRequest
 from orderflow.models.store import PlaceOrderResult, Store, open_store
+from orderflow.runtime import App
 
 
 class CrashAfterCommit:
@@ -42,9 +41,9 @@ class CrashAfterCommit:
 
 async def main(store_url: str, redis_url: str, item_id: str) -> None:
     store = await open_store(store_url)
-    redis = aioredis.Redis.from_url(redis_url)
+    publisher = App("api", broker=redis_url)
     lines = [OrderLineRequest(item_id=item_id, quantity=1)]
-    await place_order(CrashAfterCommit(store), redis, lines)
+    await place_order(CrashAfterCommit(store), publisher, lines)
     raise AssertionError("place_order returned: the crash did not happen")
 
 

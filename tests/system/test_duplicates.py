@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from orderflow.agents.orders import place_order
+from orderflow.agents.placement import place_order
 from orderflow.agents.topics import (
     DELIVERIES_STREAM,
     DELIVERY_STATUS_STREAM,
@@ -40,11 +40,9 @@ async def snapshot(redis: aioredis.Redis, store: Store, order_id: str) -> dict[s
 
 
 async def test_duplicate_events_have_no_second_effect(
-    services: list[App], store: Store, redis_client: aioredis.Redis
+    services: list[App], store: Store, redis_client: aioredis.Redis, publisher: App
 ) -> None:
-    result = await place_order(
-        store, redis_client, [OrderLineRequest(item_id="lasagne", quantity=1)]
-    )
+    result = await place_order(store, publisher, [OrderLineRequest(item_id="lasagne", quantity=1)])
     order_id = result.order.id
     await wait_delivered(store, order_id)
     await eventually(lambda: all_consumed(redis_client), timeout=30)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from orderflow.agents.orders import place_order
+from orderflow.agents.placement import place_order
 from orderflow.agents.services import create_service_apps
 from orderflow.agents.status_cache import read_latest_status, status_key
 from orderflow.agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
@@ -39,12 +39,12 @@ async def wait_delivered(store: Store, order_id: str) -> None:
 
 
 async def test_order_reaches_delivered_with_full_history(
-    services: list[App], store: Store, redis_client: aioredis.Redis
+    services: list[App], store: Store, redis_client: aioredis.Redis, publisher: App
 ) -> None:
     stock_before = {item.id: item.stock for item in await store.list_menu()}
     result = await place_order(
         store,
-        redis_client,
+        publisher,
         [
             OrderLineRequest(item_id="margherita", quantity=2),
             OrderLineRequest(item_id="tiramisu", quantity=1),
@@ -112,13 +112,11 @@ async def test_order_reaches_delivered_with_full_history(
 
 
 async def test_many_orders_all_reach_delivered(
-    services: list[App], store: Store, redis_client: aioredis.Redis
+    services: list[App], store: Store, redis_client: aioredis.Redis, publisher: App
 ) -> None:
     order_ids = [
         (
-            await place_order(
-                store, redis_client, [OrderLineRequest(item_id="diavola", quantity=1)]
-            )
+            await place_order(store, publisher, [OrderLineRequest(item_id="diavola", quantity=1)])
         ).order.id
         for _ in range(10)
     ]
@@ -133,7 +131,7 @@ async def test_many_orders_all_reach_delivered(
 
 
 async def test_random_delays_never_reorder_a_lifecycle(
-    redis_url: str, redis_client: aioredis.Redis, store: Store
+    redis_url: str, redis_client: aioredis.Redis, store: Store, publisher: App
 ) -> None:
     """Delays in [0, 50 ms]: each report is caused by the persisted previous status,
     so none overtakes its predecessor and every history is complete and in order."""
@@ -143,7 +141,7 @@ async def test_random_delays_never_reorder_a_lifecycle(
         order_ids = [
             (
                 await place_order(
-                    store, redis_client, [OrderLineRequest(item_id="sparkling-water", quantity=1)]
+                    store, publisher, [OrderLineRequest(item_id="sparkling-water", quantity=1)]
                 )
             ).order.id
             for _ in range(20)

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from orderflow.agents.orders import create_orders_app, order_created_messages, place_order
+from orderflow.agents.messages import order_created_messages
+from orderflow.agents.orders import create_orders_app
 from orderflow.agents.outbox import publish_outbox, relay_once
+from orderflow.agents.placement import place_order
 from orderflow.agents.topics import ORDERS_STREAM, SIMULATE_ORDER_STREAM, declare_topic
 from orderflow.models.documents import OrderLineRequest
 from orderflow.models.events import OrderCreated
@@ -61,7 +63,7 @@ async def run_crashing_api(store_url: str, redis_url: str) -> str:
 
 
 async def test_killed_between_commit_and_publish_the_relay_publishes_once(
-    store: Store, store_url: str, redis_url: str, redis_client: aioredis.Redis
+    store: Store, store_url: str, redis_url: str, redis_client: aioredis.Redis, publisher: App
 ) -> None:
     order_id = await run_crashing_api(store_url, redis_url)
 
@@ -82,8 +84,8 @@ async def test_killed_between_commit_and_publish_the_relay_publishes_once(
         await eventually(lambda: seen == [order_id], timeout=30)
         assert await store.outbox_pending(limit=100) == []
         # A second relay pass and a late publisher of the same messages add nothing.
-        assert await relay_once(redis_client, store, min_age_seconds=0) == 0
-        assert await publish_outbox(redis_client, store, pending) == 0
+        assert await relay_once(publisher, store, min_age_seconds=0) == 0
+        assert await publish_outbox(publisher, store, pending) == 0
         created = await envelopes_for_order(redis_client, ORDERS_STREAM, order_id)
         simulate = await envelopes_for_order(redis_client, SIMULATE_ORDER_STREAM, order_id)
         assert [e.event_type for e in created] == ["order.created.v1"]
@@ -96,10 +98,10 @@ async def test_killed_between_commit_and_publish_the_relay_publishes_once(
     assert seen == [order_id]
 
 
-async def test_place_order_publishes_at_once(store: Store, redis_client: aioredis.Redis) -> None:
-    result = await place_order(
-        store, redis_client, [OrderLineRequest(item_id="caprese", quantity=3)]
-    )
+async def test_place_order_publishes_at_once(
+    store: Store, redis_client: aioredis.Redis, publisher: App
+) -> None:
+    result = await place_order(store, publisher, [OrderLineRequest(item_id="caprese", quantity=3)])
     assert await store.outbox_pending(limit=100) == []
     created = await envelopes_for_order(redis_client, ORDERS_STREAM, result.order.id)
     assert len(created) == 1
@@ -111,42 +113,40 @@ async def test_place_order_publishes_at_once(store: Store, redis_client: aioredi
 
 
 async def test_publish_failure_leaves_the_order_to_the_relay(
-    store: Store, redis_client: aioredis.Redis
+    store: Store, redis_client: aioredis.Redis, dead_publisher: App, publisher: App
 ) -> None:
     """Redis unreachable after commit: the order is still placed; the relay publishes later."""
-    dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    try:
-        result = await place_order(store, dead, [OrderLineRequest(item_id="funghi", quantity=1)])
-    finally:
-        await dead.aclose()
+    result = await place_order(
+        store, dead_publisher, [OrderLineRequest(item_id="funghi", quantity=1)]
+    )
     assert result.order.status == "created"
     assert len(await store.outbox_pending(limit=100)) == 2
-    assert await relay_once(redis_client, store, min_age_seconds=0) == 2
+    assert await relay_once(publisher, store, min_age_seconds=0) == 2
     assert await store.outbox_pending(limit=100) == []
     created = await envelopes_for_order(redis_client, ORDERS_STREAM, result.order.id)
     assert len(created) == 1
 
 
 async def test_republishing_an_outbox_message_appends_it_once(
-    store: Store, redis_client: aioredis.Redis
+    store: Store, redis_client: aioredis.Redis, publisher: App
 ) -> None:
     order = (
-        await place_order(store, redis_client, [OrderLineRequest(item_id="lemonade", quantity=1)])
+        await place_order(store, publisher, [OrderLineRequest(item_id="lemonade", quantity=1)])
     ).order
     messages = order_created_messages(order, correlation_id="c0ffee")
-    assert await publish_outbox(redis_client, store, messages) == 2
-    assert await publish_outbox(redis_client, store, messages) == 0
-    assert await publish_outbox(redis_client, store, [*messages, *messages]) == 0
+    assert await publish_outbox(publisher, store, messages) == 2
+    assert await publish_outbox(publisher, store, messages) == 0
+    assert await publish_outbox(publisher, store, [*messages, *messages]) == 0
     ids = [e.event_id for e in await envelopes_for_order(redis_client, ORDERS_STREAM, order.id)]
     assert ids.count(messages[0].envelope.event_id) == 1
 
 
 async def test_a_replayed_order_publishes_nothing_more(
-    store: Store, redis_client: aioredis.Redis
+    store: Store, redis_client: aioredis.Redis, publisher: App
 ) -> None:
     lines = [OrderLineRequest(item_id="garlic-bread", quantity=2)]
-    first = await place_order(store, redis_client, lines, idempotency_key="k-1", request_hash="h")
-    again = await place_order(store, redis_client, lines, idempotency_key="k-1", request_hash="h")
+    first = await place_order(store, publisher, lines, idempotency_key="k-1", request_hash="h")
+    again = await place_order(store, publisher, lines, idempotency_key="k-1", request_hash="h")
     assert again.replayed and not first.replayed
     assert again.order.id == first.order.id
     assert again.outbox == []

@@ -8,12 +8,14 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from orderflow.agents.orders import create_orders_app, place_order
+from orderflow.agents.orders import create_orders_app
 from orderflow.agents.outbox_retention import OUTBOX_PRUNE_EVERY_SECONDS, OutboxPruner
+from orderflow.agents.placement import place_order
 from orderflow.agents.settings import Settings
 from orderflow.models.documents import OrderLineRequest
 from orderflow.models.store import Store
 from orderflow.models.store.sqlite import sqlite_path_from_url
+from orderflow.runtime import App
 from orderflow.runtime.testing import eventually, run_app
 
 
@@ -28,11 +30,13 @@ def outbox_ids(store_url: str) -> list[str]:
 
 async def place_unpublished_order(store: Store) -> list[str]:
     """An order whose publish failed (Redis unreachable): its outbox rows stay pending."""
-    dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    dead_publisher = App("dead-publisher", broker="redis://127.0.0.1:1/0")
     try:
-        result = await place_order(store, dead, [OrderLineRequest(item_id="funghi", quantity=1)])
+        result = await place_order(
+            store, dead_publisher, [OrderLineRequest(item_id="funghi", quantity=1)]
+        )
     finally:
-        await dead.aclose()
+        await dead_publisher.stop()
     return [m.id for m in result.outbox]
 
 
@@ -42,10 +46,10 @@ async def clock_passes(moment: float) -> None:
 
 
 async def test_the_relay_prunes_published_rows_and_keeps_pending_ones(
-    store: Store, store_url: str, redis_url: str, redis_client: aioredis.Redis
+    store: Store, store_url: str, redis_url: str, redis_client: aioredis.Redis, publisher: App
 ) -> None:
     published = await place_order(
-        store, redis_client, [OrderLineRequest(item_id="margherita", quantity=1)]
+        store, publisher, [OrderLineRequest(item_id="margherita", quantity=1)]
     )
     pending = await place_unpublished_order(store)
     assert outbox_ids(store_url) == [m.id for m in published.outbox] + pending
@@ -67,16 +71,16 @@ async def test_the_relay_prunes_published_rows_and_keeps_pending_ones(
 
 
 async def test_the_pruner_prunes_at_most_once_per_interval(
-    store: Store, store_url: str, redis_client: aioredis.Redis
+    store: Store, store_url: str, redis_client: aioredis.Redis, publisher: App
 ) -> None:
     now = [1000.0]
     pruner = OutboxPruner(0.0, clock=lambda: now[0])
     lines = [OrderLineRequest(item_id="caprese", quantity=1)]
-    first = await place_order(store, redis_client, lines)
+    first = await place_order(store, publisher, lines)
     await clock_passes(time.time())
     assert await pruner.maybe_prune(store) == len(first.outbox)  # the first call prunes
 
-    second = await place_order(store, redis_client, lines)
+    second = await place_order(store, publisher, lines)
     await clock_passes(time.time())
     now[0] += OUTBOX_PRUNE_EVERY_SECONDS - 1
     assert await pruner.maybe_prune(store) is None  # not due: nothing asked of the store

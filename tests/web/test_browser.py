@@ -260,7 +260,7 @@ def test_tracking_reconnects_after_the_gateway_restarts(
     async def confirm_in_store(order_id: str) -> None:
         store = await open_store(store_url)
         try:
-            assert await store.update_order_status(order_id, "confirmed", utc_now(), [])
+            assert (await store.update_order_status(order_id, "confirmed", utc_now())).changed
         finally:
             await store.close()
 

@@ -162,9 +162,12 @@ async def test_get_order_shows_history_and_delivery_and_replay_shows_creation(
     order_id = created.json()["id"]
 
     store = api.store
-    assert await store.update_order_status(order_id, "confirmed", "2030-01-01T00:00:01Z", [])
-    assert await store.update_order_status(order_id, "out_for_delivery", "2030-01-01T00:00:02Z", [])
-    delivery, made = await store.create_delivery(order_id, lambda _delivery: [])
+    assert (await store.update_order_status(order_id, "confirmed", "2030-01-01T00:00:01Z")).changed
+    assert (
+        await store.update_order_status(order_id, "out_for_delivery", "2030-01-01T00:00:02Z")
+    ).changed
+    result = await store.create_delivery(order_id)
+    delivery, made = result.delivery, result.created
     assert made
 
     fetched = (await api.client.get(f"{ORDERS}/{order_id}")).json()

@@ -140,8 +140,8 @@ async def test_snapshot_first_then_every_newer_change(
     order = await place_order(store)
     other = await place_order(store)
     # The store is ahead of the streams: the snapshot must carry it.
-    await store.update_order_status(order.id, "confirmed", utc_now(), [])
-    await store.update_order_status(order.id, "preparing", utc_now(), [])
+    await store.update_order_status(order.id, "confirmed", utc_now())
+    await store.update_order_status(order.id, "preparing", utc_now())
     delivery_id = uuid.uuid4().hex
 
     async with connect(tracking_url(gateway, order.id), open_timeout=RECEIVE_GUARD) as ws:
@@ -200,8 +200,9 @@ async def test_order_created_event_and_snapshot_with_delivery(
     gateway: ApiProcess, store: Store, redis_client: aioredis.Redis
 ) -> None:
     order = await place_order(store)
-    await store.update_order_status(order.id, "out_for_delivery", utc_now(), [])
-    delivery, created = await store.create_delivery(order.id, lambda d: [])
+    await store.update_order_status(order.id, "out_for_delivery", utc_now())
+    made = await store.create_delivery(order.id)
+    delivery, created = made.delivery, made.created
     assert created
 
     async with connect(tracking_url(gateway, order.id), open_timeout=RECEIVE_GUARD) as ws:

@@ -16,93 +16,25 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import cast
 
-from orderflow.agents.outbox import Cause, MessageRecorder, outbox_message, publish_outbox
+from orderflow.agents.messages import delivery_created_messages, delivery_status_messages
+from orderflow.agents.outbox import publish_outbox
 from orderflow.agents.settings import get_settings
 from orderflow.agents.store_provider import attach_store
 from orderflow.agents.topics import (
-    DELIVERIES_STREAM,
     DELIVERY_GROUP,
     DELIVERY_STATUS_STREAM,
-    ORDER_STATUS_STREAM,
     ORDERS_STREAM,
-    SIMULATE_DELIVERY_STREAM,
     declare_topic,
 )
-from orderflow.models.documents import Delivery, DeliveryStatus
 from orderflow.models.events import (
-    DeliveryCreated,
-    DeliverySimulate,
     DeliveryStatusReported,
-    DeliveryStatusUpdated,
-    OrderStatusReported,
     OrderStatusUpdated,
 )
-from orderflow.models.store import OutboxMessage, StatusTransition, Store
+from orderflow.models.store import Store
 from orderflow.runtime import App, Stream
 
 log = logging.getLogger(__name__)
-
-SOURCE = "delivery"
-
-
-def delivery_created_messages(delivery: Delivery, cause: Cause) -> list[OutboxMessage]:
-    """The outbox of a new delivery: announce it, and start its simulated lifecycle."""
-    created = outbox_message(
-        DELIVERIES_STREAM,
-        DeliveryCreated(
-            delivery_id=delivery.id, order_id=delivery.order_id, created_at=delivery.created_at
-        ),
-        source=SOURCE,
-        key=delivery.order_id,
-        correlation_id=cause.correlation_id,
-        causation_id=cause.event_id,
-    )
-    simulate = outbox_message(
-        SIMULATE_DELIVERY_STREAM,
-        DeliverySimulate(delivery_id=delivery.id, order_id=delivery.order_id, status="on_the_way"),
-        source=SOURCE,
-        key=delivery.id,
-        correlation_id=cause.correlation_id,
-        causation_id=created.envelope.event_id,
-    )
-    return [created, simulate]
-
-
-def delivery_status_messages(transition: StatusTransition, cause: Cause) -> list[OutboxMessage]:
-    """``delivery.status_updated.v1``, plus the order's ``delivered`` report when it is."""
-    status = cast(DeliveryStatus, transition.status)
-    messages = [
-        outbox_message(
-            DELIVERIES_STREAM,
-            DeliveryStatusUpdated(
-                delivery_id=transition.entity_id,
-                order_id=transition.order_id,
-                status=status,
-                at=transition.at,
-                previous=cast(DeliveryStatus, transition.previous),
-            ),
-            source=SOURCE,
-            key=transition.order_id,
-            correlation_id=cause.correlation_id,
-            causation_id=cause.event_id,
-        )
-    ]
-    if status == "delivered":
-        messages.append(
-            outbox_message(
-                ORDER_STATUS_STREAM,
-                OrderStatusReported(
-                    order_id=transition.order_id, status="delivered", at=transition.at
-                ),
-                source=SOURCE,
-                key=transition.order_id,
-                correlation_id=cause.correlation_id,
-                causation_id=cause.event_id,
-            )
-        )
-    return messages
 
 
 def create_delivery_app(*, broker: str | None = None, store: Store | None = None) -> App:
@@ -119,25 +51,28 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
             if update.status != "out_for_delivery":
                 continue
             current = await stores.get()
-            recorder = MessageRecorder(partial(delivery_created_messages, cause=event))
-            delivery, created = await current.create_delivery(update.order_id, recorder)
-            if created:
-                await publish_outbox(app.redis, current, recorder.messages)
-                log.info("order %s: delivery %s created", update.order_id, delivery.id)
+            result = await current.create_delivery(
+                update.order_id, partial(delivery_created_messages, cause=event)
+            )
+            if result.created:
+                await publish_outbox(app, current, result.outbox)
+                log.info("order %s: delivery %s created", update.order_id, result.delivery.id)
             else:
-                log.info("order %s already has delivery %s", update.order_id, delivery.id)
+                log.info("order %s already has delivery %s", update.order_id, result.delivery.id)
 
     @app.agent(delivery_status, group=DELIVERY_GROUP)
     async def persist_delivery_status(stream: Stream[DeliveryStatusReported]) -> None:
         async for event in stream.events():
             report = event.value
             current = await stores.get()
-            recorder = MessageRecorder(partial(delivery_status_messages, cause=event))
-            changed = await current.update_delivery_status(
-                report.delivery_id, report.status, report.at, recorder
+            change = await current.update_delivery_status(
+                report.delivery_id,
+                report.status,
+                report.at,
+                partial(delivery_status_messages, cause=event),
             )
-            if changed:
-                await publish_outbox(app.redis, current, recorder.messages)
+            if change.changed:
+                await publish_outbox(app, current, change.outbox)
                 log.info(
                     "delivery %s of order %s is now %s",
                     report.delivery_id,

@@ -1,32 +1,31 @@
 """Publishing the transactional outbox: the half of the outbox that talks to Redis.
 
 The store writes outgoing events in the same transaction as the business change
-(see :mod:`orderflow.models.store`). This module moves them to their streams afterwards:
-once right after the commit (:func:`publish_outbox`, called by the use case that
-committed) and again from a relay (:func:`relay_once`, a timer in the orders
-worker) for whatever a crash or a Redis outage left unpublished.
+(see :mod:`orderflow.models.store`) and returns the rows it wrote. This module moves
+them to their streams afterwards: once right after the commit (:func:`publish_outbox`,
+called by whoever committed) and again from a relay (:func:`relay_once`, a timer in
+the orders worker) for whatever a crash or a Redis outage left unpublished.
 
-Publishing is *exactly once per event id on the stream*: a Lua script sets a
-marker key ``orderflow:{<stream>}:published:<event_id>`` and appends the entry in
-one atomic step, so the relay re-publishing a message whose first publish
-succeeded just before a crash (or racing the API's own publish) adds nothing.
-Consumers dedupe by event id as well; the marker also keeps fan-out readers
-without a consumer group (the WebSocket gateway) from seeing a duplicate.
+Publishing goes through the runtime (``App.send_envelopes(..., once=True)``), so
+every stream's ``MAXLEN`` cap applies and each event id is appended *once per
+stream*: the relay re-publishing a message whose first publish succeeded just before
+a crash (or racing the API's own publish) adds nothing (see
+:mod:`orderflow.runtime.publish`). Consumers dedupe by event id as well; the
+once-only publish also keeps group-less readers (the WebSocket gateway) from seeing a
+duplicate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from itertools import chain
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
-from orderflow.agents.settings import get_settings
+from orderflow.agents.topics import STREAM_RECORDS
 from orderflow.models.store import OutboxMessage, Store
-from orderflow.runtime import Envelope, Record, keys
+from orderflow.runtime import App, Envelope, Record, Topic
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +38,6 @@ OUTBOX_ALREADY_PUBLISHED = Counter(
     "orderflow_outbox_already_published",
     "Outbox publishes skipped because the event id was already on its stream",
 )
-
-
-# KEYS[1] stream, KEYS[2] marker; ARGV[1] marker TTL s, ARGV[2] approximate maxlen
-# (0: no cap), ARGV[3..] flat field/value pairs of the envelope. Returns the entry id,
-# or false when this event id was already published.
-_PUBLISH_ONCE_LUA = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-  return false
-end
-if tonumber(ARGV[2]) > 0 then
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
-end
-return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-"""
-
-
-def published_marker_key(stream: str, event_id: str) -> str:
-    """Marker that ``event_id`` was appended to ``stream``.
-
-    Its hash tag is the stream's name, so marker and stream share a Cluster slot
-    (a key without braces hashes its whole name), as one Lua script needs.
-    """
-    return keys.stream_key(stream, f"published:{event_id}")
 
 
 class Cause(Protocol):
@@ -86,9 +62,8 @@ def outbox_message(
     """Wrap ``value`` in an envelope bound for ``stream``.
 
     Callers pass the correlation and causation ids explicitly (the ids of the
-    event being handled) because a store may build messages in a worker thread
-    where the context is not the handler's. The outbox id is the event id: one
-    row per event, easy to follow in logs.
+    event being handled) because a store may build messages in a worker thread.
+    The outbox id is the event id: one row per event, easy to follow in logs.
     """
     envelope = Envelope.new(
         value, source=source, key=key, correlation_id=correlation_id, causation_id=causation_id
@@ -96,56 +71,28 @@ def outbox_message(
     return OutboxMessage(id=envelope.event_id, stream=stream, envelope=envelope)
 
 
-T = TypeVar("T")
-
-
-class MessageRecorder(Generic[T]):
-    """Wraps an outbox-message factory handed to the store and keeps its last result.
-
-    Stores call the factory inside their transaction (only there is the new
-    order, delivery or ``previous`` status known) and may call it again when
-    they retry the transaction; the last call's messages are the committed ones,
-    which the caller then publishes.
-    """
-
-    def __init__(self, build: Callable[[T], Sequence[OutboxMessage]]) -> None:
-        self._build = build
-        self.messages: list[OutboxMessage] = []
-
-    def __call__(self, subject: T) -> list[OutboxMessage]:
-        self.messages = list(self._build(subject))
-        return self.messages
+def outbox_topic(app: App, stream: str) -> Topic[Any]:
+    """The app's topic for ``stream``: the one it declared (a consumer may accept a
+    subset of the stream's records; the envelope is published as is either way), or a
+    new declaration with every record the stream carries."""
+    return app.topics.get(stream) or app.topic(stream, value_type=STREAM_RECORDS[stream])
 
 
 async def publish_outbox(
-    redis: aioredis.Redis,
-    store: Store,
-    messages: Sequence[OutboxMessage],
-    *,
-    path: str = "direct",
+    app: App, store: Store, messages: Sequence[OutboxMessage], *, path: str = "direct"
 ) -> int:
-    """Append each message's envelope to its stream, then mark them published.
+    """Append each message's envelope to its stream (once per event id), then mark
+    them published.
 
-    Returns how many entries were newly appended (already-published event ids
-    are skipped). All messages go in one pipelined round trip. If Redis fails,
-    nothing is marked and the error propagates; the relay will retry. ``path``
-    labels the ``orderflow_outbox_published`` metric (``direct`` or ``relay``).
+    Returns how many entries were newly appended. All messages go in one pipelined
+    round trip. If Redis fails, nothing is marked and the error propagates; the relay
+    will retry. ``path`` labels the ``orderflow_outbox_published`` metric (``direct``
+    or ``relay``).
     """
     if not messages:
         return 0
-    settings = get_settings()
-    pipe = redis.pipeline(transaction=False)
-    for message in messages:
-        pipe.eval(
-            _PUBLISH_ONCE_LUA,
-            2,
-            message.stream,
-            published_marker_key(message.stream, message.envelope.event_id),
-            settings.dedupe_ttl_seconds,
-            settings.stream_maxlen,
-            *chain.from_iterable(message.envelope.to_fields().items()),
-        )
-    results = await pipe.execute()
+    items = [(outbox_topic(app, message.stream), message.envelope) for message in messages]
+    results = await app.send_envelopes(items, once=True)
     await store.mark_published([message.id for message in messages])
     appended = sum(1 for result in results if result)
     OUTBOX_PUBLISHED.labels(path).inc(appended)
@@ -155,21 +102,19 @@ async def publish_outbox(
     return appended
 
 
-async def relay_once(
-    redis: aioredis.Redis, store: Store, min_age_seconds: float, *, batch: int = 100
-) -> int:
+async def relay_once(app: App, store: Store, min_age_seconds: float, *, batch: int = 100) -> int:
     """Publish outbox messages left unpublished for at least ``min_age_seconds``.
 
     The age threshold keeps the relay out of the way of the normal path (the
-    API publishes right after commit); the marker makes a race harmless anyway.
-    Drains in batches of ``batch`` and returns how many messages were handled.
+    committer publishes right after commit); the once-only publish makes a race
+    harmless anyway. Drains in batches of ``batch``; returns how many were handled.
     """
     handled = 0
     while True:
         pending = await store.outbox_pending(limit=batch, min_age_seconds=min_age_seconds)
         if not pending:
             return handled
-        await publish_outbox(redis, store, pending, path="relay")
+        await publish_outbox(app, store, pending, path="relay")
         handled += len(pending)
         if len(pending) < batch:
             return handled

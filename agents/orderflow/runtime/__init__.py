@@ -24,11 +24,12 @@ from orderflow.runtime.app import App
 from orderflow.runtime.context import correlation, current_correlation_id
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.event import Event
+from orderflow.runtime.publish import publish_envelope
 from orderflow.runtime.records import DecodeError, Record, registry
 from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.settings import RuntimeSettings
 from orderflow.runtime.stream import Stream
-from orderflow.runtime.topic import Topic, publish_envelope
+from orderflow.runtime.topic import Topic
 
 __all__ = [
     "Agent",

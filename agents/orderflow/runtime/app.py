@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -24,7 +24,9 @@ from redis.exceptions import RedisError
 from orderflow.runtime import inspect as stream_inspect
 from orderflow.runtime.agent import Agent, AgentFun
 from orderflow.runtime.connection import connect_redis, default_consumer_name
+from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.event import Event
+from orderflow.runtime.publish import publish_envelopes
 from orderflow.runtime.records import Record
 from orderflow.runtime.scheduler import Scheduler
 from orderflow.runtime.settings import RuntimeSettings, get_runtime_settings
@@ -78,6 +80,10 @@ class App:
             [``scheduler_interval_seconds``].
         metrics_interval: seconds between polls of lag and pending counts
             [``metrics_interval_seconds``].
+        pool_size: at most this many connections in the app's shared pool; a caller
+            then waits (up to 10 s) for a free one instead of opening more (for a
+            process that publishes from many concurrent requests). Default: no cap.
+            Each consumer has a connection of its own besides.
         settings: where the defaults come from (default: the environment, read once).
     """
 
@@ -99,6 +105,7 @@ class App:
         stream_maxlen: int | None = None,
         scheduler_interval: float | None = None,
         metrics_interval: float | None = None,
+        pool_size: int | None = None,
         settings: RuntimeSettings | None = None,
     ) -> None:
         s = settings or get_runtime_settings()
@@ -118,6 +125,7 @@ class App:
         self.settings_maxlen: int | None = _pick(stream_maxlen, s.stream_maxlen) or None
         self.scheduler_interval: float = _pick(scheduler_interval, s.scheduler_interval_seconds)
         self.metrics_interval: float = _pick(metrics_interval, s.metrics_interval_seconds)
+        self.pool_size = pool_size
         self.topics: dict[str, Topic[Any]] = {}
         self.agents: list[Agent[Any]] = []
         self.timers: list[Timer] = []
@@ -254,11 +262,23 @@ class App:
 
     async def connect(self) -> Redis:
         if self._redis is None:
-            self._redis = connect_redis(self.url, block_ms=self.block_ms)
+            self._redis = connect_redis(self.url, block_ms=self.block_ms, pool_size=self.pool_size)
         return self._redis
 
     async def ensure_connected(self) -> Redis:
         return self._redis if self._redis is not None else await self.connect()
+
+    async def send_envelopes(
+        self, items: Sequence[tuple[Topic[Any], Envelope]], *, once: bool = False
+    ) -> list[str | None]:
+        """Publish prebuilt envelopes to their topics in one round trip, each capped at
+        its topic's maxlen. ``once=True``: an event id already appended to that stream
+        (within ``dedupe_ttl``) is not appended again (its result is ``None``)."""
+        redis = await self.ensure_connected()
+        publications = [(topic.name, envelope, topic.effective_maxlen) for topic, envelope in items]
+        return await publish_envelopes(
+            redis, publications, once_ttl=self.dedupe_ttl if once else None
+        )
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:

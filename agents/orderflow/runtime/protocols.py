@@ -43,6 +43,11 @@ class TopicOwner(Protocol):
     @property
     def settings_maxlen(self) -> int | None: ...
 
+    @property
+    def dedupe_ttl(self) -> int:
+        """How long a once-only publish remembers an event id (seconds)."""
+        ...
+
     async def ensure_connected(self) -> Redis: ...
 
 
@@ -62,6 +67,5 @@ class AgentHost(TopicOwner, Protocol):
     max_deliveries: int
     retry_base: float
     retry_cap: float
-    dedupe_ttl: int
 
     async def report_error(self, exc: BaseException, event: Any = None) -> None: ...

@@ -9,36 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from redis.asyncio import Redis
-
-from orderflow.runtime import keys, scheduler
+from orderflow.runtime import keys
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.protocols import TopicOwner
+from orderflow.runtime.publish import publish_envelope
 from orderflow.runtime.records import Record
 
 ValueType = type[Record] | tuple[type[Record], ...] | None
 T = TypeVar("T", bound=Record)
-
-
-async def publish_envelope(
-    redis: Redis,
-    stream: str,
-    envelope: Envelope,
-    *,
-    maxlen: int | None = None,
-    delay: float | None = None,
-) -> str | None:
-    """Append an envelope to ``stream`` (or park it ``delay`` seconds). Returns the entry id,
-    or ``None`` when delayed. Usable without an App (e.g. by the outbox relay)."""
-    fields = envelope.to_fields()
-    if delay is not None and delay > 0:
-        await scheduler.schedule(redis, stream, fields, delay, maxlen)
-        return None
-    if maxlen:
-        entry_id = await redis.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-    else:
-        entry_id = await redis.xadd(stream, fields)  # type: ignore[arg-type]
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
 class Topic(Generic[T]):
@@ -92,11 +70,24 @@ class Topic(Generic[T]):
         """Publish ``value``; returns the stream entry id, or ``None`` when ``delay`` was given."""
         return await self.send_envelope(self.envelope(value, key=key), delay=delay)
 
-    async def send_envelope(self, envelope: Envelope, *, delay: float | None = None) -> str | None:
-        """Publish a prebuilt envelope as is (the outbox relay re-publishes with the same id)."""
+    async def send_envelope(
+        self, envelope: Envelope, *, delay: float | None = None, once: bool = False
+    ) -> str | None:
+        """Publish a prebuilt envelope as is (same ``event_id``: a re-publish).
+
+        ``once=True`` appends it only if this event id was not appended to this stream
+        within the app's ``dedupe_ttl`` (see :mod:`orderflow.runtime.publish`); returns
+        ``None`` when it was. Not combinable with ``delay``."""
+        if once and delay:
+            raise ValueError("send_envelope(once=True) cannot be delayed")
         redis = await self.app.ensure_connected()
         return await publish_envelope(
-            redis, self.name, envelope, maxlen=self.effective_maxlen, delay=delay
+            redis,
+            self.name,
+            envelope,
+            maxlen=self.effective_maxlen,
+            delay=delay,
+            once_ttl=self.app.dedupe_ttl if once else None,
         )
 
     @property

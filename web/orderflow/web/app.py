@@ -4,7 +4,9 @@ One factory for every way the app runs — ``orderflow api`` (one process per
 Sanic worker calls it), ``orderflow demo`` and the tests — so they all serve
 the same thing. Connections are opened per worker process, in listeners
 (a Redis connection pool or a SQLite handle must not cross a fork), and are on
-``app.ctx.redis`` / ``app.ctx.store`` before the first request.
+``app.ctx.publisher`` (a runtime ``App`` that publishes the outbox of placed orders,
+never started as a worker), ``app.ctx.redis`` (its client) and ``app.ctx.store``
+before the first request.
 
 Roles pick what one process serves, so one image can be deployed as separate
 API and WebSocket-gateway Deployments:
@@ -20,11 +22,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import redis.asyncio as aioredis
 from sanic import Sanic
 
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.models.store import Store, open_store
+from orderflow.runtime import App
 from orderflow.web import access, correlation, cors, openapi, problems, tracking, ui
 from orderflow.web.metrics import mark_this_process_dead
 from orderflow.web.routes import health, menu, metrics, orders
@@ -40,13 +42,12 @@ async def _open_connections(app: Sanic) -> None:
         raise RuntimeError(
             "ORDERFLOW_REDIS_URL is not set: the API needs a Redis (or Valkey) server"
         )
-    # A blocking pool: under a burst of orders a request waits a moment for a
-    # connection instead of failing its publish (which the outbox relay would
+    # A bounded, blocking pool: under a burst of orders a request waits a moment for
+    # a connection instead of failing its publish (which the outbox relay would
     # then have to redo seconds later).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=200, timeout=10
-    )
-    app.ctx.redis = aioredis.Redis(connection_pool=pool)
+    publisher = App("api", broker=settings.redis_url, settings=settings, pool_size=200)
+    app.ctx.publisher = publisher
+    app.ctx.redis = await publisher.connect()
     app.ctx.store = await open_store(settings.store_url)
 
 
@@ -54,9 +55,9 @@ async def _close_connections(app: Sanic) -> None:
     store: Store | None = getattr(app.ctx, "store", None)
     if store is not None:
         await store.close()
-    client: aioredis.Redis | None = getattr(app.ctx, "redis", None)
-    if client is not None:
-        await client.aclose()
+    publisher: App | None = getattr(app.ctx, "publisher", None)
+    if publisher is not None:
+        await publisher.stop()  # never started: closes its connections
     mark_this_process_dead()
 
 

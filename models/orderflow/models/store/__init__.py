@@ -5,9 +5,12 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
 * ``place_order`` is one transaction: stock of every line is checked and
   decremented, the order is inserted and the outgoing events go to the outbox
   -- all or nothing. Concurrent buyers of the last items never oversell.
-* Status updates are monotonic: a stale or repeated status returns ``False``,
-  changes nothing and writes no outbox row.
+* Status updates are monotonic: a stale or repeated status returns
+  ``StatusChange(changed=False)``, changes nothing and writes no outbox row.
 * ``create_delivery`` is idempotent per order.
+* Every write that emits events returns the outbox rows it committed
+  (``.outbox`` of its result), for the caller to publish at once; rows a crash left
+  unpublished are found by ``outbox_pending`` (the relay).
 * An ``idempotency_key`` makes a retried ``place_order`` return the first
   order without reserving stock again.
 * ``prune_outbox`` deletes only rows published long enough ago, never pending ones.
@@ -73,22 +76,36 @@ class StatusTransition:
     at: str
 
 
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """What a status update did. ``changed`` is ``False`` for a stale or repeated status
+    (nothing written, ``outbox`` empty); otherwise ``outbox`` holds the rows committed."""
+
+    changed: bool
+    outbox: list[OutboxMessage] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What ``create_delivery`` did: ``created`` is ``False`` when the order already had
+    its delivery (returned as is, ``outbox`` empty)."""
+
+    delivery: Delivery
+    created: bool
+    outbox: list[OutboxMessage] = field(default_factory=list)
+
+
 OrderEvents: TypeAlias = Callable[[Order], Sequence[OutboxMessage]]
 DeliveryEvents: TypeAlias = Callable[[Delivery], Sequence[OutboxMessage]]
-TransitionEvents: TypeAlias = (
-    Sequence[OutboxMessage] | Callable[[StatusTransition], Sequence[OutboxMessage]]
-)
-"""Outbox messages for a status update: a list, or a factory that gets the transition
-(the store knows ``previous`` only inside its transaction)."""
+TransitionEvents: TypeAlias = Callable[[StatusTransition], Sequence[OutboxMessage]]
+"""Factories of outbox messages, called inside the transaction (only there are the new
+order, the new delivery or the ``previous`` status known). A store may call one more
+than once when it retries its transaction: it must only build messages."""
 
 
-def resolve_transition_events(
-    events: TransitionEvents, transition: StatusTransition
-) -> list[OutboxMessage]:
-    """Shared by adapters: call the factory if one was given."""
-    if callable(events):
-        return list(events(transition))
-    return list(events)
+def no_events(_subject: object) -> list[OutboxMessage]:
+    """The factory for a write that emits nothing (tools, tests)."""
+    return []
 
 
 # Shared by adapters: the parts of the contract that do not depend on the backend.
@@ -196,19 +213,23 @@ class Store(Protocol):
         """The order with its status history and its delivery (if any)."""
 
     async def update_order_status(
-        self, order_id: str, status: str, at: str, events: TransitionEvents
-    ) -> bool:
-        """Apply ``status`` if it is newer; ``False`` (no outbox rows) when stale/repeated.
+        self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
+        """Apply ``status`` if it is newer, with ``events(transition)`` in the outbox, in one
+        transaction. Stale or repeated: ``changed=False``, nothing written.
 
         Raises ``OrderNotFound``.
         """
 
-    async def create_delivery(self, order_id: str, events: DeliveryEvents) -> tuple[Delivery, bool]:
-        """Create the order's delivery once; ``(delivery, created)``. Raises ``OrderNotFound``."""
+    async def create_delivery(
+        self, order_id: str, events: DeliveryEvents = no_events
+    ) -> DeliveryResult:
+        """Create the order's delivery once, with ``events(delivery)`` in the outbox.
+        Raises ``OrderNotFound``."""
 
     async def update_delivery_status(
-        self, delivery_id: str, status: str, at: str, events: TransitionEvents
-    ) -> bool:
+        self, delivery_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
         """Like ``update_order_status`` for deliveries. Raises ``DeliveryNotFound``."""
 
     async def outbox_pending(
@@ -269,12 +290,14 @@ async def opened_store(url: str) -> AsyncIterator[Store]:
 __all__ = [
     "DeliveryEvents",
     "DeliveryNotFound",
+    "DeliveryResult",
     "IdempotencyKeyReused",
     "OrderEvents",
     "OrderNotFound",
     "OutOfStock",
     "OutboxMessage",
     "PlaceOrderResult",
+    "StatusChange",
     "StatusTransition",
     "Store",
     "StoreError",
@@ -284,9 +307,9 @@ __all__ = [
     "check_stock",
     "new_delivery",
     "new_order",
+    "no_events",
     "open_store",
     "opened_store",
     "out_of_stock",
-    "resolve_transition_events",
     "wanted_quantities",
 ]

@@ -56,15 +56,17 @@ from orderflow.models.documents import (
 )
 from orderflow.models.store import (
     DeliveryEvents,
+    DeliveryResult,
     OrderEvents,
     PlaceOrderResult,
+    StatusChange,
     StatusTransition,
     TransitionEvents,
     check_stock,
     new_delivery,
     new_order,
+    no_events,
     out_of_stock,
-    resolve_transition_events,
     wanted_quantities,
 )
 from orderflow.models.store.errors import (
@@ -385,11 +387,11 @@ class MongoStore:
         return _order(doc, delivery)
 
     async def update_order_status(
-        self, order_id: str, status: str, at: str, events: TransitionEvents
-    ) -> bool:
+        self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
         rank = order_status_rank(status)
 
-        async def callback(session: AsyncClientSession) -> bool:
+        async def callback(session: AsyncClientSession) -> StatusChange:
             before = await self.orders.find_one_and_update(
                 {"_id": order_id, "status_rank": {"$lt": rank}},
                 _status_update(status, rank, at),
@@ -399,7 +401,7 @@ class MongoStore:
             if before is None:
                 if await self.orders.count_documents({"_id": order_id}, session=session) == 0:
                     raise OrderNotFound(order_id)
-                return False
+                return StatusChange(changed=False)
             transition = StatusTransition(
                 entity_id=order_id,
                 order_id=order_id,
@@ -407,8 +409,9 @@ class MongoStore:
                 status=status,
                 at=at,
             )
-            await self._insert_outbox(resolve_transition_events(events, transition), session)
-            return True
+            outbox = list(events(transition))
+            await self._insert_outbox(outbox, session)
+            return StatusChange(changed=True, outbox=outbox)
 
         return await self._transaction(callback)
 
@@ -418,11 +421,13 @@ class MongoStore:
 
     # ------------------------------------------------------------ deliveries
 
-    async def create_delivery(self, order_id: str, events: DeliveryEvents) -> tuple[Delivery, bool]:
-        async def callback(session: AsyncClientSession) -> tuple[Delivery, bool]:
+    async def create_delivery(
+        self, order_id: str, events: DeliveryEvents = no_events
+    ) -> DeliveryResult:
+        async def callback(session: AsyncClientSession) -> DeliveryResult:
             existing = await self.deliveries.find_one({"order_id": order_id}, session=session)
             if existing is not None:
-                return _delivery(existing), False
+                return DeliveryResult(_delivery(existing), created=False)
             if await self.orders.count_documents({"_id": order_id}, session=session) == 0:
                 raise OrderNotFound(order_id)
             delivery = new_delivery(order_id)
@@ -439,8 +444,9 @@ class MongoStore:
                 },
                 session=session,
             )
-            await self._insert_outbox(list(events(delivery)), session)
-            return delivery, True
+            outbox = list(events(delivery))
+            await self._insert_outbox(outbox, session)
+            return DeliveryResult(delivery, created=True, outbox=outbox)
 
         try:
             return await self._transaction(callback)
@@ -449,14 +455,14 @@ class MongoStore:
             doc = await self.deliveries.find_one({"order_id": order_id})
             if doc is None:
                 raise
-            return _delivery(doc), False
+            return DeliveryResult(_delivery(doc), created=False)
 
     async def update_delivery_status(
-        self, delivery_id: str, status: str, at: str, events: TransitionEvents
-    ) -> bool:
+        self, delivery_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
         rank = delivery_status_rank(status)
 
-        async def callback(session: AsyncClientSession) -> bool:
+        async def callback(session: AsyncClientSession) -> StatusChange:
             before = await self.deliveries.find_one_and_update(
                 {"_id": delivery_id, "status_rank": {"$lt": rank}},
                 _status_update(status, rank, at),
@@ -465,7 +471,7 @@ class MongoStore:
             )
             if before is None:
                 if await self.deliveries.count_documents({"_id": delivery_id}, session=session):
-                    return False
+                    return StatusChange(changed=False)
                 raise DeliveryNotFound(delivery_id)
             transition = StatusTransition(
                 entity_id=delivery_id,
@@ -474,8 +480,9 @@ class MongoStore:
                 status=status,
                 at=at,
             )
-            await self._insert_outbox(resolve_transition_events(events, transition), session)
-            return True
+            outbox = list(events(transition))
+            await self._insert_outbox(outbox, session)
+            return StatusChange(changed=True, outbox=outbox)
 
         return await self._transaction(callback)
 

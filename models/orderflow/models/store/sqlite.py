@@ -52,15 +52,17 @@ from orderflow.models.documents import (
 )
 from orderflow.models.store import (
     DeliveryEvents,
+    DeliveryResult,
     OrderEvents,
     PlaceOrderResult,
+    StatusChange,
     StatusTransition,
     TransitionEvents,
     check_stock,
     new_delivery,
     new_order,
+    no_events,
     out_of_stock,
-    resolve_transition_events,
     wanted_quantities,
 )
 from orderflow.models.store.errors import (
@@ -491,22 +493,23 @@ class SqliteStore:
         return await self._read(lambda conn: _load_order(conn, order_id))
 
     async def update_order_status(
-        self, order_id: str, status: str, at: str, events: TransitionEvents
-    ) -> bool:
+        self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
         rank = order_status_rank(status)
 
-        def body(conn: sqlite3.Connection) -> bool:
+        def body(conn: sqlite3.Connection) -> StatusChange:
             row = conn.execute("SELECT status FROM orders WHERE id = ?", (order_id,)).fetchone()
             if row is None:
                 raise OrderNotFound(order_id)
             if rank <= order_status_rank(row["status"]):
-                return False
+                return StatusChange(changed=False)
             _set_status(conn, "orders", order_id, status, at)
             transition = StatusTransition(
                 entity_id=order_id, order_id=order_id, previous=row["status"], status=status, at=at
             )
-            _insert_outbox(conn, resolve_transition_events(events, transition))
-            return True
+            outbox = list(events(transition))
+            _insert_outbox(conn, outbox)
+            return StatusChange(changed=True, outbox=outbox)
 
         return await self._write(body)
 
@@ -525,15 +528,17 @@ class SqliteStore:
 
     # ------------------------------------------------------------ deliveries
 
-    async def create_delivery(self, order_id: str, events: DeliveryEvents) -> tuple[Delivery, bool]:
-        def body(conn: sqlite3.Connection) -> tuple[Delivery, bool]:
+    async def create_delivery(
+        self, order_id: str, events: DeliveryEvents = no_events
+    ) -> DeliveryResult:
+        def body(conn: sqlite3.Connection) -> DeliveryResult:
             row = conn.execute(
                 "SELECT id FROM deliveries WHERE order_id = ?", (order_id,)
             ).fetchone()
             if row is not None:
                 existing = _load_delivery(conn, "id", row["id"])
                 assert existing is not None
-                return existing, False
+                return DeliveryResult(existing, created=False)
             if conn.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone() is None:
                 raise OrderNotFound(order_id)
             delivery = new_delivery(order_id)
@@ -547,24 +552,25 @@ class SqliteStore:
                 "INSERT INTO delivery_history (delivery_id, seq, status, at) VALUES (?, 0, ?, ?)",
                 (delivery.id, delivery.status, now),
             )
-            _insert_outbox(conn, list(events(delivery)))
-            return delivery, True
+            outbox = list(events(delivery))
+            _insert_outbox(conn, outbox)
+            return DeliveryResult(delivery, created=True, outbox=outbox)
 
         return await self._write(body)
 
     async def update_delivery_status(
-        self, delivery_id: str, status: str, at: str, events: TransitionEvents
-    ) -> bool:
+        self, delivery_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
         rank = delivery_status_rank(status)
 
-        def body(conn: sqlite3.Connection) -> bool:
+        def body(conn: sqlite3.Connection) -> StatusChange:
             row = conn.execute(
                 "SELECT order_id, status FROM deliveries WHERE id = ?", (delivery_id,)
             ).fetchone()
             if row is None:
                 raise DeliveryNotFound(delivery_id)
             if rank <= delivery_status_rank(row["status"]):
-                return False
+                return StatusChange(changed=False)
             _set_status(conn, "deliveries", delivery_id, status, at)
             transition = StatusTransition(
                 entity_id=delivery_id,
@@ -573,8 +579,9 @@ class SqliteStore:
                 status=status,
                 at=at,
             )
-            _insert_outbox(conn, resolve_transition_events(events, transition))
-            return True
+            outbox = list(events(transition))
+            _insert_outbox(conn, outbox)
+            return StatusChange(changed=True, outbox=outbox)
 
         return await self._write(body)
 

@@ -5,7 +5,7 @@ Placing an order:
 1. the content type must be JSON (415 otherwise); Sanic already refused
    bodies over ``ORDERFLOW_MAX_BODY_BYTES`` (413);
 2. the body is validated strictly (400 not JSON, 422 not a valid order);
-3. ``orderflow.agents.orders.place_order`` runs the store transaction (stock, order,
+3. ``orderflow.agents.placement.place_order`` runs the store transaction (stock, order,
    outbox) and publishes the outbox; the store's refusals become 404 (unknown
    item), 409 (out of stock, naming the item and what is left) or 422 (an
    ``Idempotency-Key`` reused for a different body);
@@ -30,7 +30,7 @@ from sanic.response import json
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.types import String
 
-from orderflow.agents.orders import place_order
+from orderflow.agents.placement import place_order
 from orderflow.models.documents import Order, OrderLineRequest
 from orderflow.models.store import IdempotencyKeyReused, OutOfStock, StoreUnavailable, UnknownItem
 from orderflow.web.metrics import ORDERS_PLACED, ORDERS_REJECTED
@@ -139,7 +139,7 @@ async def create_order(request: Request) -> HTTPResponse:
     try:
         result = await place_order(
             request.app.ctx.store,
-            request.app.ctx.redis,
+            request.app.ctx.publisher,
             lines,
             idempotency_key=key,
             request_hash=body.request_hash() if key is not None else None,

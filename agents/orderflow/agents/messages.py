@@ -1,0 +1,134 @@
+"""What each state change writes to the outbox: the events of the ordering system.
+
+Built inside the store's transaction (only there are the new order, the new delivery
+or the ``previous`` status known), by the use case or the agent that makes the
+change. Kept apart from the worker modules so that importing them (the HTTP API does,
+to place orders) builds no worker ``App``.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from orderflow.agents.outbox import Cause, outbox_message
+from orderflow.agents.topics import (
+    DELIVERIES_STREAM,
+    ORDER_STATUS_STREAM,
+    ORDERS_STREAM,
+    SIMULATE_DELIVERY_STREAM,
+    SIMULATE_ORDER_STREAM,
+)
+from orderflow.models.documents import Delivery, DeliveryStatus, Order, OrderStatus
+from orderflow.models.events import (
+    DeliveryCreated,
+    DeliverySimulate,
+    DeliveryStatusUpdated,
+    OrderCreated,
+    OrderSimulate,
+    OrderStatusReported,
+    OrderStatusUpdated,
+)
+from orderflow.models.store import OutboxMessage, StatusTransition
+
+ORDERS_SOURCE = "orders"
+DELIVERY_SOURCE = "delivery"
+
+
+def order_created_messages(order: Order, correlation_id: str) -> list[OutboxMessage]:
+    """The outbox of a new order: announce it, and start its simulated lifecycle."""
+    created = outbox_message(
+        ORDERS_STREAM,
+        OrderCreated(
+            order_id=order.id, lines=order.lines, total=order.total, created_at=order.created_at
+        ),
+        source=ORDERS_SOURCE,
+        key=order.id,
+        correlation_id=correlation_id,
+    )
+    simulate = outbox_message(
+        SIMULATE_ORDER_STREAM,
+        OrderSimulate(order_id=order.id, status="confirmed"),
+        source=ORDERS_SOURCE,
+        key=order.id,
+        correlation_id=correlation_id,
+        causation_id=created.envelope.event_id,
+    )
+    return [created, simulate]
+
+
+def order_status_messages(transition: StatusTransition, cause: Cause) -> list[OutboxMessage]:
+    """``order.status_updated.v1``, built inside the store transaction (it knows ``previous``)."""
+    update = OrderStatusUpdated(
+        order_id=transition.order_id,
+        status=cast(OrderStatus, transition.status),
+        at=transition.at,
+        previous=cast(OrderStatus, transition.previous),
+    )
+    return [
+        outbox_message(
+            ORDERS_STREAM,
+            update,
+            source=ORDERS_SOURCE,
+            key=transition.order_id,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+        )
+    ]
+
+
+def delivery_created_messages(delivery: Delivery, cause: Cause) -> list[OutboxMessage]:
+    """The outbox of a new delivery: announce it, and start its simulated lifecycle."""
+    created = outbox_message(
+        DELIVERIES_STREAM,
+        DeliveryCreated(
+            delivery_id=delivery.id, order_id=delivery.order_id, created_at=delivery.created_at
+        ),
+        source=DELIVERY_SOURCE,
+        key=delivery.order_id,
+        correlation_id=cause.correlation_id,
+        causation_id=cause.event_id,
+    )
+    simulate = outbox_message(
+        SIMULATE_DELIVERY_STREAM,
+        DeliverySimulate(delivery_id=delivery.id, order_id=delivery.order_id, status="on_the_way"),
+        source=DELIVERY_SOURCE,
+        key=delivery.id,
+        correlation_id=cause.correlation_id,
+        causation_id=created.envelope.event_id,
+    )
+    return [created, simulate]
+
+
+def delivery_status_messages(transition: StatusTransition, cause: Cause) -> list[OutboxMessage]:
+    """``delivery.status_updated.v1``, plus the order's ``delivered`` report when it is."""
+    status = cast(DeliveryStatus, transition.status)
+    messages = [
+        outbox_message(
+            DELIVERIES_STREAM,
+            DeliveryStatusUpdated(
+                delivery_id=transition.entity_id,
+                order_id=transition.order_id,
+                status=status,
+                at=transition.at,
+                previous=cast(DeliveryStatus, transition.previous),
+            ),
+            source=DELIVERY_SOURCE,
+            key=transition.order_id,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+        )
+    ]
+    if status == "delivered":
+        messages.append(
+            outbox_message(
+                ORDER_STATUS_STREAM,
+                OrderStatusReported(
+                    order_id=transition.order_id, status="delivered", at=transition.at
+                ),
+                source=DELIVERY_SOURCE,
+                key=transition.order_id,
+                correlation_id=cause.correlation_id,
+                causation_id=cause.event_id,
+            )
+        )
+    return messages
