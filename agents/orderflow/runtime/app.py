@@ -11,7 +11,6 @@ last handler returned).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,9 +18,8 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from orderflow.runtime import inspect as stream_inspect
+from orderflow.runtime import lag
 from orderflow.runtime.agent import Agent, AgentFun
 from orderflow.runtime.connection import connect_redis, default_consumer_name
 from orderflow.runtime.envelope import Envelope
@@ -299,7 +297,12 @@ class App:
         )
         self._spawn(self.scheduler.run(self._stopping), "scheduler")
         if self.agents:
-            self._spawn(self._poll_group_metrics(), "metrics")
+            self._spawn(
+                lag.poll_group_metrics(
+                    lambda: self.redis, self.agents, self._stopping, self.metrics_interval
+                ),
+                "metrics",
+            )
         self.started = True
         log.info("app %s started: %d agent(s), %d timer(s), consumer %s", self.name,
                  len(self.agents), len(self.timers), self.consumer_name)  # fmt: skip
@@ -391,24 +394,6 @@ class App:
     ) -> None:
         await self.stop()
 
-    # ------------------------------------------------------------- metrics
-    async def _poll_group_metrics(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.update_group_metrics()
-            except (RedisError, OSError) as exc:
-                log.debug("metrics poll failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.metrics_interval)
-
     async def update_group_metrics(self) -> None:
-        """Consumer lag and pending count per agent (XINFO GROUPS)."""
-        for agent in self.agents:
-            groups = await stream_inspect.group_infos(
-                self.redis, agent.topic.name, pending_details=False
-            )
-            for info in groups:
-                if info.name == agent.group and agent.consumer is not None:
-                    agent.consumer.metrics.set_group_info(
-                        agent.topic.name, agent.group, info.lag, info.pending
-                    )
+        """Consumer lag and pending count per agent (XINFO GROUPS), for the metrics."""
+        await lag.update_group_metrics(self.redis, self.agents)

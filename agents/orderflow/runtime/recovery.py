@@ -22,18 +22,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow.runtime.batch import Batch
-from orderflow.runtime.decoding import stream_entries
+from orderflow.runtime.decoding import Decoded, EntryDecoder, stream_entries
+from orderflow.runtime.dedupe import DedupeMarks
+from orderflow.runtime.failures import FailurePolicy
 from orderflow.runtime.scripts import LuaScript
-
-if TYPE_CHECKING:
-    from orderflow.runtime.consumer import Consumer
 
 log = logging.getLogger("orderflow.consumer")
 
@@ -60,10 +60,34 @@ return deleted
 )
 
 
+class RecoveringConsumer(Protocol):
+    """What the recovery round trip needs of its consumer (:class:`Consumer` has it)."""
+
+    redis: Redis
+    stream: str
+    group: str
+    name: str
+    agent: str
+    read_count: int
+    dedupe: DedupeMarks
+    decoder: EntryDecoder
+    failures: FailurePolicy
+
+    def queue_flush(self, pipe: Any) -> tuple[int, int]: ...
+
+    def after_flush(self, done: int, ack_only: int) -> None: ...
+
+    def busy_entry_ids(self) -> set[bytes]: ...
+
+    async def settle(self, decoded: Decoded, seen: set[bytes]) -> Batch: ...
+
+
 class Recovery:
     """The drain/claim state of one consumer and its recovery round trip."""
 
-    def __init__(self, consumer: Consumer, *, claim_idle_ms: int, claim_interval: float) -> None:
+    def __init__(
+        self, consumer: RecoveringConsumer, *, claim_idle_ms: int, claim_interval: float
+    ) -> None:
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
         self.claim_interval = claim_interval
