@@ -12,6 +12,9 @@ asserted are the counts, which must hold on any machine:
 * naive control: only that its figures are consistent with each other (whether
   a given small run oversells depends on scheduling);
 * latency: every order reached ``delivered`` and the percentiles are ordered;
+* throughput: every contestant (FastStream's batch mode included) received every
+  event, its consumer group delivered all of them and holds none unacked, and the
+  JSON has every documented key;
 * locustfile: a short headless run against a private stack has no failures;
 * ``--store mongodb`` without ``ORDERFLOW_MONGO_URL`` fails with a message naming it.
 """
@@ -46,6 +49,33 @@ OVERSELL_KEYS = {
     "elapsed_s",
     "throughput_rps",
 }
+THROUGHPUT_CONTESTANTS = (
+    "raw",
+    "raw_dedupe",
+    "runtime",
+    "faststream",
+    "faststream_batch",
+    "walrus",
+)
+THROUGHPUT_KEYS = {
+    "events",
+    "raw_eps",
+    "runtime_eps",
+    "faststream_eps",
+    "faststream_batch_eps",
+    "walrus_eps",
+    "raw_dedupe_eps",
+    "runtime_vs_raw",
+    "runtime_vs_faststream",
+    "runtime_vs_faststream_batch",
+    "runtime_vs_raw_dedupe",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "server_cpu_seconds",
+    "median_eps",
+    "consumed",
+    "rounds",
+}
 LATENCY_KEYS = {
     "orders",
     "first_update_p50_ms",
@@ -78,7 +108,7 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
     return result
 
 
-@pytest.mark.parametrize("script", ["oversell.py", "latency.py", "naive_api.py"])
+@pytest.mark.parametrize("script", ["oversell.py", "latency.py", "naive_api.py", "throughput.py"])
 def test_help_describes_the_command(script: str) -> None:
     completed = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"],
@@ -150,6 +180,24 @@ def test_latency_reports_ordered_percentiles() -> None:
     # Each order's first update comes before (or is) its delivered update.
     assert result["first_update_p50_ms"] <= result["delivered_p50_ms"]
     assert result["first_update_p99_ms"] <= result["delivered_p99_ms"]
+
+
+def test_throughput_contestants_consume_every_event() -> None:
+    events = 1000
+    result = run_benchmark(
+        "throughput.py", "--events", str(events), "--repeat", "2", "--latency-events", "20"
+    )
+    assert set(result) >= THROUGHPUT_KEYS
+    assert (result["events"], result["rounds"]) == (events, 2)
+    # Each run: the contestant's own count, and its group's (XINFO GROUPS) delivered
+    # entries and unacked remainder. FastStream's batch mode must ack its batches too.
+    exactly_once = {"received": events, "delivered": events, "pending": 0}
+    assert set(result["consumed"]) == set(THROUGHPUT_CONTESTANTS)
+    for label in THROUGHPUT_CONTESTANTS:
+        assert result["consumed"][label] == [exactly_once, exactly_once], label
+        assert isinstance(result[f"{label}_eps"], float), label  # a rate, never checked
+    for key in ("runtime_vs_raw", "runtime_vs_faststream", "runtime_vs_faststream_batch"):
+        assert isinstance(result[key], float), key
 
 
 async def test_locustfile_runs_headless_without_failures() -> None:
