@@ -25,6 +25,7 @@ from orderflow.runtime import inspect as stream_inspect
 from orderflow.runtime.agent import Agent, AgentFun
 from orderflow.runtime.connection import connect_redis, default_consumer_name
 from orderflow.runtime.event import Event
+from orderflow.runtime.follow import Follower
 from orderflow.runtime.records import Record
 from orderflow.runtime.scheduler import Scheduler
 from orderflow.runtime.settings import RuntimeSettings, get_runtime_settings
@@ -193,6 +194,12 @@ class App:
             return agent
 
         return decorate
+
+    def follow(self, topic: Topic[T], *, start: str = "$") -> Follower[T]:
+        """A group-less reader: ``async for event in app.follow(topic)`` sees every entry
+        after ``start`` (``"$"``: the last one when it first reads), whoever else reads the
+        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`). Needs no start()."""
+        return Follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms)
 
     def timer(
         self, seconds: float, *, run_at_start: bool = False, name: str | None = None
