@@ -24,6 +24,7 @@ from orderflow.runtime.app import App
 from orderflow.runtime.context import correlation, current_correlation_id
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.event import Event
+from orderflow.runtime.follow import Follower
 from orderflow.runtime.publish import publish_envelope
 from orderflow.runtime.records import DecodeError, Record, registry
 from orderflow.runtime.retry import RetryPolicy
@@ -37,6 +38,7 @@ __all__ = [
     "DecodeError",
     "Envelope",
     "Event",
+    "Follower",
     "Record",
     "RetryPolicy",
     "RuntimeSettings",

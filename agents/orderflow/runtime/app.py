@@ -23,7 +23,8 @@ from orderflow.runtime import lag
 from orderflow.runtime.agent import Agent, AgentFun
 from orderflow.runtime.connection import connect_redis, default_consumer_name
 from orderflow.runtime.envelope import Envelope
-from orderflow.runtime.event import Event
+from orderflow.runtime.follow import Follower
+from orderflow.runtime.hooks import Hooks
 from orderflow.runtime.publish import publish_envelopes
 from orderflow.runtime.records import Record
 from orderflow.runtime.scheduler import Scheduler
@@ -35,17 +36,13 @@ log = logging.getLogger("orderflow.app")
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T", bound=Record)
-Hook = Callable[[], Awaitable[Any]]
-ErrorHook = Callable[[BaseException, Event[Any] | None], Awaitable[Any]]
-H = TypeVar("H", bound=Hook)
-EH = TypeVar("EH", bound=ErrorHook)
 
 
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-class App:
+class App(Hooks):
     """One service: its topics, agents, timers and lifecycle hooks.
 
     Every keyword option defaults to the field of :class:`RuntimeSettings` named in
@@ -127,9 +124,7 @@ class App:
         self.topics: dict[str, Topic[Any]] = {}
         self.agents: list[Agent[Any]] = []
         self.timers: list[Timer] = []
-        self.startup_hooks: list[Hook] = []
-        self.shutdown_hooks: list[Hook] = []
-        self.error_hooks: list[ErrorHook] = []
+        Hooks.__init__(self)
         self._redis: Redis | None = None
         self._stopping = asyncio.Event()
         self._stop_requested = False
@@ -200,6 +195,12 @@ class App:
 
         return decorate
 
+    def follow(self, topic: Topic[T], *, start: str = "$") -> Follower[T]:
+        """A group-less reader: ``async for event in app.follow(topic)`` sees every entry
+        after ``start`` (``"$"``: the last one when it first reads), whoever else reads the
+        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`). Needs no start()."""
+        return Follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms)
+
     def timer(
         self, seconds: float, *, run_at_start: bool = False, name: str | None = None
     ) -> Callable[[F], F]:
@@ -214,35 +215,6 @@ class App:
             return fun
 
         return decorate
-
-    # --------------------------------------------------------------- hooks
-    def on_startup(self, fun: H) -> H:
-        """Decorator: ``await fun()`` after connecting, before any agent or timer starts.
-        Hooks run in declaration order; one that raises makes ``start()`` fail (fail fast:
-        a worker whose store is unreachable should not consume)."""
-        self.startup_hooks.append(fun)
-        return fun
-
-    def on_shutdown(self, fun: H) -> H:
-        """Decorator: ``await fun()`` after every agent and timer has stopped, in reverse
-        declaration order. Every hook runs even if an earlier one raised."""
-        self.shutdown_hooks.append(fun)
-        return fun
-
-    def on_error(self, fun: EH) -> EH:
-        """Decorator: ``await fun(exc, event)`` when a handler raises on ``event`` (before
-        it is retried or dead-lettered) or a timer raises (``event`` is ``None``). For
-        reporting (e.g. an error tracker); the runtime's own policy still applies."""
-        self.error_hooks.append(fun)
-        return fun
-
-    async def report_error(self, exc: BaseException, event: Event[Any] | None = None) -> None:
-        """Call the ``on_error`` hooks; a hook that raises is logged, never propagated."""
-        for hook in self.error_hooks:
-            try:
-                await hook(exc, event)
-            except Exception:
-                log.exception("app %s: on_error hook %r failed", self.name, hook)
 
     # ---------------------------------------------------------- connection
     @property
@@ -283,8 +255,7 @@ class App:
         if self.started:
             return
         await self.connect()
-        for hook in self.startup_hooks:
-            await hook()
+        await self.run_startup_hooks()
         self._stopping = asyncio.Event()
         for agent in self.agents:
             await agent.start()
@@ -317,7 +288,7 @@ class App:
         if self.started:
             await self._stop_running()
         try:
-            await self._run_shutdown_hooks()
+            await self.run_shutdown_hooks()
         finally:
             if self._redis is not None:
                 await self._redis.aclose()
@@ -341,13 +312,6 @@ class App:
         self._background = []
         self.started = False
         log.info("app %s stopped", self.name)
-
-    async def _run_shutdown_hooks(self) -> None:
-        for hook in reversed(self.shutdown_hooks):
-            try:
-                await hook()
-            except Exception:
-                log.exception("app %s: on_shutdown hook %r failed", self.name, hook)
 
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`request_stop`), then stop gracefully.

@@ -1,19 +1,22 @@
 """Fan-out of order and delivery updates to the WebSocket clients of one process.
 
-Why a plain ``XREAD`` and not a consumer group: with a shared group, Redis hands
-each entry to ONE consumer, so a client connected to gateway replica B would
-miss the updates that replica A happened to read. Here every gateway process
-reads ``orders-stream`` and ``deliveries-stream`` in full with its own cursor
-and forwards each update to the sockets of this process that track that order.
+Why no consumer group: with a shared group, Redis hands each entry to ONE consumer,
+so a client connected to gateway replica B would miss the updates that replica A
+happened to read. Here every gateway process follows ``orders-stream`` and
+``deliveries-stream`` in full with the runtime's group-less reader
+(:meth:`App.follow <orderflow.runtime.App.follow>`: plain ``XREAD BLOCK``, its own
+cursor and connection, reconnects with back-off) and forwards each update to the
+sockets of this process that track that order.
 
-One reader task per process, whatever the number of sockets: a socket only owns
-an in-memory queue (:class:`Subscription`), so 10,000 open sockets cost 10,000
-queues and still one Redis read loop.
+One follower task per stream and process, whatever the number of sockets: a socket
+only owns an in-memory queue (:class:`Subscription`), so 10,000 open sockets cost
+10,000 queues and still two Redis reads. One follower per stream, not one read of
+both, because Redis Cluster keeps the two streams on different slots.
 
-The cursor starts at the streams' current last entry (the concrete id behind
-``$``, resolved once at start) and then follows the ids it has read, so nothing
-is skipped between two ``XREAD`` calls or across a Redis reconnect (as long as
-the stream was not trimmed past the cursor in the meantime).
+Updates are held for ``reorder_window`` seconds (5 ms) before they are handed out,
+and what arrived together from both streams goes out in entry-time order: the two
+followers wake up separately, so without it an order's update could overtake the
+delivery update written just before it.
 """
 
 from __future__ import annotations
@@ -21,29 +24,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from orderflow.agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
+from orderflow.agents.topics import DELIVERIES_STREAM, ORDERS_STREAM, declare_topic
 from orderflow.models.events import (
     DeliveryCreated,
     DeliveryStatusUpdated,
     OrderCreated,
     OrderStatusUpdated,
 )
-from orderflow.runtime.envelope import Envelope
-from orderflow.runtime.records import registry
-from orderflow.runtime.wire import text
+from orderflow.runtime import App, Follower, Record
 
 log = logging.getLogger(__name__)
 
 TRACKED_STREAMS: tuple[str, ...] = (ORDERS_STREAM, DELIVERIES_STREAM)
-START_OF_STREAM = "0-0"
+REORDER_WINDOW = 0.005  # seconds an update waits, so an older one of the other stream can pass
+
+U = TypeVar("U")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +68,12 @@ class DeliveryUpdate:
 Update = OrderUpdate | DeliveryUpdate
 
 
-def decode_update(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> Update | None:
-    """Turn one stream entry into an update, or ``None`` when it is not a tracked event.
+def update_from(value: Record) -> Update | None:
+    """The update a tracking event carries, or ``None`` for any other record.
 
-    Entries are decoded with the runtime's envelope and record registry, so a
-    malformed or unknown entry is skipped instead of reaching a browser.
+    The followers already decoded and validated the entry with the runtime's record
+    registry; what is not one of the four tracking events never reaches a browser.
     """
-    envelope = Envelope.from_fields(fields)
-    value = registry.decode(envelope)
     if isinstance(value, OrderCreated):
         return OrderUpdate(value.order_id, value.status, value.created_at)
     if isinstance(value, OrderStatusUpdated):
@@ -126,29 +123,33 @@ class Subscription:
 
 
 class TrackingHub:
-    """One reader of the tracked streams per process, dispatching to subscriptions."""
+    """This process's followers of the tracked streams, dispatching to subscriptions.
+
+    ``app`` is a follower-only App (never started: following needs only its
+    connection); the hub declares each stream on it with the records the ordering
+    system publishes there (:func:`declare_topic`), so anything else on the streams is
+    skipped by the followers. A hub runs once: after :meth:`stop` it is done.
+    """
 
     def __init__(
         self,
+        app: App,
         streams: Sequence[str] = TRACKED_STREAMS,
         *,
-        block_ms: int = 1000,
-        read_count: int = 500,
         queue_limit: int = 1000,
-        backoff_base: float = 0.1,
-        backoff_cap: float = 5.0,
+        reorder_window: float = REORDER_WINDOW,
     ) -> None:
-        self.streams = tuple(streams)
-        self.block_ms = block_ms
-        self.read_count = read_count
+        self.app = app
         self.queue_limit = queue_limit
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.reorder_window = reorder_window
+        self._followers: list[Follower[Any]] = [
+            app.follow(declare_topic(app, stream)) for stream in streams
+        ]
         self._subscriptions: dict[str, set[Subscription]] = {}
-        self._cursor: dict[str, str] = {}
-        self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._held: list[tuple[bytes, Update]] = []
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
 
     # -- subscriptions -------------------------------------------------------
 
@@ -183,125 +184,82 @@ class TrackingHub:
 
     @property
     def ready(self) -> bool:
-        """True once the cursor is fixed: updates from then on will be delivered."""
-        return self._ready.is_set()
+        """True once every follower's cursor is fixed: updates from then on are delivered."""
+        return all(follower.ready for follower in self._followers)
 
     async def wait_ready(self, within: float) -> bool:
-        """Wait up to ``within`` seconds for the cursor; False if Redis is still unreachable."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), within)
-        return self._ready.is_set()
+        """Wait up to ``within`` seconds for the cursors; False if Redis is still unreachable."""
+        deadline = asyncio.get_running_loop().time() + within
+        for follower in self._followers:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            if not await follower.wait_ready(left):
+                return False
+        return True
 
-    def start(self, redis: aioredis.Redis) -> None:
-        """Run the reader on ``redis``: best a client of its own (see :func:`reader_client`)."""
-        if self._task is None or self._task.done():
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(redis), name="orderflow-tracking-fanout")
+    def start(self) -> None:
+        """Start one task per followed stream (it resolves its cursor, then reads)."""
+        if self._stopped:
+            raise RuntimeError("a stopped TrackingHub cannot be started again")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._follow(f), name=f"orderflow-tracking:{f.stream}")
+                for f in self._followers
+            ]
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Cancel the reader and wait up to ``grace`` seconds for it to end.
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop the followers (at once, also mid-read) and close their connections.
 
-        A stop flag backs up ``Task.cancel``: a cancellation that lands inside
-        the Redis client while it reconnects is not always propagated, and
-        then the loop still ends after its current read (``block_ms``). A
-        server shutdown never hangs on the reader: after ``grace`` it is
-        abandoned with a warning.
+        ``grace`` only bounds the wait for their tasks: a server shutdown never hangs
+        on the fan-out; a task still running after it is cancelled with a warning.
         """
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True
-        task.cancel()
-        grace = self.block_ms / 1000 + 2.0 if grace is None else grace
-        done, _ = await asyncio.wait({task}, timeout=grace)
-        if not done:
-            log.warning("tracking fan-out reader did not stop within %.1fs; abandoning it", grace)
-        elif not task.cancelled() and task.exception() is not None:
-            log.warning("tracking fan-out reader ended with %r", task.exception())
+        self._stopped = True
+        for follower in self._followers:
+            follower.stop()
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                log.warning("tracking fan-out %s did not stop within %.1fs", task.get_name(), grace)
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("tracking fan-out %s ended with %r", task.get_name(),
+                                task.exception())  # fmt: skip
+        for follower in self._followers:
+            await follower.aclose()
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        self._held.clear()
 
-    # -- the read loop -------------------------------------------------------
+    # -- reading -------------------------------------------------------------
 
-    async def _run(self, redis: aioredis.Redis) -> None:
-        delay = self.backoff_base
-        while not self._stopping:
-            try:
-                if not self._ready.is_set():
-                    await self._fix_cursor(redis)
-                    self._ready.set()
-                cursor: dict[Any, Any] = dict(self._cursor)
-                response = await redis.xread(cursor, count=self.read_count, block=self.block_ms)
-                delay = self.backoff_base
-                self._handle(in_time_order(_iter_entries(response)))
-            except asyncio.CancelledError:
-                raise
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("tracking fan-out lost Redis (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_cap)
-            except Exception:
-                log.exception("tracking fan-out read failed; retrying in %.2fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_cap)
-
-    async def _fix_cursor(self, redis: aioredis.Redis) -> None:
-        """Resolve ``$`` to a concrete id per stream, so no update falls between reads."""
-        for stream in self.streams:
-            last = await redis.xrevrange(stream, "+", "-", count=1)
-            last_id = last[0][0] if last else None
-            self._cursor[stream] = text(last_id) if last_id is not None else START_OF_STREAM
-
-    def _handle(self, entries: Iterable[tuple[str, str, Mapping[bytes, bytes]]]) -> None:
-        for stream, entry_id, fields in entries:
-            self._cursor[stream] = entry_id
-            try:
-                update = decode_update(fields)
-            except Exception as exc:  # a foreign or malformed entry must not stop the loop
-                log.debug("tracking fan-out skipped %s %s: %s", stream, entry_id, exc)
-                continue
+    async def _follow(self, follower: Follower[Any]) -> None:
+        async for event in follower:  # never raises: the follower reconnects by itself
+            update = update_from(event.value)
             if update is not None:
-                self.dispatch(update)
+                self._hold(event.entry_id, update)
+
+    def _hold(self, entry_id: bytes, update: Update) -> None:
+        """Queue ``update``; the first one held schedules the hand-out (see the module)."""
+        self._held.append((entry_id, update))
+        if self._flush_at is None:
+            loop = asyncio.get_running_loop()
+            self._flush_at = loop.call_later(self.reorder_window, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        held, self._held = self._held, []
+        for _, update in in_time_order(held):
+            self.dispatch(update)
 
 
-def reader_client(url: str, block_ms: int = 1000) -> aioredis.Redis:
-    """A Redis client of the reader's own, with timeouts that bound every wait.
+def in_time_order(held: Iterable[tuple[bytes, U]]) -> list[tuple[bytes, U]]:
+    """Updates of both streams, interleaved by entry time.
 
-    Its own pool keeps the long ``XREAD BLOCK`` away from the request
-    handlers' connections; the socket timeout (block time + 10 s) turns a
-    silently dead connection into an error the loop recovers from.
+    Entry ids start with the server's clock in milliseconds, so a stable sort on that
+    part puts an order's and its delivery's events back in publication order across
+    streams (within one millisecond the per-stream order is kept, which is all Redis
+    can tell).
     """
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=block_ms / 1000 + 10.0,
-        socket_connect_timeout=5.0,
-    )
-
-
-def in_time_order(
-    entries: Iterable[tuple[str, str, Mapping[bytes, bytes]]],
-) -> list[tuple[str, str, Mapping[bytes, bytes]]]:
-    """One XREAD batch, with the streams interleaved by entry time.
-
-    XREAD returns a batch grouped by stream (all of orders-stream, then all of
-    deliveries-stream). Entry ids start with the server's clock in
-    milliseconds, so a stable sort on that part puts an order's and its
-    delivery's events back in publication order across streams (within one
-    millisecond the per-stream order is kept, which is all Redis can tell).
-    """
-    return sorted(entries, key=lambda entry: int(entry[1].split("-", 1)[0]))
-
-
-def _iter_entries(response: Any) -> Iterator[tuple[str, str, Mapping[bytes, bytes]]]:
-    """Flatten an XREAD reply (RESP2 list or RESP3 map) to (stream, id, fields)."""
-    if not response:
-        return
-    # RESP2: [[stream, [(id, fields), ...]], ...]; RESP3: {stream: [[(id, fields), ...]]};
-    # redis-py's unified shape: {stream: [(id, fields), ...]}.
-    pairs = response.items() if isinstance(response, dict) else response
-    for stream, entries in pairs:
-        stream_name = text(stream)
-        if entries and isinstance(entries[0], list):
-            entries = entries[0]
-        for entry_id, fields in entries or ():
-            if entry_id is not None and fields is not None:  # None: entry deleted meanwhile
-                yield stream_name, text(entry_id), fields
+    return sorted(held, key=lambda entry: int(entry[0].split(b"-", 1)[0]))

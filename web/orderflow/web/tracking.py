@@ -24,7 +24,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from sanic import Request, Sanic
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.protocol import State
@@ -32,14 +31,8 @@ from websockets.protocol import State
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.agents.status_cache import read_latest_status
 from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUSES, Order
-from orderflow.web.fanout import (
-    DeliveryUpdate,
-    OrderUpdate,
-    Subscription,
-    TrackingHub,
-    Update,
-    reader_client,
-)
+from orderflow.runtime import App
+from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
 from orderflow.web.metrics import WEBSOCKET_CONNECTIONS
 from orderflow.web.ui import exclude_from_openapi
 from orderflow.web.validation import is_plausible_order_id
@@ -286,24 +279,24 @@ def _settings(app: Sanic) -> Settings:
 
 
 async def _start_hub(app: Sanic) -> None:
-    hub = TrackingHub()
+    """The fan-out of this process: a follower-only App (never started as a worker:
+    its followers need only its connection) and the hub that follows the streams."""
+    settings = _settings(app)
+    gateway = App("gateway", broker=settings.redis_url, settings=settings)
+    hub = TrackingHub(gateway)
     app.ctx.tracking_hub = hub
-    url = _settings(app).redis_url
-    if not url:
+    if not settings.redis_url:
         log.error("ORDERFLOW_REDIS_URL is not set: order tracking cannot read the streams")
         return
-    app.ctx.tracking_redis = reader_client(url, hub.block_ms)
-    hub.start(app.ctx.tracking_redis)
+    hub.start()
 
 
 async def _stop_hub(app: Sanic) -> None:
     hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
     if hub is not None:
         await hub.stop()
-    client: aioredis.Redis | None = getattr(app.ctx, "tracking_redis", None)
-    if client is not None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.aclose(), 2.0)
+            await asyncio.wait_for(hub.app.stop(), 2.0)
 
 
 def register(app: Sanic) -> None:

@@ -1,0 +1,228 @@
+"""Group-less reading of one stream: ``follower = app.follow(topic)``.
+
+Why a second way to read: a consumer group hands each entry to ONE consumer of the
+group, which is right for work (an order is confirmed once) and wrong for fan-out
+(a WebSocket gateway must push every update to its own clients, on every replica).
+A :class:`Follower` reads with plain ``XREAD BLOCK``: no group, no acks, no pending
+list, so every follower of a stream sees every entry, and nothing is left behind in
+Redis when it goes away.
+
+What it keeps from the consumer: the reply parser (:func:`stream_entries`), the
+decoder (:class:`EntryDecoder`: entries of types the topic does not accept are
+skipped silently; invalid ones are skipped and logged, since without a group there
+is nowhere to dead-letter them), the :class:`Event` objects (built by :class:`Batch`,
+with no consumer: ``event.atomic()`` raises, ``stream`` and ``group`` are ``""``),
+the capped jittered reconnect back-off (:func:`reconnect_delays`) and a connection
+of its own (:class:`PrivateConnection`), so a long ``XREAD BLOCK`` never holds a
+connection of the app's shared pool.
+
+The cursor: ``start="$"`` is resolved ONCE, at the first read, to the concrete id of
+the stream's last entry (``XREVRANGE + - COUNT 1``; ``0-0`` for an empty stream), and
+then follows the ids read. Reading ``$`` on every call would skip whatever was added
+between two reads or during an outage; following the cursor skips nothing (unless the
+stream is trimmed past it meanwhile). One stream per follower, deliberately: in Redis
+Cluster two streams live on different slots, and one ``XREAD`` over both would fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from typing import Any, Generic, TypeVar, cast
+
+from orderflow.runtime.batch import Batch
+from orderflow.runtime.decoding import EntryDecoder, stream_entries
+from orderflow.runtime.event import Event
+from orderflow.runtime.records import Record
+from orderflow.runtime.recovery import CONNECTION_ERRORS
+from orderflow.runtime.retry import RetryPolicy, reconnect_delays
+from orderflow.runtime.topic import Topic
+from orderflow.runtime.wire import PrivateConnection, pack, text
+
+log = logging.getLogger("orderflow.follow")
+
+T = TypeVar("T", bound=Record)
+
+LAST_ENTRY = "$"
+START_OF_STREAM = b"0-0"
+
+
+class Follower(Generic[T]):
+    """``async for event in follower``: every entry of one stream after ``start``.
+
+    Yields :class:`Event` ``[T]`` (``event.value`` is the decoded record, typed by the
+    topic). Iterate it from one task. ``stop()`` (or ``await aclose()``) ends the
+    iteration promptly, also in the middle of a blocking read, and closes the
+    connection. Build it with :meth:`App.follow <orderflow.runtime.App.follow>`; the
+    app only needs to be able to connect (``start()`` is for agents).
+
+    Args:
+        topic: the stream and the types to decode (others are skipped).
+        start: ``"$"`` (the default): entries added after the first read resolved the
+            stream's last id; any other value is an entry id to read after (``"0"``:
+            the whole stream).
+        read_count: entries per ``XREAD`` at most.
+        block_ms: longest wait of one ``XREAD``, ms.
+        backoff: delays between reconnect attempts (default :func:`reconnect_delays`).
+    """
+
+    def __init__(
+        self,
+        topic: Topic[T],
+        *,
+        start: str = LAST_ENTRY,
+        read_count: int = 100,
+        block_ms: int = 1000,
+        backoff: RetryPolicy | None = None,
+    ) -> None:
+        self.topic = topic
+        self.read_count = read_count
+        self.block_ms = block_ms
+        self.reconnects = 0  # connection losses recovered from (for tests and logs)
+        self._stream = topic.name.encode()
+        self._cursor: bytes | None = None if start == LAST_ENTRY else start.encode()
+        # Every XREAD is a first delivery (count 1), so the delivery limit never bites.
+        self._decoder = EntryDecoder(topic.accepted_types, max_deliveries=1)
+        self._backoff = backoff or reconnect_delays()
+        self._failures = 0
+        self._conn: PrivateConnection | None = None
+        self._events: deque[Event[T]] = deque()
+        self._ready = asyncio.Event()
+        if self._cursor is not None:
+            self._ready.set()
+        self._stopping = False
+        self._stop_signal: asyncio.Future[None] | None = None
+
+    # --------------------------------------------------------------- state
+    @property
+    def stream(self) -> str:
+        return self.topic.name
+
+    @property
+    def cursor(self) -> str | None:
+        """The id read up to (``None`` until ``"$"`` is resolved)."""
+        return None if self._cursor is None else self._cursor.decode()
+
+    @property
+    def ready(self) -> bool:
+        """True once the start cursor is fixed: entries added from then on are seen."""
+        return self._ready.is_set()
+
+    async def wait_ready(self, within: float | None = None) -> bool:
+        """Wait up to ``within`` seconds (``None``: no limit) for :attr:`ready`; the
+        cursor is resolved by the first read, so something must be iterating."""
+        if not self._ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), within)
+        return self._ready.is_set()
+
+    def stop(self) -> None:
+        """End the iteration: a read in progress is abandoned, buffered events dropped."""
+        self._stopping = True
+        if self._stop_signal is not None and not self._stop_signal.done():
+            self._stop_signal.set_result(None)
+
+    async def aclose(self) -> None:
+        """:meth:`stop`, and close the connection now."""
+        self.stop()
+        await self._close()
+
+    # ----------------------------------------------------------- iteration
+    def __aiter__(self) -> Follower[T]:
+        return self
+
+    async def __anext__(self) -> Event[T]:
+        while not self._stopping:
+            if self._events:
+                return self._events.popleft()
+            await self._unless_stopped(self._read())
+        await self._close()
+        raise StopAsyncIteration
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> None:
+        """Run ``work`` (a read, with its back-off after an error) unless :meth:`stop`
+        comes first: then it is cancelled, and the connection dropped (a reply may be
+        half read)."""
+        if self._stop_signal is None:
+            self._stop_signal = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task, self._stop_signal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():  # stopped, or the iterating task was cancelled
+                task.cancel()
+                await asyncio.wait({task})
+                await self._reset()
+        if not task.cancelled():
+            task.result()  # _read handles its own errors; re-raise anything else
+
+    async def _read(self) -> None:
+        """One ``XREAD`` (resolving ``$`` first if needed), its events buffered; on any
+        error, wait out the back-off (the caller reads again): a follower never raises,
+        so a fan-out built on it never stops for good."""
+        try:
+            conn = await self._connection()
+            if self._cursor is None:
+                await self._resolve_start(conn)
+            await conn.send(self._read_command(self._cursor or START_OF_STREAM))
+            entries = stream_entries(await conn.read(self.block_ms / 1000 + 10.0))
+            self._failures = 0
+            if entries:
+                self._cursor = entries[-1][0]  # first: an entry that breaks us is passed
+                self._buffer(entries)
+        except CONNECTION_ERRORS as exc:
+            await self._lost(exc, "redis unreachable")
+        except Exception as exc:  # e.g. WRONGTYPE: say so, keep following, never spin
+            await self._lost(exc, "read failed")
+
+    async def _resolve_start(self, conn: PrivateConnection) -> None:
+        await conn.send(pack([b"XREVRANGE", self._stream, b"+", b"-", b"COUNT", 1]))
+        last = await conn.read(10.0)
+        self._cursor = last[0][0] if last else START_OF_STREAM
+        self._ready.set()
+
+    def _read_command(self, cursor: bytes) -> bytes:
+        return pack(
+            [b"XREAD", b"COUNT", self.read_count, b"BLOCK", self.block_ms,
+             b"STREAMS", self._stream, cursor]
+        )  # fmt: skip
+
+    def _buffer(self, entries: list[Any]) -> None:
+        decoded = self._decoder.decode(entries)
+        for entry_id, _, why, _ in decoded.invalid:
+            log.warning("follower of %s: skipped invalid entry %s (%s: %s)", self.stream,
+                        text(entry_id), type(why).__name__, str(why)[:300])  # fmt: skip
+        batch = Batch(None, decoded.entries, decoded.values, decoded.entry_ids, decoded.event_ids)
+        self._events.extend(cast(Event[T], batch.event(i)) for i in range(len(batch)))
+
+    # ---------------------------------------------------------- connection
+    async def _connection(self) -> PrivateConnection:
+        """Ours, made from the app's pool settings but never taken from or returned to
+        the pool (that is :class:`PrivateConnection`); (re)connects lazily."""
+        if self._conn is None:
+            self._conn = PrivateConnection(await self.topic.app.ensure_connected())
+        return self._conn
+
+    async def _lost(self, exc: BaseException, what: str) -> None:
+        if self._stopping:  # aclose() closed the socket under the read: not a failure
+            return
+        self._failures += 1
+        self.reconnects += 1
+        delay = self._backoff.delay(self._failures)
+        log.warning("follower of %s: %s (%s); retrying in %.2fs", self.stream, what, exc, delay)
+        await self._reset()
+        await asyncio.sleep(delay)
+
+    async def _reset(self) -> None:
+        """Drop the socket: after an error or an abandoned read its state is unknown."""
+        if self._conn is not None:
+            await self._conn.reset()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+        self._events.clear()
