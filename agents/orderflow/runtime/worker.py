@@ -1,51 +1,34 @@
-"""Running an app as a worker process (what ``orderflow worker MODULE:APP`` calls).
+"""Running one App as a worker process: what ``orderflow worker MODULE:APP`` loads.
 
-Signals: SIGTERM/SIGINT make the app stop reading, finish and ack in-flight
-events, and exit within ``shutdown_timeout``. Redis outages are handled inside
-the consumer (reconnect with capped back-off), so the process stays up.
+The command (:mod:`orderflow.runtime.commands.worker`) adds options, exit codes and
+one-line errors; loading lives here so a program embedding the runtime can do the same.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import logging
 
 from orderflow.runtime.app import App
-from orderflow.runtime.logs import configure_logging
 
-log = logging.getLogger("orderflow.worker")
+
+class AppLoadError(LookupError):
+    """``MODULE:APP`` names no App: the attribute is missing or is something else.
+    (An error raised while the module itself is imported propagates as it is.)"""
 
 
 def load_app(spec: str) -> App:
-    """``"package.module:attribute"`` (attribute defaults to ``app``) -> App."""
+    """``"package.module:attribute"`` (attribute defaults to ``app``) -> App.
+
+    A callable attribute that is not an App is called (an app factory)."""
     module_name, _, attribute = spec.partition(":")
     module = importlib.import_module(module_name)
-    app = getattr(module, attribute or "app")
+    try:
+        app = getattr(module, attribute or "app")
+    except AttributeError:
+        missing = attribute or "app"
+        raise AppLoadError(f"module {module_name} has no attribute {missing!r}") from None
     if callable(app) and not isinstance(app, App):
         app = app()
     if not isinstance(app, App):
-        raise TypeError(f"{spec} is not an orderflow App (got {type(app).__name__})")
+        raise AppLoadError(f"{spec} is not an orderflow App (got {type(app).__name__})")
     return app
-
-
-async def run_worker(app: App, *, metrics_port: int | None = None) -> None:
-    """Serve /metrics (when a port is given) and run the app until a signal."""
-    port = app.settings.metrics_port if metrics_port is None else metrics_port
-    if port:
-        from prometheus_client import start_http_server
-
-        start_http_server(port)
-        log.info("metrics on :%d/metrics", port)
-    await app.run()
-
-
-def main(spec: str, *, log_format: str | None = None, log_level: str | None = None) -> int:
-    app = load_app(spec)
-    configure_logging(
-        app.name,
-        fmt=log_format or app.settings.log_format,
-        level=log_level or app.settings.log_level,
-    )
-    asyncio.run(run_worker(app))
-    return 0
