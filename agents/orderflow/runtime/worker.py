@@ -1,14 +1,36 @@
-"""Running one App as a worker process: what ``orderflow worker MODULE:APP`` loads.
+"""Running one App as a worker process: load it, wait for its Redis, say what it runs.
 
-The command (:mod:`orderflow.runtime.commands.worker`) adds options, exit codes and
-one-line errors; loading lives here so a program embedding the runtime can do the same.
+These are the pieces ``orderflow worker MODULE:APP`` (:mod:`orderflow.runtime.commands.worker`)
+puts around :meth:`App.run`; they live apart from the command's options and exit codes
+so that a program embedding the runtime can start its workers the same way.
+
+Why wait before ``run()``: a worker started before its Redis (compose bringing
+everything up at once, a pod whose Redis is being rescheduled) would otherwise log
+"started" and then a reconnect error every few seconds from every consumer. Waiting
+first, with back-off, gives one clear line per attempt ("waiting for Redis at ... (why)")
+and a start banner only once the worker really runs. Once running, a lost connection
+is the consumer's business (it reconnects with capped back-off and nothing is lost).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
+import logging
+
+from redis.exceptions import AuthenticationError, AuthorizationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow.runtime.app import App
+from orderflow.runtime.connection import connect_redis, error_reason, redact_url
+
+log = logging.getLogger("orderflow.worker")
+
+FIRST_RETRY_SECONDS = 0.5
+LONGEST_RETRY_SECONDS = 10.0
+STARTED_POLL_SECONDS = 0.05
 
 
 class AppLoadError(LookupError):
@@ -32,3 +54,65 @@ def load_app(spec: str) -> App:
     if not isinstance(app, App):
         raise AppLoadError(f"{spec} is not an orderflow App (got {type(app).__name__})")
     return app
+
+
+async def wait_for_redis(
+    url: str,
+    stop: asyncio.Event,
+    *,
+    first_delay: float = FIRST_RETRY_SECONDS,
+    longest_delay: float = LONGEST_RETRY_SECONDS,
+) -> bool:
+    """PING ``url`` until it answers (``True``) or ``stop`` is set (``False``).
+
+    Each failed attempt logs "waiting for Redis at <url> (<reason>)" (password masked);
+    the pause doubles from ``first_delay`` up to ``longest_delay``, so a long outage
+    costs a line every few seconds, not a flood. Refused credentials are not waited
+    out: the error is raised (a wrong password does not fix itself)."""
+    delay = first_delay
+    while not stop.is_set():
+        client = connect_redis(url)
+        try:
+            await client.ping()
+            return True
+        except (AuthenticationError, AuthorizationError):
+            raise
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("waiting for Redis at %s (%s)", redact_url(url), error_reason(exc))
+        finally:
+            await client.aclose()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, longest_delay)
+    return False
+
+
+def banner_lines(app: App, url: str, metrics_url: str | None = None) -> list[str]:
+    """What the worker runs, for the start banner: where, as whom, and per agent its
+    stream -> group with its concurrency (so an operator can match it to ``orderflow
+    streams``), then the timers."""
+    metrics = f"metrics {metrics_url}" if metrics_url else "no metrics port"
+    lines = [
+        f"worker {app.name} running: redis {redact_url(url)}, consumer {app.consumer_name}, "
+        f"{metrics}"
+    ]
+    for agent in app.agents:
+        lines.append(
+            f"  agent {agent.name}: {agent.topic.name} -> {agent.group} "
+            f"(concurrency {agent.concurrency})"
+        )
+    lines.extend(f"  timer {timer.name}: every {timer.interval:g}s" for timer in app.timers)
+    return lines
+
+
+async def announce_when_started(app: App, running: asyncio.Future[None], lines: list[str]) -> None:
+    """Log ``lines`` once ``app`` has started (every agent and timer running), unless
+    ``running`` (its ``run()``) ends first.
+
+    ``App`` has no "started" hook; its ``started`` flag is set at the very end of
+    ``start()``, so it is polled while the app starts (a fraction of a second)."""
+    while not app.started and not running.done():
+        await asyncio.wait({running}, timeout=STARTED_POLL_SECONDS)
+    if app.started:
+        for line in lines:
+            log.info(line)

@@ -2,10 +2,11 @@
 
 The unit of deployment is one worker process per service (scaled by running
 more of them: they share the consumer group, Redis spreads the entries). The
-command imports the App, sets up logging, optionally serves Prometheus metrics, and
+command imports the App, sets up logging, optionally serves Prometheus metrics,
+waits until its Redis answers (saying so, with back-off), logs a start banner, and
 runs until SIGTERM/SIGINT, when the App stops reading, finishes and acks what it
-holds and exits 0 within its shutdown timeout. The loading lives in
-:mod:`orderflow.runtime.worker`; this module is the command-line surface (options,
+holds and exits 0 within its shutdown timeout. The loading, waiting and banner live
+in :mod:`orderflow.runtime.worker`; this module is the command-line surface (options,
 one-line errors, exit codes, the current directory on ``sys.path`` so ``orderflow
 worker myservice:app`` works like ``uvicorn``).
 """
@@ -16,9 +17,10 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
 
 from orderflow.runtime.app import App
 from orderflow.runtime.commands.base import (
@@ -34,7 +36,13 @@ from orderflow.runtime.commands.base import (
 )
 from orderflow.runtime.logs import configure_logging
 from orderflow.runtime.settings import get_runtime_settings
-from orderflow.runtime.worker import AppLoadError, load_app
+from orderflow.runtime.worker import (
+    AppLoadError,
+    announce_when_started,
+    banner_lines,
+    load_app,
+    wait_for_redis,
+)
 
 log = logging.getLogger("orderflow.worker")
 
@@ -95,11 +103,30 @@ def app_url(app: App) -> str:
 
 
 async def serve(app: App, url: str, *, metrics_port: int, metrics_host: str) -> int:
-    """Serve metrics and run the App until SIGTERM/SIGINT; 0 after a clean stop."""
-    if metrics_port > 0:
-        serve_metrics(metrics_port, metrics_host)
+    """Serve metrics, wait for Redis, run the App with a start banner; 0 after a signal.
+
+    SIGTERM/SIGINT are ours while waiting and until ``app.run()`` installs its own; ours
+    call ``app.request_stop()`` too, which ``run()`` honours if it comes in between."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def stop_requested() -> None:
+        stop.set()
+        app.request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested)
+    metrics_url = serve_metrics(metrics_port, metrics_host) if metrics_port > 0 else None
     try:
-        await app.run()
+        if not await wait_for_redis(url, stop):
+            log.info("worker %s: stopped while waiting for Redis", app.name)
+            return 0
+    except (AuthenticationError, AuthorizationError) as exc:
+        raise CommandError(describe_redis_error(url, exc), EXIT_USAGE) from exc
+    running = asyncio.ensure_future(app.run())
+    await announce_when_started(app, running, banner_lines(app, url, metrics_url))
+    try:
+        await running
     except (RedisError, OSError) as exc:  # the server went away while the App started
         raise CommandError(describe_redis_error(url, exc)) from exc
     return 0
@@ -133,7 +160,10 @@ def register(subparsers: Subparsers) -> None:
         help="run the agents and timers of an App until SIGTERM",
         description=(
             "Import MODULE:APP (an orderflow App; APP defaults to 'app'; the current "
-            "directory is importable) and run its agents and timers. Logs are "
+            "directory is importable) and run its agents and timers. Until its Redis "
+            "answers the worker logs 'waiting for Redis at URL (reason)' with back-off; "
+            "then a start banner: the Redis URL (password masked), the consumer name, the "
+            "metrics URL and each agent's stream -> group with its concurrency. Logs are "
             "JSON lines on stderr. On SIGTERM or SIGINT the worker stops reading, finishes "
             "and acks the events it holds and exits 0 within the App's shutdown timeout "
             "(ORDERFLOW_SHUTDOWN_TIMEOUT_SECONDS). Run several workers to scale out: they "
