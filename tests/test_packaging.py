@@ -8,6 +8,8 @@ work from the editable checkout and be missing from the wheel; these tests catch
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -47,3 +49,28 @@ def test_every_listed_package_imports_from_its_mapped_directory() -> None:
         top = name.split(".")[:2]
         mapped = ROOT / SETUPTOOLS["package-dir"][".".join(top)]
         assert Path(module.__file__).resolve().is_relative_to(mapped), name
+
+
+RUNTIME_ALONE = """
+import importlib, pkgutil, sys
+import orderflow.runtime as runtime
+for info in pkgutil.walk_packages(runtime.__path__, "orderflow.runtime."):
+    if not info.name.endswith("__main__"):  # that one runs the command line
+        importlib.import_module(info.name)
+application = ("orderflow.agents", "orderflow.web", "orderflow.models")
+print(sorted(name for name in sys.modules if name.startswith(application)))
+"""
+
+
+def test_the_runtime_imports_nothing_of_the_application() -> None:
+    """Every runtime module, its commands included, imports without the ordering system,
+    so ``orderflow.runtime`` could ship as a distribution of its own, unchanged."""
+    result = subprocess.run(
+        [sys.executable, "-c", RUNTIME_ALONE],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]", result.stdout

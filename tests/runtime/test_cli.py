@@ -1,8 +1,9 @@
 """The operator commands (``orderflow dlq|streams|worker``) run for real against the test server.
 
-Commands are called in-process through ``orderflow.agents.cli.main`` (fast, output via
-capsys); one test goes through the installed ``orderflow`` console script to
-prove the entry point and ``--help`` texts. Dead letters are written with the
+The commands are the runtime's (``orderflow.runtime.commands``), called in-process
+through ``orderflow.runtime.cli.main`` (fast, output via capsys); one test goes through
+the installed ``orderflow`` console script (the application's command, which composes
+them) to prove the entry point and ``--help`` texts. Dead letters are written with the
 runtime's own writer, so the CLI reads exactly what a failing agent leaves.
 """
 
@@ -19,8 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from orderflow.agents.cli import main
 from orderflow.runtime import deadletter
+from orderflow.runtime.cli import main
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import free_port
 from tests.runtime.fault_app import COUNTS_KEY, GROUP, STREAM, Work
@@ -135,9 +136,7 @@ def test_redis_url_comes_from_environment(sync_redis, redis_url, capsys, monkeyp
     assert len(json.loads(capsys.readouterr().out)) == 1
 
     monkeypatch.delenv("ORDERFLOW_REDIS_URL")
-    with pytest.raises(SystemExit) as exited:
-        main(["dlq", "list"])
-    assert exited.value.code == 2
+    assert main(["dlq", "list"]) == 2
     assert "ORDERFLOW_REDIS_URL" in capsys.readouterr().err
 
 

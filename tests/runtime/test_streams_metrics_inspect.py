@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from prometheus_client import REGISTRY
 
 from orderflow.runtime import App, Envelope, Record, deadletter
@@ -118,3 +119,28 @@ async def test_dead_letter_functions_list_show_replay_and_purge(redis_client):
     assert await deadletter.purge(redis_client, [ids[0]]) == 1
     assert await deadletter.purge(redis_client, all=True) == 1
     assert await deadletter.count_dead_letters(redis_client) == 0
+
+
+async def test_replay_takes_a_letter_already_read_and_iter_walks_in_batches(redis_client):
+    """``dlq replay`` reads each letter once: it iterates (or looks up) letters and hands
+    them to ``replay``, which then does not read them again."""
+    raw = Envelope.new(Note(n=2), source="t").to_fields()
+    for stream in ("rt-c", "rt-d", "rt-c", "rt-c"):
+        await redis_client.xadd(
+            deadletter.DEAD_LETTERS,
+            deadletter.dead_letter_fields(
+                stream=stream, entry_id="1-0", group="g", consumer="c", raw=raw,
+                error_type="E", error_message="bad",
+            ),
+        )  # fmt: skip
+    letters = [letter async for letter in deadletter.iter_dead_letters(redis_client, batch=2)]
+    assert [letter.stream for letter in letters] == ["rt-c", "rt-d", "rt-c", "rt-c"]
+    from_c = [x async for x in deadletter.iter_dead_letters(redis_client, "rt-c", batch=1)]
+    assert [letter.id for letter in from_c] == [letters[i].id for i in (0, 2, 3)]
+
+    await redis_client.xdel(deadletter.DEAD_LETTERS, letters[1].id)  # gone from the stream
+    new_id = await deadletter.replay(redis_client, letters[1], delete=False)  # not re-read
+    [(entry_id, fields)] = await redis_client.xrange("rt-d")
+    assert entry_id.decode() == new_id and Envelope.from_fields(fields).event_id == raw["event_id"]
+    with pytest.raises(deadletter.DeadLetterNotFound):
+        await deadletter.replay(redis_client, letters[1].id)  # by id: read, and missing

@@ -66,7 +66,11 @@ class WorkerPool:
         self.tree = ProcessTree(grace=10.0)
 
     def start(
-        self, *args: str, env: Mapping[str, str] | None = None, app: str = FAULT_APP
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        app: str = FAULT_APP,
+        cwd: Path = REPO,
     ) -> Child:
         name = f"worker-{len(self.tree.children)}"
         full_env = {
@@ -81,7 +85,7 @@ class WorkerPool:
                 name,
                 cli_argv("worker", app, *args),
                 env=full_env,
-                cwd=REPO,
+                cwd=cwd,
                 log_path=self.log_dir / f"{name}.log",
                 ready=LinePrinted(" started: "),
             )

@@ -1,44 +1,49 @@
-"""The ``orderflow`` command: one entry point, one module per subcommand.
+"""The ``orderflow`` command: the runtime's commands plus the ordering system's own.
 
-Each module under ``orderflow.agents.commands`` exposes ``register(subparsers)`` which
-adds its parser and sets ``func`` (a callable taking the parsed namespace and
-returning an exit code). Keeping the wiring here and the work there lets every
-command be read, tested and documented on its own.
+``worker``, ``dlq`` and ``streams`` come from the runtime (:mod:`orderflow.runtime.commands`,
+also runnable as ``python -m orderflow.runtime``); ``demo``, ``refill``, ``seed`` and
+``api`` are this application's, one module each under ``orderflow.agents.commands`` with
+the same ``register(subparsers)`` convention. The runtime's :func:`~orderflow.runtime.cli.run`
+gives all of them one ``--version``, ``--help`` at every level and one-line errors.
+Every command module is imported outright: a broken one fails the command loudly.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("worker", "dlq", "streams", "demo", "refill", "seed", "api")
+from orderflow.runtime import cli as runtime_cli
+from orderflow.runtime.commands import COMMANDS as RUNTIME_COMMANDS
+from orderflow.runtime.commands import Register
+
+PROG = "orderflow"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="orderflow",
+def application_commands() -> tuple[Register, ...]:
+    """The ordering system's commands. Imported when the parser is built, not when this
+    module is: importing them builds the services' Apps, which read the settings, and a
+    bad ``ORDERFLOW_*`` value must come out of :func:`main` as one line."""
+    from orderflow.agents.commands import api, demo, refill, seed
+
+    return (demo.register, refill.register, seed.register, api.register)
+
+
+def version() -> str:
+    return runtime_cli.installed_version("orderflow.agents")
+
+
+def build_parser() -> runtime_cli.Parser:
+    return runtime_cli.build_parser(
+        prog=PROG,
         description="Faust-style agents on Redis Streams, and the orderflow ordering system.",
+        version=version,
+        commands=(*RUNTIME_COMMANDS, *application_commands()),
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"orderflow.agents.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"orderflow.agents.commands.{name}":
-                raise
-            continue  # command not built yet in this checkout
-        module.register(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return runtime_cli.run(build_parser, argv, prog=PROG)
 
 
 if __name__ == "__main__":

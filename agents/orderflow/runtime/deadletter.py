@@ -10,7 +10,7 @@ and when it failed. ``orderflow dlq ...`` is a thin CLI over these functions.
 from __future__ import annotations
 
 import traceback as tb_module
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -161,17 +161,47 @@ class DeadLetterNotFound(LookupError):
     pass
 
 
+async def iter_dead_letters(
+    redis: Redis, stream: str | None = None, *, batch: int = 1000
+) -> AsyncIterator[DeadLetter]:
+    """Every dead letter, oldest first (optionally only those from source ``stream``),
+    read ``batch`` at a time: ``dlq replay --all`` walks a full stream without holding it
+    all, and hands each letter to :func:`replay` without reading it again."""
+    start = "-"
+    while True:
+        entries = await redis.xrange(DEAD_LETTERS, min=start, count=batch) or []
+        for eid, fields in entries:
+            letter = DeadLetter.from_entry(eid, fields or {})
+            if stream is None or letter.stream == stream:
+                yield letter
+        if len(entries) < batch:
+            return
+        start = "(" + text(entries[-1][0])
+
+
 async def replay(
-    redis: Redis, dead_letter_id: str, *, delete: bool = True, maxlen: int | None = None
+    redis: Redis,
+    dead_letter: DeadLetter | str,
+    *,
+    delete: bool = True,
+    maxlen: int | None = None,
 ) -> str:
     """Put the original entry back on its source stream (same fields, same event_id,
     so dedupe still applies: an event that *was* processed is not processed twice).
-    Returns the new entry id; removes the dead letter unless ``delete=False``."""
-    letter = await get_dead_letter(redis, dead_letter_id)
+    Returns the new entry id; removes the dead letter unless ``delete=False``.
+
+    ``dead_letter`` is the letter itself when the caller has already read it (the CLI
+    looks it up to say where it goes), or its id, which is then read here: each letter
+    is read once either way. Raises :class:`DeadLetterNotFound` for an unknown id."""
+    letter = (
+        dead_letter
+        if isinstance(dead_letter, DeadLetter)
+        else await get_dead_letter(redis, dead_letter)
+    )
     if letter is None:
-        raise DeadLetterNotFound(dead_letter_id)
+        raise DeadLetterNotFound(dead_letter)
     if not letter.stream or not letter.raw:
-        raise ValueError(f"dead letter {dead_letter_id} has no source stream or raw entry")
+        raise ValueError(f"dead letter {letter.id} has no source stream or raw entry")
     # Not a MULTI: the two keys live in different Cluster slots. XADD first, so a crash
     # in between leaves a duplicate dead letter, never a lost event.
     pipe = redis.pipeline(transaction=False)
@@ -180,7 +210,7 @@ async def replay(
     else:
         pipe.xadd(letter.stream, dict(letter.raw))  # type: ignore[arg-type]
     if delete:
-        pipe.xdel(DEAD_LETTERS, dead_letter_id)
+        pipe.xdel(DEAD_LETTERS, letter.id)
     results = await pipe.execute()
     return text(results[0])
 

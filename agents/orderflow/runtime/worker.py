@@ -1,51 +1,118 @@
-"""Running an app as a worker process (what ``orderflow worker MODULE:APP`` calls).
+"""Running one App as a worker process: load it, wait for its Redis, say what it runs.
 
-Signals: SIGTERM/SIGINT make the app stop reading, finish and ack in-flight
-events, and exit within ``shutdown_timeout``. Redis outages are handled inside
-the consumer (reconnect with capped back-off), so the process stays up.
+These are the pieces ``orderflow worker MODULE:APP`` (:mod:`orderflow.runtime.commands.worker`)
+puts around :meth:`App.run`; they live apart from the command's options and exit codes
+so that a program embedding the runtime can start its workers the same way.
+
+Why wait before ``run()``: a worker started before its Redis (compose bringing
+everything up at once, a pod whose Redis is being rescheduled) would otherwise log
+"started" and then a reconnect error every few seconds from every consumer. Waiting
+first, with back-off, gives one clear line per attempt ("waiting for Redis at ... (why)")
+and a start banner only once the worker really runs. Once running, a lost connection
+is the consumer's business (it reconnects with capped back-off and nothing is lost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 
+from redis.exceptions import AuthenticationError, AuthorizationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from orderflow.runtime.app import App
-from orderflow.runtime.logs import configure_logging
+from orderflow.runtime.connection import connect_redis, error_reason, redact_url
 
 log = logging.getLogger("orderflow.worker")
 
+FIRST_RETRY_SECONDS = 0.5
+LONGEST_RETRY_SECONDS = 10.0
+STARTED_POLL_SECONDS = 0.05
+
+
+class AppLoadError(LookupError):
+    """``MODULE:APP`` names no App: the attribute is missing or is something else.
+    (An error raised while the module itself is imported propagates as it is.)"""
+
 
 def load_app(spec: str) -> App:
-    """``"package.module:attribute"`` (attribute defaults to ``app``) -> App."""
+    """``"package.module:attribute"`` (attribute defaults to ``app``) -> App.
+
+    A callable attribute that is not an App is called (an app factory)."""
     module_name, _, attribute = spec.partition(":")
     module = importlib.import_module(module_name)
-    app = getattr(module, attribute or "app")
+    try:
+        app = getattr(module, attribute or "app")
+    except AttributeError:
+        missing = attribute or "app"
+        raise AppLoadError(f"module {module_name} has no attribute {missing!r}") from None
     if callable(app) and not isinstance(app, App):
         app = app()
     if not isinstance(app, App):
-        raise TypeError(f"{spec} is not an orderflow App (got {type(app).__name__})")
+        raise AppLoadError(f"{spec} is not an orderflow App (got {type(app).__name__})")
     return app
 
 
-async def run_worker(app: App, *, metrics_port: int | None = None) -> None:
-    """Serve /metrics (when a port is given) and run the app until a signal."""
-    port = app.settings.metrics_port if metrics_port is None else metrics_port
-    if port:
-        from prometheus_client import start_http_server
+async def wait_for_redis(
+    url: str,
+    stop: asyncio.Event,
+    *,
+    first_delay: float = FIRST_RETRY_SECONDS,
+    longest_delay: float = LONGEST_RETRY_SECONDS,
+) -> bool:
+    """PING ``url`` until it answers (``True``) or ``stop`` is set (``False``).
 
-        start_http_server(port)
-        log.info("metrics on :%d/metrics", port)
-    await app.run()
+    Each failed attempt logs "waiting for Redis at <url> (<reason>)" (password masked);
+    the pause doubles from ``first_delay`` up to ``longest_delay``, so a long outage
+    costs a line every few seconds, not a flood. Refused credentials are not waited
+    out: the error is raised (a wrong password does not fix itself)."""
+    delay = first_delay
+    while not stop.is_set():
+        client = connect_redis(url)
+        try:
+            await client.ping()
+            return True
+        except (AuthenticationError, AuthorizationError):
+            raise
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("waiting for Redis at %s (%s)", redact_url(url), error_reason(exc))
+        finally:
+            await client.aclose()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, longest_delay)
+    return False
 
 
-def main(spec: str, *, log_format: str | None = None, log_level: str | None = None) -> int:
-    app = load_app(spec)
-    configure_logging(
-        app.name,
-        fmt=log_format or app.settings.log_format,
-        level=log_level or app.settings.log_level,
-    )
-    asyncio.run(run_worker(app))
-    return 0
+def banner_lines(app: App, url: str, metrics_url: str | None = None) -> list[str]:
+    """What the worker runs, for the start banner: where, as whom, and per agent its
+    stream -> group with its concurrency (so an operator can match it to ``orderflow
+    streams``), then the timers."""
+    metrics = f"metrics {metrics_url}" if metrics_url else "no metrics port"
+    lines = [
+        f"worker {app.name} running: redis {redact_url(url)}, consumer {app.consumer_name}, "
+        f"{metrics}"
+    ]
+    for agent in app.agents:
+        lines.append(
+            f"  agent {agent.name}: {agent.topic.name} -> {agent.group} "
+            f"(concurrency {agent.concurrency})"
+        )
+    lines.extend(f"  timer {timer.name}: every {timer.interval:g}s" for timer in app.timers)
+    return lines
+
+
+async def announce_when_started(app: App, running: asyncio.Future[None], lines: list[str]) -> None:
+    """Log ``lines`` once ``app`` has started (every agent and timer running), unless
+    ``running`` (its ``run()``) ends first.
+
+    ``App`` has no "started" hook; its ``started`` flag is set at the very end of
+    ``start()``, so it is polled while the app starts (a fraction of a second)."""
+    while not app.started and not running.done():
+        await asyncio.wait({running}, timeout=STARTED_POLL_SECONDS)
+    if app.started:
+        for line in lines:
+            log.info(line)

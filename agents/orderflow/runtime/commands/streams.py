@@ -15,7 +15,12 @@ import asyncio
 import json
 from collections.abc import Sequence
 
-from orderflow.agents.commands.redis_option import add_redis_url_option, connect, resolve_redis_url
+from orderflow.runtime.commands.base import (
+    Subparsers,
+    add_redis_url_option,
+    redis_session,
+    resolve_redis_url,
+)
 from orderflow.runtime.inspect import StreamInfo, inspect_streams
 
 COLUMNS = (
@@ -79,11 +84,8 @@ def format_table(streams: Sequence[StreamInfo]) -> str:
 
 
 async def collect(url: str, names: list[str] | None) -> list[StreamInfo]:
-    redis = connect(url)
-    try:
+    async with redis_session(url) as redis:
         return await inspect_streams(redis, names)
-    finally:
-        await redis.aclose()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "streams",
         help="length, groups, lag and pending entries of every stream",

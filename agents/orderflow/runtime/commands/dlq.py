@@ -13,16 +13,22 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 from redis.asyncio import Redis
 
-from orderflow.agents.commands.redis_option import add_redis_url_option, connect, resolve_redis_url
 from orderflow.runtime import deadletter
+from orderflow.runtime.commands.base import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CommandError,
+    Subparsers,
+    add_redis_url_option,
+    entry_id,
+    redis_session,
+    resolve_redis_url,
+)
 from orderflow.runtime.deadletter import DeadLetter
-
-ALL_BATCH = 1000  # dead letters handled per round trip by --all
 
 
 def _cell(text: str, width: int) -> str:
@@ -64,27 +70,6 @@ def format_details(letter: DeadLetter) -> str:
     return text
 
 
-async def all_dead_letter_ids(redis: Redis, stream: str | None = None) -> list[str]:
-    """Every dead-letter id, oldest first, optionally only those from ``stream``."""
-    ids: list[str] = []
-    start = "-"
-    while True:
-        entries: list[Any] = (
-            await redis.xrange(deadletter.DEAD_LETTERS, min=start, count=ALL_BATCH) or []
-        )
-        for entry_id, fields in entries:
-            letter = DeadLetter.from_entry(entry_id, fields or {})
-            if stream is None or letter.stream == stream:
-                ids.append(letter.id)
-        if len(entries) < ALL_BATCH:
-            return ids
-        start = "(" + ids_text(entries[-1][0])
-
-
-def ids_text(entry_id: Any) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-
 # --------------------------------------------------------------------------- actions
 
 
@@ -105,8 +90,7 @@ async def do_list(redis: Redis, args: argparse.Namespace) -> int:
 async def do_show(redis: Redis, args: argparse.Namespace) -> int:
     letter = await deadletter.get_dead_letter(redis, args.id)
     if letter is None:
-        print(f"error: no dead letter {args.id}", file=sys.stderr)
-        return 1
+        raise CommandError(f"no dead letter {args.id}")
     if args.json:
         print(json.dumps(letter.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -114,45 +98,55 @@ async def do_show(redis: Redis, args: argparse.Namespace) -> int:
     return 0
 
 
-async def do_replay(redis: Redis, args: argparse.Namespace) -> int:
+def _ids_or_all(args: argparse.Namespace) -> None:
     if args.all == bool(args.ids):
-        print("error: give dead-letter ID(s) or --all (not both)", file=sys.stderr)
-        return 2
-    ids = await all_dead_letter_ids(redis, args.stream) if args.all else list(args.ids)
-    failures = 0
-    for dead_letter_id in ids:
-        try:
-            letter = await deadletter.get_dead_letter(redis, dead_letter_id)
-            new_id = await deadletter.replay(redis, dead_letter_id, delete=not args.keep)
-        except deadletter.DeadLetterNotFound:
-            print(f"error: no dead letter {dead_letter_id}", file=sys.stderr)
+        raise CommandError("give dead-letter ID(s) or --all (not both)", EXIT_USAGE)
+
+
+async def _letters_to_replay(
+    redis: Redis, args: argparse.Namespace
+) -> AsyncIterator[DeadLetter | str]:
+    """Each letter read once: ``--all`` walks the stream; a given id is looked up here
+    (to name its stream) and the letter handed to ``replay``; an unknown id as itself."""
+    if args.all:
+        async for letter in deadletter.iter_dead_letters(redis, args.stream):
+            yield letter
+        return
+    for dead_letter_id in args.ids:
+        yield await deadletter.get_dead_letter(redis, dead_letter_id) or dead_letter_id
+
+
+async def do_replay(redis: Redis, args: argparse.Namespace) -> int:
+    _ids_or_all(args)
+    replayed = failures = 0
+    async for letter in _letters_to_replay(redis, args):
+        if isinstance(letter, str):
+            print(f"error: no dead letter {letter}", file=sys.stderr)
             failures += 1
             continue
+        try:
+            new_id = await deadletter.replay(redis, letter, delete=not args.keep)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        target = letter.stream if letter else "?"
-        print(f"replayed {dead_letter_id} -> {target} {new_id}")
-    print(f"{len(ids) - failures} replayed, {failures} failed")
-    return 1 if failures else 0
+        replayed += 1
+        print(f"replayed {letter.id} -> {letter.stream} {new_id}")
+    print(f"{replayed} replayed, {failures} failed")
+    return EXIT_FAILED if failures else 0
 
 
 async def do_purge(redis: Redis, args: argparse.Namespace) -> int:
-    if args.all == bool(args.ids):
-        print("error: give dead-letter ID(s) or --all (not both)", file=sys.stderr)
-        return 2
+    _ids_or_all(args)
     if args.all:
         if not args.yes:
-            print("error: purge --all deletes every dead letter; add --yes", file=sys.stderr)
-            return 2
+            raise CommandError("purge --all deletes every dead letter; add --yes", EXIT_USAGE)
         removed = await deadletter.purge(redis, all=True)
     else:
         removed = await deadletter.purge(redis, list(args.ids))
     print(f"purged {removed} dead letter(s)")
     if not args.all and removed < len(args.ids):
-        print(f"error: {len(args.ids) - removed} id(s) not found", file=sys.stderr)
-        return 1
+        raise CommandError(f"{len(args.ids) - removed} id(s) not found")
     return 0
 
 
@@ -160,18 +154,15 @@ ACTIONS = {"list": do_list, "show": do_show, "replay": do_replay, "purge": do_pu
 
 
 async def execute(args: argparse.Namespace) -> int:
-    redis = connect(resolve_redis_url(args))
-    try:
+    async with redis_session(resolve_redis_url(args)) as redis:
         return await ACTIONS[args.action](redis, args)
-    finally:
-        await redis.aclose()
 
 
 def run(args: argparse.Namespace) -> int:
     return asyncio.run(execute(args))
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "dlq",
         help="list, show, replay or purge dead-lettered events",
@@ -202,7 +193,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="everything about one dead letter",
         description="Show one dead letter: metadata, the raw entry and the traceback.",
     )
-    show_parser.add_argument("id", help="dead-letter id (first column of 'dlq list')")
+    show_parser.add_argument(
+        "id", type=entry_id, help="dead-letter id (first column of 'dlq list')"
+    )
     show_parser.add_argument("--json", action="store_true", help="print a JSON object")
 
     replay_parser = actions.add_parser(
@@ -213,7 +206,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "group reads it as a new entry) and delete the dead letter. Fix the cause first."
         ),
     )
-    replay_parser.add_argument("ids", nargs="*", metavar="ID", help="dead-letter id(s)")
+    replay_parser.add_argument(
+        "ids", nargs="*", type=entry_id, metavar="ID", help="dead-letter id(s)"
+    )
     replay_parser.add_argument("--all", action="store_true", help="replay every dead letter")
     replay_parser.add_argument(
         "--stream", default=None, help="with --all: only those from this source stream"
@@ -227,7 +222,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="delete dead letters",
         description="Delete the given dead letters, or all of them with --all --yes.",
     )
-    purge_parser.add_argument("ids", nargs="*", metavar="ID", help="dead-letter id(s)")
+    purge_parser.add_argument(
+        "ids", nargs="*", type=entry_id, metavar="ID", help="dead-letter id(s)"
+    )
     purge_parser.add_argument("--all", action="store_true", help="delete every dead letter")
     purge_parser.add_argument("--yes", action="store_true", help="confirm --all")
 

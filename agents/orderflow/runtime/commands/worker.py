@@ -1,0 +1,207 @@
+"""``orderflow worker MODULE:APP``: run the agents and timers of one App in this process.
+
+The unit of deployment is one worker process per service (scaled by running
+more of them: they share the consumer group, Redis spreads the entries). The
+command imports the App, sets up logging, optionally serves Prometheus metrics,
+waits until its Redis answers (saying so, with back-off), logs a start banner, and
+runs until SIGTERM/SIGINT, when the App stops reading, finishes and acks what it
+holds and exits 0 within its shutdown timeout. The loading, waiting and banner live
+in :mod:`orderflow.runtime.worker`; this module is the command-line surface (options,
+one-line errors, exit codes, the current directory on ``sys.path`` so ``orderflow
+worker myservice:app`` works like ``uvicorn``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
+
+from orderflow.runtime.app import App
+from orderflow.runtime.commands.base import (
+    ENV_NAME,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CommandError,
+    Subparsers,
+    add_redis_url_option,
+    check_redis_url,
+    describe_exception,
+    describe_redis_error,
+)
+from orderflow.runtime.logs import configure_logging
+from orderflow.runtime.settings import get_runtime_settings
+from orderflow.runtime.worker import (
+    AppLoadError,
+    announce_when_started,
+    banner_lines,
+    load_app,
+    wait_for_redis,
+)
+
+log = logging.getLogger("orderflow.worker")
+
+EXIT_INTERRUPTED = 130
+
+
+def serve_metrics(port: int, host: str) -> str:
+    """Prometheus /metrics on ``host:port`` (a daemon thread; the default registry)."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise CommandError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+    return f"http://{host}:{port}/metrics"
+
+
+def load_error(spec: str, exc: Exception) -> str:
+    """Why ``spec`` did not load, in one line: a missing module as such (not where
+    importlib noticed), an error raised by the module's own code with its file and line."""
+    module = spec.partition(":")[0]
+    if isinstance(exc, AppLoadError | ValueError):  # ValueError: an empty module name
+        return f"cannot load {spec}: {exc}"
+    if isinstance(exc, ModuleNotFoundError) and f"{module}.".startswith(f"{exc.name}."):
+        return (
+            f"cannot load {spec}: no module named {exc.name!r} "
+            "(the current directory and PYTHONPATH are searched)"
+        )
+    return f"cannot load {spec}: {describe_exception(exc)}"
+
+
+def prepare_app(args: argparse.Namespace) -> App:
+    """Import the App named by ``args.app`` and apply the command-line overrides."""
+    if args.redis_url:
+        # Before the import: modules that read settings at import time see it too.
+        os.environ[ENV_NAME] = args.redis_url
+        get_runtime_settings.cache_clear()
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        app = load_app(args.app)
+    except Exception as exc:  # the module may raise anything while it is imported
+        raise CommandError(load_error(args.app, exc), EXIT_USAGE) from None
+    if args.redis_url:
+        app.broker = args.redis_url
+    if args.concurrency is not None:
+        for agent in app.agents:
+            agent.concurrency = args.concurrency
+    return app
+
+
+def app_url(app: App) -> str:
+    try:
+        url = app.url
+    except RuntimeError as exc:  # neither the App nor the environment names a server
+        raise CommandError(f"{exc} (or pass --redis-url)", EXIT_USAGE) from None
+    return check_redis_url(url)
+
+
+async def serve(app: App, url: str, *, metrics_port: int, metrics_host: str) -> int:
+    """Serve metrics, wait for Redis, run the App with a start banner; 0 after a signal.
+
+    SIGTERM/SIGINT are ours while waiting and until ``app.run()`` installs its own; ours
+    call ``app.request_stop()`` too, which ``run()`` honours if it comes in between."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def stop_requested() -> None:
+        stop.set()
+        app.request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested)
+    metrics_url = serve_metrics(metrics_port, metrics_host) if metrics_port > 0 else None
+    try:
+        if not await wait_for_redis(url, stop):
+            log.info("worker %s: stopped while waiting for Redis", app.name)
+            return 0
+    except (AuthenticationError, AuthorizationError) as exc:
+        raise CommandError(describe_redis_error(url, exc), EXIT_USAGE) from exc
+    running = asyncio.ensure_future(app.run())
+    await announce_when_started(app, running, banner_lines(app, url, metrics_url))
+    try:
+        await running
+    except (RedisError, OSError) as exc:  # the server went away while the App started
+        raise CommandError(describe_redis_error(url, exc)) from exc
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.concurrency is not None and args.concurrency < 1:
+        raise CommandError("--concurrency must be >= 1", EXIT_USAGE)
+    app = prepare_app(args)
+    url = app_url(app)
+    level = args.log_level or app.settings.log_level
+    try:
+        configure_logging(app.name, fmt=args.log_format or app.settings.log_format, level=level)
+    except ValueError as exc:  # logging's "Unknown level: 'LOUD'"
+        raise CommandError(f"invalid log level: {exc}", EXIT_USAGE) from None
+    port = args.metrics_port if args.metrics_port is not None else app.settings.metrics_port
+    try:
+        return asyncio.run(serve(app, url, metrics_port=port, metrics_host=args.metrics_host))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return EXIT_INTERRUPTED
+    except CommandError:
+        raise
+    except Exception as exc:  # the App's own code failed (a startup hook, a bug)
+        log.error("worker for %s crashed: %s", args.app, describe_exception(exc), exc_info=exc)
+        return EXIT_FAILED
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the agents and timers of an App until SIGTERM",
+        description=(
+            "Import MODULE:APP (an orderflow App; APP defaults to 'app'; the current "
+            "directory is importable) and run its agents and timers. Until its Redis "
+            "answers the worker logs 'waiting for Redis at URL (reason)' with back-off; "
+            "then a start banner: the Redis URL (password masked), the consumer name, the "
+            "metrics URL and each agent's stream -> group with its concurrency. Logs are "
+            "JSON lines on stderr. On SIGTERM or SIGINT the worker stops reading, finishes "
+            "and acks the events it holds and exits 0 within the App's shutdown timeout "
+            "(ORDERFLOW_SHUTDOWN_TIMEOUT_SECONDS). Run several workers to scale out: they "
+            "share each consumer group, and one takes over the pending entries of a "
+            "worker that died. Exit codes: 0 stopped by a signal, 1 crashed, 2 the app, "
+            "URL or credentials are wrong."
+        ),
+        epilog="example: orderflow worker orderflow.agents.orders:app --metrics-port 9100",
+    )
+    parser.add_argument("app", metavar="MODULE:APP", help="e.g. orderflow.agents.orders:app")
+    add_redis_url_option(parser)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve Prometheus /metrics on this port; 0 = off (default: $ORDERFLOW_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="address the metrics server binds (default 0.0.0.0, so Prometheus can scrape)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="override every agent's concurrency (copies of its body per process)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=None,
+        help="log line format (default: $ORDERFLOW_LOG_FORMAT, json)",
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, ... (default: $ORDERFLOW_LOG_LEVEL)"
+    )
+    parser.set_defaults(func=run)
