@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "orderflow"
 TEMPLATES = CHART / "templates"
+# Value sets rendered in CI besides the defaults (chart-testing's `ci/*-values.yaml`).
+CI_VALUES = CHART / "ci"
 COMPOSE = DEPLOY / "compose.yaml"
 # The one copy of the Grafana dashboards: Helm reads only files inside the chart,
 # and deploy/compose.yaml mounts this folder.
@@ -19,9 +21,12 @@ GRAFANA_PROVISIONING = DEPLOY / "grafana" / "provisioning"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the
-# newest one kubernetes-validate ships schemas for are both checked.
-OLDEST_KUBERNETES = "1.25"
+# Every rendered object is validated against the schemas of the oldest Kubernetes
+# the chart supports (Chart.yaml kubeVersion) and of the newest one the pinned
+# kubernetes-validate (>= 1.37, see pyproject.toml) ships schemas for.
+OLDEST_KUBERNETES = "1.25.0"
+NEWEST_KUBERNETES = "1.37.0"
+KUBERNETES_VERSIONS = (OLDEST_KUBERNETES, NEWEST_KUBERNETES)
 
 
 def load_yaml(path: Path) -> Any:

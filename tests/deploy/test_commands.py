@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 
 import pytest
 
 from orderflow.agents.cli import build_parser
-from tests.deploy.paths import COMPOSE, TEMPLATES, chart_values, load_yaml
+from tests.deploy.paths import COMPOSE, chart_values, load_yaml
+from tests.deploy.rendering import pod_spec, rendered, value_set_names
 
 
 def _compose_commands() -> list[list[str]]:
@@ -24,30 +24,23 @@ def _compose_commands() -> list[list[str]]:
 
 
 def _chart_commands() -> list[list[str]]:
-    """Literal `args: [...]` lists of the templates, with their templated parts resolved
-    the way the defaults resolve them (extraArgs are empty lists by default)."""
+    """The argument lists of every orderflow container Helm rendered, in every value set."""
+    image = f"{chart_values()['image']['repository']}:"
     commands = []
-    for path in sorted(TEMPLATES.glob("*.yaml")):
-        for match in re.finditer(r"args: (\[.*\])", path.read_text(encoding="utf-8")):
-            text = re.sub(r"\{\{ range [^}]*\}\}.*?\{\{ end \}\}", "", match.group(1))
-            text = re.sub(r"\{\{ \$w\.app \| quote \}\}", '"WORKER_APP"', text)
-            ternary = re.compile(r'\{\{ ternary "(\w+)" "(\w+)" [^}]*\}\}')
-            variants = [ternary.sub(r'"\1"', text), ternary.sub(r'"\2"', text)]
-            for variant in dict.fromkeys(variants):  # both outcomes of a ternary
-                assert "{{" not in variant, f"{path.name}: unresolved {variant}"
-                args = json.loads(variant)
-                if "WORKER_APP" in args:
-                    for worker in chart_values()["workers"].values():
-                        commands.append([worker["app"] if a == "WORKER_APP" else a for a in args])
-                else:
-                    commands.append(args)
-    return commands
+    for name in value_set_names():
+        for manifest in rendered(name):
+            if manifest.kind not in {"Deployment", "Job", "CronJob"}:
+                continue
+            for container in pod_spec(manifest.obj)["containers"]:
+                if container["image"].startswith(image) and container.get("args"):
+                    commands.append(container["args"])
+    return list({json.dumps(c): c for c in commands}.values())
 
 
 def test_chart_commands_were_found():
     commands = _chart_commands()
     assert ["api", "--role", "api"] in commands
-    assert ["api", "--role", "all"] in commands  # gateway.enabled=false
+    assert ["api", "--role", "all"] in commands  # ci/no-gateway-values.yaml
     assert ["api", "--role", "gateway"] in commands
     assert ["seed"] in commands
     assert ["refill"] in commands

@@ -6,7 +6,7 @@ import pytest
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from tests.deploy.paths import CHART, COMPOSE, DEPLOY, GRAFANA_PROVISIONING
+from tests.deploy.paths import CHART, CI_VALUES, COMPOSE, DEPLOY, GRAFANA_PROVISIONING
 
 CONFIG = YamlLintConfig(
     """
@@ -24,6 +24,7 @@ FILES = [
     COMPOSE,
     CHART / "Chart.yaml",
     CHART / "values.yaml",
+    *sorted(CI_VALUES.glob("*.yaml")),
     DEPLOY / "prometheus" / "prometheus.yml",
     *sorted(GRAFANA_PROVISIONING.rglob("*.yaml")),
 ]
