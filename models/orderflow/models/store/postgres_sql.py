@@ -8,9 +8,9 @@ a type.
 
 Why the statements look the way they do:
 
-* **The order** is three round trips inside ``BEGIN``/``COMMIT``: the idempotency
-  key lookup (only with a key), :data:`LOCK_ITEMS` and :data:`WRITE_ORDER`.
-  ``LOCK_ITEMS`` takes the row locks of every ordered item *in id order* (two
+* **The order** is two statements between ``BEGIN`` and ``COMMIT`` (three with an
+  idempotency key: :data:`FIND_BY_KEY` first), :data:`LOCK_ITEMS` and
+  :data:`WRITE_ORDER`. ``LOCK_ITEMS`` takes the row locks of every ordered item *in id order* (two
   multi-item orders can never deadlock) and reads the stock the error messages
   need; ``WRITE_ORDER`` then does everything else in one statement of
   data-modifying CTEs: the guarded decrement (``stock >= quantity`` in the
