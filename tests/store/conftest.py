@@ -1,8 +1,10 @@
 """Fixtures of the store contract suite: every test runs once per adapter.
 
-SQLite always runs (a fresh file per test). MongoDB runs when
-``ORDERFLOW_MONGO_URL`` points at a replica set (a fresh database per test,
-dropped afterwards); otherwise its half of the suite is skipped with that reason.
+SQLite always runs (a fresh file per test). PostgreSQL runs on the session's
+private server (``postgres_server`` in tests/conftest.py: a fresh database per
+test, dropped afterwards). MongoDB runs when ``ORDERFLOW_MONGO_URL`` points at a
+replica set (a fresh database per test, dropped afterwards); otherwise its part
+of the suite is skipped with that reason.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from orderflow.models.documents import MenuItem
 from orderflow.models.store import Store
+from orderflow.models.store.postgres import PostgresStore
 from orderflow.models.store.sqlite import SqliteStore
 
 MONGO_URL_ENV = "ORDERFLOW_MONGO_URL"
@@ -28,9 +32,12 @@ TEST_MENU = [
 ]
 
 
-async def open_test_store(adapter: str, tmp_path: Path) -> Store:
+async def open_test_store(request: pytest.FixtureRequest, adapter: str, tmp_path: Path) -> Store:
     if adapter == "sqlite":
         return await SqliteStore.open(tmp_path / "data" / "store.db")
+    if adapter == "postgresql":
+        # Requested here, not in the signature: a SQLite-only run starts no PostgreSQL.
+        return await PostgresStore.open(request.getfixturevalue("postgres_url"))
     url = os.environ.get(MONGO_URL_ENV)
     if not url:
         pytest.skip(f"{MONGO_URL_ENV} not set: no MongoDB replica set to run the contract against")
@@ -55,6 +62,19 @@ async def backdate_outbox(store: Store, outbox_ids: Sequence[str], seconds: floa
     adapter keeps them instead of waiting; pending rows stay pending.
     """
     ids = list(outbox_ids)
+    if isinstance(store, PostgresStore):
+        conn = await asyncpg.connect(store.dsn)
+        try:
+            await conn.execute(
+                "UPDATE outbox SET created_at = created_at - make_interval(secs => $1),"
+                " published_at = published_at - make_interval(secs => $1)"  # NULL stays NULL
+                " WHERE id = ANY($2::text[])",
+                float(seconds),
+                ids,
+            )
+        finally:
+            await conn.close()
+        return
     if isinstance(store, SqliteStore):
         raw = sqlite3.connect(store.path, timeout=30, isolation_level=None)
         try:
@@ -84,10 +104,16 @@ async def backdate_outbox(store: Store, outbox_ids: Sequence[str], seconds: floa
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("mongodb", marks=pytest.mark.mongo)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mongodb", marks=pytest.mark.mongo),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """An empty store of each adapter."""
-    opened = await open_test_store(request.param, tmp_path)
+    opened = await open_test_store(request, request.param, tmp_path)
     try:
         yield opened
     finally:

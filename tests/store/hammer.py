@@ -1,10 +1,11 @@
-"""One buyer process for the multi-process oversell test (run as a script).
+"""One buyer process for the multi-process oversell tests (run as a script).
 
-Usage: python -m tests.store.hammer DB_PATH BUYERS
+Usage: python -m tests.store.hammer STORE BUYERS
 
-Opens the SQLite store, prints "ready", waits for a line on stdin (so every
-process starts buying at the same moment), fires BUYERS concurrent orders of
-one "pizza" + one "cola", then prints one JSON line with the outcome counts.
+STORE is a SQLite file path or a store URL (``postgresql://...``). Opens the
+store, prints "ready", waits for a line on stdin (so every process starts
+buying at the same moment), fires BUYERS concurrent orders of one "pizza" +
+one "cola", then prints one JSON line with the outcome counts.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from orderflow.models.documents import OrderLineRequest
-from orderflow.models.store import OutOfStock, PlaceOrderResult
+from orderflow.models.store import OutOfStock, PlaceOrderResult, Store, open_store
 from orderflow.models.store.sqlite import SqliteStore
 from tests.store.factories import order_events
 
 
-async def main(db_path: str, buyers: int) -> None:
-    store = await SqliteStore.open(db_path)
+async def main(target: str, buyers: int) -> None:
+    store: Store = await (open_store(target) if "://" in target else SqliteStore.open(target))
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # the start signal
     lines = [
@@ -50,6 +53,45 @@ async def main(db_path: str, buyers: int) -> None:
         ),
         flush=True,
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def hammer_processes(target: str, processes: int, buyers: int) -> list[dict[str, Any]]:
+    """Run ``processes`` buyer processes on ``target``, release them at once; their outcomes.
+
+    Each process must exit 0; what it printed is returned (``succeeded``,
+    ``out_of_stock``, ``errors``) for the caller to add up.
+    """
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.store.hammer",
+            target,
+            str(buyers),
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() == b"ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+        outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 120)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert all(proc.returncode == 0 for proc in procs)
+    return [json.loads(stdout) for stdout, _ in outputs]
 
 
 if __name__ == "__main__":

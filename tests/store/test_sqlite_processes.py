@@ -9,17 +9,14 @@ neither, and no "database is locked" ever reaches a caller.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from pathlib import Path
 
 from orderflow.models.documents import MenuItem
 from orderflow.models.store.sqlite import SqliteStore
+from tests.store.hammer import hammer_processes
 
 PROCESSES = 3
 BUYERS_PER_PROCESS = 60
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_processes_hammering_one_file_never_oversell(tmp_path: Path) -> None:
@@ -31,34 +28,7 @@ async def test_processes_hammering_one_file_never_oversell(tmp_path: Path) -> No
             MenuItem(id="cola", name="Cola", category="drinks", price=250, stock=25),
         ]
     )
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.store.hammer",
-            str(db),
-            str(BUYERS_PER_PROCESS),
-            cwd=REPO,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(PROCESSES)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() == b"ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-        outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 120)
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    results = [json.loads(stdout) for stdout, _ in outputs]
-    assert all(proc.returncode == 0 for proc in procs)
+    results = await hammer_processes(str(db), PROCESSES, BUYERS_PER_PROCESS)
     assert [r["errors"] for r in results] == [[]] * PROCESSES  # no "database is locked"
     assert sum(r["succeeded"] for r in results) == 25  # cola is the limiting line
     assert sum(r["out_of_stock"] for r in results) == PROCESSES * BUYERS_PER_PROCESS - 25

@@ -7,7 +7,10 @@
   ``order.status_updated.v1`` to the outbox, then publishes it.
 * A timer relays outbox messages that stayed unpublished for a few seconds,
   and (at most once a minute) deletes the rows published longer ago than
-  ``ORDERFLOW_OUTBOX_RETENTION_SECONDS``.
+  ``ORDERFLOW_OUTBOX_RETENTION_SECONDS``. It polls every ``relay_interval``, and
+  between polls it waits in ``store.wait_for_outbox``: a store that announces its
+  commits (PostgreSQL, ``LISTEN/NOTIFY``) wakes it, so a message a crash left
+  behind goes out ``relay_min_age`` after its commit (:class:`RelaySchedule`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from functools import partial
 from redis.exceptions import RedisError
 
 from orderflow.agents.messages import order_status_messages
-from orderflow.agents.outbox import publish_outbox, relay_once
+from orderflow.agents.outbox import RelaySchedule, publish_outbox, relay_once
 from orderflow.agents.outbox_retention import OutboxPruner
 from orderflow.agents.settings import get_settings
 from orderflow.agents.store_provider import attach_store
@@ -28,6 +31,12 @@ from orderflow.models.store import Store
 from orderflow.runtime import App, Stream
 
 log = logging.getLogger(__name__)
+
+RELAY_TICK_SECONDS = 0.01
+"""The relay timer's own pause between ticks: the waiting happens in ``wait_for_outbox``."""
+RELAY_MAX_WAIT_SECONDS = 0.25
+"""The longest one tick waits for the store, so a stopping worker waits at most this long
+for its relay (the runtime stops a timer between ticks)."""
 
 
 def create_orders_app(
@@ -50,6 +59,7 @@ def create_orders_app(
     if outbox_retention is None:
         outbox_retention = get_settings().outbox_retention_seconds
     pruner = OutboxPruner(outbox_retention)
+    schedule = RelaySchedule(relay_interval, relay_min_age)
     app = App("orders", broker=broker, settings=get_settings())
     stores = attach_store(app, store)
     order_status = declare_topic(app, ORDER_STATUS_STREAM, OrderStatusReported)
@@ -71,16 +81,21 @@ def create_orders_app(
             else:
                 log.info("order %s: status %s is stale or repeated", report.order_id, report.status)
 
-    @app.timer(relay_interval)
+    @app.timer(RELAY_TICK_SECONDS)
     async def relay_outbox() -> None:
         current = await stores.get()
-        try:
-            relayed = await relay_once(app, current, relay_min_age)
-        except (RedisError, OSError) as exc:
-            log.warning("outbox relay: %s; retrying in %.1fs", exc, relay_interval)
-        else:
-            if relayed:
-                log.info("outbox relay: published %d message(s) left behind", relayed)
+        wait = min(schedule.wait_seconds(), RELAY_MAX_WAIT_SECONDS)
+        if await current.wait_for_outbox(wait):
+            schedule.announced()
+        if schedule.due():
+            schedule.relayed()  # booked first: a failing pass is retried at the next poll
+            try:
+                relayed = await relay_once(app, current, relay_min_age)
+            except (RedisError, OSError) as exc:
+                log.warning("outbox relay: %s; retrying in %.1fs", exc, relay_interval)
+            else:
+                if relayed:
+                    log.info("outbox relay: published %d message(s) left behind", relayed)
         # Store-only work, so it goes on while Redis is down; a no-op most ticks.
         await pruner.maybe_prune(current)
 

@@ -4,7 +4,9 @@ The store writes outgoing events in the same transaction as the business change
 (see :mod:`orderflow.models.store`) and returns the rows it wrote. This module moves
 them to their streams afterwards: once right after the commit (:func:`publish_outbox`,
 called by whoever committed) and again from a relay (:func:`relay_once`, a timer in
-the orders worker) for whatever a crash or a Redis outage left unpublished.
+the orders worker) for whatever a crash or a Redis outage left unpublished;
+:class:`RelaySchedule` decides when the relay looks (a periodic poll, and soon
+after a commit the store announces through ``Store.wait_for_outbox``).
 
 Publishing goes through the runtime (``App.send_envelopes(..., once=True)``), so
 every stream's ``MAXLEN`` cap applies and each event id is appended *once per
@@ -18,7 +20,8 @@ duplicate.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import Counter
@@ -118,3 +121,60 @@ async def relay_once(app: App, store: Store, min_age_seconds: float, *, batch: i
         handled += len(pending)
         if len(pending) < batch:
             return handled
+
+
+class RelaySchedule:
+    """When the relay looks at the outbox: every ``interval`` seconds (the poll, a safety
+    net), and ``min_age`` seconds after a commit announced by the store.
+
+    The relay only takes rows at least ``min_age`` old (younger ones are their
+    committer's to publish), so an announced commit is worth a look exactly when
+    its rows come of age -- not at once, and not up to ``interval`` later. With
+    PostgreSQL the announcement is a ``NOTIFY``, so a row a crash left behind is
+    relayed ``min_age`` after its commit whatever the poll interval; stores that
+    cannot announce (``wait_for_outbox`` only sleeps) get the poll alone, as before.
+
+    The caller loops: ``wait_for_outbox(wait_seconds())``, :meth:`announced` if
+    it returned ``True``, and a pass (after :meth:`relayed`) when :meth:`due`.
+    ``clock`` is monotonic time, a parameter so the schedule can be tested
+    without waiting.
+    """
+
+    def __init__(
+        self, interval: float, min_age: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.min_age = min_age
+        self._clock = clock
+        self._next_poll = clock()  # the first pass at once: rows left by an earlier run
+        self._first: float | None = None  # oldest announcement no pass has covered yet
+        self._last: float | None = None  # newest announcement
+
+    def _due_at(self) -> float:
+        if self._first is None:
+            return self._next_poll
+        return min(self._next_poll, self._first + self.min_age)
+
+    def wait_seconds(self) -> float:
+        """How long to wait for an announcement before the next pass is due."""
+        return max(0.0, self._due_at() - self._clock())
+
+    def announced(self) -> None:
+        """The store said outbox rows were committed (by now)."""
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        self._last = now
+
+    def due(self) -> bool:
+        return self._clock() >= self._due_at()
+
+    def relayed(self) -> None:
+        """A pass starts now. It covers rows older than ``min_age``: announcements younger
+        than that are kept, and bring the following pass forward."""
+        now = self._clock()
+        self._next_poll = now + self.interval
+        if self._last is not None and self._last > now - self.min_age:
+            self._first = self._last
+        else:
+            self._first = self._last = None

@@ -1,4 +1,4 @@
-"""The store contract: one interface, two adapters (SQLite embedded, MongoDB production).
+"""The store contract: one interface, three adapters (SQLite embedded; PostgreSQL, MongoDB).
 
 Every adapter passes the same contract suite (``tests/store``). The promises:
 
@@ -14,8 +14,12 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
 * An ``idempotency_key`` makes a retried ``place_order`` return the first
   order without reserving stock again.
 * ``prune_outbox`` deletes only rows published long enough ago, never pending ones.
+* ``wait_for_outbox`` lets the relay sleep until outbox rows are committed, where
+  the store can tell (PostgreSQL: ``LISTEN/NOTIFY``); elsewhere it is a plain sleep
+  and the relay polls.
 
-Open one with :func:`open_store` (``sqlite:///path.db`` or ``mongodb://...``).
+Open one with :func:`open_store` (``sqlite:///path.db``, ``postgresql://...`` or
+``mongodb://...``).
 """
 
 from __future__ import annotations
@@ -252,22 +256,46 @@ class Store(Protocol):
     async def count_orders(self, item_id: str | None = None) -> int:
         """All orders, or the orders with a line for ``item_id``."""
 
+    async def wait_for_outbox(self, timeout: float) -> bool:  # noqa: ASYNC109 - returns False
+        """Sleep until outbox rows may be waiting, at most ``timeout`` seconds.
 
-SUPPORTED_SCHEMES = ("sqlite", "mongodb", "mongodb+srv")
+        ``True`` as soon as a transaction that wrote outbox rows has committed (in
+        any process) since the previous call; ``False`` when ``timeout`` passed
+        without one. It lets the relay wake when there is something to look at
+        instead of only polling. An optional capability: a store that cannot be
+        told (SQLite, MongoDB) sleeps ``timeout`` and answers ``False``, and the
+        relay's periodic poll does the work, as it does for notifications lost
+        while a PostgreSQL listener reconnects.
+        """
+
+
+SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres", "mongodb", "mongodb+srv")
 
 
 async def open_store(url: str) -> Store:
     """Open (and create the schema of) the store ``url`` points to.
 
-    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    ``postgresql://user:pass@host/dbname`` (or ``postgres://``) or
     ``mongodb://host/dbname?replicaSet=rs0`` (database defaults to ``orderflow``).
-    The MongoDB adapter is imported lazily so that ``pymongo`` stays optional.
+    The PostgreSQL and MongoDB adapters are imported lazily so that ``asyncpg`` and
+    ``pymongo`` stay optional (the ``postgres`` and ``mongo`` extras).
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         from orderflow.models.store.sqlite import SqliteStore
 
         return await SqliteStore.open_url(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from orderflow.models.store.postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            if exc.name != "asyncpg":
+                raise
+            raise StoreUnavailable(
+                "a postgresql:// store needs asyncpg: pip install 'orderflow[postgres]'"
+            ) from exc
+        return await PostgresStore.open_url(url)
     if scheme in ("mongodb", "mongodb+srv"):
         from orderflow.models.store.mongodb import MongoStore
 

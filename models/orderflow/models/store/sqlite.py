@@ -645,6 +645,11 @@ class SqliteStore:
             if batch < _PRUNE_BATCH:
                 return deleted
 
+    async def wait_for_outbox(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract
+        """No notifications across processes on a file: sleep, and let the relay poll."""
+        await asyncio.sleep(timeout)
+        return False
+
 
 # ------------------------------------------------------------------ helpers
 # Module-level functions that run on the store thread inside a transaction.

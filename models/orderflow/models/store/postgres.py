@@ -1,0 +1,351 @@
+"""PostgreSQL store: ``postgresql://user:pass@host:5432/orderflow`` (or ``postgres://``).
+
+Driver: asyncpg, chosen by ``benchmarks/pg_drivers.py`` (the same order
+transaction with psycopg 3 and asyncpg; see docs/store.md). This module is what
+the store does; the SQL is in :mod:`orderflow.models.store.postgres_sql`, the
+pool, schema creation and error handling in
+:mod:`orderflow.models.store.postgres_pool`, the outbox reads and the ``LISTEN``
+connection in :mod:`orderflow.models.store.postgres_outbox`.
+
+Concurrency model, and why:
+
+* **A pool of connections per store** (``asyncpg.create_pool``; 1 to 10 by
+  default, ``?pool_min_size=&pool_max_size=`` in the URL). Unlike SQLite's single
+  writer, PostgreSQL runs transactions in parallel and locks rows, not the
+  database, so concurrent requests of a process each get a connection, and
+  orders of different dishes never wait for each other.
+* **READ COMMITTED plus explicit row locks**, not SERIALIZABLE: every
+  read-then-write takes the lock of what it changes first (``FOR NO KEY
+  UPDATE``: the stock rows in id order, the order or delivery row of a status
+  update), so a check can never be overtaken by another transaction and no
+  serialization failures need retrying. Two buyers of the last item queue on
+  its row; the second then reads the stock the first left.
+* **Guarded decrement** (``stock >= quantity`` in the ``UPDATE``) and ``CHECK
+  (stock >= 0)``: even without the lock, stock could not go below zero.
+* **Unique constraints decide races**: ``orders_idempotency_key`` (the loser of
+  two requests with one key rolls back and replays the winner's order) and
+  ``deliveries_order`` (``ON CONFLICT DO NOTHING`` waits for the winner).
+* Deadlocks (not expected: locks are taken in one order) re-run the
+  transaction and its event factory; a lost server is ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from orderflow.models.documents import (
+    Delivery,
+    MenuItem,
+    Order,
+    OrderLineRequest,
+    delivery_status_rank,
+    order_status_rank,
+    utc_now,
+)
+from orderflow.models.store import (
+    DeliveryEvents,
+    DeliveryResult,
+    OrderEvents,
+    PlaceOrderResult,
+    StatusChange,
+    StatusTransition,
+    TransitionEvents,
+    check_stock,
+    new_delivery,
+    new_order,
+    no_events,
+    out_of_stock,
+    wanted_quantities,
+)
+from orderflow.models.store import postgres_outbox as outbox
+from orderflow.models.store import postgres_sql as sql
+from orderflow.models.store.errors import (
+    DeliveryNotFound,
+    IdempotencyKeyReused,
+    OrderNotFound,
+    StoreError,
+    UnknownItem,
+)
+from orderflow.models.store.outbox import OutboxMessage
+from orderflow.models.store.postgres_outbox import OutboxNotifications
+from orderflow.models.store.postgres_pool import (
+    Connection,
+    PostgresPool,
+    affected_rows,
+    split_postgres_url,
+)
+
+
+class PostgresStore:
+    """The :class:`orderflow.models.store.Store` contract on a PostgreSQL database."""
+
+    def __init__(self, pool: PostgresPool, dsn: str, *, connect_timeout: float) -> None:
+        self._pool = pool
+        self.dsn = dsn
+        self._notifications = OutboxNotifications(dsn, connect_timeout=connect_timeout)
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    async def open_url(cls, url: str) -> PostgresStore:
+        dsn, sizes = split_postgres_url(url)
+        return await cls.open(
+            dsn, min_size=sizes.get("pool_min_size", 1), max_size=sizes.get("pool_max_size", 10)
+        )
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
+    ) -> PostgresStore:
+        """Open the pool and create the schema (idempotent, safe across processes)."""
+        pool = await PostgresPool.open(
+            dsn, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout
+        )
+        return cls(pool, dsn, connect_timeout=connect_timeout)
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def close(self) -> None:
+        if self._pool.closed:
+            return
+        try:
+            await self._notifications.close()
+        finally:
+            await self._pool.close()
+
+    async def ping(self) -> None:
+        await self._pool.read(lambda conn: conn.fetchval("SELECT 1"))
+
+    # ------------------------------------------------------------------ menu
+
+    async def seed_menu(self, items: Sequence[MenuItem]) -> int:
+        rows = list(items)
+
+        async def body(conn: Connection) -> int:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SEED_LOCK)
+            position = await conn.fetchval(sql.NEXT_POSITION)
+            inserted = 0
+            for item in rows:
+                status = await conn.execute(
+                    sql.SEED_ITEM,
+                    item.id,
+                    position,
+                    item.name,
+                    item.description,
+                    item.category,
+                    item.price,
+                    item.stock,
+                )
+                if affected_rows(status) == 1:
+                    inserted += 1
+                    position += 1
+            return inserted
+
+        return await self._pool.transaction(body)
+
+    async def list_menu(self) -> list[MenuItem]:
+        rows = await self._pool.read(lambda conn: conn.fetch(sql.LIST_MENU))
+        return [MenuItem(**dict(row)) for row in rows]
+
+    async def set_stock(self, item_id: str, stock: int) -> None:
+        if stock < 0:
+            raise ValueError("stock cannot be negative")
+        status = await self._pool.read(lambda conn: conn.execute(sql.SET_STOCK, item_id, stock))
+        if affected_rows(status) == 0:
+            raise UnknownItem([item_id])
+
+    async def refill(self, stock: int | None = None) -> int:
+        if stock is not None and stock < 0:
+            raise ValueError("stock cannot be negative")
+        if stock is None:
+            status = await self._pool.read(lambda conn: conn.execute(sql.REFILL_TO_SEED))
+        else:
+            status = await self._pool.read(lambda conn: conn.execute(sql.REFILL_TO, stock))
+        return affected_rows(status)
+
+    # ---------------------------------------------------------------- orders
+
+    async def place_order(
+        self,
+        lines: Sequence[OrderLineRequest],
+        *,
+        idempotency_key: str | None,
+        request_hash: str | None,
+        events: OrderEvents,
+    ) -> PlaceOrderResult:
+        requested = list(lines)
+        if not requested:
+            raise ValueError("an order needs at least one line")
+        wanted = wanted_quantities(requested)
+
+        async def replay(conn: Connection) -> PlaceOrderResult | None:
+            if idempotency_key is None:
+                return None
+            row = await conn.fetchrow(sql.FIND_BY_KEY, idempotency_key)
+            if row is None:
+                return None
+            if row["request_hash"] != request_hash:
+                raise IdempotencyKeyReused(idempotency_key)
+            order = await _load_order(conn, row["id"])
+            assert order is not None
+            return PlaceOrderResult(order=order, outbox=[], replayed=True)
+
+        async def body(conn: Connection) -> PlaceOrderResult:
+            replayed = await replay(conn)
+            if replayed is not None:
+                return replayed
+            items = {row["id"]: row for row in await conn.fetch(sql.LOCK_ITEMS, list(wanted))}
+            check_stock(wanted, items)
+            order = new_order(requested, items)
+            messages = list(events(order))
+            params = sql.write_order_params(order, wanted, idempotency_key, request_hash, messages)
+            if await conn.fetchval(sql.WRITE_ORDER, *params) != len(wanted):
+                # Unreachable while LOCK_ITEMS holds the rows: the guard (and CHECK) is
+                # there in case that ever changes. Raising rolls back the partial decrement.
+                item_id = next(iter(wanted))
+                raise out_of_stock(item_id, items[item_id], wanted[item_id])
+            return PlaceOrderResult(order=order, outbox=messages, replayed=False)
+
+        try:
+            return await self._pool.transaction(body)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "orders_idempotency_key":
+                raise
+            # A concurrent request with the same key committed first: answer with its order.
+            replayed = await self._pool.read(replay)
+            if replayed is None:
+                raise
+            return replayed
+
+    async def get_order(self, order_id: str) -> Order | None:
+        return await self._pool.read(lambda conn: _load_order(conn, order_id))
+
+    async def update_order_status(
+        self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
+        rank = order_status_rank(status)
+        return await self._update_status(
+            sql.UPDATE_ORDER_STATUS, order_id, status, rank, at, events, OrderNotFound
+        )
+
+    async def count_orders(self, item_id: str | None = None) -> int:
+        if item_id is None:
+            count = await self._pool.read(lambda conn: conn.fetchval(sql.COUNT_ORDERS))
+        else:
+            count = await self._pool.read(
+                lambda conn: conn.fetchval(sql.COUNT_ORDERS_OF_ITEM, item_id)
+            )
+        return int(count)
+
+    # ------------------------------------------------------------ deliveries
+
+    async def create_delivery(
+        self, order_id: str, events: DeliveryEvents = no_events
+    ) -> DeliveryResult:
+        async def existing(conn: Connection) -> DeliveryResult | None:
+            delivery_id = await conn.fetchval(sql.FIND_DELIVERY_OF_ORDER, order_id)
+            if delivery_id is None:
+                return None
+            delivery = await _load_delivery(conn, delivery_id)
+            assert delivery is not None
+            return DeliveryResult(delivery, created=False)
+
+        async def body(conn: Connection) -> DeliveryResult:
+            found = await existing(conn)
+            if found is not None:
+                return found
+            if not await conn.fetchval(sql.ORDER_EXISTS, order_id):
+                raise OrderNotFound(order_id)
+            delivery = new_delivery(order_id)
+            rank = delivery_status_rank(delivery.status)
+            args = (delivery.id, order_id, delivery.status, rank, delivery.created_at)
+            if await conn.fetchval(sql.INSERT_DELIVERY, *args) == 0:
+                # A concurrent call created it; ON CONFLICT waited for its commit.
+                found = await existing(conn)
+                assert found is not None
+                return found
+            messages = list(events(delivery))
+            await outbox.insert_outbox(conn, messages)
+            return DeliveryResult(delivery, created=True, outbox=messages)
+
+        return await self._pool.transaction(body)
+
+    async def update_delivery_status(
+        self, delivery_id: str, status: str, at: str, events: TransitionEvents = no_events
+    ) -> StatusChange:
+        rank = delivery_status_rank(status)
+        return await self._update_status(
+            sql.UPDATE_DELIVERY_STATUS, delivery_id, status, rank, at, events, DeliveryNotFound
+        )
+
+    async def _update_status(
+        self,
+        statement: str,
+        entity_id: str,
+        status: str,
+        rank: int,
+        at: str,
+        events: TransitionEvents,
+        not_found: Callable[[str], StoreError],
+    ) -> StatusChange:
+        """Apply ``status`` if its rank is higher (the ``UPDATE``'s ``WHERE`` decides), with
+        the transition's outbox rows, in one transaction."""
+
+        async def body(conn: Connection) -> StatusChange:
+            row = await conn.fetchrow(statement, entity_id, status, rank, at, utc_now())
+            assert row is not None
+            found, previous, order_id = row[0], row[1], row[2]
+            if not found:
+                raise not_found(entity_id)
+            if previous is None:
+                return StatusChange(changed=False)
+            transition = StatusTransition(
+                entity_id=entity_id, order_id=order_id, previous=previous, status=status, at=at
+            )
+            messages = list(events(transition))
+            await outbox.insert_outbox(conn, messages)
+            return StatusChange(changed=True, outbox=messages)
+
+        return await self._pool.transaction(body)
+
+    # ---------------------------------------------------------------- outbox
+
+    async def outbox_pending(
+        self, limit: int = 100, min_age_seconds: float = 0
+    ) -> list[OutboxMessage]:
+        return await self._pool.read(
+            lambda conn: outbox.outbox_pending(conn, limit, min_age_seconds)
+        )
+
+    async def mark_published(self, outbox_ids: Sequence[str]) -> None:
+        await self._pool.read(lambda conn: outbox.mark_published(conn, outbox_ids))
+
+    async def prune_outbox(self, published_before_seconds: float) -> int:
+        return await self._pool.read(
+            lambda conn: outbox.prune_outbox(conn, published_before_seconds)
+        )
+
+    async def wait_for_outbox(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract
+        """Woken by ``NOTIFY`` (see :class:`OutboxNotifications`)."""
+        return await self._notifications.wait(timeout)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+async def _load_order(conn: Connection, order_id: str) -> Order | None:
+    document = await conn.fetchval(sql.LOAD_ORDER, order_id)
+    return None if document is None else Order.model_validate_json(document)
+
+
+async def _load_delivery(conn: Connection, delivery_id: str) -> Delivery | None:
+    document = await conn.fetchval(sql.LOAD_DELIVERY, delivery_id)
+    return None if document is None else Delivery.model_validate_json(document)

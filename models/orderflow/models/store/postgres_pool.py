@@ -1,0 +1,167 @@
+"""The PostgreSQL store's connections: URL, pool, schema, transactions, failures.
+
+Kept apart from what the store *does* (:mod:`orderflow.models.store.postgres`)
+because every operation goes through the same three decisions made here:
+
+* **Which errors mean "the server cannot be used now"** (refused, dropped,
+  restarting, too many connections, a pooled connection it closed meanwhile):
+  they become :class:`StoreUnavailable`, so callers never catch a driver's
+  exception. Constraint violations and domain errors pass unchanged.
+* **Which errors are worth re-running a transaction for**: a deadlock or a
+  serialization failure (neither is expected: every transaction locks rows in
+  one order). The body runs again, event factory included, up to
+  ``TRANSIENT_RETRIES`` times. A connection lost in the middle is *not* re-run:
+  if it was the ``COMMIT``, the outcome is unknown.
+* **The schema** is created on open in one transaction holding an advisory
+  lock: concurrent ``CREATE TABLE IF NOT EXISTS`` in several processes can
+  otherwise fail on the catalog's unique indexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TypeAlias, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
+
+from orderflow.models.store import postgres_sql as sql
+from orderflow.models.store.errors import StoreUnavailable
+
+T = TypeVar("T")
+
+# Strings: asyncpg's classes are generic only in its stubs (asyncpg-stubs), not at run time.
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+POOL_PARAMETERS = ("pool_min_size", "pool_max_size")
+"""URL query parameters read here (and removed before the URL reaches asyncpg, which
+would send unknown ones to the server as settings)."""
+
+TRANSIENT_RETRIES = 5
+TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. a pooled connection the server closed meanwhile
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+"""Errors that say the server cannot be used now, as opposed to a wrong statement."""
+
+
+def split_postgres_url(url: str) -> tuple[str, dict[str, int]]:
+    """The URL for asyncpg, and the pool sizes given in its query string."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in POSTGRES_SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    sizes = {name: int(value) for name, value in query if name in POOL_PARAMETERS}
+    rest = [(name, value) for name, value in query if name not in POOL_PARAMETERS]
+    return urlunsplit(parts._replace(query=urlencode(rest))), sizes
+
+
+def affected_rows(status: str) -> int:
+    """The row count of a command tag (``UPDATE 3``, ``INSERT 0 1``, ``DELETE 0``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresPool:
+    """An asyncpg pool whose failures are the store's errors."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self.closed = False
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, min_size: int, max_size: int, connect_timeout: float
+    ) -> PostgresPool:
+        """Connect, and create the schema (idempotent, safe across processes)."""
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout
+            )
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+            raise StoreUnavailable(f"cannot open the PostgreSQL store: {exc}") from exc
+        opened = cls(pool)
+        try:
+            await opened.transaction(_create_schema)
+        except BaseException:
+            await opened.close()
+            raise
+        return opened
+
+    def _acquire(self) -> _Acquired:
+        if self.closed:
+            raise StoreUnavailable("store is closed")
+        return _Acquired(self._pool.acquire())
+
+    async def transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``body`` in one transaction on a pooled connection; re-run it on a deadlock."""
+        for attempt in range(1, TRANSIENT_RETRIES + 1):
+            try:
+                async with self._acquire() as conn, conn.transaction():
+                    return await body(conn)
+            except TRANSIENT:
+                if attempt == TRANSIENT_RETRIES:
+                    raise
+                await asyncio.sleep(0.005 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """Single statements outside an explicit transaction (each one is atomic)."""
+        async with self._acquire() as conn:
+            return await body(conn)
+
+    async def close(self) -> None:
+        self.closed = True
+        await self._pool.close()
+
+
+class _Acquired:
+    """``pool.acquire()`` whose failures to reach the server are ``StoreUnavailable``.
+
+    Only errors raised while acquiring or while the body talks to the server are
+    translated; domain errors and constraint violations pass unchanged.
+    """
+
+    def __init__(self, context: PoolAcquireContext[asyncpg.Record]) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> Connection:
+        try:
+            return await self._context.__aenter__()
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._context.__aexit__(exc_type, exc, tb)
+        if isinstance(exc, UNAVAILABLE):
+            raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
+
+
+async def _create_schema(conn: Connection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.SCHEMA_LOCK)
+    version = None
+    if await conn.fetchval("SELECT to_regclass('orderflow_schema') IS NOT NULL"):
+        version = await conn.fetchval("SELECT max(version) FROM orderflow_schema")
+    if version is not None and version > sql.SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"database schema version {version} is newer than this code ({sql.SCHEMA_VERSION})"
+        )
+    await conn.execute(sql.SCHEMA)
+    if version is None:
+        await conn.execute("INSERT INTO orderflow_schema (version) VALUES ($1)", sql.SCHEMA_VERSION)
