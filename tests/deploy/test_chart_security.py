@@ -41,8 +41,8 @@ WRITABLE: dict[str, tuple[str, ...]] = {
     "refill": ORDERFLOW_WRITES,
     "readyz": ORDERFLOW_WRITES,
     # mongod: data, its Unix socket and the entrypoint's temporary files in /tmp
-    "mongodb": ("/data/db", "/keyfile", "/tmp"),
-    "keyfile": ("/keyfile",),
+    "mongodb": ("/data/db", "/tmp"),
+    "keyfile": ("/keyfile",),  # copies the keyfile there with mode 0400
     # mongosh keeps its history under HOME=/tmp
     "init-replica-set": ("/tmp",),
     "create-user": ("/tmp",),
