@@ -44,8 +44,10 @@ def _schemas_read_once() -> Iterator[None]:
 def test_ci_value_sets_exist():
     assert {
         "external",
+        "external-postgres",
         "keda-monitoring",
         "minimal",
+        "postgres",
     } <= set(VALUE_SETS)
     assert all(path.name.endswith("-values.yaml") for path in CI_VALUES.iterdir())
 

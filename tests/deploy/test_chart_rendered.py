@@ -18,6 +18,7 @@ import pytest
 from tests.deploy.paths import CHART, OLDEST_KUBERNETES, load_yaml
 from tests.deploy.rendering import (
     DEFAULTS,
+    NAMESPACE,
     RELEASE,
     find,
     notes,
@@ -190,6 +191,46 @@ def test_external_servers_replace_the_bundled_ones():
             assert trigger["metadata"]["address"] == "cache.example.net:6380"
             assert trigger["metadata"]["enableTLS"] == "true"
     assert "MongoDB replica-set init" not in notes(values)
+
+
+def _store_url(name: str) -> str:
+    data = find(name, "Secret", f"{RELEASE}-secrets")["data"]
+    return base64.b64decode(data["store-url"]).decode()
+
+
+def test_bundled_postgresql_replaces_mongodb():
+    name = "postgres"
+    statefulsets = {s["metadata"]["name"] for s in objects(name, "StatefulSet")}
+    assert statefulsets == {f"{RELEASE}-postgresql", f"{RELEASE}-redis"}
+    assert not [m for m in rendered(name) if "mongodb" in m.name]
+    postgres = find(name, "StatefulSet", f"{RELEASE}-postgresql")
+    (server,) = pod_spec(postgres)["containers"]
+    assert server["image"].startswith("postgres:")
+    env = {e["name"]: e for e in server["env"]}
+    secret = find(name, "Secret", f"{RELEASE}-secrets")["data"]
+    password = base64.b64decode(secret["postgresql-password"]).decode()
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "postgresql-password"
+    # The data directory is below the claim's mount, which holds lost+found.
+    (data,) = [m for m in server["volumeMounts"] if m["name"] == "data"]
+    assert env["PGDATA"]["value"].startswith(data["mountPath"] + "/")
+    assert [c["metadata"]["name"] for c in postgres["spec"]["volumeClaimTemplates"]] == ["data"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert "pg_isready" in server[probe]["exec"]["command"][-1]
+    service = find(name, "Service", f"{RELEASE}-postgresql")
+    user, db = env["POSTGRES_USER"]["value"], env["POSTGRES_DB"]["value"]
+    host = f"{service['metadata']['name']}.{NAMESPACE}.svc:{service['spec']['ports'][0]['port']}"
+    assert _store_url(name) == f"postgresql://{user}:{password}@{host}/{db}"
+    assert "Store: PostgreSQL" in notes(value_set(name))
+
+
+def test_external_postgresql_reaches_the_pods_unchanged():
+    name = "external-postgres"
+    values = value_set(name)
+    assert not objects(name, "StatefulSet")
+    assert not [m for m in rendered(name) if "mongodb" in m.name or "postgresql" in m.name]
+    assert _store_url(name) == values["postgresql"]["externalUrl"]
+    assert _store_url(name).startswith("postgresql://")  # asyncpg, the image's postgres extra
+    assert "Store: external PostgreSQL" in notes(values)
 
 
 def test_keda_scales_every_worker_and_the_service_monitor_sees_every_metrics_port():

@@ -39,6 +39,9 @@ def _nested(path: str, value: Any) -> dict[str, Any]:
         ("mongodb.enabled", False, "minLength: got 0"),  # no store at all
         ("redis.enabled", False, "minLength: got 0"),  # no Redis at all
         ("mongodb.externalUrl", "postgres://db/x", "does not match pattern"),
+        ("store.kind", "mysql", "value must be one of"),
+        ("postgresql.externalUrl", "mongodb://db/x", "does not match pattern"),
+        ("postgresql.database", "order-flow", "does not match pattern"),
         ("redis.externalUrl", "http://redis:6379", "does not match pattern"),
         ("config.logFormat", "xml", "value must be one of"),
         ("image.pullPolicy", "Sometimes", "value must be one of"),
@@ -60,6 +63,32 @@ def test_helm_refuses_bad_values(path, value, complaint):
     with pytest.raises(helm.HelmValuesError) as refused:
         render(_nested(path, value))
     assert complaint in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"store": {"kind": "postgresql"}, "postgresql": {"enabled": False}}, "minLength: got 0"),
+        (
+            {
+                "store": {"kind": "postgresql"},
+                "postgresql": {"enabled": False, "externalUrl": "mysql://db/x"},
+            },
+            "does not match pattern",
+        ),
+    ],
+)
+def test_helm_refuses_postgresql_without_a_server(overrides, complaint):
+    with pytest.raises(helm.HelmValuesError) as refused:
+        render(overrides)
+    assert complaint in str(refused.value)
+
+
+def test_the_store_not_chosen_needs_no_url():
+    """`mongodb.enabled: false` without a URL is fine when PostgreSQL is the store."""
+    overrides = {"store": {"kind": "postgresql"}, "mongodb": {"enabled": False}}
+    kinds = {(m.kind, m.name) for m in render(overrides)}
+    assert ("StatefulSet", f"{RELEASE}-postgresql") in kinds
 
 
 def test_helm_accepts_the_longest_keyfile():

@@ -66,6 +66,22 @@ Resource names of the parts, so that every template agrees on them.
 {{- include "orderflow.fullname" . }}-mongodb
 {{- end }}
 
+{{- define "orderflow.postgresqlName" -}}
+{{- include "orderflow.fullname" . }}-postgresql
+{{- end }}
+
+{{/*
+The store run inside the release: "mongodb", "postgresql", or "" when the store
+is external (store.kind picks the engine, <engine>.enabled bundles it).
+*/}}
+{{- define "orderflow.bundledStore" -}}
+{{- if and (eq .Values.store.kind "mongodb") .Values.mongodb.enabled }}
+{{- print "mongodb" }}
+{{- else if and (eq .Values.store.kind "postgresql") .Values.postgresql.enabled }}
+{{- print "postgresql" }}
+{{- end }}
+{{- end }}
+
 {{- define "orderflow.redisName" -}}
 {{- include "orderflow.fullname" . }}-redis
 {{- end }}
@@ -172,4 +188,56 @@ Call with (dict "root" $ "key" "redis-password" "value" .Values.redis.auth.passw
 {{- randAlphaNum (int .length) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+Container-level security context of the data stores and their Jobs (MongoDB,
+PostgreSQL, Redis): the same hardening as orderflow's own containers; each
+server's writable paths are volumes.
+*/}}
+{{- define "orderflow.storeSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+Scheduling constraints of a pod. Call with the role's values, e.g.
+(include "orderflow.scheduling" .Values.api).
+*/}}
+{{- define "orderflow.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The `data` claim of a data store's StatefulSet. Call with
+(dict "root" $ "component" "redis" "persistence" .Values.redis.persistence).
+*/}}
+{{- define "orderflow.dataClaim" -}}
+- metadata:
+    name: data
+    labels:
+      {{- include "orderflow.selectorLabels" . | nindent 6 }}
+  spec:
+    accessModes: ["ReadWriteOnce"]
+    {{- with .persistence.storageClass }}
+    storageClassName: {{ . | quote }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ .persistence.size }}
 {{- end }}
