@@ -106,7 +106,7 @@ def _container_problems(container: dict[str, Any], pod: dict[str, Any]) -> list[
     if effective.get("seccompProfile", {}).get("type") != "RuntimeDefault":
         problems.append("seccompProfile is not RuntimeDefault")
     resources = container.get("resources", {})
-    for kind, names in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
+    for kind, names in (("requests", ("cpu", "memory")), ("limits", ("cpu", "memory"))):
         problems += [f"no {kind}.{n}" for n in names if not resources.get(kind, {}).get(n)]
     return problems
 
