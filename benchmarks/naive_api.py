@@ -4,15 +4,19 @@ It places orders the way many first versions do: read the stock, then write
 ``stock = old - quantity`` in a separate statement, with no transaction around
 the two, and insert the order afterwards. Between the read and the write other
 requests (in this process and in the other worker processes) read the same old
-value, so several buyers get the "last" unit. It runs on the very same SQLite
-schema and file as the real store (``models/orderflow/models/store/sqlite.py``) and publishes
+value, so several buyers get the "last" unit. It runs on the very same schema
+and database as the real store (SQLite: ``models/orderflow/models/store/sqlite.py``;
+PostgreSQL: ``postgres_sql.py``; chosen by the scheme of ``ORDERFLOW_STORE_URL``)
+and publishes
 ``order.created.v1`` like the real API, so ``benchmarks/oversell.py --naive``
 measures it with the same counters. The only difference is the missing
 transaction, which is the point.
 
-Each SQL statement runs in autocommit mode on a per-process store thread (as
-the real store does, so the comparison is fair). There is no artificial sleep:
-the awaits between the statements are the ones any async data layer has.
+Each SQL statement runs on its own, in autocommit mode: on SQLite on a
+per-process store thread (as the real store does, so the comparison is fair),
+on PostgreSQL on whichever connection of a per-process asyncpg pool is free (as
+the real store's pool, the same default size of 10). There is no artificial
+sleep: the awaits between the statements are the ones any async data layer has.
 
     python benchmarks/naive_api.py --port 8123 --workers 2   # env: ORDERFLOW_STORE_URL, _REDIS_URL
 """
@@ -35,12 +39,17 @@ from sanic.response import json as json_response
 from sanic.worker.loader import AppLoader
 
 _local: dict[str, Any] = {}
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def sqlite_path(url: str) -> str:
     from orderflow.models.store.sqlite import sqlite_path_from_url
 
     return sqlite_path_from_url(url)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
 
 
 def _connection() -> sqlite3.Connection:
@@ -55,14 +64,40 @@ def _connection() -> sqlite3.Connection:
     return conn
 
 
+def dollar_placeholders(statement: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...`` (no statement here quotes a ``?``)."""
+    parts = statement.split("?")
+    return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+
+
 async def sql(statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement in autocommit mode on the store thread (no transaction)."""
+    """Run one statement on its own, autocommitted (no transaction around several)."""
+    pool = _local.get("pool")
+    if pool is not None:  # PostgreSQL: any free pooled connection, one statement
+        rows = await pool.fetch(dollar_placeholders(statement), *params)
+        return [tuple(row) for row in rows]
     executor: ThreadPoolExecutor = _local["executor"]
 
     def run() -> list[tuple[Any, ...]]:
         return _connection().execute(statement, params).fetchall()
 
     return await asyncio.get_running_loop().run_in_executor(executor, run)
+
+
+async def open_database() -> None:
+    url = os.environ["ORDERFLOW_STORE_URL"]
+    if is_postgres(url):
+        import asyncpg
+
+        _local["pool"] = await asyncpg.create_pool(url, min_size=1, max_size=10)
+    else:
+        _local["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naive-store")
+
+
+async def close_database() -> None:
+    pool = _local.pop("pool", None)
+    if pool is not None:
+        await pool.close()
 
 
 def create_app() -> Sanic:
@@ -73,7 +108,7 @@ def create_app() -> Sanic:
     async def setup(app: Sanic) -> None:
         import redis.asyncio as aioredis
 
-        _local["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naive-store")
+        await open_database()
         # A blocking pool: requests wait for a free connection instead of failing with
         # "Too many connections" (redis-py's default pool is capped at 100 and raises).
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -84,6 +119,7 @@ def create_app() -> Sanic:
     @app.after_server_stop
     async def teardown(app: Sanic) -> None:
         await app.ctx.redis.aclose()
+        await close_database()
 
     @app.get("/readyz")
     async def readyz(request: Request) -> HTTPResponse:
@@ -112,13 +148,20 @@ def create_app() -> Sanic:
 
 
 async def insert_order(item_id: str, name: str, price: int, quantity: int) -> dict[str, Any]:
-    from orderflow.models.documents import utc_now
+    from orderflow.models.documents import order_status_rank, utc_now
 
     order_id, now = uuid.uuid4().hex, utc_now()
-    await sql(
-        "INSERT INTO orders (id, status, total, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-        (order_id, "created", price * quantity, now, now),
-    )
+    if "pool" in _local:  # the PostgreSQL schema also keeps the status's rank
+        await sql(
+            "INSERT INTO orders (id, status, status_rank, total, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (order_id, "created", order_status_rank("created"), price * quantity, now, now),
+        )
+    else:
+        await sql(
+            "INSERT INTO orders (id, status, total, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (order_id, "created", price * quantity, now, now),
+        )
     await sql(
         "INSERT INTO order_lines (order_id, line_no, item_id, name, quantity, unit_price)"
         " VALUES (?, 0, ?, ?, ?, ?)",

@@ -11,11 +11,12 @@ events for the item).
 
 ``--naive`` is the negative control: the same load against a deliberately naive
 read-then-write stock update (``benchmarks/naive_api.py``, which exists only
-here) on the same SQLite schema. It shows that the transaction, not luck or a
-slow client, is what prevents overselling.
+here) on the same schema and database (SQLite or PostgreSQL). It shows that the
+transaction, not luck or a slow client, is what prevents overselling.
 
     python benchmarks/oversell.py --buyers 1000 --stock 10
     python benchmarks/oversell.py --buyers 1000 --stock 10 --naive
+    python benchmarks/oversell.py --buyers 1000 --stock 10 --store postgres
     python benchmarks/oversell.py --buyers 60 --stock 5 --json
 """
 
@@ -23,33 +24,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import contextlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 if __package__ in (None, ""):  # run as `python benchmarks/oversell.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.rawhttp import OneShotConnection
+from benchmarks.buyers import fire
 from benchmarks.stack import (
     RELAY_ONLY,
+    STORES,
     Stack,
     StackError,
     log,
-    order_id_of,
     print_table,
     run_benchmark,
 )
 from orderflow.agents.topics import ORDERS_STREAM
 from orderflow.models.events import OrderCreated
 
-ORDERS_PATH = "/api/v1/orders"
 ORDER_CREATED = OrderCreated.event_type
 RESULT_KEYS = (
     "mode",
@@ -81,15 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stock", type=int, default=10, help="units of the item (default 10)")
     parser.add_argument(
         "--store",
-        choices=("sqlite", "mongodb"),
+        choices=STORES,
         default="sqlite",
-        help="store adapter (mongodb needs ORDERFLOW_MONGO_URL, a replica set)",
+        help="store adapter: sqlite (default: a fresh file in the run's temp dir); postgres (a "
+        "private PostgreSQL the run starts from the server binaries, e.g. Debian's "
+        "/usr/lib/postgresql/*/bin, on a free port in a temp dir, as nobody when root, and "
+        "stops at the end); mongodb (the replica set named by ORDERFLOW_MONGO_URL)",
     )
     parser.add_argument(
         "--naive",
         action="store_true",
         help="NEGATIVE CONTROL: a naive read-then-write stock update with no transaction "
-        "(benchmarks/naive_api.py; sqlite only)",
+        "(benchmarks/naive_api.py; sqlite or postgres)",
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="API worker processes (default 2, at least 2)"
@@ -108,113 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
-
-
-class Outcomes:
-    """What the buyers got back: counts by outcome, the ids of placed orders, error samples."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.order_ids: list[str] = []
-        self.samples: dict[str, str] = {}
-
-    def answer(self, status: int, body: Any, text: str) -> None:
-        if status == 201:
-            self.counts["succeeded"] += 1
-            order_id = order_id_of(body)
-            if order_id:
-                self.order_ids.append(order_id)
-        elif status == 409:
-            self.counts["rejected"] += 1
-        else:
-            self.counts["error"] += 1
-            self.samples.setdefault(str(status), text[:300])
-
-    def failure(self, exc: BaseException) -> None:
-        self.counts["error"] += 1
-        self.samples.setdefault(type(exc).__name__, repr(exc))
-
-
-async def release(go: asyncio.Event, tasks: list[asyncio.Task[None]], who: str) -> float:
-    """Let every task reach ``go.wait()``, then open the gate; seconds until all are done."""
-    await asyncio.sleep(0.05)
-    log(f"releasing {who}")
-    started = time.perf_counter()
-    go.set()
-    await asyncio.gather(*tasks)
-    return time.perf_counter() - started
-
-
-async def fire_raw(
-    base_url: str, body: dict[str, Any], buyers: int, request_timeout: float
-) -> tuple[Outcomes, float]:
-    """Open one connection per buyer, then send every request at the same instant."""
-    url = httpx.URL(base_url)
-    outcomes = Outcomes()
-    connections = [OneShotConnection(url.host, url.port or 80) for _ in range(buyers)]
-    opening = asyncio.Semaphore(100)  # stay inside the server's listen backlog while connecting
-
-    async def connect(connection: OneShotConnection) -> None:
-        async with opening:
-            # a failed connect is retried (and counted if it fails again) at request time
-            with contextlib.suppress(OSError):
-                await connection.open()
-
-    log(f"opening {buyers} connections")
-    await asyncio.gather(*(connect(c) for c in connections))
-    go = asyncio.Event()
-
-    async def buyer(connection: OneShotConnection) -> None:
-        await go.wait()
-        try:
-            async with asyncio.timeout(request_timeout):
-                response = await connection.request("POST", ORDERS_PATH, body)
-            text = response.body.decode(errors="replace")
-            parsed = response.json() if response.status == 201 else None
-            outcomes.answer(response.status, parsed, text)
-        except (OSError, TimeoutError, ValueError) as exc:
-            outcomes.failure(exc)
-        finally:
-            await connection.close()
-
-    tasks = [asyncio.create_task(buyer(c)) for c in connections]
-    return outcomes, await release(go, tasks, f"{buyers} buyers at once")
-
-
-async def fire_httpx(
-    base_url: str, body: dict[str, Any], buyers: int, request_timeout: float
-) -> tuple[Outcomes, float]:
-    """The same release with one httpx.AsyncClient and a pool of one connection per buyer."""
-    limits = httpx.Limits(max_connections=buyers, max_keepalive_connections=buyers)
-    timeouts = httpx.Timeout(request_timeout, connect=request_timeout, pool=request_timeout)
-    outcomes = Outcomes()
-    go = asyncio.Event()
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeouts) as client:
-
-        async def buyer() -> None:
-            await go.wait()
-            try:
-                response = await client.post(ORDERS_PATH, json=body)
-            except httpx.HTTPError as exc:
-                outcomes.failure(exc)
-                return
-            parsed = response.json() if response.status_code == 201 else None
-            outcomes.answer(response.status_code, parsed, response.text)
-
-        tasks = [asyncio.create_task(buyer()) for _ in range(buyers)]
-        return outcomes, await release(go, tasks, f"{buyers} buyers at once (httpx client)")
-
-
-async def fire(
-    base_url: str, item_id: str, buyers: int, request_timeout: float, client: str = "raw"
-) -> tuple[collections.Counter[str], list[str], float]:
-    """Release ``buyers`` POSTs at once; return outcome counts, order ids and elapsed seconds."""
-    body = {"lines": [{"item_id": item_id, "quantity": 1}]}
-    shoot = fire_raw if client == "raw" else fire_httpx
-    outcomes, elapsed = await shoot(base_url, body, buyers, request_timeout)
-    for kind, sample in outcomes.samples.items():
-        log(f"error sample ({kind}): {sample}")
-    return outcomes.counts, outcomes.order_ids, elapsed
 
 
 async def created_events(redis_url: str, item_id: str) -> tuple[int, set[str]]:
@@ -284,8 +176,8 @@ def naive_api_argv() -> list[str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     mode = "naive" if args.naive else "transactional"
-    if args.naive and args.store != "sqlite":
-        raise StackError("--naive works on the sqlite schema only")
+    if args.naive and args.store == "mongodb":
+        raise StackError("--naive works on the sqlite and postgres schemas only")
     stack = Stack(
         http_workers=args.workers,
         services=() if args.naive else RELAY_ONLY,

@@ -3,7 +3,8 @@
 Benchmarks must measure the real thing (real HTTP, real processes, a real
 Redis-compatible server) and must never touch anything outside themselves, so
 each run gets: its own Valkey on a free port, its own SQLite file in a temp
-directory (or the MongoDB named by ``ORDERFLOW_MONGO_URL``), the API as a
+directory (or a private PostgreSQL started for the run, or the MongoDB named by
+``ORDERFLOW_MONGO_URL``), the API as a
 subprocess (``orderflow api --workers N``) and only the service workers the
 benchmark needs, all with zero simulator delays. The processes are run by
 ``orderflow.agents.processes`` (as the demo's and the tests' are) and stopped,
@@ -25,8 +26,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from orderflow.agents.processes import HttpOk, ProcessError, ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.processes import (
+    HttpOk,
+    ProcessError,
+    ProcessSpec,
+    ProcessTree,
+    cli_argv,
+    parent_death_signal,
+)
 from orderflow.agents.services import SERVICES
+from orderflow.models.store.localpostgres import LocalPostgres, PostgresNotFound
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +45,8 @@ T = TypeVar("T")
 ALL_SERVICES: tuple[str, ...] = tuple(service.target for service in SERVICES)
 # Only the outbox relay is needed to prove that every committed order is published.
 RELAY_ONLY: tuple[str, ...] = ("orderflow.agents.orders:app",)
+STORES: tuple[str, ...] = ("sqlite", "postgres", "mongodb")
+PG_DATABASE = "orderflow_bench"
 
 
 def log(message: str) -> None:
@@ -47,10 +58,14 @@ class StackError(RuntimeError):
     """The stack could not start; the message names the process and its log tail."""
 
 
-def store_url_for(kind: str, data_dir: Path) -> str:
-    """The store a benchmark uses: a fresh SQLite file, or the MongoDB the operator named."""
+def store_url_for(kind: str, data_dir: Path, postgres: LocalPostgres | None = None) -> str:
+    """The store a benchmark uses: a fresh SQLite file, a database on the run's private
+    PostgreSQL, or the MongoDB the operator named."""
     if kind == "sqlite":
         return f"sqlite:///{data_dir / 'store.db'}"
+    if kind == "postgres":
+        assert postgres is not None, "the private PostgreSQL is started first"
+        return postgres.create_database(PG_DATABASE)
     if kind == "mongodb":
         url = os.environ.get("ORDERFLOW_MONGO_URL", "")
         if not url:
@@ -59,7 +74,7 @@ def store_url_for(kind: str, data_dir: Path) -> str:
                 "mongodb://127.0.0.1:27017/orderflow_bench?replicaSet=rs0)"
             )
         return url
-    raise StackError(f"unknown store {kind!r} (sqlite or mongodb)")
+    raise StackError(f"unknown store {kind!r} ({', '.join(STORES)})")
 
 
 @dataclass
@@ -82,6 +97,7 @@ class Stack:
         self.data_dir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
         self.port = free_port()
         self.redis: LocalRedisServer | None = None
+        self.postgres: LocalPostgres | None = None
         # SIGTERM lets the API stop its own Sanic workers; the group is killed after 15 s.
         self.processes = ProcessTree(grace=15.0)
         self.store_url = ""
@@ -131,7 +147,11 @@ class Stack:
         return self
 
     async def _start(self) -> None:
-        self.store_url = store_url_for(self.store, self.data_dir)
+        if self.store == "postgres":
+            # In this (the main) thread: the parent-death signal is tied to the forking
+            # thread, and an executor thread may end before the benchmark does.
+            self.postgres = start_postgres()
+        self.store_url = store_url_for(self.store, self.data_dir, self.postgres)
         self.redis = LocalRedisServer(data_dir=self.data_dir / "redis")
         await asyncio.to_thread(self.redis.start)
         log(f"valkey on {self.redis.url}; store {self.store_url}")
@@ -197,10 +217,20 @@ class Stack:
         if self.redis is not None:
             await asyncio.to_thread(self.redis.stop)
             self.redis = None
+        if self.postgres is not None:
+            await asyncio.to_thread(self._stop_postgres, self.postgres)
+            self.postgres = None
         if self.keep:
             log(f"kept {self.data_dir} (logs and store)")
         else:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _stop_postgres(self, server: LocalPostgres) -> None:
+        """Fast shutdown, its directory removed; with ``--keep`` its log is kept first."""
+        server.stop()
+        if self.keep and server.base_dir is not None:
+            shutil.copyfile(server.log_path, self.data_dir / "postgres.log")
+        server.close()
 
     async def __aenter__(self) -> Stack:
         return await self.start()
@@ -215,6 +245,23 @@ class Stack:
             for proc in self.processes:
                 log(f"--- {proc.name} log tail ---\n{proc.tail(15)}")
         await self.stop()
+
+
+def start_postgres() -> LocalPostgres:
+    """A private PostgreSQL for one run, as the tests start theirs (``LocalPostgres``:
+    Debian's binaries, a temp dir, a free port, as ``nobody`` when root), but with
+    durable commits: the benchmark measures a real commit. It gets SIGINT (fast
+    shutdown) if the benchmark dies without stopping it."""
+    server = LocalPostgres(durable=True, preexec_fn=parent_death_signal(signal.SIGINT))
+    try:
+        server.start()
+    except PostgresNotFound as exc:
+        raise StackError(f"--store postgres: {exc}") from None
+    except (RuntimeError, TimeoutError) as exc:
+        server.close()
+        raise StackError(f"the private PostgreSQL did not start: {exc}") from None
+    log(f"private PostgreSQL {server.bindir.parent.name} on port {server.port}")
+    return server
 
 
 def run_until_signal(main: Coroutine[Any, Any, T]) -> T:

@@ -6,11 +6,12 @@ docs/benchmarks.md work. No timing is asserted anywhere: speed belongs to the
 benchmark output, not to a test that would flake on a busy machine. What is
 asserted are the counts, which must hold on any machine:
 
-* transactional oversell run: exactly ``stock`` buyers succeed, the rest get
-  409, nothing errors, the store ends at 0 with ``stock`` orders, and exactly
-  ``stock`` order.created.v1 events reach orders-stream (the outbox delivered);
-* naive control: only that its figures are consistent with each other (whether
-  a given small run oversells depends on scheduling);
+* transactional oversell run, on SQLite and on the run's own private PostgreSQL:
+  exactly ``stock`` buyers succeed, the rest get 409, nothing errors, the store
+  ends at 0 with ``stock`` orders, and exactly ``stock`` order.created.v1 events
+  reach orders-stream (the outbox delivered);
+* naive control, on both: only that its figures are consistent with each other
+  (whether a given small run oversells depends on scheduling);
 * latency: every order reached ``delivered`` and the percentiles are ordered;
 * throughput: every contestant (FastStream's batch mode included) received every
   event, its consumer group delivered all of them and holds none unacked, and the
@@ -32,6 +33,7 @@ from typing import Any
 import pytest
 
 from benchmarks.stack import RELAY_ONLY, Stack
+from orderflow.models.store.localpostgres import PostgresNotFound, find_postgres_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
@@ -85,6 +87,23 @@ LATENCY_KEYS = {
 }
 
 
+def needs_postgres_binaries() -> None:
+    """As the PostgreSQL fixtures of tests/conftest.py: fail in CI, skip elsewhere."""
+    try:
+        find_postgres_bindir()
+    except PostgresNotFound as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+
+
+# Each oversell case on SQLite and on a private PostgreSQL that the run starts itself.
+STORES = [
+    pytest.param((), id="sqlite"),
+    pytest.param(("--store", "postgres"), id="postgres", marks=pytest.mark.postgres),
+]
+
+
 def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, Any]:
     """Run ``benchmarks/<script> ... --json``; return the JSON object it printed on stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
@@ -121,6 +140,9 @@ def test_help_describes_the_command(script: str) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "usage:" in completed.stdout
     assert "--" in completed.stdout
+    if script == "oversell.py":  # each store, and what postgres starts
+        assert "--store {sqlite,postgres,mongodb}" in completed.stdout
+        assert "private PostgreSQL" in " ".join(completed.stdout.split())
 
 
 def test_mongodb_store_without_url_is_a_clear_error() -> None:
@@ -139,22 +161,29 @@ def test_mongodb_store_without_url_is_a_clear_error() -> None:
     assert completed.stdout == ""
 
 
-def test_transactional_orders_never_oversell() -> None:
-    result = run_benchmark("oversell.py", "--buyers", "60", "--stock", "5")
+@pytest.mark.parametrize("store", STORES)
+def test_transactional_orders_never_oversell(store: tuple[str, ...]) -> None:
+    buyers, stock = (60, 5) if not store else (50, 3)
+    if store:
+        needs_postgres_binaries()
+    result = run_benchmark("oversell.py", "--buyers", str(buyers), "--stock", str(stock), *store)
     assert set(result) == OVERSELL_KEYS
     assert result["mode"] == "transactional"
-    assert (result["buyers"], result["stock"]) == (60, 5)
-    assert result["succeeded"] == 5
-    assert result["rejected"] == 55
+    assert (result["buyers"], result["stock"]) == (buyers, stock)
+    assert result["succeeded"] == stock
+    assert result["rejected"] == buyers - stock
     assert result["errors"] == 0
     assert result["final_stock"] == 0
-    assert result["orders_in_store"] == 5
-    assert result["created_events"] == 5
+    assert result["orders_in_store"] == stock
+    assert result["created_events"] == stock
     assert result["oversold"] == 0
 
 
-def test_naive_control_reports_consistent_figures() -> None:
-    result = run_benchmark("oversell.py", "--buyers", "60", "--stock", "5", "--naive")
+@pytest.mark.parametrize("store", STORES)
+def test_naive_control_reports_consistent_figures(store: tuple[str, ...]) -> None:
+    if store:
+        needs_postgres_binaries()
+    result = run_benchmark("oversell.py", "--buyers", "60", "--stock", "5", "--naive", *store)
     assert set(result) == OVERSELL_KEYS
     assert result["mode"] == "naive"
     assert (result["buyers"], result["stock"]) == (60, 5)
