@@ -132,8 +132,9 @@ def _routes(name: str) -> dict[str, str]:
 
 def test_ingress_routes_api_ws_and_root():
     api, gateway = f"{RELEASE}-api", f"{RELEASE}-gateway"
-    assert _routes(DEFAULTS) == {"/api": api, "/": api, "/ws": gateway}
-    assert _routes("no-gateway") == {"/api": api, "/": api, "/ws": api}
+    public = {"/api": api, "/static": api, "/": api}  # test_chart_network.py: what else
+    assert _routes(DEFAULTS) == {**public, "/ws": gateway}
+    assert _routes("no-gateway") == {**public, "/ws": api}
     annotations = find(DEFAULTS, "Ingress", f"{RELEASE}-ws")["metadata"]["annotations"]
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600

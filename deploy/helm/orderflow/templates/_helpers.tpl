@@ -241,3 +241,12 @@ The `data` claim of a data store's StatefulSet. Call with
       requests:
         storage: {{ .persistence.size }}
 {{- end }}
+
+{{/*
+Labels every pod of the release carries (without the component): what the
+NetworkPolicies select "the release's own pods" by.
+*/}}
+{{- define "orderflow.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "orderflow.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
