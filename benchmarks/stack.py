@@ -27,13 +27,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from orderflow.agents.processes import (
-    HttpOk,
     ProcessError,
     ProcessSpec,
     ProcessTree,
     cli_argv,
     parent_death_signal,
 )
+from orderflow.agents.readiness import HttpOk
 from orderflow.agents.services import SERVICES
 from orderflow.models.store.localpostgres import LocalPostgres, PostgresNotFound
 from orderflow.runtime.localserver import LocalRedisServer, free_port

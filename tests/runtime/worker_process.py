@@ -16,7 +16,8 @@ from pathlib import Path
 
 import redis
 
-from orderflow.agents.processes import Child, LinePrinted, ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.processes import Child, ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.readiness import LinePrinted
 from orderflow.runtime.envelope import Envelope
 from tests.runtime.fault_app import STREAM, Work
 

@@ -16,14 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orderflow.agents.processes import (
-    ChildExited,
-    HttpOk,
-    LinePrinted,
-    NotReady,
-    ProcessSpec,
-    ProcessTree,
-)
+from orderflow.agents.processes import ChildExited, NotReady, ProcessSpec, ProcessTree
+from orderflow.agents.readiness import HttpOk, LinePrinted
 from orderflow.runtime.localserver import free_port
 
 STUBBORN = """

@@ -12,7 +12,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from orderflow.agents.processes import Child, HttpOk, ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.processes import Child, ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.readiness import HttpOk
 from orderflow.runtime.localserver import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -26,7 +26,8 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from orderflow.agents.processes import HttpOk, ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.processes import ProcessSpec, ProcessTree, cli_argv
+from orderflow.agents.readiness import HttpOk
 from orderflow.models.documents import OrderLineRequest, utc_now
 from orderflow.models.events import OrderStatusUpdated
 from orderflow.models.menu import DEMO_MENU

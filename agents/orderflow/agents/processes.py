@@ -27,7 +27,6 @@ current run, so a supervisor is a loop of :meth:`ProcessTree.watch`, a sleep and
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import logging
 import os
@@ -35,11 +34,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from orderflow.agents.readiness import Readiness
 
 log = logging.getLogger("orderflow.processes")
 
@@ -50,58 +49,6 @@ TAIL_LINES = 30
 def cli_argv(*args: str) -> list[str]:
     """``orderflow ARGS...`` run by this interpreter (no console script on PATH needed)."""
     return [sys.executable, "-m", "orderflow.agents.cli", *args]
-
-
-class Readiness(abc.ABC):
-    """A readiness check: :meth:`check` is polled until it returns True.
-
-    ``str()`` says what is awaited, and what was last seen, for the timeout message.
-    """
-
-    @abc.abstractmethod
-    def check(self, child: Child) -> bool: ...
-
-
-class HttpOk(Readiness):
-    """``GET url`` answers 200. A port that only accepts connections is not enough
-    for an HTTP server: Sanic's main process listens before its workers serve."""
-
-    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.last = "no answer yet"
-        # Our own servers, on loopback: never ask a proxy from http_proxy and friends.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def check(self, child: Child) -> bool:
-        try:
-            with self._opener.open(self.url, timeout=self.timeout) as response:
-                self.last = f"HTTP {response.status}"
-                return bool(response.status == 200)
-        except urllib.error.HTTPError as exc:
-            body = exc.read(200).decode(errors="replace")
-            self.last = f"HTTP {exc.code} {body}"
-        except OSError as exc:
-            self.last = repr(exc)
-        return False
-
-    def __str__(self) -> str:
-        return f"GET {self.url} answering 200 (last: {self.last})"
-
-
-class LinePrinted(Readiness):
-    """The child's log (since its last start) contains ``text``; needs a ``log_path``."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def check(self, child: Child) -> bool:
-        if child.spec.log_path is None:
-            raise ValueError(f"{child.name}: LinePrinted needs a log_path to read")
-        return self.text in child.output()
-
-    def __str__(self) -> str:
-        return f"{self.text!r} in the log"
 
 
 class ProcessError(RuntimeError):
@@ -180,6 +127,10 @@ class Child:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.spec.log_path
 
     @property
     def returncode(self) -> int | None:

@@ -89,3 +89,9 @@ class AckBuffer:
 
     def recently_flushed(self, event_id: bytes) -> bool:
         return event_id in self._recent or event_id in self._recent_old
+
+    @property
+    def recent_sets(self) -> tuple[set[bytes], set[bytes]]:
+        """The two generations of lately flushed ids, for a per-batch loop to test
+        membership without a call per event (the duplicate filter is on the hot path)."""
+        return self._recent, self._recent_old

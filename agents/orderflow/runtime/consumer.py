@@ -376,9 +376,10 @@ class Consumer:
         acks = self.acks
         if acks.done_event_ids or acks.handed:
             seen |= acks.owned_event_ids()
+        recent, recent_old = acks.recent_sets
         keep: list[int] = []
         for index, eid in enumerate(batch.event_ids):
-            if eid in seen or acks.recently_flushed(eid):
+            if eid in seen or eid in recent or eid in recent_old:
                 acks.ack_only.append(batch.entry_ids[index])
                 self.metrics.duplicate.inc()
                 log.info("agent %s: skipping duplicate event %s (entry %s)", self.agent,

@@ -33,13 +33,13 @@ from pathlib import Path
 from orderflow.agents.commands.seed import seed_demo_menu
 from orderflow.agents.processes import (
     ChildExited,
-    HttpOk,
     NotReady,
     ProcessSpec,
     ProcessTree,
     cli_argv,
     parent_death_signal,
 )
+from orderflow.agents.readiness import HttpOk
 from orderflow.agents.services import SERVICES
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.models.store import opened_store
