@@ -3,7 +3,7 @@
 #   api (default)                      REST + WebSocket on :8000 (/healthz, /readyz, /metrics)
 #   api --role gateway                 the same server, deployed separately for /ws traffic
 #   worker orderflow.agents.orders:app           (orderflow.agents.delivery:app, orderflow.agents.notifications:app,
-#                                       orderflow.agents.simulator:app) metrics on ORDERFLOW_METRICS_PORT
+#                                       orderflow.agents.simulator:app) /metrics /livez /readyz on ORDERFLOW_ADMIN_PORT
 #   seed | refill                      demo-menu Job / stock-refill CronJob
 #
 # Build from the repository root:  docker build -t orderflow:local .

@@ -227,14 +227,14 @@ def _named(pair: tuple[Peer, Peer, int, str]) -> str:
 
 def test_bundled_policies_allow_what_the_design_needs():
     policies, pods = _bundled()
-    http, metrics = pods["api"].ports["http"], pods["orders-worker"].ports["metrics"]
+    http, admin = pods["api"].ports["http"], pods["orders-worker"].ports["admin"]
     allowed = [
         (INGRESS_NGINX, pods["api"], http, TCP),
         (INGRESS_NGINX, pods["gateway"], http, TCP),
         (pods["test"], pods["api"], http, TCP),
         (PROMETHEUS, pods["api"], http, TCP),
         (PROMETHEUS, pods["gateway"], http, TCP),
-        *[(PROMETHEUS, pods[w], metrics, TCP) for w in WORKERS],
+        *[(PROMETHEUS, pods[w], admin, TCP) for w in WORKERS],
         *[(pods[p], pods["redis"], 6379, TCP) for p in ORDERFLOW_PODS],
         *[(pods[p], pods["mongodb"], 27017, TCP) for p in ORDERFLOW_PODS],
         *[(pods[p], KUBE_DNS, 53, proto) for p in ORDERFLOW_PODS for proto in (UDP, TCP)],
@@ -247,19 +247,19 @@ def test_bundled_policies_allow_what_the_design_needs():
 
 def test_bundled_policies_refuse_everything_else_asked():
     policies, pods = _bundled()
-    http, metrics = pods["api"].ports["http"], pods["orders-worker"].ports["metrics"]
+    http, admin = pods["api"].ports["http"], pods["orders-worker"].ports["admin"]
     denied = [
-        (pods["orders-worker"], pods["delivery-worker"], metrics, TCP),  # worker → worker
+        (pods["orders-worker"], pods["delivery-worker"], admin, TCP),  # worker → worker
         (pods["orders-worker"], pods["api"], http, TCP),  # only the test pod, inside
         (pods["api"], pods["gateway"], http, TCP),
-        (INGRESS_NGINX, pods["orders-worker"], metrics, TCP),
+        (INGRESS_NGINX, pods["orders-worker"], admin, TCP),
         (INGRESS_NGINX, pods["redis"], 6379, TCP),
         (INGRESS_NGINX, pods["mongodb"], 27017, TCP),
         (PROMETHEUS, pods["redis"], 6379, TCP),
         (STRANGER, pods["redis"], 6379, TCP),  # outside the release, same namespace
         (STRANGER, pods["mongodb"], 27017, TCP),
         (STRANGER, pods["api"], http, TCP),
-        (STRANGER, pods["orders-worker"], metrics, TCP),
+        (STRANGER, pods["orders-worker"], admin, TCP),
         (_look_alike(pods["api"]), pods["redis"], 6379, TCP),  # release labels, other namespace
         (_look_alike(pods["test"]), pods["api"], http, TCP),
         (pods["api"], pods["redis"], 6380, TCP),  # only the server's port

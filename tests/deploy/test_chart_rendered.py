@@ -257,6 +257,23 @@ def test_keda_scales_every_worker_and_the_service_monitor_sees_every_metrics_por
         assert {p["name"] for p in service["spec"]["ports"]} & ports, service["metadata"]["name"]
 
 
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_every_worker_is_probed_on_its_admin_port(name):
+    """Liveness on /livez, readiness on /readyz, both on the port the worker is told
+    to serve (ORDERFLOW_ADMIN_PORT) — the runtime's admin server; see
+    tests/runtime/test_admin_port.py for what the two answers mean."""
+    workers = [d for d in objects(name, "Deployment") if d["metadata"]["name"].endswith("-worker")]
+    assert workers
+    for worker in workers:
+        (container,) = pod_spec(worker)["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert env["ORDERFLOW_ADMIN_PORT"] == str(ports["admin"])
+        live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+        assert (live["path"], live["port"]) == ("/livez", "admin")
+        assert (ready["path"], ready["port"]) == ("/readyz", "admin")
+
+
 def test_minimal_runs_one_replica_of_everything_without_ingress():
     name = "minimal"
     kinds = {m.kind for m in rendered(name)}

@@ -57,7 +57,7 @@ def test_orderflow_roles_share_one_image_and_run_their_command(compose):
 
 def test_workers_serve_metrics_on_the_scraped_port(compose):
     for name in ("orders-worker", "delivery-worker", "notifications-worker", "simulator"):
-        assert compose["services"][name]["environment"]["ORDERFLOW_METRICS_PORT"] == "9100"
+        assert compose["services"][name]["environment"]["ORDERFLOW_ADMIN_PORT"] == "9100"
 
 
 def test_redis_keeps_an_aof_and_never_evicts(compose):

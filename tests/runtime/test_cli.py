@@ -204,7 +204,7 @@ def test_worker_runs_app_serves_metrics_logs_json_and_stops_cleanly(sync_redis, 
     port = free_port()
     worker = workers.start(
         "--redis-url", workers.redis_url,  # the flag alone: the environment has no URL
-        "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--concurrency", "2",
+        "--admin-port", str(port), "--admin-host", "127.0.0.1", "--concurrency", "2",
         env={"ORDERFLOW_REDIS_URL": ""},
     )  # fmt: skip
     publish_work(sync_redis, [Work(seq=n) for n in range(3)])

@@ -67,7 +67,7 @@ def test_worker_waits_for_redis_with_back_off_then_starts_and_stops_on_sigterm(p
         )
         banner = [line["message"] for line in log_lines(worker)]
         head = next(text for text in banner if "worker fault running" in text)
-        assert f"redis {url}" in head and "consumer " in head and "no metrics port" in head
+        assert f"redis {url}" in head and "consumer " in head and "no admin port" in head
         assert any(
             text.strip()
             == "agent tests.runtime.fault_app.work: fault-stream -> fault-group (concurrency 3)"
@@ -94,9 +94,9 @@ def test_banner_masks_the_password_and_wrong_credentials_are_one_line_exit_2(poo
     secret = "s3cret-pass"
     with LocalRedisServer(extra_args=["--requirepass", secret]) as server:
         url = f"redis://:{secret}@127.0.0.1:{server.port}/0"
-        metrics_port = free_port()
+        admin_port = free_port()
         worker = pool.start(
-            "--redis-url", url, "--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1"
+            "--redis-url", url, "--admin-port", str(admin_port), "--admin-host", "127.0.0.1"
         )
         wait_until(
             lambda: bool(messages(worker, "worker fault running")) or not worker.alive(),
@@ -105,7 +105,7 @@ def test_banner_masks_the_password_and_wrong_credentials_are_one_line_exit_2(poo
         )
         head = messages(worker, "worker fault running")[0]["message"]
         assert f"redis redis://:***@127.0.0.1:{server.port}/0" in head
-        assert f"metrics http://127.0.0.1:{metrics_port}/metrics" in head
+        assert f"admin http://127.0.0.1:{admin_port} (/metrics /livez /readyz)" in head
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
         assert secret not in worker.output()

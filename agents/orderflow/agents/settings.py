@@ -40,7 +40,7 @@ class Settings(RuntimeSettings):
 
     # Runtime options (read_count, read_block_ms, claim_idle_ms, max_deliveries,
     # retry_*_seconds, dedupe_ttl_seconds, shutdown_timeout_seconds, stream_maxlen,
-    # metrics_port, log_format, log_level, ...) come from RuntimeSettings.
+    # admin_port, log_format, log_level, ...) come from RuntimeSettings.
     service: str = "orderflow"
 
     # Outbox relay: how often it looks, and how old an unpublished row must be

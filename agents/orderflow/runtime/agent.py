@@ -171,6 +171,11 @@ class Agent(Generic[T]):
         return not pending
 
     @property
+    def tasks(self) -> tuple[asyncio.Task[None], ...]:
+        """The body tasks (and the dispatcher with ``concurrency`` > 1) while started."""
+        return tuple(self._tasks)
+
+    @property
     def handler_id(self) -> str:
         """``<group>/<agent name>``: what derived send ids are scoped to."""
         return f"{self.group}/{self.name}"

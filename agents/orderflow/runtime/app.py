@@ -278,6 +278,16 @@ class App(Hooks):
         log.info("app %s started: %d agent(s), %d timer(s), consumer %s", self.name,
                  len(self.agents), len(self.timers), self.consumer_name)  # fmt: skip
 
+    @property
+    def stopping(self) -> bool:
+        """Stop has begun: agents no longer read (readiness fails from here on)."""
+        return self._stopping.is_set()
+
+    @property
+    def background_tasks(self) -> tuple[asyncio.Task[None], ...]:
+        """Timers, the delayed-event scheduler and the metrics poller, while started."""
+        return tuple(self._background)
+
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._background.append(asyncio.ensure_future(coro))
         self._background[-1].set_name(f"{self.name}:{name}")

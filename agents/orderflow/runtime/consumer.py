@@ -103,7 +103,8 @@ class Consumer:
         self._pending: tuple[list[Any], list[bytes]] | None = None
         self._stopping = False
         self._reconnect = reconnect_delays()
-        self._failures = 0
+        # Round trips failed in a row (0 once one succeeds): readiness reads it.
+        self.connection_failures = 0
         self.group_ready = False
 
     # ------------------------------------------------------------------ setup
@@ -171,7 +172,7 @@ class Consumer:
                     events = await self.recovery.round_trip(now)
                 else:
                     events = await self._fast_round_trip(now, deadline)
-                self._failures = 0
+                self.connection_failures = 0
             except CONNECTION_ERRORS as exc:
                 await self._forget_in_flight()
                 await self._connection_lost(exc)
@@ -391,9 +392,9 @@ class Consumer:
 
     # ------------------------------------------------------------- failures
     async def _connection_lost(self, exc: BaseException) -> None:
-        self._failures += 1
+        self.connection_failures += 1
         self.metrics.reconnects.inc()
-        delay = self._reconnect.delay(self._failures)
+        delay = self._reconnect.delay(self.connection_failures)
         log.warning("agent %s: redis unreachable (%s); retrying in %.2fs", self.agent,
                     exc, delay)  # fmt: skip
         self.recovery.connection_lost()  # replies may have been lost: drain once back

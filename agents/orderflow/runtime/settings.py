@@ -74,8 +74,14 @@ class RuntimeSettings(BaseSettings):
     metrics_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often consumer lag and pending counts are polled."
     )
-    metrics_port: int = Field(
-        default=0, ge=0, description="> 0: `orderflow worker` serves /metrics on this port."
+    admin_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description=(
+            "> 0: `orderflow worker` serves /metrics, /livez and /readyz on this port "
+            "(an admin port, never the public one); 0: none."
+        ),
     )
     log_format: Literal["json", "console"] = Field(
         default="json", description="`json` (one object a line) or `console` (for people)."

@@ -87,14 +87,13 @@ async def wait_for_redis(
     return False
 
 
-def banner_lines(app: App, url: str, metrics_url: str | None = None) -> list[str]:
+def banner_lines(app: App, url: str, admin_url: str | None = None) -> list[str]:
     """What the worker runs, for the start banner: where, as whom, and per agent its
     stream -> group with its concurrency (so an operator can match it to ``orderflow
     streams``), then the timers."""
-    metrics = f"metrics {metrics_url}" if metrics_url else "no metrics port"
+    admin = f"admin {admin_url} (/metrics /livez /readyz)" if admin_url else "no admin port"
     lines = [
-        f"worker {app.name} running: redis {redact_url(url)}, consumer {app.consumer_name}, "
-        f"{metrics}"
+        f"worker {app.name} running: redis {redact_url(url)}, consumer {app.consumer_name}, {admin}"
     ]
     for agent in app.agents:
         lines.append(

@@ -2,8 +2,9 @@
 
 The unit of deployment is one worker process per service (scaled by running
 more of them: they share the consumer group, Redis spreads the entries). The
-command imports the App, sets up logging, optionally serves Prometheus metrics,
-waits until its Redis answers (saying so, with back-off), logs a start banner, and
+command imports the App, sets up logging, optionally serves its admin port
+(``/metrics``, ``/livez``, ``/readyz``: :mod:`orderflow.runtime.admin`), waits until its
+Redis answers (saying so, with back-off), logs a start banner, and
 runs until SIGTERM/SIGINT, when the App stops reading, finishes and acks what it
 holds and exits 0 within its shutdown timeout. The loading, waiting and banner live
 in :mod:`orderflow.runtime.worker`; this module is the command-line surface (options,
@@ -19,9 +20,11 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 
 from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
 
+from orderflow.runtime.admin import AdminServer
 from orderflow.runtime.app import App
 from orderflow.runtime.commands.base import (
     ENV_NAME,
@@ -34,6 +37,7 @@ from orderflow.runtime.commands.base import (
     describe_exception,
     describe_redis_error,
 )
+from orderflow.runtime.health import app_readiness
 from orderflow.runtime.logs import configure_logging
 from orderflow.runtime.settings import get_runtime_settings
 from orderflow.runtime.worker import (
@@ -49,15 +53,16 @@ log = logging.getLogger("orderflow.worker")
 EXIT_INTERRUPTED = 130
 
 
-def serve_metrics(port: int, host: str) -> str:
-    """Prometheus /metrics on ``host:port`` (a daemon thread; the default registry)."""
-    from prometheus_client import start_http_server
-
+async def start_admin(app: App, port: int, host: str) -> AdminServer:
+    """The admin server of ``app`` on ``host:port``, listening (before Redis is waited
+    for, so ``/livez`` answers and ``/readyz`` says "starting" meanwhile)."""
+    server = AdminServer(host, port, partial(app_readiness, app))
     try:
-        start_http_server(port, addr=host)
+        await server.start()
     except OSError as exc:
-        raise CommandError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
-    return f"http://{host}:{port}/metrics"
+        raise CommandError(f"cannot serve the admin port on {host}:{port}: "
+                           f"{exc.strerror or exc}") from exc  # fmt: skip
+    return server
 
 
 def load_error(spec: str, exc: Exception) -> str:
@@ -102,8 +107,8 @@ def app_url(app: App) -> str:
     return check_redis_url(url)
 
 
-async def serve(app: App, url: str, *, metrics_port: int, metrics_host: str) -> int:
-    """Serve metrics, wait for Redis, run the App with a start banner; 0 after a signal.
+async def serve(app: App, url: str, *, admin_port: int, admin_host: str) -> int:
+    """Serve the admin port, wait for Redis, run the App with a start banner; 0 after a signal.
 
     SIGTERM/SIGINT are ours while waiting and until ``app.run()`` installs its own; ours
     call ``app.request_stop()`` too, which ``run()`` honours if it comes in between."""
@@ -116,7 +121,15 @@ async def serve(app: App, url: str, *, metrics_port: int, metrics_host: str) -> 
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested)
-    metrics_url = serve_metrics(metrics_port, metrics_host) if metrics_port > 0 else None
+    admin = await start_admin(app, admin_port, admin_host) if admin_port > 0 else None
+    try:
+        return await run_app(app, url, stop, admin.url if admin else None)
+    finally:
+        if admin is not None:
+            await admin.close()
+
+
+async def run_app(app: App, url: str, stop: asyncio.Event, admin_url: str | None) -> int:
     try:
         if not await wait_for_redis(url, stop):
             log.info("worker %s: stopped while waiting for Redis", app.name)
@@ -124,7 +137,7 @@ async def serve(app: App, url: str, *, metrics_port: int, metrics_host: str) -> 
     except (AuthenticationError, AuthorizationError) as exc:
         raise CommandError(describe_redis_error(url, exc), EXIT_USAGE) from exc
     running = asyncio.ensure_future(app.run())
-    await announce_when_started(app, running, banner_lines(app, url, metrics_url))
+    await announce_when_started(app, running, banner_lines(app, url, admin_url))
     try:
         await running
     except (RedisError, OSError) as exc:  # the server went away while the App started
@@ -142,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(app.name, fmt=args.log_format or app.settings.log_format, level=level)
     except ValueError as exc:  # logging's "Unknown level: 'LOUD'"
         raise CommandError(f"invalid log level: {exc}", EXIT_USAGE) from None
-    port = args.metrics_port if args.metrics_port is not None else app.settings.metrics_port
+    port = args.admin_port if args.admin_port is not None else app.settings.admin_port
     try:
-        return asyncio.run(serve(app, url, metrics_port=port, metrics_host=args.metrics_host))
+        return asyncio.run(serve(app, url, admin_port=port, admin_host=args.admin_host))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return EXIT_INTERRUPTED
     except CommandError:
@@ -163,30 +176,34 @@ def register(subparsers: Subparsers) -> None:
             "directory is importable) and run its agents and timers. Until its Redis "
             "answers the worker logs 'waiting for Redis at URL (reason)' with back-off; "
             "then a start banner: the Redis URL (password masked), the consumer name, the "
-            "metrics URL and each agent's stream -> group with its concurrency. Logs are "
+            "admin URL and each agent's stream -> group with its concurrency. Logs are "
             "JSON lines on stderr. On SIGTERM or SIGINT the worker stops reading, finishes "
             "and acks the events it holds and exits 0 within the App's shutdown timeout "
-            "(ORDERFLOW_SHUTDOWN_TIMEOUT_SECONDS). Run several workers to scale out: they "
+            "(ORDERFLOW_SHUTDOWN_TIMEOUT_SECONDS). With an admin port it serves GET /metrics "
+            "(Prometheus), /livez (200 while the event loop answers) and /readyz (200 when "
+            "every agent and timer runs and Redis answers, else 503 naming the failing "
+            "check). Run several workers to scale out: they "
             "share each consumer group, and one takes over the pending entries of a "
             "worker that died. Exit codes: 0 stopped by a signal, 1 crashed, 2 the app, "
             "URL or credentials are wrong."
         ),
-        epilog="example: orderflow worker orderflow.agents.orders:app --metrics-port 9100",
+        epilog="example: orderflow worker orderflow.agents.orders:app --admin-port 9100",
     )
     parser.add_argument("app", metavar="MODULE:APP", help="e.g. orderflow.agents.orders:app")
     add_redis_url_option(parser)
     parser.add_argument(
-        "--metrics-port",
+        "--admin-port",
         type=int,
         default=None,
         metavar="N",
-        help="serve Prometheus /metrics on this port; 0 = off (default: $ORDERFLOW_METRICS_PORT)",
+        help="serve /metrics, /livez and /readyz on this port; 0 = off "
+        "(default: $ORDERFLOW_ADMIN_PORT)",
     )
     parser.add_argument(
-        "--metrics-host",
+        "--admin-host",
         default="0.0.0.0",
         metavar="ADDR",
-        help="address the metrics server binds (default 0.0.0.0, so Prometheus can scrape)",
+        help="address the admin port binds (default 0.0.0.0, so probes and Prometheus reach it)",
     )
     parser.add_argument(
         "--concurrency",
