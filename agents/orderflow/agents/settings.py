@@ -37,6 +37,11 @@ class Settings(RuntimeSettings):
     max_line_quantity: int = 100
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 60.0
+    # Longest wait, in seconds, for a request's head and then for its body. A client
+    # that announces more bytes than it sends gets a 408 problem after this long,
+    # instead of holding the connection for Sanic's 60 s response timeout. 10 s moves
+    # the largest body allowed (max_body_bytes) over even a slow mobile link.
+    http_request_timeout_seconds: int = Field(default=10, ge=1)
 
     # Runtime options (read_count, read_block_ms, claim_idle_ms, max_deliveries,
     # retry_*_seconds, dedupe_ttl_seconds, shutdown_timeout_seconds, stream_maxlen,

@@ -27,7 +27,16 @@ from sanic import Sanic
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.models.store import Store, open_store
 from orderflow.runtime import App
-from orderflow.web import access, correlation, cors, openapi, problems, tracking, ui
+from orderflow.web import (
+    access,
+    correlation,
+    cors,
+    openapi,
+    problems,
+    request_guard,
+    tracking,
+    ui,
+)
 from orderflow.web.metrics import mark_this_process_dead
 from orderflow.web.routes import health, menu, metrics, orders
 
@@ -66,19 +75,21 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
     settings = settings or get_settings()
-    app = Sanic(APP_NAME, configure_logging=False)
+    app = Sanic(APP_NAME, configure_logging=False, request_class=request_guard.GuardedRequest)
     app.ctx.settings = settings
     app.ctx.role = role
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.ACCESS_LOG = False  # orderflow.web.access writes one JSON line per request instead
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 75  # longer than typical load-balancer idle timeouts
+    app.config.REQUEST_TIMEOUT = settings.http_request_timeout_seconds  # the head; the body: below
 
     openapi.setup(app)
     problems.install(app)
     correlation.install(app)
     access.install(app)
     cors.install(app, settings.cors_origins)
+    request_guard.install(app, body_timeout=settings.http_request_timeout_seconds)
 
     health.register(app)
     metrics.register(app)

@@ -18,7 +18,9 @@ from sanic.response import BaseHTTPResponse
 from orderflow.runtime.context import CorrelationScope, enter_scope
 
 HEADER = "X-Correlation-ID"
-_VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Matched with fullmatch: ``$`` alone also matches before a trailing line feed, which
+# let "abc\n" through into every envelope and log line.
+_VALID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def _set_scope(correlation_id: str | None) -> None:
@@ -35,7 +37,7 @@ def _set_scope(correlation_id: str | None) -> None:
 def correlation_id_for(request: Request) -> str:
     """The request's id: the client's if well-formed, else a new one."""
     incoming = request.headers.get(HEADER, "")
-    if incoming and _VALID.match(incoming):
+    if incoming and _VALID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
 

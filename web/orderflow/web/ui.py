@@ -1,4 +1,5 @@
-"""The browser UI: ``/`` and its static assets from ``web/orderflow/web/static/``.
+"""The browser UI: ``/`` and its static assets from ``web/orderflow/web/static/``
+(served by :mod:`orderflow.web.static_files`).
 
 Plain HTML, CSS and JavaScript modules, served as files: there is no front-end
 build step, so ``make demo`` needs nothing but Python, and what the browser runs
@@ -12,6 +13,8 @@ from pathlib import Path
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 from sanic_ext.extensions.openapi import openapi
+
+from orderflow.web.static_files import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
@@ -28,8 +31,10 @@ async def index(request: Request) -> HTTPResponse:
 def register(app: Sanic) -> None:
     """Serve ``/`` and ``/static/*``; the page is left out of the OpenAPI document."""
     app.add_route(index, "/", methods=["GET", "HEAD"], name="ui_index")
-    app.static("/static", STATIC_DIR, name="ui_static")  # sanic-ext skips static routes
-    exclude_from_openapi(app, "ui_index")
+    app.add_route(
+        StaticFiles(STATIC_DIR), "/static/<path:path>", methods=["GET", "HEAD"], name="ui_static"
+    )
+    exclude_from_openapi(app, "ui_index", "ui_static")
 
 
 def exclude_from_openapi(app: Sanic, *route_names: str) -> None:

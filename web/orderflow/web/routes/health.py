@@ -4,11 +4,18 @@ Liveness never touches a dependency: a Redis outage must not make Kubernetes
 restart every API pod. Readiness pings Redis and the store, each with a
 timeout, and answers 503 (a problem naming what failed) if either does not
 respond, so traffic is routed elsewhere until it does.
+
+``/readyz`` is reachable by anyone who can reach the API, so its 503 names the
+dependency and the kind of failure (``unreachable`` or ``timeout``) and nothing
+else: an exception's text carries the server's address, a URL or a user name.
+That text goes to the log (WARNING, with the request's correlation id), where
+the operator looks for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +27,9 @@ from orderflow.web.openapi import json_content, problem_content
 from orderflow.web.problems import problem, problem_type, request_ext
 
 CHECK_TIMEOUT_SECONDS = 2.0
+OK, UNREACHABLE, TIMEOUT = "ok", "unreachable", "timeout"
+
+log = logging.getLogger(__name__)
 
 READY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -36,14 +46,17 @@ async def healthz(request: Request) -> HTTPResponse:
     return json({"status": "ok"})
 
 
-async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
+async def _check(name: str, probe: Callable[[], Awaitable[Any]]) -> str:
+    """``ok``, ``timeout`` or ``unreachable``; the reason, with its internals, is logged."""
     try:
         await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
-        return f"no answer within {CHECK_TIMEOUT_SECONDS:g}s"
+        log.warning("readiness: %s gave no answer within %gs", name, CHECK_TIMEOUT_SECONDS)
+        return TIMEOUT
     except Exception as exc:
-        return f"unreachable ({type(exc).__name__}: {exc})"[:300]
-    return "ok"
+        log.warning("readiness: %s unreachable: %s: %s", name, type(exc).__name__, exc)
+        return UNREACHABLE
+    return OK
 
 
 @openapi.definition(
@@ -54,10 +67,10 @@ async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
 async def readyz(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
     redis_check, store_check = await asyncio.gather(
-        _check(lambda: ctx.redis.ping()), _check(lambda: ctx.store.ping())
+        _check("redis", lambda: ctx.redis.ping()), _check("store", lambda: ctx.store.ping())
     )
     checks = {"redis": redis_check, "store": store_check}
-    failed = [name for name, result in checks.items() if result != "ok"]
+    failed = [name for name, result in checks.items() if result != OK]
     if failed:
         return problem(
             503,
