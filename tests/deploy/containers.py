@@ -158,6 +158,17 @@ def _exists(tag: str) -> bool:
     return subprocess.run([*ENGINE, "image", "exists", tag], check=False).returncode == 0
 
 
+def check_runs(base: str) -> None:
+    """Run ``true`` in the base with the run flags: :class:`EngineUnavailable` when the
+    machine cannot run containers, so that a failing build below is the project's fault."""
+    command = ["run", "--rm", "--network", "host", *ULIMITS, "--pull=never", base, "true"]
+    try:
+        podman(*command, timeout=120)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        raise EngineUnavailable(f"podman cannot run a container here: {detail}") from None
+
+
 def build_image(base: str, log_path: Path) -> str:
     """``podman build`` of the repository's Dockerfile on ``base``; the image's tag."""
     tag = f"{IMAGE_REPOSITORY}:{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}"

@@ -199,6 +199,7 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     started = time.monotonic()
     try:
         base = containers.base_image()
+        containers.check_runs(base)
     except containers.EngineUnavailable as exc:
         pytest.skip(str(exc))
     log.info("base image ready in %.0fs", time.monotonic() - started)
@@ -209,42 +210,44 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     yield tag, containers.image_config(tag)
 
 
-@pytest.mark.postgres
-@pytest.mark.timeout(900)
-def test_chart_workloads_run_as_containers_of_the_image(
+@pytest.fixture
+def container_release(
     built_image: tuple[str, ImageConfig],
     flushed_redis: LocalRedisServer,
     postgres_url: str,
     tmp_path: Path,
-) -> None:
+) -> ChartStack:
+    """The rendered release planned onto the built image, nothing started yet."""
     tag, image = built_image
     manifests, launches, book = plan_release(postgres_url, flushed_redis, image)
     assert unread(launches, image) == {}
     runner = ContainerRunner(tag, image, prefix=f"orderflow-test-{uuid.uuid4().hex[:6]}")
-    exercise(ChartStack(manifests, launches, book, runner, tmp_path))
+    return ChartStack(manifests, launches, book, runner, tmp_path)
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+def test_chart_workloads_run_as_containers_of_the_image(container_release: ChartStack) -> None:
+    exercise(container_release)
 
 
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
-def test_a_path_left_read_only_fails_the_container(
-    built_image: tuple[str, ImageConfig],
-    flushed_redis: LocalRedisServer,
-    postgres_url: str,
-    tmp_path: Path,
-) -> None:
+def test_a_path_left_read_only_fails_the_container(container_release: ChartStack) -> None:
     """The negative control of the read-only root: the API's container without its
     emptyDir exits during start (with 2 HTTP workers it makes a prometheus multiprocess
     directory under /tmp), so the tmpfs mounts are what makes the test above pass,
     not a writable layer podman adds."""
-    tag, image = built_image
-    manifests, launches, book = plan_release(postgres_url, flushed_redis, image)
-    runner = ContainerRunner(tag, image, prefix=f"orderflow-test-{uuid.uuid4().hex[:6]}")
-    release = ChartStack(manifests, launches, book, runner, tmp_path)
+    release = container_release
     api_port = urlsplit(release.base_url("/api")).port
-    (api,) = [launch for launch in launches if api_port in launch.local_ports.values()]
+    (api,) = [launch for launch in release.launches if api_port in launch.local_ports.values()]
     without_tmp = dataclasses.replace(api.workload, writable={})
     stack = ChartStack(
-        manifests, [dataclasses.replace(api, workload=without_tmp)], book, runner, tmp_path
+        release.manifests,
+        [dataclasses.replace(api, workload=without_tmp)],
+        release.book,
+        release.runner,
+        release.logs,
     )
     try:
         with pytest.raises(ChildExited) as failure:

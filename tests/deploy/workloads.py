@@ -90,20 +90,31 @@ def _lookup(sources: dict[tuple[str, str], dict[str, str]], kind: str, ref: dict
     return data.get(ref["key"])
 
 
+# Where envFrom and valueFrom point: the reference's field -> the object kind it names.
+ENV_FROM = {"configMapRef": "ConfigMap", "secretRef": "Secret"}
+VALUE_FROM = {"configMapKeyRef": "ConfigMap", "secretKeyRef": "Secret"}
+
+
+def _referenced(
+    sources: dict[tuple[str, str], dict[str, str]],
+    reference: dict[str, Any],
+    fields: dict[str, str],
+    what: str,
+) -> Any:
+    for name, kind in fields.items():
+        if name in reference:
+            return _lookup(sources, kind, reference[name])
+    raise UnsupportedSpec(f"{what}: {sorted(reference)}")
+
+
 def resolve_env(
     container: dict[str, Any], sources: dict[tuple[str, str], dict[str, str]]
 ) -> dict[str, str]:
     """The container's environment: ``envFrom`` in order, then ``env`` over it."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
-        prefix = source.get("prefix", "")
-        if "configMapRef" in source:
-            data = _lookup(sources, "ConfigMap", source["configMapRef"])
-        elif "secretRef" in source:
-            data = _lookup(sources, "Secret", source["secretRef"])
-        else:
-            raise UnsupportedSpec(f"envFrom {source}")
-        env.update({prefix + key: value for key, value in (data or {}).items()})
+        data = _referenced(sources, source, ENV_FROM, f"envFrom {source}")
+        env.update({source.get("prefix", "") + key: value for key, value in (data or {}).items()})
     for var in container.get("env", []):
         if "valueFrom" not in var:
             value = str(var.get("value", ""))
@@ -111,13 +122,7 @@ def resolve_env(
                 raise UnsupportedSpec(f"env {var['name']}: $(VAR) expansion is not reproduced")
             env[var["name"]] = value
             continue
-        source = var["valueFrom"]
-        if "configMapKeyRef" in source:
-            value = _lookup(sources, "ConfigMap", source["configMapKeyRef"])
-        elif "secretKeyRef" in source:
-            value = _lookup(sources, "Secret", source["secretKeyRef"])
-        else:
-            raise UnsupportedSpec(f"env {var['name']}: valueFrom {sorted(source)}")
+        value = _referenced(sources, var["valueFrom"], VALUE_FROM, f"env {var['name']}")
         if value is not None:
             env[var["name"]] = value
     return env
