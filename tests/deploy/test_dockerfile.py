@@ -1,4 +1,4 @@
-"""The Dockerfile, read instruction by instruction (no Docker engine here to build it).
+"""The Dockerfile, read instruction by instruction (test_chart_workloads.py builds and runs it).
 
 Proves its structure: a builder stage that makes wheels with `pip wheel`, a
 python:3.11-slim runtime that installs only those wheels, a non-root numeric
@@ -13,55 +13,16 @@ import fnmatch
 import json
 import re
 import tomllib
-from dataclasses import dataclass
 
 import pytest
 
+from tests.deploy.dockerfile import Instruction, parse, stages
 from tests.deploy.paths import DOCKERFILE, DOCKERIGNORE, ROOT
-
-
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    arguments: str
-
-
-def parse(text: str) -> list[Instruction]:
-    """Dockerfile instructions with line continuations joined and comments dropped."""
-    logical: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not current and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
-            continue  # comment inside a continued instruction
-        if line.endswith("\\"):
-            current += line[:-1] + " "
-            continue
-        logical.append(current + line)
-        current = ""
-    assert not current, "dangling line continuation"
-    out = []
-    for line in logical:
-        keyword, _, arguments = line.partition(" ")
-        out.append(Instruction(keyword.upper(), arguments.strip()))
-    return out
 
 
 @pytest.fixture(scope="module")
 def instructions() -> list[Instruction]:
     return parse(DOCKERFILE.read_text(encoding="utf-8"))
-
-
-def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
-    result: list[list[Instruction]] = []
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            result.append([])
-        if result:
-            result[-1].append(instruction)
-    return result
 
 
 def arg_defaults(instructions: list[Instruction]) -> dict[str, str]:
