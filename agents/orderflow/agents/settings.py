@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from orderflow.runtime.settings import RuntimeSettings
@@ -37,6 +37,10 @@ class Settings(RuntimeSettings):
     max_line_quantity: int = 100
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 60.0
+    # The operator console (/ops, /api/v1/ops/*) exists only when this is set; every
+    # ops call must present it as "Authorization: Bearer <token>". Use a long random
+    # value (e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`).
+    operator_token: SecretStr | None = None
 
     # Runtime options (read_count, read_block_ms, claim_idle_ms, max_deliveries,
     # retry_*_seconds, dedupe_ttl_seconds, shutdown_timeout_seconds, stream_maxlen,

@@ -27,7 +27,7 @@ from sanic import Sanic
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.models.store import Store, open_store
 from orderflow.runtime import App
-from orderflow.web import access, correlation, cors, openapi, problems, tracking, ui
+from orderflow.web import access, correlation, cors, openapi, ops, problems, tracking, ui
 from orderflow.web.metrics import mark_this_process_dead
 from orderflow.web.routes import health, menu, metrics, orders
 
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
         menu.register(app)
         orders.register(app)
         ui.register(app)
+        ops.register(app, settings)
     if role in ("all", "gateway"):
         tracking.register(app)
 
