@@ -16,6 +16,7 @@ over the rendered Ingresses; what the browser UI loads is read from its files.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -311,10 +312,18 @@ def test_an_external_server_without_cidrs_is_refused():
 STATIC = ROOT / "web" / "orderflow" / "web" / "static"
 
 
-def _ui_paths() -> set[str]:
-    """Every absolute path the browser UI's HTML and JS name (the page itself is `/`)."""
-    found = {"/"}
-    for path in [STATIC / "index.html", *sorted((STATIC / "js").glob("*.js"))]:
+OPS_SCRIPT = "ops.js"  # the operator console's: routed only with ingress.exposeOps
+
+
+def _ui_paths(*, ops: bool = False) -> set[str]:
+    """Every absolute path the browser UI's HTML and JS name (the page itself is `/`);
+    with ``ops``, those of the operator console (its page is `/ops`) instead."""
+    if ops:
+        found, sources = {"/ops"}, [STATIC / "ops.html", STATIC / "js" / OPS_SCRIPT]
+    else:
+        scripts = [p for p in sorted((STATIC / "js").glob("*.js")) if p.name != OPS_SCRIPT]
+        found, sources = {"/"}, [STATIC / "index.html", *scripts]
+    for path in sources:
         text = path.read_text(encoding="utf-8")
         found |= set(re.findall(r"""["'`(}](/(?:api|static|ws)/[^"'`$?)]*)""", text))
     return found
@@ -351,6 +360,43 @@ def test_the_ui_and_api_paths_are_routed_and_nothing_else_by_default():
     hidden = ["/metrics", "/docs", "/docs/openapi.json", "/docs/swagger", "/healthz", "/readyz",
               "/anything-else", "/apidocs"]  # fmt: skip
     assert {p: _route(manifests, p) for p in hidden} == dict.fromkeys(hidden)
+
+
+def test_the_operator_console_is_routed_only_when_asked():
+    api = f"{RELEASE}-api"
+    console = _ui_paths(ops=True)
+    assert {"/ops", "/api/v1/ops/", "/static/js/ops.js", "/static/ops.css"} <= console
+    hidden = [p for p in console if p.startswith(("/ops", "/api/v1/ops"))]
+    default = rendered(DEFAULTS)
+    assert {p: _route(default, p) for p in hidden} == dict.fromkeys(hidden)
+    exposed = render({"ingress": {"exposeOps": True}, "operator": {"enabled": True}})
+    assert {p: _route(exposed, p) for p in console} == dict.fromkeys(console, api)
+    assert _route(exposed, "/api/v1/ops/dead-letters/1-0/replay") == api
+    assert _route(exposed, "/opsx") is None
+
+
+def test_the_operator_token_reaches_only_the_api_and_only_when_enabled():
+    def token_env(manifests: list[Manifest]) -> dict[str, Any]:
+        found = {}
+        for m in manifests:
+            if m.kind in ("Deployment", "Job", "CronJob"):
+                for c in pod_spec(m.obj)["containers"]:
+                    for e in c.get("env", []):
+                        if e["name"] == "ORDERFLOW_OPERATOR_TOKEN":
+                            found[m.name] = e["valueFrom"]["secretKeyRef"]
+        return found
+
+    assert token_env(rendered(DEFAULTS)) == {}
+    secret = next(m.obj for m in rendered(DEFAULTS) if m.kind == "Secret")
+    assert "operator-token" not in secret["data"]
+    on = render({"operator": {"enabled": True, "token": "t" * 40}})
+    refs = token_env(on)
+    assert list(refs) == [f"{RELEASE}-api"]
+    secret = next(m.obj for m in on if m.kind == "Secret")
+    assert refs[f"{RELEASE}-api"]["name"] == secret["metadata"]["name"]
+    assert base64.b64decode(secret["data"][refs[f"{RELEASE}-api"]["key"]]) == b"t" * 40
+    generated = next(m.obj for m in render({"operator": {"enabled": True}}) if m.kind == "Secret")
+    assert len(base64.b64decode(generated["data"]["operator-token"])) == 40
 
 
 def test_metrics_and_docs_are_routed_only_when_asked():

@@ -132,7 +132,7 @@ def _routes(name: str) -> dict[str, str]:
 
 def test_ingress_routes_api_ws_and_root():
     api, gateway = f"{RELEASE}-api", f"{RELEASE}-gateway"
-    public = {"/api": api, "/static": api, "/": api}  # test_chart_network.py: what else
+    public = {"/api/v1/menu": api, "/api/v1/orders": api, "/static": api, "/": api}
     assert _routes(DEFAULTS) == {**public, "/ws": gateway}
     assert _routes("no-gateway") == {**public, "/ws": api}
     annotations = find(DEFAULTS, "Ingress", f"{RELEASE}-ws")["metadata"]["annotations"]

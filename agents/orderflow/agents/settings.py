@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from orderflow.runtime.settings import RuntimeSettings
@@ -42,6 +42,10 @@ class Settings(RuntimeSettings):
     # instead of holding the connection for Sanic's 60 s response timeout. 10 s moves
     # the largest body allowed (max_body_bytes) over even a slow mobile link.
     http_request_timeout_seconds: int = Field(default=10, ge=1)
+    # The operator console (/ops, /api/v1/ops/*) exists only when this is set; every
+    # ops call must present it as "Authorization: Bearer <token>". Use a long random
+    # value (e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`).
+    operator_token: SecretStr | None = None
 
     # Runtime options (read_count, read_block_ms, claim_idle_ms, max_deliveries,
     # retry_*_seconds, dedupe_ttl_seconds, shutdown_timeout_seconds, stream_maxlen,

@@ -119,3 +119,39 @@ async def inspect_streams(redis: Redis, streams: list[str] | None = None) -> lis
         if info is not None:
             result.append(info)
     return result
+
+
+@dataclass
+class ConsumerInfo:
+    """One consumer of a group, as ``XINFO CONSUMERS`` reports it: the worker processes
+    seen (a consumer name is ``<host>-<pid>``) and how long each has been quiet."""
+
+    stream: str
+    group: str
+    name: str
+    pending: int
+    idle_ms: int  # since its last read attempt (or ack)
+    inactive_ms: int | None  # since its last successful read (Redis/Valkey 7.2+), else None
+
+
+async def consumer_infos(redis: Redis, stream: str, group: str) -> list[ConsumerInfo]:
+    """The consumers of ``group`` on ``stream`` (empty when either does not exist)."""
+    try:
+        rows = await redis.execute_command(b"XINFO", b"CONSUMERS", stream, group)
+    except ResponseError:
+        return []
+    consumers = []
+    for row in rows or []:
+        data = _as_dict(row)
+        inactive = _int_or_none(data.get("inactive"))
+        consumers.append(
+            ConsumerInfo(
+                stream=stream,
+                group=group,
+                name=text(data.get("name", "")),
+                pending=int(data.get("pending", 0)),
+                idle_ms=int(data.get("idle", 0)),
+                inactive_ms=inactive if inactive is not None and inactive >= 0 else None,
+            )
+        )
+    return consumers

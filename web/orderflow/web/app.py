@@ -32,6 +32,7 @@ from orderflow.web import (
     correlation,
     cors,
     openapi,
+    ops,
     problems,
     request_guard,
     tracking,
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
         menu.register(app)
         orders.register(app)
         ui.register(app)
+        ops.register(app, settings)
     if role in ("all", "gateway"):
         tracking.register(app)
 
