@@ -10,7 +10,7 @@ root filesystem, emptyDirs as tmpfs and dropped capabilities, on the host networ
 against the session's private Valkey and a fresh database on the private
 PostgreSQL. It runs the seed Job, starts every Deployment, waits until each
 declared port is listened on and each probe answers 200, places an order through
-the API (reached as the Ingress routes ``/api``), follows it to ``delivered`` on
+the API (reached as the Ingress routes ``/api/v1/orders``), follows it to ``delivered`` on
 the gateway's WebSocket (as the Ingress routes ``/ws``), then runs the refill
 CronJob and sees the stock restored; SIGTERM then stops every container with 0.
 
@@ -130,7 +130,7 @@ async def follow_to_delivered(ws_url: str) -> list[str]:
 
 
 def menu_stock(stack: ChartStack) -> dict[str, int]:
-    status, body = http_json("GET", f"{stack.base_url('/api')}/api/v1/menu")
+    status, body = http_json("GET", f"{stack.base_url('/api/v1/menu')}/api/v1/menu")
     assert status == 200, body
     return {item["id"]: item["stock"] for item in body["items"]}
 
@@ -152,7 +152,7 @@ def exercise(stack: ChartStack) -> dict[str, float]:
         item = max(seeded, key=lambda i: seeded[i])
         assert seeded[item] >= ORDERED
         started = time.monotonic()
-        order_url = f"{stack.base_url('/api')}/api/v1/orders"
+        order_url = f"{stack.base_url('/api/v1/orders')}/api/v1/orders"
         body = {"lines": [{"item_id": item, "quantity": ORDERED}]}
         status, order = http_json("POST", order_url, body)
         assert status == 201, order
@@ -239,7 +239,7 @@ def test_a_path_left_read_only_fails_the_container(container_release: ChartStack
     directory under /tmp), so the tmpfs mounts are what makes the test above pass,
     not a writable layer podman adds."""
     release = container_release
-    api_port = urlsplit(release.base_url("/api")).port
+    api_port = urlsplit(release.base_url("/api/v1/orders")).port
     (api,) = [launch for launch in release.launches if api_port in launch.local_ports.values()]
     without_tmp = dataclasses.replace(api.workload, writable={})
     stack = ChartStack(

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from orderflow.runtime.localserver import LocalRedisServer
 from orderflow.web.access import KNOWN_METHODS, OTHER_METHOD, UNMATCHED, route_template
@@ -97,9 +98,13 @@ async def test_invented_methods_and_paths_add_no_series(role_api: LiveApi) -> No
     assert series_after == series_before
     assert lines_after == lines_before
 
-    # The registry is per process and shared by both roles' runs: every route of
-    # role "all" (a superset of "gateway"'s) is a legitimate label value.
-    every_route = create_app(role_api.app.ctx.settings, role="all")
+    # The registry is per process and shared by every test's app: every route of
+    # role "all" (a superset of "gateway"'s), the operator console's included, is a
+    # legitimate label value.
+    with_console = role_api.app.ctx.settings.model_copy(
+        update={"operator_token": SecretStr("any token")}
+    )
+    every_route = create_app(with_console, role="all")
     every_route.router.finalize()
     templates = {route_template(route) for route in every_route.router.routes}
     templates |= {UNMATCHED, NEVER_ANSWERS}  # and the hardening suite's own test-only route

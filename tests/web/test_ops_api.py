@@ -186,6 +186,7 @@ async def test_stock_is_set_and_refilled_and_bad_bodies_change_nothing(ops: Live
         (b'{"stock": "7"}', 422),
         (b'{"stock": 7, "extra": 1}', 422),
         (b'{"stock": 1.5}', 422),
+        (b'{"stock": 1, "stock": 500}', 422),
     ]:
         response = await ops.client.put(
             url, headers={**AUTH, "content-type": "application/json"}, content=body

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sanic import HTTPResponse, Request
 
 from orderflow.web.problems import problem, problem_type, request_ext
+from orderflow.web.validation import InvalidBody, check_unique_keys
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,7 +55,13 @@ def read_body(request: Request, model: type[M], *, empty_ok: bool = False) -> M 
             problem_type("malformed-json"), **request_ext(request),
         )  # fmt: skip
     try:
+        check_unique_keys(raw)  # {"stock": 1, "stock": 500}: refused, as on orders
         return model.model_validate_json(raw)
+    except InvalidBody as exc:
+        return problem(
+            422, "Invalid request", exc.detail, problem_type("invalid-request"),
+            errors=exc.errors, **request_ext(request),
+        )  # fmt: skip
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             return problem(
