@@ -37,6 +37,16 @@ class Settings(RuntimeSettings):
     max_line_quantity: int = 100
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 60.0
+    # Tracking WebSocket input limits (docs/realtime.md#limits). A client message
+    # larger than this is refused with close 1009 (a ping is 15 bytes).
+    ws_max_message_bytes: int = Field(default=4096, ge=64)
+    # Client messages allowed per socket: this many at once, refilled at ws_message_rate
+    # per second; a client sending faster is closed with 1008.
+    ws_message_burst: int = Field(default=20, ge=1)
+    ws_message_rate: float = Field(default=2.0, gt=0)
+    # A send to a client that has not read for this long gives up: the socket is closed
+    # with 1013 rather than the server holding its output.
+    ws_send_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Runtime options (read_count, read_block_ms, claim_idle_ms, max_deliveries,
     # retry_*_seconds, dedupe_ttl_seconds, shutdown_timeout_seconds, stream_maxlen,
