@@ -65,6 +65,14 @@ class Settings(RuntimeSettings):
     simulator_delay_min: float = Field(default=1.0, ge=0)
     simulator_delay_max: float = Field(default=4.0, ge=0)
 
+    # `orderflow demo` restarts a child that exits on its own after a back-off that starts
+    # here and doubles with each exit within the window, up to the max; a child exiting
+    # more than demo_restart_limit times within the window stops the demo (crash loop).
+    demo_restart_first_delay_seconds: float = Field(default=0.5, gt=0)
+    demo_restart_max_delay_seconds: float = Field(default=8.0, gt=0)
+    demo_restart_limit: int = Field(default=5, ge=0)
+    demo_restart_window_seconds: float = Field(default=60.0, gt=0)
+
     # Notifications cache.
     status_ttl_seconds: int = 86_400
 
