@@ -19,7 +19,6 @@ reads only what a test looks at:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import time
@@ -28,8 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from orderflow.models.documents import Order, OrderLineRequest
-from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import Store
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.hardening.raw_websocket import (
@@ -42,6 +39,7 @@ from tests.hardening.raw_websocket import (
 )
 from tests.proctree import descendants, resident_bytes
 from tests.web.api_process import ApiProcess
+from tests.web.test_tracking import place_order
 
 PING = json.dumps({"type": "ping"}, separators=(",", ":")).encode()
 FLOOD_FRAMES = 1_000_000  # 21 bytes each on the wire: the issue's ~20 MB
@@ -72,18 +70,11 @@ NO_BUDGET = {
 }
 
 
-@contextlib.contextmanager
 def started_gateway(
     redis_server: LocalRedisServer, store_url: str, log: Path, env: dict[str, str]
-) -> Iterator[ApiProcess]:
-    process = ApiProcess(
-        redis_url=redis_server.url, store_url=store_url, log_path=log, extra_env=env
-    )
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+) -> ApiProcess:
+    """A gateway process to use in a ``with`` block (started on entry, stopped on exit)."""
+    return ApiProcess(redis_url=redis_server.url, store_url=store_url, log_path=log, extra_env=env)
 
 
 @pytest.fixture(scope="module")
@@ -94,16 +85,6 @@ def gateway(
     log = tmp_path_factory.mktemp("ws-bounds-logs") / "gateway.log"
     with started_gateway(redis_server, store_url, log, STRICT_BUDGET) as process:
         yield process
-
-
-async def place_order(store: Store) -> Order:
-    result = await store.place_order(
-        [OrderLineRequest(item_id=DEMO_MENU[0].id, quantity=1)],
-        idempotency_key=None,
-        request_hash=None,
-        events=lambda order: [],
-    )
-    return result.order
 
 
 def tracking_path(order_id: str) -> str:
