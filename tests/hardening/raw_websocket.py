@@ -57,39 +57,54 @@ def open_raw(port: int, path: str) -> socket.socket:
 
 
 class FrameReader:
-    """Server frames (unmasked) read off a raw socket, one at a time."""
+    """Server frames (unmasked) read off a raw socket, one at a time.
+
+    Keeps a read position instead of slicing the buffer per frame: a test may read
+    hundreds of thousands of small frames.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.position = 0
 
     def _fill(self, size: int) -> bool:
-        while len(self.buffer) < size:
-            chunk = self.sock.recv(65536)
+        """At least ``size`` unread bytes buffered; False once the server closed TCP."""
+        while len(self.buffer) - self.position < size:
+            if self.position:
+                del self.buffer[: self.position]
+                self.position = 0
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except ConnectionResetError:
+                return False  # closed by the server, its unread input still queued (RST)
             if not chunk:
                 return False
             self.buffer += chunk
         return True
 
+    def _take(self, size: int) -> bytes:
+        data = bytes(self.buffer[self.position : self.position + size])
+        self.position += size
+        return data
+
     def next(self) -> tuple[int, bytes] | None:
         """The next frame's opcode and payload; None once the server closed TCP."""
         if not self._fill(2):
             return None
-        opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
-        offset = 2
+        first, second = self._take(2)
+        opcode, length = first & 0x0F, second & 0x7F
         if length == 126:
-            if not self._fill(4):
+            if not self._fill(2):
                 return None
-            length, offset = struct.unpack(">H", self.buffer[2:4])[0], 4
+            length = struct.unpack(">H", self._take(2))[0]
         elif length == 127:
-            if not self._fill(10):
+            if not self._fill(8):
                 return None
-            length, offset = struct.unpack(">Q", self.buffer[2:10])[0], 10
-        if not self._fill(offset + length):
+            length = struct.unpack(">Q", self._take(8))[0]
+        if not self._fill(length):
             return None
-        payload = self.buffer[offset : offset + length]
-        self.buffer = self.buffer[offset + length :]
-        return opcode, payload
+        return opcode, self._take(length)
 
     def next_data(self) -> tuple[int, bytes] | None:
         """The next frame that is not a protocol ping (the server's keep-alive)."""
