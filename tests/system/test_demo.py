@@ -18,73 +18,23 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
 import redis as redis_sync
 
 from orderflow.runtime.localserver import LocalRedisServer, free_port
+from tests.proctree import descendants, still_running
+from tests.system.demo_process import (
+    ROOT,
+    START_TIMEOUT,
+    http_get,
+    http_post_json,
+    pump_lines,
+    wait_for_line,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every live process below ``pid``, with its command line (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: dict[int, str] = {}
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, its_parent in parents.items():
-            if its_parent == parent and child not in found:
-                found[child] = command_line(child)
-                frontier.append(child)
-    return found
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
-def still_running(pid: int, cmdline: str) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and command_line(pid) == cmdline
-
-
-def pump_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
-
-
-def wait_for_line(lines: queue.Queue[str], needle: str, seen: list[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"no line with {needle!r} within {timeout}s; output:\n{''.join(seen)}")
 
 
 def flush(url: str) -> None:
@@ -93,23 +43,6 @@ def flush(url: str) -> None:
         client.flushall()
     finally:
         client.close()
-
-
-def http_get(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.status, response.headers.get("content-type", ""), response.read()
-
-
-def http_post_json(url: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 201
-        return json.loads(response.read())
 
 
 @pytest.mark.timeout(240)

@@ -76,5 +76,11 @@ class ApiProcess:
     def stop(self) -> None:
         self.tree.stop()
 
+    def __enter__(self) -> ApiProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def log(self) -> str:
         return self.child.output()

@@ -19,10 +19,9 @@ same way everywhere:
 
 It is synchronous (``Popen`` polled every 0.1 s), as tests and threads want;
 asyncio callers use ``asyncio.to_thread``. Supervision (restart a dead child
-with back-off) is not built in but fits on top: :meth:`Child.start` restarts an
-exited child, appending to its log, and :meth:`Child.output` reads only the
-current run, so a supervisor is a loop of :meth:`ProcessTree.watch`, a sleep and
-:meth:`Child.start`.
+with back-off) is :mod:`orderflow.agents.supervision`, on top of this:
+:meth:`Child.start` restarts an exited child, appending to its log, and
+:meth:`Child.output` reads only the current run.
 """
 
 from __future__ import annotations

@@ -37,6 +37,16 @@ class Settings(RuntimeSettings):
     max_line_quantity: int = 100
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 60.0
+    # Tracking WebSocket input limits (docs/realtime.md#limits). A client message
+    # larger than this is refused with close 1009 (a ping is 15 bytes).
+    ws_max_message_bytes: int = Field(default=4096, ge=64)
+    # Client messages allowed per socket: this many at once, refilled at ws_message_rate
+    # per second; a client sending faster is closed with 1008.
+    ws_message_burst: int = Field(default=20, ge=1)
+    ws_message_rate: float = Field(default=2.0, gt=0)
+    # A send to a client that has not read for this long gives up: the socket is closed
+    # with 1013 rather than the server holding its output.
+    ws_send_timeout_seconds: float = Field(default=30.0, gt=0)
     # Longest wait, in seconds, for a request's head and then for its body. A client
     # that announces more bytes than it sends gets a 408 problem after this long,
     # instead of holding the connection for Sanic's 60 s response timeout. 10 s moves
@@ -63,6 +73,14 @@ class Settings(RuntimeSettings):
     # Simulator delays (seconds); 0/0 makes the lifecycle run at full speed.
     simulator_delay_min: float = Field(default=1.0, ge=0)
     simulator_delay_max: float = Field(default=4.0, ge=0)
+
+    # `orderflow demo` restarts a child that exits on its own after a back-off that starts
+    # here and doubles with each exit within the window, up to the max; a child exiting
+    # more than demo_restart_limit times within the window stops the demo (crash loop).
+    demo_restart_first_delay_seconds: float = Field(default=0.5, gt=0)
+    demo_restart_max_delay_seconds: float = Field(default=8.0, gt=0)
+    demo_restart_limit: int = Field(default=5, ge=0)
+    demo_restart_window_seconds: float = Field(default=60.0, gt=0)
 
     # Notifications cache.
     status_ttl_seconds: int = 86_400

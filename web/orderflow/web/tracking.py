@@ -7,7 +7,12 @@ The protocol (documented for clients in ``docs/realtime.md``):
 * then ``order.status``, ``delivery.created`` and ``delivery.status`` messages as the
   changes happen, never older than what this socket was already told;
 * a text message ``{"type": "ping"}`` is answered with ``{"type": "pong"}``; protocol
-  level ping frames (Sanic's keep-alive) drop a dead peer.
+  level ping frames (Sanic's keep-alive) drop a dead peer;
+* input is bounded (:mod:`orderflow.web.client_input`): a message over
+  ``ws_max_message_bytes`` -> close ``1009``, more messages than the per-socket
+  budget -> close ``1008``; output too: a send the client does not take within
+  ``ws_send_timeout_seconds`` -> close ``1013``. Sends wait for the transport to
+  drain, so a client that does not read stops its own input from being read.
 
 The socket subscribes to this process's :class:`~orderflow.web.fanout.TrackingHub` BEFORE it
 reads the snapshot, so an update that lands while the snapshot is being built is
@@ -32,8 +37,10 @@ from orderflow.agents.settings import Settings, get_settings
 from orderflow.agents.status_cache import read_latest_status
 from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUSES, Order
 from orderflow.runtime import App
+from orderflow.web.client_input import MessageBudget, reply_to
 from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
 from orderflow.web.metrics import WEBSOCKET_CONNECTIONS
+from orderflow.web.read_ahead import ReadAheadLimit
 from orderflow.web.ui import exclude_from_openapi
 from orderflow.web.validation import is_plausible_order_id
 
@@ -41,6 +48,7 @@ log = logging.getLogger(__name__)
 
 ROUTE = "/ws/v1/order-tracking/<order_id:str>"
 
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_MALFORMED_ID = 4400
 CLOSE_UNKNOWN_ORDER = 4404
@@ -198,6 +206,14 @@ async def order_tracking(request: Request, ws: WebsocketImplProtocol, order_id: 
     if not is_plausible_order_id(order_id):
         await ws.close(CLOSE_MALFORMED_ID, "malformed order id: expected 32 lowercase hex digits")
         return
+    read_ahead = ReadAheadLimit.install(ws)
+    try:
+        await _track(app, ws, order_id)
+    finally:
+        await read_ahead.release()
+
+
+async def _track(app: Sanic, ws: WebsocketImplProtocol, order_id: str) -> None:
     hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
     if hub is None or not await hub.wait_ready(HUB_READY_TIMEOUT):
         await ws.close(CLOSE_UNAVAILABLE, "order tracking is not available yet; retry")
@@ -213,17 +229,53 @@ async def order_tracking(request: Request, ws: WebsocketImplProtocol, order_id: 
             await ws.close(CLOSE_UNKNOWN_ORDER, f"unknown order {order_id}")
             return
         WEBSOCKET_CONNECTIONS.inc()
+        settings = _settings(app)
+        client = ClientSocket(ws, settings.ws_send_timeout_seconds)
+        budget = MessageBudget(settings.ws_message_rate, settings.ws_message_burst)
         try:
-            await ws.send(json.dumps(view.snapshot_message()))
-            await _serve(ws, view, subscription)
+            if await client.send(view.snapshot_message()):
+                await _serve(client, view, subscription, budget)
         finally:
             WEBSOCKET_CONNECTIONS.dec()
 
 
-async def _serve(ws: WebsocketImplProtocol, view: OrderView, subscription: Subscription) -> None:
-    """Run the update pump and the client reader until either ends."""
-    pump = asyncio.create_task(_pump_updates(ws, view, subscription))
-    reader = asyncio.create_task(_answer_client(ws))
+class ClientSocket:
+    """The socket with bounded sends: each waits for the transport to drain, at most
+    ``send_timeout`` seconds; a client that does not read for that long is closed."""
+
+    def __init__(self, ws: WebsocketImplProtocol, send_timeout: float) -> None:
+        self.ws = ws
+        self.send_timeout = send_timeout
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        """True once sent; False (socket closed with 1013) if the client did not take it."""
+        try:
+            await asyncio.wait_for(self.ws.send(json.dumps(message)), self.send_timeout)
+        except TimeoutError:
+            self.close_now(CLOSE_TRY_AGAIN_LATER, "client not reading; reconnect for a snapshot")
+            return False
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        """The closing handshake, or at once if the client's output is still blocked."""
+        try:
+            await asyncio.wait_for(self.ws.close(code, reason), self.send_timeout)
+        except TimeoutError:
+            self.close_now(code, reason)
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Queue the close frame and drop the connection without waiting for the client."""
+        log.info("closing a tracking socket (%d): %s", code, reason)
+        self.ws.fail_connection(code, reason)
+
+
+async def _serve(
+    client: ClientSocket, view: OrderView, subscription: Subscription, budget: MessageBudget
+) -> None:
+    """Run the update pump and the client reader until either ends; both are cancelled
+    and awaited before this returns, so no task of the socket outlives it."""
+    pump = asyncio.create_task(_pump_updates(client, view, subscription))
+    reader = asyncio.create_task(_answer_client(client, budget))
     try:
         done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -237,37 +289,35 @@ async def _serve(ws: WebsocketImplProtocol, view: OrderView, subscription: Subsc
                 await task
 
 
-async def _pump_updates(
-    ws: WebsocketImplProtocol, view: OrderView, subscription: Subscription
-) -> None:
+async def _pump_updates(client: ClientSocket, view: OrderView, subscription: Subscription) -> None:
     while True:
         update = await subscription.get()
         if update is None:
-            await ws.close(CLOSE_TRY_AGAIN_LATER, "client too slow; reconnect for a snapshot")
+            await client.close(CLOSE_TRY_AGAIN_LATER, "client too slow; reconnect for a snapshot")
             return
         message = view.apply(update)
-        if message is not None:
-            await ws.send(json.dumps(message))
+        if message is not None and not await client.send(message):
+            return
 
 
-async def _answer_client(ws: WebsocketImplProtocol) -> None:
-    """Answer ``{"type": "ping"}``; anything else gets an error message, not a close."""
+async def _answer_client(client: ClientSocket, budget: MessageBudget) -> None:
+    """Answer ``{"type": "ping"}``; anything else gets an error message, not a close.
+
+    A client over its message budget is closed with 1008 (see ``client_input``).
+    """
+    ws = client.ws
     while True:
         data = await ws.recv()
         if data is None:
             if ws.ws_proto.state is not State.OPEN:
                 return
             continue
-        try:
-            message = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            message = None
-        if isinstance(message, dict) and message.get("type") == "ping":
-            await ws.send(json.dumps({"type": "pong"}))
-        else:
-            await ws.send(
-                json.dumps({"type": "error", "detail": 'unsupported message; send {"type":"ping"}'})
-            )
+        if not budget.spend():
+            # At once: a flooding client is not waited for (its frames are not read).
+            client.close_now(CLOSE_POLICY_VIOLATION, f"too many messages: {budget.describe()}")
+            return
+        if not await client.send(reply_to(data)):
+            return
 
 
 # -- wiring ----------------------------------------------------------------------
@@ -305,6 +355,8 @@ def register(app: Sanic) -> None:
     # Sanic pings every interval and drops a peer whose pong is missing after the timeout.
     app.config.WEBSOCKET_PING_INTERVAL = settings.ws_ping_interval
     app.config.WEBSOCKET_PING_TIMEOUT = settings.ws_ping_timeout
+    # A bigger client message is refused by the protocol layer with close 1009.
+    app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_message_bytes
     app.add_websocket_route(order_tracking, ROUTE, name="order_tracking")
     exclude_from_openapi(app, "order_tracking")
     app.register_listener(_start_hub, "after_server_start")

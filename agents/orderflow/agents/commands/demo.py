@@ -11,18 +11,25 @@ What it does, in order:
    gateway, UI) and one ``orderflow worker`` per service (orders, delivery,
    notifications, simulator). Separate processes, as in production, so a
    worker's CPU never delays an HTTP response.
-4. Prints the URL once ``/healthz`` answers, then waits.
-5. Ctrl-C or SIGTERM: SIGTERM to every child (each drains in-flight events and
-   exits), SIGKILL to its process group after a deadline, Valkey stopped last;
-   one summary line. A second Ctrl-C kills at once. Children die with the demo
-   even if it is SIGKILLed (Linux parent-death signal). The children are run by
-   :mod:`orderflow.agents.processes`, as the benchmarks' and tests' are.
+4. Prints the URL once ``/healthz`` answers, then supervises: a child that
+   exits on its own is restarted with back-off (:mod:`orderflow.agents.supervision`);
+   one that crash-loops stops the demo with a message saying which.
+5. Ctrl-C, SIGTERM or SIGHUP (to the demo or to its whole process group): SIGTERM
+   to every child (each drains in-flight events and exits), SIGKILL to its
+   process group after a deadline, then to whatever is left in that group (the
+   API's Sanic workers), Valkey stopped last; one summary line. A second Ctrl-C
+   kills at once; a repeated SIGTERM or SIGHUP does not (``timeout`` and ``make``
+   each deliver their SIGTERM, so a stop by ``timeout make demo`` arrives twice).
+   Children die with the demo even if it is SIGKILLed (Linux parent-death
+   signal). The children are run by :mod:`orderflow.agents.processes`, as the
+   benchmarks' and tests' are.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -42,6 +49,7 @@ from orderflow.agents.processes import (
 from orderflow.agents.readiness import HttpOk
 from orderflow.agents.services import SERVICES
 from orderflow.agents.settings import Settings, get_settings
+from orderflow.agents.supervision import RestartPolicy, Supervisor
 from orderflow.models.store import opened_store
 from orderflow.runtime.localserver import LocalRedisServer, ServerNotFoundError
 from orderflow.runtime.logs import configure_logging
@@ -50,7 +58,9 @@ log = logging.getLogger("orderflow.demo")
 
 READY_TIMEOUT_SECONDS = 60.0
 KILL_GRACE_SECONDS = 5.0
+SUPERVISE_POLL_SECONDS = 0.1
 CLEAN_EXIT_CODES = (0,)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def demo_children(env: Mapping[str, str], url: str) -> list[ProcessSpec]:
@@ -87,13 +97,25 @@ class Demo:
         self.server: LocalRedisServer | None = None
         # Each child drains in-flight events on SIGTERM within the shutdown timeout.
         self.tree = ProcessTree(grace=settings.shutdown_timeout_seconds + KILL_GRACE_SECONDS)
+        self.supervisor = Supervisor(self.tree, restart_policy(settings))
         # A threading.Event: the tree's blocking waits run in threads and poll it.
         self.stop_requested = threading.Event()
 
-    def request_stop(self) -> None:
-        if self.stop_requested.is_set():
+    def request_stop(self, signum: int) -> None:
+        """The first stop signal stops the demo in order; only a second Ctrl-C kills.
+
+        A repeated SIGTERM or SIGHUP is not a person insisting: ``timeout`` signals
+        its child and its process group, ``make`` forwards the SIGTERM it got, so
+        one stop often arrives twice. The orderly stop has its own deadline.
+        """
+        name = signal.Signals(signum).name
+        if not self.stop_requested.is_set():
+            log.info("%s: stopping every process", name)
+        elif signum == signal.SIGINT:
             log.warning("second interrupt: killing every process now")
             self.tree.kill()
+        else:
+            log.info("%s again: already stopping", name)
         self.stop_requested.set()
 
     def start_redis(self) -> str:
@@ -134,12 +156,27 @@ class Demo:
             f"\n  redis: {env['ORDERFLOW_REDIS_URL']}   store: {env['ORDERFLOW_STORE_URL']}\n",
             flush=True,
         )
-        crashed = await asyncio.to_thread(self.tree.watch, stopping)
-        return 0 if crashed is None else self.crashed(crashed.name, crashed.returncode)
+        return await self.supervise()
+
+    async def supervise(self) -> int:
+        """Restart children that die until a stop is requested (0) or one crash-loops (1).
+
+        On this (the main) thread, so a restarted child gets its parent-death signal.
+        """
+        while not self.stop_requested.is_set():
+            crash_loop = self.supervisor.poll()
+            if crash_loop is not None:
+                log.error("%s; stopping the demo%s", crash_loop, self.hint(crash_loop.child.name))
+                return 1
+            await asyncio.sleep(SUPERVISE_POLL_SECONDS)
+        return 0
+
+    def hint(self, name: str) -> str:
+        return f" (is port {self.settings.port} free? set ORDERFLOW_PORT)" if name == "api" else ""
 
     def crashed(self, name: str, code: int | None) -> int:
-        hint = f" (is port {self.settings.port} free? set ORDERFLOW_PORT)" if name == "api" else ""
-        log.error("%s exited on its own (code %s)%s: stopping the demo", name, code, hint)
+        log.error("%s exited during start (code %s)%s: stopping the demo", name, code,
+                  self.hint(name))  # fmt: skip
         return 1
 
     async def stop_children(self) -> dict[str, int | None]:
@@ -162,11 +199,20 @@ async def count_orders(store_url: str) -> int | None:
         return None
 
 
+def restart_policy(settings: Settings) -> RestartPolicy:
+    return RestartPolicy(
+        first_delay=settings.demo_restart_first_delay_seconds,
+        max_delay=settings.demo_restart_max_delay_seconds,
+        max_restarts=settings.demo_restart_limit,
+        window=settings.demo_restart_window_seconds,
+    )
+
+
 async def run_demo(settings: Settings) -> int:
     demo = Demo(settings)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, demo.request_stop)
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, demo.request_stop, signum)
     demo.data_dir.mkdir(parents=True, exist_ok=True)
     store_url = resolve_store_url(settings, demo.data_dir)
     try:
@@ -194,13 +240,16 @@ async def run_demo(settings: Settings) -> int:
         orders = await count_orders(store_url)
         await asyncio.to_thread(demo.stop_redis)
     unclean = [f"{name}={code}" for name, code in codes.items() if code not in CLEAN_EXIT_CODES]
+    restarts = [f"{name}={count}" for name, count in demo.supervisor.restarts.items()]
     summary = (
         f"orderflow demo stopped: {len(codes) - len(unclean)}/{len(codes)} processes exited"
         " cleanly"
         + (f" (not: {', '.join(unclean)})" if unclean else "")
+        + (f"; restarts: {', '.join(restarts)}" if restarts else "")
         + (f"; {orders} order(s) in the store" if orders is not None else "")
     )
-    print(summary, flush=True)
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) has nowhere to print
+        print(summary, flush=True)
     return exit_code or (1 if unclean else 0)
 
 
@@ -229,8 +278,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Run everything in one process tree: a private Valkey (unless ORDERFLOW_REDIS_URL"
             " is set), SQLite under ORDERFLOW_DATA_DIR (unless ORDERFLOW_STORE_URL is set), the"
             " demo menu, the API with the WebSocket gateway and UI, and the orders, delivery,"
-            " notifications and simulator workers. Prints the URL; Ctrl-C or SIGTERM stops"
-            " everything cleanly."
+            " notifications and simulator workers. Prints the URL, then restarts a process"
+            " that dies (with back-off; a crash loop stops the demo). Ctrl-C, SIGTERM or"
+            " SIGHUP stops everything cleanly."
         ),
     )
     parser.add_argument("--port", type=int, default=None, help="HTTP port (ORDERFLOW_PORT, 8000)")

@@ -1,0 +1,129 @@
+"""Run the real ``orderflow demo`` as a test would a user: a subprocess on a free port.
+
+The demo's output is read by a thread into a queue, so a test can wait for a line
+(the URL, the summary, a restart) without blocking on the pipe. The demo leads a
+process group of its own, so a test can signal that group as ``timeout`` or a
+closing terminal would; cleanup kills whatever the demo left, and only that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from orderflow.runtime.localserver import free_port
+from tests.proctree import descendants
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 90.0
+
+
+def pump_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def wait_for_line(lines: queue.Queue[str], needle: str, seen: list[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"no line with {needle!r} within {timeout}s; output:\n{''.join(seen)}")
+
+
+def http_get(url: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.headers.get("content-type", ""), response.read()
+
+
+def http_post_json(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+        return json.loads(response.read())
+
+
+def demo_env(data_dir: Path, port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without ORDERFLOW_* (the developer's own), plus the demo's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
+    env.update(
+        ORDERFLOW_PORT=str(port),
+        ORDERFLOW_DATA_DIR=str(data_dir),
+        ORDERFLOW_SIMULATOR_DELAY_MIN="0",
+        ORDERFLOW_SIMULATOR_DELAY_MAX="0",
+        PYTHONPATH=str(ROOT),
+        **(extra or {}),
+    )
+    return env
+
+
+class RunningDemo:
+    """``orderflow demo`` started in ``cwd``; :meth:`wait_started` until it prints its URL."""
+
+    def __init__(self, cwd: Path, extra_env: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.env = demo_env(cwd / ".data", self.port, extra_env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orderflow.agents.cli", "demo"],
+            cwd=cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, to signal as a whole
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert self.process.stdout is not None
+        threading.Thread(
+            target=pump_lines, args=(self.process.stdout, self.lines), daemon=True
+        ).start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_started(self) -> str:
+        line = self.wait_for_line(f"http://127.0.0.1:{self.port}/", START_TIMEOUT)
+        assert "orderflow is running" in line
+        return line
+
+    def wait_for_line(self, needle: str, timeout: float) -> str:
+        return wait_for_line(self.lines, needle, self.seen, timeout)
+
+    def output(self) -> str:
+        return "".join(self.seen)
+
+    def kill_everything(self) -> None:
+        """After a failed test: SIGKILL the demo's own descendants, then the demo."""
+        if self.process.poll() is None:
+            for pid in descendants(self.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.process.kill()
+        self.process.wait()
