@@ -10,12 +10,7 @@ way the docs show it; the lines are read as JSON, as a log store would.
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -23,15 +18,9 @@ from typing import Any
 
 import pytest
 
-from orderflow.runtime.localserver import free_port
-from tests.system.test_demo import (
-    ROOT,
-    START_TIMEOUT,
-    STOP_TIMEOUT,
-    http_get,
-    pump_lines,
-    wait_for_line,
-)
+from tests.system.demo_process import RunningDemo, http_get
+
+STOP_TIMEOUT = 60.0
 
 CORRELATION_ID = "trace-me-456"
 
@@ -58,31 +47,10 @@ def json_lines(text: list[str]) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(240)
 def test_one_correlation_id_follows_an_order_through_every_process(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
-    env.update(
-        ORDERFLOW_PORT=str(port),
-        ORDERFLOW_DATA_DIR=str(tmp_path / ".data"),
-        ORDERFLOW_LOG_FORMAT="json",
-        ORDERFLOW_SIMULATOR_DELAY_MIN="0",
-        ORDERFLOW_SIMULATOR_DELAY_MAX="0",
-        PYTHONPATH=str(ROOT),
-    )
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "orderflow.agents.cli", "demo"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert demo.stdout is not None
-    threading.Thread(target=pump_lines, args=(demo.stdout, lines), daemon=True).start()
-    seen: list[str] = []
+    demo = RunningDemo(tmp_path, {"ORDERFLOW_LOG_FORMAT": "json"})
     try:
-        wait_for_line(lines, f"http://127.0.0.1:{port}/", seen, START_TIMEOUT)
-        base = f"http://127.0.0.1:{port}"
+        demo.wait_started()
+        base = demo.base_url
         echoed, order = place_order(base, "margherita")
         assert echoed == CORRELATION_ID
         deadline = time.monotonic() + 60
@@ -92,12 +60,14 @@ def test_one_correlation_id_follows_an_order_through_every_process(tmp_path: Pat
             assert time.monotonic() < deadline, "the order did not reach delivered"
             time.sleep(0.1)
         # The last worker line about the order may follow the status by a moment.
-        wait_for_line(lines, f"order {order['id']} is now delivered", seen, 30)
+        demo.wait_for_line(f"order {order['id']} is now delivered", 30)
+        demo.process.send_signal(signal.SIGTERM)
+        demo.process.wait(timeout=STOP_TIMEOUT)
     finally:
-        demo.send_signal(signal.SIGTERM)
-        demo.wait(timeout=STOP_TIMEOUT)
-    while not lines.empty():
-        seen.append(lines.get())
+        demo.kill_everything()
+    while not demo.lines.empty():
+        demo.seen.append(demo.lines.get())
+    seen = demo.seen
 
     ours = [line for line in json_lines(seen) if line["correlation_id"] == CORRELATION_ID]
     by_service: dict[str, list[str]] = {}
