@@ -31,10 +31,12 @@ from orderflow.web import (
     access,
     correlation,
     cors,
+    docs_ui,
     openapi,
     ops,
     problems,
     request_guard,
+    security_headers,
     tracking,
     ui,
 )
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     access.install(app)
     cors.install(app, settings.cors_origins)
     request_guard.install(app, body_timeout=settings.http_request_timeout_seconds)
+    security_headers.install(app)
 
     health.register(app)
     metrics.register(app)
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
         menu.register(app)
         orders.register(app)
         ui.register(app)
+        docs_ui.register(app)
         ops.register(app, settings)
     if role in ("all", "gateway"):
         tracking.register(app)

@@ -126,18 +126,30 @@ def document_response_extras(handler: Any, status: int, **fields: Any) -> None:
     operation.responses[status]._fields.update(fields)
 
 
+class _OpenAPIWithoutPages(OpenAPIExtension):
+    """sanic-ext's OpenAPI with its CDN pages off: its start-up banner links to the page
+    it would have served (``openapi.index``), which then does not exist."""
+
+    name = "openapispec"  # extension names are unique and alphabetic
+
+    def label(self) -> str:
+        return SPEC_PATH
+
+
 def setup(app: Sanic) -> None:
     """Enable OpenAPI (+ auto HEAD/OPTIONS) and describe the API; nothing else of sanic-ext."""
     app.extend(
-        extensions=[OpenAPIExtension, HTTPExtension],
+        extensions=[_OpenAPIWithoutPages, HTTPExtension],
         built_in_extensions=False,
         config={
             "cors": False,
             "http_all_methods": False,
             "http_auto_head": True,
             "http_auto_options": True,
-            "oas_ui_default": "redoc",
-            "oas_ui_swagger": True,
+            # sanic-ext's own pages load from CDNs; /docs is ours (orderflow.web.docs_ui).
+            "oas_ui_default": None,
+            "oas_ui_redoc": False,
+            "oas_ui_swagger": False,
             "oas_autodoc": True,
         },
     )
