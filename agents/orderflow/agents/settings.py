@@ -11,9 +11,10 @@ one environment configures both and every ``App`` of the system takes this objec
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from orderflow.runtime.settings import RuntimeSettings
@@ -34,7 +35,17 @@ class Settings(RuntimeSettings):
     cors_origins: str = ""  # comma-separated; empty disables CORS headers
     max_body_bytes: int = 16_384
     max_order_lines: int = 50
-    max_line_quantity: int = 100
+    # At most this many of one item per order line: below every seeded stock level
+    # (the smallest is 12), so one anonymous request cannot buy an item out.
+    max_line_quantity: int = Field(default=10, ge=1)
+    # Orders per client address (docs/http.md#rate-limit): a token bucket in Redis of
+    # `burst` orders, refilled at `per_minute`; 0 per minute turns it off (benchmarks
+    # and load tests, which order from one address on purpose, set that).
+    order_rate_limit_per_minute: float = Field(default=30.0, ge=0)
+    order_rate_limit_burst: int = Field(default=10, ge=1)
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs / CIDR blocks);
+    # empty: the peer address is the client. The Helm chart trusts the private ranges.
+    trusted_proxies: str = ""
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 60.0
     # Tracking WebSocket input limits (docs/realtime.md#limits). A client message
@@ -84,6 +95,17 @@ class Settings(RuntimeSettings):
 
     # Notifications cache.
     status_ttl_seconds: int = 86_400
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        """A typo here would silently trust nobody (or the wrong block): refuse it."""
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR block: {entry!r}") from None
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -35,6 +35,7 @@ from orderflow.web import (
     openapi,
     ops,
     problems,
+    rate_limit,
     request_guard,
     security_headers,
     tracking,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     cors.install(app, settings.cors_origins)
     request_guard.install(app, body_timeout=settings.http_request_timeout_seconds)
     security_headers.install(app)
+    rate_limit.install(app, settings)
 
     health.register(app)
     metrics.register(app)

@@ -47,7 +47,7 @@ ORDERS_PLACED = Counter(
 ORDERS_REJECTED = Counter(
     "orderflow_orders_rejected_total",
     "Order requests refused, by reason: out_of_stock, unknown_item, invalid_body, "
-    "idempotency_key_reused.",
+    "idempotency_key_reused, rate_limited.",
     ["reason"],
 )
 WEBSOCKET_CONNECTIONS = Gauge(
