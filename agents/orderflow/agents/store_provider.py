@@ -29,7 +29,8 @@ class StoreProvider:
             return self._store
         async with self._lock:
             if self._store is None:
-                self._store = await open_store(self._url)
+                deadline = get_settings().store_deadline_seconds
+                self._store = await open_store(self._url, deadline=deadline)
                 self._owned = True
             return self._store
 
