@@ -60,6 +60,7 @@ from orderflow.models.store import (
     no_events,
     wanted_quantities,
 )
+from orderflow.models.store import sqlite_outbox as outbox
 from orderflow.models.store import sqlite_queries as queries
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS, deadline_for
 from orderflow.models.store.errors import DeliveryNotFound, OrderNotFound, UnknownItem
@@ -74,9 +75,6 @@ from orderflow.models.store.sqlite_threads import Job, StoreThreads, retry_busy,
 T = TypeVar("T")
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "sqlite_path_from_url"]
-
-_PRUNE_BATCH = 1000
-"""Outbox rows deleted per transaction: a large backlog never holds the write lock long."""
 
 
 class SqliteStore:
@@ -356,59 +354,23 @@ class SqliteStore:
     async def outbox_pending(
         self, limit: int = 100, min_age_seconds: float = 0
     ) -> list[OutboxMessage]:
-        def body(conn: sqlite3.Connection) -> list[OutboxMessage]:
-            rows = conn.execute(
-                "SELECT id, stream, envelope FROM outbox"
-                " WHERE published_at IS NULL AND created_at <= ? ORDER BY seq LIMIT ?",
-                (time.time() - min_age_seconds, limit),
-            ).fetchall()
-            return [
-                OutboxMessage.from_json(
-                    id=row["id"], stream=row["stream"], envelope_json=row["envelope"]
-                )
-                for row in rows
-            ]
-
-        return await self._read(body)
+        return await self._read(lambda conn: outbox.pending(conn, limit, min_age_seconds))
 
     async def mark_published(self, outbox_ids: Sequence[str]) -> None:
         ids = list(outbox_ids)
-        if not ids:
-            return
-
-        def body(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            for chunk in queries.chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(
-                    f"UPDATE outbox SET published_at = ? WHERE published_at IS NULL"
-                    f" AND id IN ({marks})",
-                    [now, *chunk],
-                )
-
-        await self._write(body)
+        if ids:
+            await self._write(lambda conn: outbox.mark_published(conn, ids))
 
     async def prune_outbox(self, published_before_seconds: float) -> int:
         if published_before_seconds < 0:
             raise ValueError("published_before_seconds cannot be negative")
         cutoff = time.time() - published_before_seconds
-
-        def body(conn: sqlite3.Connection) -> int:
-            # The partial index outbox_published finds the rows; ``published_at < ?``
-            # never matches NULL, so a pending row cannot be deleted.
-            cursor = conn.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox"
-                " WHERE published_at IS NOT NULL AND published_at < ? LIMIT ?)",
-                (cutoff, _PRUNE_BATCH),
-            )
-            return cursor.rowcount
-
         # One short transaction per batch: other writers (orders!) queue between them.
         deleted = 0
         while True:
-            batch = await self._write(body)
+            batch = await self._write(lambda conn: outbox.prune_batch(conn, cutoff))
             deleted += batch
-            if batch < _PRUNE_BATCH:
+            if batch < outbox.PRUNE_BATCH:
                 return deleted
 
     async def wait_for_outbox(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contract
