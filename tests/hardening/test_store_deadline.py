@@ -21,9 +21,10 @@ from tests.hardening.conftest import (
     LiveApi,
     file_locked,
     order_body,
-    outbox_rows,
+    outbox_order_ids,
     unreadable,
 )
+from tests.store.conftest import write_locked
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -40,11 +41,14 @@ def assert_store_unavailable(response: Any) -> dict[str, Any]:
 
 
 async def test_an_order_past_the_deadline_is_503_and_never_commits(
-    api: LiveApi, redis_client: aioredis.Redis, store_url: str
+    any_api: LiveApi, redis_client: aioredis.Redis
 ) -> None:
+    """SQLite: the file's write lock held by another connection; PostgreSQL: the stock
+    row locked (``FOR UPDATE``) by another session. Held past the deadline."""
+    api = any_api
     before = await api.stock()
     response_timeout = api.app.ctx.settings.http_response_timeout_seconds
-    with file_locked(store_url):
+    async with write_locked(api.store, "margherita"):
         started = time.monotonic()
         refused = await api.client.post(
             ORDERS,
@@ -57,12 +61,13 @@ async def test_an_order_past_the_deadline_is_503_and_never_commits(
         assert "nothing was ordered and nothing will be" in problem["detail"]
         # The property under test: our answer, not Sanic's, well inside its timeout.
         assert answered_after < response_timeout / 2
-        # The lock is still held past the deadline here; nothing is waiting to commit.
-        assert api.store.writes_in_flight == 0  # type: ignore[attr-defined]
+        # Still locked, and already nothing of the order anywhere.
+        assert await api.store.count_orders() == 0
+        assert await outbox_order_ids(api.store) == []
 
-    # The lock is gone: a transaction still waiting for it would commit now. The store
-    # has one writer thread (FIFO), so once this next order is answered, everything
-    # asked before it has ended.
+    # The lock is gone: a transaction still waiting for it would commit now. SQLite has
+    # one writer thread (FIFO), so once this next order is answered, everything asked
+    # before it has ended; PostgreSQL rolled back before the 503.
     placed = await api.client.post(ORDERS, json=order_body(("diavola", 1)))
     assert placed.status_code == 201, placed.text
     second_id = placed.json()["id"]
@@ -71,8 +76,7 @@ async def test_an_order_past_the_deadline_is_503_and_never_commits(
     assert after["margherita"] == before["margherita"]  # the refused order took nothing
     assert after["diavola"] == before["diavola"] - 1
     assert await api.store.count_orders() == 1
-    envelopes = [json.loads(row) for row in outbox_rows(store_url)]
-    assert envelopes and {envelope["payload"]["order_id"] for envelope in envelopes} == {second_id}
+    assert set(await outbox_order_ids(api.store)) == {second_id}
     created: Any = await redis_client.xrange("orders-stream")
     assert [json.loads(fields[b"payload"])["order_id"] for _, fields in created] == [second_id]
 
