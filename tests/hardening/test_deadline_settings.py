@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from orderflow.agents.processes import cli_argv
-from orderflow.agents.settings import RESPONSE_MARGIN_SECONDS, Settings
+from orderflow.agents.settings import RESPONSE_MARGIN_SECONDS, Settings, get_settings
+from orderflow.agents.store_provider import StoreProvider
+from orderflow.models.store.sqlite import SqliteStore
 from orderflow.web.app import create_app
 
 
@@ -46,3 +49,16 @@ def test_the_api_command_refuses_to_start_with_such_a_deadline() -> None:
     done = subprocess.run(cli_argv("api"), env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "ORDERFLOW_STORE_DEADLINE_SECONDS (60) must be at least" in done.stderr
+
+
+async def test_workers_wait_longer_than_the_api(tmp_path: Path) -> None:
+    """No client waits for a worker: its store gets the long worker budget."""
+    settings = get_settings()
+    provider = StoreProvider(None, url=f"sqlite:///{tmp_path}/orderflow.db")
+    store = await provider.get()
+    try:
+        assert isinstance(store, SqliteStore)
+        assert store.deadline == settings.worker_store_deadline_seconds
+        assert settings.worker_store_deadline_seconds > settings.store_deadline_seconds
+    finally:
+        await provider.close()

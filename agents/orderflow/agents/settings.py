@@ -57,6 +57,10 @@ class Settings(RuntimeSettings):
     # answers 503 store-unavailable with Retry-After. It must end well before Sanic's
     # response timeout, so that this honest answer, not Sanic's generic 503, is sent.
     store_deadline_seconds: float = Field(default=10.0, gt=0)
+    # The workers' (orders, delivery) budget per store operation. No client waits for
+    # them, and a failed handler is retried and finally dead-lettered, so they wait
+    # out a long lock instead of failing fast.
+    worker_store_deadline_seconds: float = Field(default=120.0, gt=0)
     # Sanic's RESPONSE_TIMEOUT: the longest a request handler may run before Sanic
     # gives up on it. Must exceed store_deadline_seconds by RESPONSE_MARGIN_SECONDS.
     http_response_timeout_seconds: float = Field(default=60.0, gt=0)
