@@ -8,20 +8,24 @@ client told it failed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from orderflow.models.store import opened_store
 from orderflow.runtime.testing import eventually
 from tests.hardening.conftest import (
     ORDERS,
     STORE_DEADLINE,
     LiveApi,
     file_locked,
+    make_settings,
     order_body,
     outbox_order_ids,
+    running_api,
     unreadable,
 )
 from tests.store.conftest import write_locked
@@ -114,8 +118,6 @@ async def test_reads_do_not_wait_behind_a_blocked_write(
 ) -> None:
     """Issue 9, point 2: with one store thread, a menu read waited 12.6 s behind a write
     blocked on the file lock. Reads have their own connections now (WAL lets them)."""
-    import asyncio
-
     with file_locked(store_url):
         blocked = asyncio.create_task(api.client.post(ORDERS, json=order_body(("margherita", 1))))
         store: Any = api.store
@@ -135,3 +137,30 @@ async def test_reads_do_not_wait_behind_a_blocked_write(
     assert outcome.status_code in (201, 503)
     assert await api.store.count_orders() == (1 if outcome.status_code == 201 else 0)
     assert api.app.ctx.settings.http_response_timeout_seconds > STORE_DEADLINE
+
+
+async def test_an_order_committed_is_201_even_if_the_store_fails_right_after(
+    redis_client: aioredis.Redis, redis_url: str, store_url: str
+) -> None:
+    """The other side of "no answer lies": once the order is committed, a failure while
+    marking its outbox rows published (the store gone: closed here, a lost PostgreSQL
+    connection in production) must not turn the answer into a 503 that says nothing was
+    ordered.
+
+    Redis writes are paused (``CLIENT PAUSE ... WRITE``) so that the publish waits just
+    after the commit; meanwhile the API's store is closed.
+    """
+    settings = make_settings(redis_url, store_url, store_deadline_seconds=5.0)
+    async for api in running_api(settings):
+        await redis_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+        posted = asyncio.create_task(api.client.post(ORDERS, json=order_body(("margherita", 1))))
+        await eventually(api.store.count_orders, timeout=5)  # committed, publish waiting
+        await api.store.close()
+        answer = await posted
+        assert answer.status_code == 201, answer.text
+        order_id = answer.json()["id"]
+        async with opened_store(store_url) as store:
+            assert await store.count_orders() == 1
+            # On the stream, not marked published: the relay re-publishes it, once.
+            pending = await store.outbox_pending(limit=10)
+            assert {message.envelope.key for message in pending} == {order_id}

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from orderflow.agents.messages import order_created_messages
 from orderflow.agents.outbox import publish_outbox
 from orderflow.models.documents import OrderLineRequest
-from orderflow.models.store import PlaceOrderResult, Store
+from orderflow.models.store import PlaceOrderResult, Store, StoreUnavailable
 from orderflow.models.store.deadline import current_deadline, seconds_left, within
 from orderflow.runtime import App
 from orderflow.runtime.context import current_correlation_id
@@ -43,8 +43,9 @@ async def place_order(
     and ``StoreUnavailable`` (``DeadlineExceeded``) when the store did not finish
     within ``deadline`` seconds -- the transaction was then abandoned and nothing
     was committed. The publish gets what is left of the same deadline: a publish
-    that fails or runs out of time is logged, not raised, because the order exists
-    and the relay in the orders worker will publish its events.
+    that fails or runs out of time -- Redis, or the store marking the rows
+    published -- is logged, not raised, because the order exists and the relay in
+    the orders worker will publish its events.
     """
     if deadline is None:
         return await _place_and_publish(store, publisher, lines, idempotency_key, request_hash)
@@ -78,7 +79,9 @@ async def _place_and_publish(
         try:
             async with asyncio.timeout(None if until is None else seconds_left(until)):
                 await publish_outbox(publisher, store, result.outbox)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, StoreUnavailable) as exc:
+            # Committed: whatever fails now (Redis, the deadline, the store while marking
+            # the rows published) must not turn the answer into an error.
             log.warning(
                 "order %s committed but not published (%s); the outbox relay will publish it",
                 result.order.id,
