@@ -270,8 +270,11 @@ class MongoStore:
         """One transaction within the deadline (``pymongo.timeout``: the driver's retries of
         the callback and of the commit stop there). A timeout before the commit aborts the
         transaction; a commit whose result the driver could not learn is ``OutcomeUnknown``."""
+        left = seconds_left(deadline_for(self.deadline))
+        if left <= 0:  # pymongo.timeout(0) would not mean "already over"
+            raise DeadlineExceeded("MongoDB store: the deadline had passed; nothing was done")
         try:
-            with pymongo.timeout(seconds_left(deadline_for(self.deadline))):
+            with pymongo.timeout(left):
                 async with self._client.start_session() as session:
                     return await session.with_transaction(
                         callback,
