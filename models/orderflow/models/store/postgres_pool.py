@@ -14,7 +14,8 @@ because every operation goes through the same three decisions made here:
   if it was the ``COMMIT``, the outcome is unknown.
 * **The deadline** (:mod:`orderflow.models.store.deadline`): the pool acquire
   waits only what is left of it; a transaction sets ``lock_timeout`` and
-  ``statement_timeout`` (``SET LOCAL``) to what is left, and its body runs under
+  ``statement_timeout`` (``SET LOCAL``, in the same round trip as ``BEGIN``) to
+  what is left, and its body runs under
   an ``asyncio`` timeout to the same instant. ``COMMIT`` is sent only if the body
   finished before the deadline; otherwise the transaction is rolled back and
   ``DeadlineExceeded`` raised, so it can never commit later. Once sent, a
@@ -73,9 +74,9 @@ UNAVAILABLE = (
 """Errors that say the server cannot be used now, as opposed to a wrong statement."""
 TIMED_OUT = (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError)
 """The server gave up at ``lock_timeout`` / ``statement_timeout`` (set from the deadline)."""
-SET_TIMEOUTS = (
-    "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)"
-)
+BEGIN_WITHIN = "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}"
+"""Start a transaction whose lock waits and statements end by the deadline: one round
+trip (a simple query of three statements; ``{ms}`` is an integer we format)."""
 
 
 def split_postgres_url(url: str) -> tuple[str, dict[str, int]]:
@@ -151,12 +152,10 @@ class PostgresPool:
         self, body: Callable[[Connection], Awaitable[T]], deadline: float
     ) -> T:
         async with self._acquire(deadline) as conn:
-            transaction = conn.transaction()
             try:
                 async with asyncio.timeout(seconds_left(deadline)):
-                    await transaction.start()
                     left_ms = max(1, int(seconds_left(deadline) * 1000))
-                    await conn.execute(SET_TIMEOUTS, f"{left_ms}ms")
+                    await conn.execute(BEGIN_WITHIN.format(ms=left_ms))
                     result = await body(conn)
                 if seconds_left(deadline) <= 0:
                     raise _exceeded()
@@ -165,11 +164,11 @@ class PostgresPool:
                 # which ends its session, and with it the transaction).
                 if not conn.is_closed():
                     with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
-                        await transaction.rollback()
+                        await conn.execute("ROLLBACK")
                 if isinstance(exc, (TimeoutError, *TIMED_OUT)):
                     raise _exceeded() from exc
                 raise
-            await _commit(transaction)
+            await _commit(conn)
             return result
 
     async def read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
@@ -192,9 +191,9 @@ def _exceeded() -> DeadlineExceeded:
     return DeadlineExceeded("PostgreSQL store: not done within the deadline; nothing was committed")
 
 
-async def _commit(transaction: asyncpg.transaction.Transaction) -> None:
+async def _commit(conn: Connection) -> None:
     """Send ``COMMIT`` and wait for its answer, even if the caller is cancelled meanwhile."""
-    commit = asyncio.ensure_future(transaction.commit())
+    commit = asyncio.ensure_future(conn.execute("COMMIT"))
     try:
         await asyncio.shield(commit)
     except asyncio.CancelledError:
