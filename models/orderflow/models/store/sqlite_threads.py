@@ -155,8 +155,7 @@ def transaction(
 
     def attempt() -> T:
         job.check()
-        wait_ms = max(1, int(min(busy_timeout, seconds_left(job.deadline)) * 1000))
-        conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+        bound_lock_wait(conn, min(busy_timeout, seconds_left(job.deadline)))
         try:
             conn.execute(f"BEGIN {mode}")
             result = body(conn)
@@ -171,6 +170,22 @@ def transaction(
         return result
 
     return retry_busy(job, attempt, on_busy)
+
+
+_this_thread = threading.local()
+LOCK_WAIT_SLACK_MS = 20
+"""How far a connection's busy timeout may exceed what is left of a deadline before it is
+set again: re-setting it for every operation would cost a statement each time."""
+
+
+def bound_lock_wait(conn: sqlite3.Connection, seconds: float) -> None:
+    """Make SQLite wait for a file lock at most ``seconds`` (within the slack) on ``conn``,
+    the one connection of the calling thread."""
+    wanted = max(1, int(seconds * 1000))
+    current: int | None = getattr(_this_thread, "busy_ms", None)
+    if current is None or current > wanted + LOCK_WAIT_SLACK_MS or current < wanted // 2:
+        conn.execute(f"PRAGMA busy_timeout = {wanted}")
+        _this_thread.busy_ms = wanted
 
 
 def retry_busy(job: Job, action: Callable[[], T], on_busy: Callable[[], None]) -> T:
