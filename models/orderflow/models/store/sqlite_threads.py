@@ -19,9 +19,9 @@ too; if it passes first, the caller *abandons* the operation before raising
 ``DeadlineExceeded``: a queued operation is never started, a running statement
 is interrupted (``Connection.interrupt()``), and the transaction is rolled back
 instead of committed. (``interrupt()`` does not cut SQLite's wait for a file
-lock short; that wait was given only what was left of the deadline, so it ends
-then.) The one step that
-cannot be taken back is ``COMMIT``, so it is claimed: under a lock shared with
+lock short; that wait was given only what was left of the deadline, give or
+take ``LOCK_WAIT_SLACK_MS``, so it ends then.) The one step that cannot be
+taken back is ``COMMIT``, so it is claimed: under a lock shared with
 the caller, the thread checks that the operation is neither abandoned nor past
 its deadline and marks it *committing* before issuing ``COMMIT``. A caller that
 times out after that claim waits for the commit's outcome and reports it (a
