@@ -13,7 +13,8 @@ measures it with the same counters. The only difference is the missing
 transaction, which is the point.
 
 Each SQL statement runs on its own, in autocommit mode: on SQLite on a
-per-process store thread (as the real store does, so the comparison is fair),
+per-process store thread (as the real store runs its writes, so the comparison
+is fair; the real store's reads have threads of their own),
 on PostgreSQL on whichever connection of a per-process asyncpg pool is free (as
 the real store's pool, the same default size of 10). There is no artificial
 sleep: the awaits between the statements are the ones any async data layer has.

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -125,3 +128,120 @@ async def menu_store(store: Store) -> Store:
     """A store seeded with ``TEST_MENU``."""
     assert await store.seed_menu(TEST_MENU) == len(TEST_MENU)
     return store
+
+
+class LockHolder:
+    """Another session of the same database holding a lock (what another process does).
+
+    ``write_waiting()`` tells when a write of the store under test is waiting behind it
+    (state, not time, so the tests synchronise on it).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.release: Callable[[], Awaitable[None]] = _nothing
+        self._pg: asyncpg.Connection | None = None
+
+    async def write_waiting(self) -> bool:
+        if isinstance(self.store, SqliteStore):
+            return self.store.writes_in_flight > 0
+        if self._pg is not None:
+            return bool(await self._pg.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+        return True  # MongoDB: a conflicting write does not wait, the driver retries it
+
+
+async def _nothing() -> None:
+    return None
+
+
+_HOLD_WAL_INDEX_LOCKS = """
+import fcntl, os, sys
+shm = open(sys.argv[1], "r+b")
+# Bytes 120-127 of the wal-index: the write, checkpoint, recovery and the five read
+# locks (https://sqlite.org/walformat.html#locks). Held exclusively, nobody can read.
+fcntl.lockf(shm, fcntl.LOCK_EX | fcntl.LOCK_NB, 8, 120, os.SEEK_SET)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def sqlite_unreadable(path: str) -> Iterator[None]:
+    """Make a SQLite file unusable for readers too, as a stuck process holding every WAL
+    lock would: another *process* (POSIX locks of one process never conflict with each
+    other) holds all the wal-index locks until exit."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_WAL_INDEX_LOCKS, path + "-shm"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+@asynccontextmanager
+async def write_locked(store: Store, item_id: str) -> AsyncIterator[LockHolder]:
+    """Hold what a write of ``item_id``'s stock needs: SQLite's file write lock (``BEGIN
+    EXCLUSIVE``; readers go on in WAL mode), PostgreSQL's row lock (``FOR UPDATE``),
+    MongoDB's document (an open transaction that wrote it)."""
+    holder = LockHolder(store)
+    if isinstance(store, SqliteStore):
+        raw = sqlite3.connect(store.path, isolation_level=None, timeout=5)
+        raw.execute("BEGIN EXCLUSIVE")
+        try:
+            yield holder
+        finally:
+            raw.execute("ROLLBACK")
+            raw.close()
+        return
+    if isinstance(store, PostgresStore):
+        conn = await asyncpg.connect(store.dsn)
+        holder._pg = await asyncpg.connect(store.dsn)
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+            await conn.execute("SELECT 1 FROM menu_items WHERE id = $1 FOR UPDATE", item_id)
+            yield holder
+            await transaction.rollback()
+        finally:
+            await conn.close()
+            await holder._pg.close()
+        return
+    from orderflow.models.store.mongodb import MongoStore
+
+    assert isinstance(store, MongoStore)
+    async with store._client.start_session() as session:
+        await session.start_transaction()
+        await store.menu.update_one({"_id": item_id}, {"$inc": {"stock": 0}}, session=session)
+        try:
+            yield holder
+        finally:
+            await session.abort_transaction()
+
+
+@asynccontextmanager
+async def read_locked(store: Store) -> AsyncIterator[None]:
+    """Shut readers out too: SQLite's wal-index locks held by another process, PostgreSQL's
+    ``LOCK TABLE menu_items, orders IN ACCESS EXCLUSIVE MODE``. MongoDB has no such lock."""
+    if isinstance(store, SqliteStore):
+        with sqlite_unreadable(store.path):
+            yield
+        return
+    if isinstance(store, PostgresStore):
+        conn = await asyncpg.connect(store.dsn)
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+            await conn.execute("LOCK TABLE menu_items, orders IN ACCESS EXCLUSIVE MODE")
+            yield
+            await transaction.rollback()
+        finally:
+            await conn.close()
+        return
+    pytest.skip("MongoDB readers cannot be locked out from another session")

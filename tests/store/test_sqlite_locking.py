@@ -44,7 +44,7 @@ def hold_write_lock(path: Path) -> sqlite3.Connection:
 
 
 async def test_locked_file_is_waited_for_then_the_order_goes_through(tmp_path: Path) -> None:
-    store = await seeded(tmp_path / "db.sqlite", busy_timeout=0.01, lock_deadline=60)
+    store = await seeded(tmp_path / "db.sqlite", busy_timeout=0.01, deadline=60)
     other = hold_write_lock(tmp_path / "db.sqlite")
     try:
         order = asyncio.create_task(
@@ -62,10 +62,10 @@ async def test_locked_file_is_waited_for_then_the_order_goes_through(tmp_path: P
 
 
 async def test_lock_held_past_the_deadline_is_a_store_error(tmp_path: Path) -> None:
-    store = await seeded(tmp_path / "db.sqlite", busy_timeout=0.01, lock_deadline=0.3)
+    store = await seeded(tmp_path / "db.sqlite", busy_timeout=0.01, deadline=0.3)
     other = hold_write_lock(tmp_path / "db.sqlite")
     try:
-        with pytest.raises(StoreUnavailable, match="stayed locked"):
+        with pytest.raises(StoreUnavailable, match="not done within the deadline"):
             await store.place_order(
                 LINES, idempotency_key=None, request_hash=None, events=order_events
             )

@@ -6,7 +6,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from orderflow.models.store.sqlite import _PRUNE_BATCH, SCHEMA_VERSION, SqliteStore
+from orderflow.models.store.sqlite import SCHEMA_VERSION, SqliteStore
+from orderflow.models.store.sqlite_outbox import PRUNE_BATCH
 from tests.store.conftest import TEST_MENU
 from tests.store.factories import line, order_events
 
@@ -76,7 +77,7 @@ async def test_a_backlog_larger_than_a_batch_is_pruned_completely(tmp_path: Path
     store = await SqliteStore.open(path)
     try:
         old = time.time() - 3600
-        backlog = 2 * _PRUNE_BATCH + 7
+        backlog = 2 * PRUNE_BATCH + 7
         raw = raw_connection(path)
         try:
             raw.executemany(

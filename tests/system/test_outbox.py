@@ -82,7 +82,11 @@ async def test_killed_between_commit_and_publish_the_relay_publishes_once(
     )
     async with run_app(probe_app(redis_url, seen)), run_app(orders_app):
         await eventually(lambda: seen == [order_id], timeout=30)
-        assert await store.outbox_pending(limit=100) == []
+
+        async def relay_marked_them() -> bool:  # the mark follows the publish the probe saw
+            return await store.outbox_pending(limit=100) == []
+
+        await eventually(relay_marked_them, timeout=30)
         # A second relay pass and a late publisher of the same messages add nothing.
         assert await relay_once(publisher, store, min_age_seconds=0) == 0
         assert await publish_outbox(publisher, store, pending) == 0

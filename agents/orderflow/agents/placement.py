@@ -10,6 +10,7 @@ later: no event is lost between commit and publish.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ from redis.exceptions import RedisError
 from orderflow.agents.messages import order_created_messages
 from orderflow.agents.outbox import publish_outbox
 from orderflow.models.documents import OrderLineRequest
-from orderflow.models.store import PlaceOrderResult, Store
+from orderflow.models.store import PlaceOrderResult, Store, StoreUnavailable
+from orderflow.models.store.deadline import current_deadline, seconds_left, within
 from orderflow.runtime import App
 from orderflow.runtime.context import current_correlation_id
 
@@ -33,13 +35,31 @@ async def place_order(
     *,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    deadline: float | None = None,
 ) -> PlaceOrderResult:
     """Place an order (one transaction with its outbox), then publish the outbox at once.
 
-    Raises the store's ``UnknownItem``, ``OutOfStock`` and ``IdempotencyKeyReused``.
-    A failed publish is logged, not raised: the order exists, and the relay in
+    Raises the store's ``UnknownItem``, ``OutOfStock`` and ``IdempotencyKeyReused``,
+    and ``StoreUnavailable`` (``DeadlineExceeded``) when the store did not finish
+    within ``deadline`` seconds -- the transaction was then abandoned and nothing
+    was committed. The publish gets what is left of the same deadline: a publish
+    that fails or runs out of time -- Redis, or the store marking the rows
+    published -- is logged, not raised, because the order exists and the relay in
     the orders worker will publish its events.
     """
+    if deadline is None:
+        return await _place_and_publish(store, publisher, lines, idempotency_key, request_hash)
+    with within(deadline):
+        return await _place_and_publish(store, publisher, lines, idempotency_key, request_hash)
+
+
+async def _place_and_publish(
+    store: Store,
+    publisher: App,
+    lines: Sequence[OrderLineRequest],
+    idempotency_key: str | None,
+    request_hash: str | None,
+) -> PlaceOrderResult:
     correlation_id = current_correlation_id() or uuid.uuid4().hex
     result = await store.place_order(
         lines,
@@ -55,9 +75,13 @@ async def place_order(
             result.order.total,
         )
     if result.outbox:
+        until = current_deadline()
         try:
-            await publish_outbox(publisher, store, result.outbox)
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(None if until is None else seconds_left(until)):
+                await publish_outbox(publisher, store, result.outbox)
+        except (RedisError, OSError, TimeoutError, StoreUnavailable) as exc:
+            # Committed: whatever fails now (Redis, the deadline, the store while marking
+            # the rows published) must not turn the answer into an error.
             log.warning(
                 "order %s committed but not published (%s); the outbox relay will publish it",
                 result.order.id,

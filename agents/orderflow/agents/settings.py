@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from orderflow.runtime.settings import RuntimeSettings
@@ -81,6 +81,20 @@ class Settings(RuntimeSettings):
     # deletes them; unpublished rows are never deleted.
     outbox_retention_seconds: float = Field(default=86_400, ge=0)
 
+    # One deadline for each request's store work (placing an order: lock waits, pool
+    # acquire, statements, commit, then the publish; reads too). Past it the store
+    # abandons the transaction -- rolled back, never committed later -- and the API
+    # answers 503 store-unavailable with Retry-After. It must end well before Sanic's
+    # response timeout, so that this honest answer, not Sanic's generic 503, is sent.
+    store_deadline_seconds: float = Field(default=10.0, gt=0)
+    # The workers' (orders, delivery) budget per store operation. No client waits for
+    # them, and a failed handler is retried and finally dead-lettered, so they wait
+    # out a long lock instead of failing fast.
+    worker_store_deadline_seconds: float = Field(default=120.0, gt=0)
+    # Sanic's RESPONSE_TIMEOUT: the longest a request handler may run before Sanic
+    # gives up on it. Must exceed store_deadline_seconds by RESPONSE_MARGIN_SECONDS.
+    http_response_timeout_seconds: float = Field(default=60.0, gt=0)
+
     # Simulator delays (seconds); 0/0 makes the lifecycle run at full speed.
     simulator_delay_min: float = Field(default=1.0, ge=0)
     simulator_delay_max: float = Field(default=4.0, ge=0)
@@ -106,6 +120,25 @@ class Settings(RuntimeSettings):
             except ValueError:
                 raise ValueError(f"not an IP address or CIDR block: {entry!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _store_deadline_ends_before_the_response_timeout(self) -> Settings:
+        """Refuse to start with a store deadline that Sanic's timeout could cut short: the
+        client would get a generic 503 while the store might still commit."""
+        if (
+            self.store_deadline_seconds + RESPONSE_MARGIN_SECONDS
+            > self.http_response_timeout_seconds
+        ):
+            raise ValueError(
+                f"ORDERFLOW_STORE_DEADLINE_SECONDS ({self.store_deadline_seconds:g}) must be"
+                f" at least {RESPONSE_MARGIN_SECONDS:g} s below"
+                f" ORDERFLOW_HTTP_RESPONSE_TIMEOUT_SECONDS ({self.http_response_timeout_seconds:g})"
+            )
+        return self
+
+
+RESPONSE_MARGIN_SECONDS = 1.0
+"""Time left after the store deadline for the answer itself (and a commit already begun)."""
 
 
 @lru_cache(maxsize=1)

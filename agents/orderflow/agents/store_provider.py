@@ -4,8 +4,11 @@ Service apps are module-level objects (``orderflow worker orderflow.agents.order
 built at import time, outside any event loop, so they cannot hold an open
 store from the start. A :class:`StoreProvider` opens ``settings.store_url`` on
 first use and closes it at shutdown; a test may hand it an already-open store
-instead, which it then never closes. :func:`attach_store` ties the provider to an
-app's start and stop through the App's ``on_startup``/``on_shutdown`` hooks.
+instead, which it then never closes. The store's budget per operation is
+``worker_store_deadline_seconds``: no client waits for a worker, so it waits out a
+long lock rather than fail the handler (which would be retried, then dead-lettered).
+:func:`attach_store` ties the provider to an app's start and stop through the App's
+``on_startup``/``on_shutdown`` hooks.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class StoreProvider:
             return self._store
         async with self._lock:
             if self._store is None:
-                self._store = await open_store(self._url)
+                deadline = get_settings().worker_store_deadline_seconds
+                self._store = await open_store(self._url, deadline=deadline)
                 self._owned = True
             return self._store
 

@@ -38,6 +38,7 @@ from orderflow.web import (
     rate_limit,
     request_guard,
     security_headers,
+    store_problems,
     tracking,
     ui,
 )
@@ -61,7 +62,7 @@ async def _open_connections(app: Sanic) -> None:
     publisher = App("api", broker=settings.redis_url, settings=settings, pool_size=200)
     app.ctx.publisher = publisher
     app.ctx.redis = await publisher.connect()
-    app.ctx.store = await open_store(settings.store_url)
+    app.ctx.store = await open_store(settings.store_url, deadline=settings.store_deadline_seconds)
 
 
 async def _close_connections(app: Sanic) -> None:
@@ -85,11 +86,14 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.ACCESS_LOG = False  # orderflow.web.access writes one JSON line per request instead
     app.config.FALLBACK_ERROR_FORMAT = "json"
+    # Longer than the store deadline (Settings checks): our 503 comes first, not Sanic's.
+    app.config.RESPONSE_TIMEOUT = settings.http_response_timeout_seconds  # type: ignore[assignment]
     app.config.KEEP_ALIVE_TIMEOUT = 75  # longer than typical load-balancer idle timeouts
     app.config.REQUEST_TIMEOUT = settings.http_request_timeout_seconds  # the head; the body: below
 
     openapi.setup(app)
     problems.install(app)
+    store_problems.install(app)
     correlation.install(app)
     access.install(app)
     cors.install(app, settings.cors_origins)

@@ -99,6 +99,8 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from orderflow.web.halfclose import HalfCloseProtocol
+
     # Fresh interpreters per worker: they import prometheus_client after the
     # variable below is set, and share no connection state with this process.
     Sanic.start_method = "spawn"
@@ -120,6 +122,8 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
             # Sanic's default backlog (100) drops SYNs when a crowd connects at
             # once (the oversell benchmark opens 1000 sockets together).
             backlog=1024,
+            # Answers a client that half-closes after its request (orderflow.web.halfclose).
+            protocol=HalfCloseProtocol,
         )
         Sanic.serve(primary=app, app_loader=loader)
     finally:

@@ -14,6 +14,12 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
 * An ``idempotency_key`` makes a retried ``place_order`` return the first
   order without reserving stock again.
 * ``prune_outbox`` deletes only rows published long enough ago, never pending ones.
+* Every operation finishes within a deadline (the caller's, set with
+  ``deadline.within(seconds)``, or the store's own budget from ``open_store``):
+  past it the operation raises ``DeadlineExceeded`` (a ``StoreUnavailable``), and
+  a write that raised it was abandoned -- nothing of it is committed, then or
+  later. A write whose caller is cancelled is abandoned the same way, unless
+  its commit had already begun.
 * ``wait_for_outbox`` lets the relay sleep until outbox rows are committed, where
   the store can tell (PostgreSQL: ``LISTEN/NOTIFY``); elsewhere it is a plain sleep
   and the relay polls.
@@ -41,10 +47,12 @@ from orderflow.models.documents import (
     OrderStatusChange,
     utc_now,
 )
+from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS, DeadlineExceeded
 from orderflow.models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
     OrderNotFound,
+    OutcomeUnknown,
     OutOfStock,
     StoreError,
     StoreUnavailable,
@@ -272,8 +280,13 @@ class Store(Protocol):
 SUPPORTED_SCHEMES = ("sqlite", "postgresql", "postgres", "mongodb", "mongodb+srv")
 
 
-async def open_store(url: str) -> Store:
+async def open_store(url: str, *, deadline: float | None = None) -> Store:
     """Open (and create the schema of) the store ``url`` points to.
+
+    ``deadline``: seconds any one operation may take when its caller set no
+    deadline of its own (:func:`orderflow.models.store.deadline.within`); past it
+    the operation raises ``DeadlineExceeded`` and nothing of it is committed.
+    Default: ``DEFAULT_DEADLINE_SECONDS``.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
     ``postgresql://user:pass@host/dbname`` (or ``postgres://``) or
@@ -281,11 +294,12 @@ async def open_store(url: str) -> Store:
     The PostgreSQL and MongoDB adapters are imported lazily so that ``asyncpg`` and
     ``pymongo`` stay optional (the ``postgres`` and ``mongo`` extras).
     """
+    budget = DEFAULT_DEADLINE_SECONDS if deadline is None else deadline
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         from orderflow.models.store.sqlite import SqliteStore
 
-        return await SqliteStore.open_url(url)
+        return await SqliteStore.open_url(url, deadline=budget)
     if scheme in ("postgresql", "postgres"):
         try:
             from orderflow.models.store.postgres import PostgresStore
@@ -295,20 +309,20 @@ async def open_store(url: str) -> Store:
             raise StoreUnavailable(
                 "a postgresql:// store needs asyncpg: pip install 'orderflow[postgres]'"
             ) from exc
-        return await PostgresStore.open_url(url)
+        return await PostgresStore.open_url(url, deadline=budget)
     if scheme in ("mongodb", "mongodb+srv"):
         from orderflow.models.store.mongodb import MongoStore
 
-        return await MongoStore.open_url(url)
+        return await MongoStore.open_url(url, deadline=budget)
     raise ValueError(
         f"unsupported store URL {url!r}: expected one of {', '.join(SUPPORTED_SCHEMES)}"
     )
 
 
 @asynccontextmanager
-async def opened_store(url: str) -> AsyncIterator[Store]:
+async def opened_store(url: str, *, deadline: float | None = None) -> AsyncIterator[Store]:
     """``open_store`` for one short job (a command, a check): closed on the way out."""
-    store = await open_store(url)
+    store = await open_store(url, deadline=deadline)
     try:
         yield store
     finally:
@@ -316,6 +330,8 @@ async def opened_store(url: str) -> AsyncIterator[Store]:
 
 
 __all__ = [
+    "DEFAULT_DEADLINE_SECONDS",
+    "DeadlineExceeded",
     "DeliveryEvents",
     "DeliveryNotFound",
     "DeliveryResult",
@@ -324,6 +340,7 @@ __all__ = [
     "OrderNotFound",
     "OutOfStock",
     "OutboxMessage",
+    "OutcomeUnknown",
     "PlaceOrderResult",
     "StatusChange",
     "StatusTransition",

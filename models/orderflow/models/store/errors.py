@@ -60,3 +60,11 @@ class DeliveryNotFound(StoreError, LookupError):
 
 class StoreUnavailable(StoreError):
     """The store cannot serve the request (locked too long, no replica set, unreachable)."""
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """The store was lost while committing: the write may or may not have happened.
+
+    Only a retry can tell (with the same idempotency key, for an order); callers
+    must not report it as "nothing happened".
+    """

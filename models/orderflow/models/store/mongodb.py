@@ -21,6 +21,11 @@ Motor is deprecated). How the contract is kept:
 * Transactions need a replica set (or a sharded cluster); :meth:`MongoStore.open`
   checks and refuses a standalone server with a clear error.
 
+* Deadline: the client's ``timeoutMS`` bounds every operation by the store's
+  budget, and a transaction runs under ``pymongo.timeout`` with what is left of
+  the caller's deadline; a timeout is ``DeadlineExceeded``, a commit whose result
+  is unknown is ``OutcomeUnknown`` (never reported as "nothing happened").
+
 No MongoDB server runs in this project's CI; the contract suite in
 ``tests/store`` exercises this adapter when ``ORDERFLOW_MONGO_URL`` is set.
 """
@@ -33,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -70,10 +76,17 @@ from orderflow.models.store import (
     out_of_stock,
     wanted_quantities,
 )
+from orderflow.models.store.deadline import (
+    DEFAULT_DEADLINE_SECONDS,
+    DeadlineExceeded,
+    deadline_for,
+    seconds_left,
+)
 from orderflow.models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
     OrderNotFound,
+    OutcomeUnknown,
     StoreUnavailable,
     UnknownItem,
 )
@@ -153,8 +166,16 @@ VALIDATORS: dict[str, Doc] = {
 class MongoStore:
     """The :class:`orderflow.models.store.Store` contract on a MongoDB replica set."""
 
-    def __init__(self, client: AsyncMongoClient[Doc], database: AsyncDatabase[Doc]) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Doc],
+        database: AsyncDatabase[Doc],
+        *,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
+    ) -> None:
         self._client = client
+        self.deadline = deadline
+        """Seconds an operation may take when its caller set no deadline of its own."""
         self._db = database
         self.menu: AsyncCollection[Doc] = database["menu"]
         self.orders: AsyncCollection[Doc] = database["orders"]
@@ -164,11 +185,17 @@ class MongoStore:
     # ----------------------------------------------------------------- opening
 
     @classmethod
-    async def open_url(cls, url: str) -> MongoStore:
-        return await cls.open(url)
+    async def open_url(cls, url: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> MongoStore:
+        return await cls.open(url, deadline=deadline)
 
     @classmethod
-    async def open(cls, url: str, *, database: str | None = None) -> MongoStore:
+    async def open(
+        cls,
+        url: str,
+        *,
+        database: str | None = None,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
+    ) -> MongoStore:
         """Connect, require a replica set, create collections, validators and indexes.
 
         ``w`` and the read concern are forced to ``majority``; other client options
@@ -180,6 +207,8 @@ class MongoStore:
             w="majority",
             readConcernLevel="majority",
             retryWrites=True,
+            # Client-side operation timeout: no single operation outlives the budget.
+            timeoutMS=int(deadline * 1000),
         )
         try:
             db = (
@@ -187,7 +216,7 @@ class MongoStore:
                 if database
                 else client.get_default_database(default=DEFAULT_DATABASE)
             )
-            store = cls(client, db)
+            store = cls(client, db, deadline=deadline)
             await store._require_transactions()
             await store._create_schema()
         except PyMongoError as exc:
@@ -238,12 +267,28 @@ class MongoStore:
         await self.menu.create_index([("position", ASCENDING)], name="menu_position")
 
     async def _transaction(self, callback: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        async with self._client.start_session() as session:
-            return await session.with_transaction(
-                callback,
-                read_concern=ReadConcern("snapshot"),
-                write_concern=WriteConcern("majority"),
-            )
+        """One transaction within the deadline (``pymongo.timeout``: the driver's retries of
+        the callback and of the commit stop there). A timeout before the commit aborts the
+        transaction; a commit whose result the driver could not learn is ``OutcomeUnknown``."""
+        left = seconds_left(deadline_for(self.deadline))
+        if left <= 0:  # pymongo.timeout(0) would not mean "already over"
+            raise DeadlineExceeded("MongoDB store: the deadline had passed; nothing was done")
+        try:
+            with pymongo.timeout(left):
+                async with self._client.start_session() as session:
+                    return await session.with_transaction(
+                        callback,
+                        read_concern=ReadConcern("snapshot"),
+                        write_concern=WriteConcern("majority"),
+                    )
+        except PyMongoError as exc:
+            if exc.has_error_label("UnknownTransactionCommitResult"):
+                raise OutcomeUnknown(f"MongoDB commit result unknown: {exc}") from exc
+            if exc.timeout:
+                raise DeadlineExceeded(
+                    f"MongoDB store: not done within the deadline ({exc}); nothing was committed"
+                ) from exc
+            raise
 
     # ------------------------------------------------------------- lifecycle
 

@@ -25,6 +25,9 @@ Concurrency model, and why:
 * **Unique constraints decide races**: ``orders_idempotency_key`` (the loser of
   two requests with one key rolls back and replays the winner's order) and
   ``deliveries_order`` (``ON CONFLICT DO NOTHING`` waits for the winner).
+* Every operation keeps a deadline (lock and statement timeouts, pool acquire;
+  see :mod:`orderflow.models.store.postgres_pool`): past it the transaction is
+  rolled back, never committed, and ``DeadlineExceeded`` raised.
 * Deadlocks (not expected: locks are taken in one order) re-run the
   transaction and its event factory; a lost server is ``StoreUnavailable``.
 """
@@ -61,6 +64,7 @@ from orderflow.models.store import (
 )
 from orderflow.models.store import postgres_outbox as outbox
 from orderflow.models.store import postgres_sql as sql
+from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS
 from orderflow.models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
@@ -89,19 +93,36 @@ class PostgresStore:
     # ----------------------------------------------------------------- opening
 
     @classmethod
-    async def open_url(cls, url: str) -> PostgresStore:
+    async def open_url(
+        cls, url: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS
+    ) -> PostgresStore:
         dsn, sizes = split_postgres_url(url)
         return await cls.open(
-            dsn, min_size=sizes.get("pool_min_size", 1), max_size=sizes.get("pool_max_size", 10)
+            dsn,
+            min_size=sizes.get("pool_min_size", 1),
+            max_size=sizes.get("pool_max_size", 10),
+            deadline=deadline,
         )
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
     ) -> PostgresStore:
-        """Open the pool and create the schema (idempotent, safe across processes)."""
+        """Open the pool and create the schema (idempotent, safe across processes).
+
+        ``deadline``: seconds an operation may take when its caller set none."""
         pool = await PostgresPool.open(
-            dsn, min_size=min_size, max_size=max_size, connect_timeout=connect_timeout
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            deadline=deadline,
         )
         return cls(pool, dsn, connect_timeout=connect_timeout)
 

@@ -12,6 +12,16 @@ because every operation goes through the same three decisions made here:
   one order). The body runs again, event factory included, up to
   ``TRANSIENT_RETRIES`` times. A connection lost in the middle is *not* re-run:
   if it was the ``COMMIT``, the outcome is unknown.
+* **The deadline** (:mod:`orderflow.models.store.deadline`): the pool acquire
+  waits only what is left of it; a transaction sets ``lock_timeout`` and
+  ``statement_timeout`` (``SET LOCAL``, in the same round trip as ``BEGIN``) to
+  what is left, and its body runs under
+  an ``asyncio`` timeout to the same instant. ``COMMIT`` is sent only if the body
+  finished before the deadline; otherwise the transaction is rolled back and
+  ``DeadlineExceeded`` raised, so it can never commit later. Once sent, a
+  ``COMMIT`` is waited for even if the caller is cancelled (an abandoned
+  ``COMMIT`` would leave the outcome unknown); if the connection breaks during
+  it, the outcome *is* unknown, and that is what is raised (``OutcomeUnknown``).
 * **The schema** is created on open in one transaction holding an advisory
   lock: concurrent ``CREATE TABLE IF NOT EXISTS`` in several processes can
   otherwise fail on the catalog's unique indexes.
@@ -20,6 +30,7 @@ because every operation goes through the same three decisions made here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TypeAlias, TypeVar
@@ -29,7 +40,13 @@ import asyncpg
 from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 from orderflow.models.store import postgres_sql as sql
-from orderflow.models.store.errors import StoreUnavailable
+from orderflow.models.store.deadline import (
+    DEFAULT_DEADLINE_SECONDS,
+    DeadlineExceeded,
+    deadline_for,
+    seconds_left,
+)
+from orderflow.models.store.errors import OutcomeUnknown, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -55,6 +72,11 @@ UNAVAILABLE = (
     asyncpg.AdminShutdownError,
 )
 """Errors that say the server cannot be used now, as opposed to a wrong statement."""
+TIMED_OUT = (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError)
+"""The server gave up at ``lock_timeout`` / ``statement_timeout`` (set from the deadline)."""
+BEGIN_WITHIN = "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}"
+"""Start a transaction whose lock waits and statements end by the deadline: one round
+trip (a simple query of three statements; ``{ms}`` is an integer we format)."""
 
 
 def split_postgres_url(url: str) -> tuple[str, dict[str, int]]:
@@ -74,15 +96,23 @@ def affected_rows(status: str) -> int:
 
 
 class PostgresPool:
-    """An asyncpg pool whose failures are the store's errors."""
+    """An asyncpg pool whose failures are the store's errors, and whose work keeps a deadline."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
         self._pool = pool
+        self.deadline = deadline
+        """Seconds an operation may take when its caller set no deadline of its own."""
         self.closed = False
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int, max_size: int, connect_timeout: float
+        cls,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        connect_timeout: float,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
     ) -> PostgresPool:
         """Connect, and create the schema (idempotent, safe across processes)."""
         try:
@@ -91,7 +121,7 @@ class PostgresPool:
             )
         except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot open the PostgreSQL store: {exc}") from exc
-        opened = cls(pool)
+        opened = cls(pool, deadline=deadline)
         try:
             await opened.transaction(_create_schema)
         except BaseException:
@@ -99,31 +129,81 @@ class PostgresPool:
             raise
         return opened
 
-    def _acquire(self) -> _Acquired:
+    def _acquire(self, deadline: float) -> _Acquired:
         if self.closed:
             raise StoreUnavailable("store is closed")
-        return _Acquired(self._pool.acquire())
+        return _Acquired(self._pool.acquire(timeout=seconds_left(deadline)))
 
     async def transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run ``body`` in one transaction on a pooled connection; re-run it on a deadlock."""
+        """Run ``body`` in one transaction on a pooled connection, within the deadline;
+        re-run it on a deadlock while time is left."""
+        deadline = deadline_for(self.deadline)
         for attempt in range(1, TRANSIENT_RETRIES + 1):
             try:
-                async with self._acquire() as conn, conn.transaction():
-                    return await body(conn)
+                return await self._transaction_once(body, deadline)
             except TRANSIENT:
-                if attempt == TRANSIENT_RETRIES:
+                pause = 0.005 * 2**attempt
+                if attempt == TRANSIENT_RETRIES or seconds_left(deadline) <= pause:
                     raise
-                await asyncio.sleep(0.005 * 2**attempt)
+                await asyncio.sleep(pause)
         raise AssertionError("unreachable")
 
+    async def _transaction_once(
+        self, body: Callable[[Connection], Awaitable[T]], deadline: float
+    ) -> T:
+        async with self._acquire(deadline) as conn:
+            try:
+                async with asyncio.timeout(seconds_left(deadline)):
+                    left_ms = max(1, int(seconds_left(deadline) * 1000))
+                    await conn.execute(BEGIN_WITHIN.format(ms=left_ms))
+                    result = await body(conn)
+                if seconds_left(deadline) <= 0:
+                    raise _exceeded()
+            except BaseException as exc:
+                # Not committed: roll back (a broken connection is discarded by the pool,
+                # which ends its session, and with it the transaction).
+                if not conn.is_closed():
+                    with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+                        await conn.execute("ROLLBACK")
+                if isinstance(exc, (TimeoutError, *TIMED_OUT)):
+                    raise _exceeded() from exc
+                raise
+            await _commit(conn)
+            return result
+
     async def read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
-        """Single statements outside an explicit transaction (each one is atomic)."""
-        async with self._acquire() as conn:
-            return await body(conn)
+        """Single statements outside an explicit transaction (each one is atomic), within the
+        deadline. Only reads answer requests; the writes done here (tools, outbox marks)
+        are idempotent, so a timeout that cannot tell whether they applied is harmless."""
+        deadline = deadline_for(self.deadline)
+        try:
+            async with self._acquire(deadline) as conn, asyncio.timeout(seconds_left(deadline)):
+                return await body(conn)
+        except TimeoutError as exc:
+            raise _exceeded() from exc
 
     async def close(self) -> None:
         self.closed = True
         await self._pool.close()
+
+
+def _exceeded() -> DeadlineExceeded:
+    return DeadlineExceeded("PostgreSQL store: not done within the deadline; nothing was committed")
+
+
+async def _commit(conn: Connection) -> None:
+    """Send ``COMMIT`` and wait for its answer, even if the caller is cancelled meanwhile."""
+    commit = asyncio.ensure_future(conn.execute("COMMIT"))
+    try:
+        await asyncio.shield(commit)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await commit
+        raise
+    except UNAVAILABLE as exc:
+        raise OutcomeUnknown(
+            f"PostgreSQL connection lost during COMMIT ({exc}): the outcome is unknown"
+        ) from exc
 
 
 class _Acquired:
@@ -139,6 +219,8 @@ class _Acquired:
     async def __aenter__(self) -> Connection:
         try:
             return await self._context.__aenter__()
+        except TimeoutError as exc:  # no pooled connection freed up in time
+            raise _exceeded() from exc
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
 
@@ -149,6 +231,8 @@ class _Acquired:
         tb: TracebackType | None,
     ) -> None:
         await self._context.__aexit__(exc_type, exc, tb)
+        if isinstance(exc, TimeoutError):
+            raise _exceeded() from exc
         if isinstance(exc, UNAVAILABLE):
             raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
 

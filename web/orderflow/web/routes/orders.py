@@ -11,6 +11,14 @@ Placing an order:
    ``Idempotency-Key`` reused for a different body);
 4. 201 with ``Location`` and the order as created.
 
+The whole placement has one deadline (``ORDERFLOW_STORE_DEADLINE_SECONDS``): past it
+the store has abandoned the transaction and the answer is 503 ``store-unavailable``
+with ``Retry-After`` -- nothing was ordered, and nothing will be
+(:mod:`orderflow.web.store_problems`). A client that disconnects before its answer
+cancels the handler, and with it the transaction unless its commit had begun: it
+may or may not have an order, and a retry with the same ``Idempotency-Key`` says
+which (the first order, or a new one -- never two).
+
 With an ``Idempotency-Key``, a retry of the same request gets the same 201 and
 the same body (the order as it was created, whatever happened to it since) and
 ``Idempotency-Replayed: true``; no second order, no second stock reservation.
@@ -32,7 +40,13 @@ from sanic_ext.extensions.openapi.types import String
 
 from orderflow.agents.placement import place_order
 from orderflow.models.documents import Order, OrderLineRequest
-from orderflow.models.store import IdempotencyKeyReused, OutOfStock, StoreUnavailable, UnknownItem
+from orderflow.models.store import (
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    OutOfStock,
+    StoreUnavailable,
+    UnknownItem,
+)
 from orderflow.web.metrics import ORDERS_PLACED, ORDERS_REJECTED
 from orderflow.web.openapi import (
     ORDER_SCHEMA,
@@ -41,6 +55,7 @@ from orderflow.web.openapi import (
     problem_content,
 )
 from orderflow.web.problems import problem, problem_type, request_ext
+from orderflow.web.store_problems import order_outcome_unknown, store_unavailable
 from orderflow.web.validation import (
     ORDER_ID_PATTERN,
     InvalidBody,
@@ -143,6 +158,7 @@ async def create_order(request: Request) -> HTTPResponse:
             lines,
             idempotency_key=key,
             request_hash=body.request_hash() if key is not None else None,
+            deadline=settings.store_deadline_seconds,
         )
     except OutOfStock as exc:
         return _reject(
@@ -184,15 +200,16 @@ async def create_order(request: Request) -> HTTPResponse:
                 **ctx,
             ),
         )
+    except OutcomeUnknown as exc:
+        log.warning("order outcome unknown: %s", exc)
+        return order_outcome_unknown(request)
     except StoreUnavailable as exc:
+        # The store abandoned the transaction before raising: nothing can commit later.
         log.warning("store unavailable while placing an order: %s", exc)
-        return problem(
-            503,
-            "Store unavailable",
-            "The order store is busy or unreachable; nothing was ordered. Retry shortly.",
-            problem_type("store-unavailable"),
-            headers={"Retry-After": "1"},
-            **ctx,
+        return store_unavailable(
+            request,
+            f"The order store did not finish within {settings.store_deadline_seconds:g} s or is "
+            "unreachable; nothing was ordered and nothing will be. Retry shortly.",
         )
     headers = {"Location": f"{ORDERS_PATH}/{result.order.id}"}
     if result.replayed:
@@ -261,7 +278,10 @@ def register(app: Sanic) -> None:
         (413, "Body too large"),
         (415, "Content type is not JSON"),
         (422, "Body is not a valid order, or Idempotency-Key reused for another body"),
-        (503, "Store not available"),
+        (
+            503,
+            "Store not available in time: nothing ordered (store-unavailable), or outcome unknown",
+        ),
     ):
         create_documented = openapi.response(status, problem_content(), description)(
             create_documented
@@ -297,6 +317,9 @@ def register(app: Sanic) -> None:
         ],
     )(get_order_route)
     get_documented = openapi.response(404, problem_content(), "No such order")(get_documented)
+    get_documented = openapi.response(503, problem_content(), "Store not available in time")(
+        get_documented
+    )
     get_documented = openapi.response(200, json_content(ORDER_SCHEMA), "The order")(get_documented)
 
     app.add_route(create_documented, ORDERS_PATH, methods=["POST"], name="orders_create")

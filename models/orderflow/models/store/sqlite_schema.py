@@ -1,0 +1,121 @@
+"""The SQLite store's schema: its tables, its version, how it is created on open.
+
+Kept apart from the store's operations because every connection that opens a
+file runs it (idempotent, inside ``BEGIN IMMEDIATE``), and because its version
+rule is the one thing older releases depend on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from urllib.parse import urlsplit
+
+from orderflow.models.store.errors import StoreUnavailable
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` this code writes; a file with a newer one is refused.
+
+Bump it only for a change that older code cannot work with (and add the
+migration to ``_create_schema``). Additive objects created with ``IF NOT
+EXISTS`` -- like the ``outbox_published`` index -- need no bump: every open runs
+the whole script, so an existing file gets them, and older code still opens a
+file that has them.
+"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS menu_items (
+    id          TEXT PRIMARY KEY,
+    position    INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    price       INTEGER NOT NULL CHECK (price >= 0),
+    stock       INTEGER NOT NULL CHECK (stock >= 0),
+    seed_stock  INTEGER NOT NULL CHECK (seed_stock >= 0)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS orders (
+    id              TEXT PRIMARY KEY,
+    status          TEXT NOT NULL,
+    total           INTEGER NOT NULL CHECK (total >= 0),
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    idempotency_key TEXT,
+    request_hash    TEXT
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_idempotency_key
+    ON orders (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS order_lines (
+    order_id   TEXT NOT NULL REFERENCES orders (id),
+    line_no    INTEGER NOT NULL,
+    item_id    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    quantity   INTEGER NOT NULL CHECK (quantity > 0),
+    unit_price INTEGER NOT NULL CHECK (unit_price >= 0),
+    PRIMARY KEY (order_id, line_no)
+) STRICT;
+CREATE INDEX IF NOT EXISTS order_lines_item ON order_lines (item_id);
+
+CREATE TABLE IF NOT EXISTS order_history (
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    seq      INTEGER NOT NULL,
+    status   TEXT NOT NULL,
+    at       TEXT NOT NULL,
+    PRIMARY KEY (order_id, seq)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id         TEXT PRIMARY KEY,
+    order_id   TEXT NOT NULL REFERENCES orders (id),
+    status     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_order ON deliveries (order_id);
+
+CREATE TABLE IF NOT EXISTS delivery_history (
+    delivery_id TEXT NOT NULL REFERENCES deliveries (id),
+    seq         INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (delivery_id, seq)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    stream       TEXT NOT NULL,
+    envelope     TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    published_at REAL
+) STRICT;
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_published ON outbox (published_at)
+    WHERE published_at IS NOT NULL;
+"""
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """``sqlite:///rel/path.db`` -> ``rel/path.db``; ``sqlite:////abs.db`` -> ``/abs.db``."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    if parts.netloc:
+        raise ValueError(f"sqlite URL must look like sqlite:///path.db, got {url!r}")
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ValueError(f"sqlite URL has no path: {url!r}")
+    return path
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"database schema version {version} is newer than this code ({SCHEMA_VERSION})"
+        )
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
