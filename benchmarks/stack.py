@@ -132,6 +132,9 @@ class Stack:
                 "ORDERFLOW_SIMULATOR_DELAY_MAX": "0",
                 "ORDERFLOW_LOG_LEVEL": "WARNING",
                 "ORDERFLOW_LOG_FORMAT": "json",
+                # A benchmark is one address firing many orders on purpose: the per-client
+                # rate limit (on by default) is lifted here, by its one setting.
+                "ORDERFLOW_ORDER_RATE_LIMIT_PER_MINUTE": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -135,7 +135,7 @@ async def test_zero_per_minute_lifts_the_limit(
 
 async def test_without_redis_the_order_is_let_through_and_counted(store_url: str) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    settings = make_settings(dead, store_url, order_rate_limit_burst=1)
+    settings = make_settings(dead, store_url, order_rate_limit_per_minute=30)
     before = RATE_LIMIT_UNCHECKED._value.get()
     async for api in running_api(settings):
         response = await api.client.post("/api/v1/orders", json=ORDER)

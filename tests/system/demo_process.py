@@ -73,6 +73,9 @@ def demo_env(data_dir: Path, port: int, extra: Mapping[str, str] | None = None) 
         ORDERFLOW_SIMULATOR_DELAY_MIN="0",
         ORDERFLOW_SIMULATOR_DELAY_MAX="0",
         PYTHONPATH=str(ROOT),
+        # Tests may share one Redis and order from one address: the per-client order
+        # rate limit is lifted (tests/hardening/test_rate_limit.py tests it).
+        ORDERFLOW_ORDER_RATE_LIMIT_PER_MINUTE="0",
         **(extra or {}),
     )
     return env

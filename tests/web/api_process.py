@@ -42,6 +42,8 @@ class ApiProcess:
             "ORDERFLOW_STORE_URL": store_url,
             "ORDERFLOW_HTTP_WORKERS": "1",
             "ORDERFLOW_LOG_LEVEL": os.environ.get("ORDERFLOW_TEST_LOG_LEVEL", "WARNING"),
+            # Many orders from 127.0.0.1 into the suite's shared Redis (see make_settings).
+            "ORDERFLOW_ORDER_RATE_LIMIT_PER_MINUTE": "0",
             **(extra_env or {}),
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # `orderflow api` makes its own

@@ -62,8 +62,15 @@ class LiveApi:
         return {item.id: item.stock for item in await self.store.list_menu()}
 
 
+# The suite places hundreds of orders from one address (127.0.0.1) into one Redis that
+# every test shares, so the per-client order rate limit is lifted here, explicitly, by
+# its one setting; tests/hardening/test_rate_limit.py turns it on to test it.
+NO_RATE_LIMIT = {"order_rate_limit_per_minute": 0}
+NO_RATE_LIMIT_ENV = {"ORDERFLOW_ORDER_RATE_LIMIT_PER_MINUTE": "0"}
+
+
 def make_settings(redis_url: str, store_url: str, **overrides: Any) -> Settings:
-    return Settings(redis_url=redis_url, store_url=store_url, **overrides)
+    return Settings(redis_url=redis_url, store_url=store_url, **{**NO_RATE_LIMIT, **overrides})
 
 
 async def serve(app: Sanic) -> AsyncIterator[str]:

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 import websockets
 
+from orderflow.models.store import opened_store
 from orderflow.runtime.localserver import LocalRedisServer
 from orderflow.web.tracking import CLOSE_MALFORMED_ID, CLOSE_UNKNOWN_ORDER
 from tests.web.conftest import LiveApi, make_settings, running_api, seeded_store
@@ -27,6 +28,7 @@ from tests.web.conftest import LiveApi, make_settings, running_api, seeded_store
 ORDERS = "/api/v1/orders"
 JSON = {"content-type": "application/json"}
 VALID_ORDER_ID = "0" * 32
+LOW_STOCK = 3  # tiramisu's stock in this module's store
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ TABLE: list[Bad] = [
     Bad("quantity-zero", 422, body=order(line(quantity=0)), detail_contains="at least 1"),
     Bad("quantity-negative", 422, body=order(line(quantity=-3)), detail_contains="at least 1"),
     Bad("quantity-huge", 422, body=order(line(quantity=10**30)), detail_contains="allowed per"),
-    Bad("quantity-over-limit", 422, body=order(line(quantity=101)), detail_contains="100"),
+    Bad("quantity-over-limit", 422, body=order(line(quantity=11)), detail_contains="10"),
     Bad("quantity-string", 422, body=order(line(quantity="2")), detail_contains="integer"),
     Bad("quantity-float", 422, body=order(line(quantity=1.5)), detail_contains="integer"),
     Bad("quantity-bool", 422, body=order(line(quantity=True)), detail_contains="boolean"),
@@ -121,8 +123,8 @@ TABLE: list[Bad] = [
     Bad(
         "out-of-stock",
         409,
-        body=order(line(item_id="margherita", quantity=41)),
-        detail_contains="40",
+        body=order(line(item_id="tiramisu", quantity=LOW_STOCK + 1)),
+        detail_contains=f"Only {LOW_STOCK} of",
     ),
     # transport-level refusals
     Bad("oversized-body", 413, body=order(line(item_id="margherita", pad="x" * 20_000))),
@@ -168,6 +170,8 @@ async def table_api(
     redis_server: LocalRedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveApi]:
     store_url = await seeded_store(tmp_path_factory.mktemp("bad-input"))
+    async with opened_store(store_url) as store:  # below the line cap, for "out-of-stock"
+        await store.set_stock("tiramisu", LOW_STOCK)
     async for live in running_api(make_settings(redis_server.url, store_url), role="all"):
         yield live
 

@@ -35,6 +35,7 @@ from orderflow.models.store import open_store
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 from tests.web.api_process import ApiProcess
+from tests.web.conftest import NO_RATE_LIMIT_ENV
 
 pytestmark = pytest.mark.browser
 T = TypeVar("T")
@@ -72,6 +73,7 @@ class DemoStack:
             "ORDERFLOW_SIMULATOR_DELAY_MIN": "0.2",
             "ORDERFLOW_SIMULATOR_DELAY_MAX": "0.5",
             "ORDERFLOW_LOG_LEVEL": "WARNING",
+            **NO_RATE_LIMIT_ENV,  # the session's shared Redis, one client address
         }
         demo = ProcessSpec(
             "demo",

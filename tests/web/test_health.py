@@ -107,7 +107,7 @@ async def test_openapi_document_describes_the_api(api: LiveApi) -> None:
     post = spec["paths"]["/api/v1/orders"]["post"]
     lines = post["requestBody"]["content"]["application/json"]["schema"]["properties"]["lines"]
     assert lines["maxItems"] == 50
-    assert lines["items"]["properties"]["quantity"]["maximum"] == 100
+    assert lines["items"]["properties"]["quantity"]["maximum"] == Settings().max_line_quantity
     assert set(post["responses"]) >= {"201", "400", "404", "409", "413", "415", "422"}
     # OpenAPI 3.0 has no $defs/"type": "null"/numeric exclusiveMinimum: the converter removed them
     text = json.dumps(spec)

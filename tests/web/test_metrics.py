@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from orderflow.models.store import opened_store
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess
 from tests.web.conftest import LiveApi, seeded_store
@@ -35,10 +36,11 @@ def order(item: str, quantity: int = 1) -> dict[str, Any]:
 
 
 async def test_counters_follow_requests_in_one_process(api: LiveApi) -> None:
+    await api.store.set_stock("tiramisu", 3)  # below the line cap, to be out of stock
     before = (await api.client.get("/metrics")).text
 
     assert (await api.client.post(ORDERS, json=order("margherita"))).status_code == 201
-    assert (await api.client.post(ORDERS, json=order("margherita", 41))).status_code == 409
+    assert (await api.client.post(ORDERS, json=order("tiramisu", 4))).status_code == 409
     assert (await api.client.post(ORDERS, json=order("nope"))).status_code == 404
     assert (
         await api.client.post(ORDERS, content=b"{", headers={"content-type": "application/json"})
@@ -73,6 +75,8 @@ async def test_counts_are_exact_across_two_workers(
     """7 orders placed and 3 refused through ``orderflow api --workers 2``: every scrape,
     whichever worker answers it, reports exactly those numbers."""
     store_url = await seeded_store(tmp_path)
+    async with opened_store(store_url) as store:  # below the line cap, to be out of stock
+        await store.set_stock("tiramisu", 3)
     server: ApiProcess = await asyncio.to_thread(
         api_process_factory, redis_server.url, store_url, "--workers", "2", "--role", "api"
     )
@@ -83,7 +87,7 @@ async def test_counts_are_exact_across_two_workers(
             return (await client.post(ORDERS, json=payload)).status_code
 
     statuses = [await post(order("margherita")) for _ in range(7)]
-    statuses += [await post(order("margherita", 99)), await post(order("nope"))]
+    statuses += [await post(order("tiramisu", 4)), await post(order("nope"))]
     statuses.append(await post({"lines": []}))
     assert statuses == [201] * 7 + [409, 404, 422]
 
