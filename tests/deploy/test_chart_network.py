@@ -233,8 +233,8 @@ def test_bundled_policies_allow_what_the_design_needs():
         (INGRESS_NGINX, pods["api"], http, TCP),
         (INGRESS_NGINX, pods["gateway"], http, TCP),
         (pods["test"], pods["api"], http, TCP),
-        (PROMETHEUS, pods["api"], http, TCP),
-        (PROMETHEUS, pods["gateway"], http, TCP),
+        (PROMETHEUS, pods["api"], admin, TCP),
+        (PROMETHEUS, pods["gateway"], admin, TCP),
         *[(PROMETHEUS, pods[w], admin, TCP) for w in WORKERS],
         *[(pods[p], pods["redis"], 6379, TCP) for p in ORDERFLOW_PODS],
         *[(pods[p], pods["mongodb"], 27017, TCP) for p in ORDERFLOW_PODS],
@@ -254,6 +254,8 @@ def test_bundled_policies_refuse_everything_else_asked():
         (pods["orders-worker"], pods["api"], http, TCP),  # only the test pod, inside
         (pods["api"], pods["gateway"], http, TCP),
         (INGRESS_NGINX, pods["orders-worker"], admin, TCP),
+        (INGRESS_NGINX, pods["api"], admin, TCP),  # metrics are for Prometheus only
+        (PROMETHEUS, pods["api"], http, TCP),  # and Prometheus has no business on http
         (INGRESS_NGINX, pods["redis"], 6379, TCP),
         (INGRESS_NGINX, pods["mongodb"], 27017, TCP),
         (PROMETHEUS, pods["redis"], 6379, TCP),
@@ -399,20 +401,16 @@ def test_the_operator_token_reaches_only_the_api_and_only_when_enabled():
     assert len(base64.b64decode(generated["data"]["operator-token"])) == 40
 
 
-def test_metrics_and_docs_are_routed_only_when_asked():
+def test_docs_are_routed_only_when_asked_and_metrics_never():
     manifests = rendered(NETPOL)
-    ingress = value_set(NETPOL)["ingress"]
-    assert ingress["exposeMetrics"] and ingress["exposeDocs"]
+    assert value_set(NETPOL)["ingress"]["exposeDocs"]
     api = f"{RELEASE}-api"
-    for path in ("/metrics", "/docs", "/docs/openapi.json", "/api/v1/menu", "/"):
+    for path in ("/docs", "/docs/openapi.json", "/docs/assets/swagger-ui.css", "/api/v1/menu", "/"):
         assert _route(manifests, path) == api, path
     assert _route(manifests, "/healthz") is None
-    only_docs = render({"ingress": {"exposeDocs": True}})
-    assert _route(only_docs, "/docs/openapi.json") == api
-    assert _route(only_docs, "/metrics") is None
-    only_metrics = render({"ingress": {"exposeMetrics": True}})
-    assert _route(only_metrics, "/metrics") == api
-    assert _route(only_metrics, "/docs") is None
+    assert _route(manifests, "/metrics") is None  # on the admin port, which no Ingress routes
+    default = rendered(DEFAULTS)
+    assert _route(default, "/docs") is None and _route(default, "/metrics") is None
 
 
 def test_the_docs_page_names_its_spec_under_docs():

@@ -55,8 +55,10 @@ def test_orderflow_roles_share_one_image_and_run_their_command(compose):
         assert service["read_only"] is True
 
 
-def test_workers_serve_metrics_on_the_scraped_port(compose):
-    for name in ("orders-worker", "delivery-worker", "notifications-worker", "simulator"):
+def test_every_role_serves_metrics_on_the_scraped_admin_port(compose):
+    for name in (
+        "api", "gateway", "orders-worker", "delivery-worker", "notifications-worker", "simulator"
+    ):  # fmt: skip
         assert compose["services"][name]["environment"]["ORDERFLOW_ADMIN_PORT"] == "9100"
 
 
@@ -119,8 +121,8 @@ def test_prometheus_scrapes_every_orderflow_service(compose):
         for target in group["targets"]
     }
     assert targets == {
-        "api:8000",
-        "gateway:8000",
+        "api:9100",
+        "gateway:9100",
         "orders-worker:9100",
         "delivery-worker:9100",
         "notifications-worker:9100",

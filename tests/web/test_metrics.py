@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from orderflow.models.store import opened_store
-from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.runtime.localserver import LocalRedisServer, free_port
 from tests.web.api_process import ApiProcess
 from tests.web.conftest import LiveApi, seeded_store
 
@@ -106,3 +106,30 @@ async def test_counts_are_exact_across_two_workers(
         assert (
             sample(text, "orderflow_http_request_seconds_count", route=route, method="POST") == 10
         )
+
+
+async def test_with_an_admin_port_metrics_leave_the_public_port(
+    redis_server: LocalRedisServer, tmp_path: Any, api_process_factory: Any
+) -> None:
+    """The production shape (the chart sets ORDERFLOW_ADMIN_PORT): `/metrics` is served
+    by `orderflow api`'s main process on the admin port, summed over both workers, and
+    the public port has no `/metrics` at all."""
+    store_url = await seeded_store(tmp_path)
+    admin_port = free_port()
+    server: ApiProcess = await asyncio.to_thread(
+        api_process_factory, redis_server.url, store_url, "--workers", "2",
+        ORDERFLOW_ADMIN_PORT=str(admin_port),
+    )  # fmt: skip
+    for _ in range(5):
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            assert (await client.post(ORDERS, json=order("margherita"))).status_code == 201
+    async with httpx.AsyncClient(timeout=30) as client:
+        public = await client.get(f"{server.url}/metrics")
+        assert public.status_code == 404
+        assert public.headers["content-type"] == "application/problem+json"
+        admin = f"http://127.0.0.1:{admin_port}"
+        text = (await client.get(f"{admin}/metrics")).text
+        assert sample(text, "orderflow_orders_placed_total") == 5
+        assert (await client.get(f"{admin}/livez")).status_code == 200
+        assert (await client.get(f"{admin}/readyz")).status_code == 404  # on the public port
+        assert (await client.get(f"{server.url}/readyz")).status_code == 200

@@ -9,7 +9,9 @@ What a cluster asks of a worker, on a port of its own (never the public one):
 * ``GET /readyz`` — 200 when every check of :func:`orderflow.runtime.health.app_readiness`
   (or whatever ``readiness`` callable is given) passes, else 503; the body is JSON,
   ``{"ready": bool, "checks": {name: detail}}``, so ``kubectl describe`` and a person
-  with curl see *which* check failed.
+  with curl see *which* check failed. Without a ``readiness`` callable (a process whose
+  readiness is answered elsewhere, like the HTTP API's main process) there is no
+  ``/readyz``.
 
 Why a hand-written HTTP/1.0-style server and not a framework: the runtime does not
 depend on one (the application's API uses Sanic; a worker has no other HTTP), and the
@@ -54,7 +56,8 @@ class AdminServer:
     Args:
         host: address to bind (``0.0.0.0`` in a pod, so the kubelet and Prometheus reach it).
         port: TCP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
-        readiness: coroutine function giving the checks behind ``/readyz``.
+        readiness: coroutine function giving the checks behind ``/readyz`` (None: no
+            ``/readyz`` route).
         registry: the Prometheus registry ``/metrics`` renders.
     """
 
@@ -62,7 +65,7 @@ class AdminServer:
         self,
         host: str,
         port: int,
-        readiness: Readiness,
+        readiness: Readiness | None,
         *,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
@@ -72,6 +75,7 @@ class AdminServer:
         self.registry = registry
         self._server: asyncio.Server | None = None
         self._was_ready: bool | None = None
+        self.routes = ROUTES if readiness is not None else ("/metrics", "/livez")
 
     @property
     def url(self) -> str:
@@ -118,14 +122,15 @@ class AdminServer:
 
     async def respond(self, method: str, path: str) -> Response:
         """The answer to ``method path`` (the query string already removed)."""
-        if path not in ROUTES:
-            return plain(HTTPStatus.NOT_FOUND, f"not found; routes: {' '.join(ROUTES)}")
+        if path not in self.routes:
+            return plain(HTTPStatus.NOT_FOUND, f"not found; routes: {' '.join(self.routes)}")
         if method not in ("GET", "HEAD"):
             return plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET", {"Allow": "GET, HEAD"})
         if path == "/livez":
             return plain(HTTPStatus.OK, "ok")
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry), {}
+        assert self.readiness is not None  # "/readyz" is routed only with one
         try:
             checks = await self.readiness()
         except Exception as exc:  # a check that raises must not take the server down

@@ -102,7 +102,8 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     rate_limit.install(app, settings)
 
     health.register(app)
-    metrics.register(app)
+    if not settings.admin_port:  # else /metrics is on the admin port only (orderflow api)
+        metrics.register(app)
     if role in ("all", "api"):
         menu.register(app)
         orders.register(app)

@@ -10,6 +10,11 @@ already set ``PROMETHEUS_MULTIPROC_DIR`` (e.g. an ``emptyDir`` in Kubernetes),
 this command creates a fresh directory and sets the variable *before* the
 workers start and import ``prometheus_client``; ``/metrics`` then sums every
 worker's files. The directory is removed when the server stops.
+
+Where ``/metrics`` is: with ``ORDERFLOW_ADMIN_PORT`` set (the Helm chart and compose
+set it), on that port only, served by this main process
+(:mod:`orderflow.web.admin_port`) — never on the public port, which answers 404
+there. Without one (a developer's ``orderflow api``, the demo), on the public port.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Serve orderflow over HTTP with Sanic. --role all (default) serves the REST API "
             "(/api/v1, OpenAPI at /docs), the browser UI (/) and WebSocket tracking "
             "(/ws/v1/order-tracking/<id>); --role api leaves out the WebSocket, --role "
-            "gateway serves only the WebSocket. Every role serves /healthz, /readyz and "
-            "/metrics. Needs ORDERFLOW_REDIS_URL; the store is ORDERFLOW_STORE_URL."
+            "gateway serves only the WebSocket. Every role serves /healthz and /readyz; "
+            "/metrics (summed over the workers) is on ORDERFLOW_ADMIN_PORT when it is set, "
+            "else on the public port. Needs ORDERFLOW_REDIS_URL; the store is "
+            "ORDERFLOW_STORE_URL."
         ),
     )
     parser.add_argument("--host", default=None, help="bind address (default ORDERFLOW_HOST)")
@@ -106,9 +113,23 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
     Sanic.start_method = "spawn"
     _stop_on_signal_during_startup()
     own_multiproc_dir: str | None = None
-    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+    admin_port = settings.admin_port
+    if (workers > 1 or admin_port) and not os.environ.get(MULTIPROC_ENV):
         own_multiproc_dir = tempfile.mkdtemp(prefix="orderflow-metrics-")
         os.environ[MULTIPROC_ENV] = own_multiproc_dir
+    admin = None
+    if admin_port:
+        from orderflow.web.admin_port import start_admin_port
+
+        try:
+            admin = start_admin_port(settings.host, admin_port)
+        except OSError as exc:
+            raise SystemExit(
+                f"orderflow api: cannot serve the admin port on {settings.host}:{admin_port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        log.info("admin port: http://%s:%d/metrics (summed over the workers)", settings.host,
+                 admin_port)  # fmt: skip
     loader = AppLoader(factory=partial(build_worker_app, settings, role))  # type: ignore[arg-type]
     try:
         app = loader.load()
@@ -127,6 +148,8 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
         )
         Sanic.serve(primary=app, app_loader=loader)
     finally:
+        if admin is not None:
+            admin.stop()
         if own_multiproc_dir is not None:
             shutil.rmtree(own_multiproc_dir, ignore_errors=True)
             os.environ.pop(MULTIPROC_ENV, None)
