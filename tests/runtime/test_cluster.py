@@ -10,7 +10,6 @@ streams of every master.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,22 +20,12 @@ from orderflow.runtime import App, Record
 from orderflow.runtime.cli import main
 from orderflow.runtime.connection import cluster_nodes, connect_redis, is_cluster
 from orderflow.runtime.localcluster import SLOTS, LocalCluster
-from orderflow.runtime.pytest_plugin import client_for, sync_client_for
+from orderflow.runtime.pytest_plugin import sync_client_for
 from orderflow.runtime.testing import eventually, run_app
 
 
 class Tick(Record, event_type="cluster.tick.v1"):
     n: int
-
-
-@pytest.fixture
-async def cluster_client(redis_cluster: LocalCluster) -> AsyncIterator[aioredis.Redis]:
-    client = client_for(redis_cluster.url)
-    await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def streams_on_every_master(cluster: LocalCluster, client: Any, prefix: str) -> list[str]:
@@ -78,9 +67,9 @@ def test_the_local_cluster_has_every_slot_and_a_replica_per_master(
 
 
 async def test_consumers_of_streams_on_three_masters_each_get_their_own(
-    redis_cluster: LocalCluster, cluster_client: aioredis.Redis
+    redis_cluster: LocalCluster, redis_cluster_client: aioredis.Redis
 ) -> None:
-    names = streams_on_every_master(redis_cluster, cluster_client, "rt-spread")
+    names = streams_on_every_master(redis_cluster, redis_cluster_client, "rt-spread")
     app = App("cluster-spread", broker=redis_cluster.url)
     seen: dict[str, list[int]] = {name: [] for name in names}
     for name in names:
@@ -96,8 +85,9 @@ async def test_consumers_of_streams_on_three_masters_each_get_their_own(
             for n in range(50):
                 await topic.send(value=Tick(n=n))
         await eventually(lambda: all(len(v) == 50 for v in seen.values()), timeout=30)
+        client = redis_cluster_client
         for name in names:
-            await eventually(lambda name=name: nothing_pending(cluster_client, name), timeout=30)
+            await eventually(lambda name=name: nothing_pending(client, name), timeout=30)
     assert all(values == list(range(50)) for values in seen.values())
 
 
@@ -111,10 +101,10 @@ async def nothing_pending(client: aioredis.Redis, stream: str) -> bool:
 
 
 async def test_a_consumer_follows_its_stream_to_another_master(
-    redis_cluster: LocalCluster, cluster_client: aioredis.Redis
+    redis_cluster: LocalCluster, redis_cluster_client: aioredis.Redis
 ) -> None:
     stream = "rt-migrating"
-    slot = cluster_client.keyslot(stream)  # type: ignore[attr-defined]
+    slot = redis_cluster_client.keyslot(stream)  # type: ignore[attr-defined]
     app = App("cluster-migrate", broker=redis_cluster.url, block_ms=200)
     topic = app.topic(stream, value_type=Tick)
     handled: list[int] = []
@@ -138,7 +128,7 @@ async def test_a_consumer_follows_its_stream_to_another_master(
         for n in range(100, 200):
             await topic.send(value=Tick(n=n))
         await eventually(lambda: len(handled) >= 200, timeout=30)
-        await eventually(lambda: nothing_pending(cluster_client, stream), timeout=30)
+        await eventually(lambda: nothing_pending(redis_cluster_client, stream), timeout=30)
     assert sorted(handled) == list(range(200))  # nothing lost, nothing handled twice
     assert reconnects("rt-migrate-agent") > reconnects_before  # it was told MOVED and followed
     with redis_cluster.client(target) as client:

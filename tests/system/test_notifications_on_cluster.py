@@ -9,9 +9,6 @@ until it was dead-lettered. This runs on the session's private cluster in every
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 import redis.asyncio as aioredis
 
 from orderflow.agents.notifications import create_notifications_app
@@ -20,28 +17,18 @@ from orderflow.agents.topics import DELIVERIES_STREAM, ORDERS_STREAM
 from orderflow.models.events import DeliveryStatusUpdated, OrderCreated, OrderStatusUpdated
 from orderflow.runtime import App, keys
 from orderflow.runtime.localcluster import LocalCluster
-from orderflow.runtime.pytest_plugin import client_for
 from orderflow.runtime.testing import eventually, run_app
 
 ORDER = "0" * 31 + "7"
 DELIVERY = "0" * 31 + "8"
 
 
-@pytest.fixture
-async def cluster_client(redis_cluster: LocalCluster) -> AsyncIterator[aioredis.Redis]:
-    client = client_for(redis_cluster.url)
-    await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def test_status_merges_from_both_streams_on_a_cluster(
-    redis_cluster: LocalCluster, cluster_client: aioredis.Redis
+    redis_cluster: LocalCluster, redis_cluster_client: aioredis.Redis
 ) -> None:
     marks = keys.seen_key(ORDERS_STREAM, "notifications-group", 0)
-    assert cluster_client.keyslot(status_key(ORDER)) != cluster_client.keyslot(marks)  # type: ignore[attr-defined]
+    slot_of = redis_cluster_client.keyslot  # type: ignore[attr-defined]
+    assert slot_of(status_key(ORDER)) != slot_of(marks)  # the CROSSSLOT pair of the old MULTI
 
     app = create_notifications_app(broker=redis_cluster.url, ttl_seconds=600)
     publisher = App("cluster-publisher", broker=redis_cluster.url)
@@ -65,21 +52,21 @@ async def test_status_merges_from_both_streams_on_a_cluster(
             await orders.send(value=created, key=ORDER)
 
             async def merged() -> bool:
-                document = await read_latest_status(cluster_client, ORDER)
+                document = await read_latest_status(redis_cluster_client, ORDER)
                 return document is not None and document.get("delivery") is not None
 
             await eventually(merged, timeout=30)
-            await eventually(lambda: app_consumed_everything(cluster_client), timeout=30)
+            await eventually(lambda: app_consumed_everything(redis_cluster_client), timeout=30)
     finally:
         await publisher.stop()
-    document = await read_latest_status(cluster_client, ORDER)
+    document = await read_latest_status(redis_cluster_client, ORDER)
     assert document == {
         "order_id": ORDER,
         "status": "preparing",
         "at": "t3-preparing",
         "delivery": {"delivery_id": DELIVERY, "status": "on_the_way", "at": "t5-on-the-way"},
     }
-    assert await cluster_client.xlen(keys.DEAD_LETTERS) == 0
+    assert await redis_cluster_client.xlen(keys.DEAD_LETTERS) == 0
 
 
 async def app_consumed_everything(client: aioredis.Redis) -> bool:

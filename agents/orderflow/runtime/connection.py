@@ -109,13 +109,11 @@ def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     scheme, _, rest = url.partition("://")
     tls = CLUSTER_SCHEMES.get(scheme.lower())
     if tls is None:
-        raise ValueError(f"not a cluster URL: {redact_url(url)}")
+        raise ValueError("not a redis+cluster:// or rediss+cluster:// URL")
     netloc, _, tail = rest.partition("/")
     netloc, query_mark, _ = netloc.partition("?")
     if query_mark or tail not in ("", "0"):
-        raise ValueError(
-            f"a cluster URL takes no database or ?options (only database 0): {redact_url(url)}"
-        )
+        raise ValueError("a cluster URL takes no database number and no ?options")
     options: dict[str, Any] = {}
     userinfo, _, hosts = netloc.rpartition("@")
     if userinfo:
@@ -130,7 +128,7 @@ def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError(f"cluster URL needs host:port for every node: {redact_url(url)}")
+            raise ValueError(f"a cluster URL needs host:port for every node, not {item!r}")
         nodes.append((host.strip("[]"), int(port)))
     return nodes, options
 
@@ -178,8 +176,12 @@ def _socket_reason(error: BaseException | None) -> str | None:
 def error_reason(exc: BaseException) -> str:
     """What went wrong, in a few words: "Connection refused", not redis-py's "Error 111
     connecting to host:port. Connect call failed (...)" (the URL is said elsewhere)."""
-    reason = _socket_reason(exc) or _socket_reason(exc.__cause__ or exc.__context__)
-    if reason:
-        return reason
+    cause: BaseException | None = exc
+    for _ in range(3):  # a cluster client wraps the socket error twice
+        if cause is None:
+            break
+        if reason := _socket_reason(cause):
+            return reason
+        cause = cause.__cause__ or cause.__context__
     text = " ".join(str(exc).split()).rstrip(".")
     return text or type(exc).__name__

@@ -200,6 +200,11 @@ class LocalCluster:
             time.sleep(0.1)
         raise TimeoutError(f"local cluster: timed out waiting for {what} (logs in {self.data_dir})")
 
+    def exited(self) -> str | None:
+        """Which nodes are gone, or ``None`` while every node runs."""
+        gone = [node.port for node in self.nodes if node.exited() is not None]
+        return f"cluster node(s) on port {gone} exited" if gone else None
+
     def close(self) -> None:
         for node in self.nodes:
             with contextlib.suppress(Exception):

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 
 class ServerNotFoundError(RuntimeError):
@@ -154,6 +155,14 @@ class LocalRedisServer:
                 self.process.wait()
         self.process = None
 
+    def exited(self) -> str | None:
+        """Why the server is gone (the last line of its log), or ``None`` while it runs."""
+        if self.process is not None and self.process.poll() is None:
+            return None
+        log_file = self.data_dir / "server.log"  # removed with a temporary dir
+        text = log_file.read_text(errors="replace") if log_file.exists() else ""
+        return f"the server exited: {''.join(text.strip().splitlines()[-1:])}"
+
     def kill(self) -> None:
         """SIGKILL: the server dies as in a crash."""
         if self.process and self.process.poll() is None:
@@ -229,54 +238,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     if port_in_use(args.port):
         print(f"{prog}: error: port {args.port} is in use (pick one with --port)", file=sys.stderr)
         return 1
+    return serve(
+        prog,
+        lambda: LocalRedisServer(
+            args.kind, port=args.port, data_dir=args.data_dir, appendonly=bool(args.data_dir)
+        ),
+    )
+
+
+class Served(Protocol):
+    """What :func:`serve` runs: a :class:`LocalRedisServer` or a ``LocalCluster``."""
+
+    @property
+    def url(self) -> str: ...
+
+    data_dir: Path
+
+    def start(self, timeout: float = ...) -> Served: ...
+
+    def exited(self) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+def serve(prog: str, make: Callable[[], Served]) -> int:
+    """Start what ``make`` builds, serve until SIGINT/SIGTERM or until it exits."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        server = LocalRedisServer(
-            args.kind, port=args.port, data_dir=args.data_dir, appendonly=bool(args.data_dir)
-        ).start()
+        served = make().start()
     except (RuntimeError, TimeoutError, OSError) as exc:  # ServerNotFoundError included
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
-        print(f"serving {server.url} (data in {server.data_dir}); Ctrl-C stops it", flush=True)
+        print(f"serving {served.url} (data in {served.data_dir}); Ctrl-C stops it", flush=True)
         while not stop.wait(0.5):
-            if server.process is None or server.process.poll() is not None:
-                log_file = server.data_dir / "server.log"  # removed with a temporary dir
-                text = log_file.read_text(errors="replace") if log_file.exists() else ""
-                last = text.strip().splitlines()[-1:]
-                print(f"{prog}: error: the server exited: {''.join(last)}", file=sys.stderr)
+            if (why := served.exited()) is not None:
+                print(f"{prog}: error: {why}", file=sys.stderr)
                 return 1
     finally:
-        server.close()
+        served.close()
     return 0
 
 
 def serve_cluster(prog: str, kind: str) -> int:
-    """``--cluster``: a :class:`LocalCluster` in the foreground until SIGINT/SIGTERM."""
+    """``--cluster``: a ``LocalCluster`` in the foreground until SIGINT/SIGTERM."""
     from orderflow.runtime.localcluster import LocalCluster  # it imports this module
 
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        cluster = LocalCluster(kind).start()
-    except (RuntimeError, TimeoutError, OSError) as exc:  # ServerNotFoundError included
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        print(f"serving {cluster.url} (data in {cluster.data_dir}); Ctrl-C stops it", flush=True)
-        while not stop.wait(0.5):
-            dead = [
-                n.port for n in cluster.nodes if n.process is None or n.process.poll() is not None
-            ]
-            if dead:
-                print(f"{prog}: error: cluster node(s) on port {dead} exited", file=sys.stderr)
-                return 1
-    finally:
-        cluster.close()
-    return 0
+    return serve(prog, lambda: LocalCluster(kind))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -89,17 +90,31 @@ def redis_url(redis_server: LocalRedisServer | LocalCluster) -> str:
     return redis_server.url
 
 
-@pytest.fixture
-async def redis_client(
-    redis_server: LocalRedisServer | LocalCluster,
-) -> AsyncIterator[aioredis.Redis]:
-    """A client on freshly flushed data (every master): tests never see each other's keys."""
-    client = client_for(redis_server.url)
+@asynccontextmanager
+async def flushed_client(url: str) -> AsyncIterator[aioredis.Redis]:
+    """:func:`client_for` ``url``, after a ``FLUSHALL`` (on every master of a cluster)."""
+    client = client_for(url)
     await client.flushall()
     try:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis_client(
+    redis_server: LocalRedisServer | LocalCluster,
+) -> AsyncIterator[aioredis.Redis]:
+    """A client on freshly flushed data: tests never see each other's keys."""
+    async with flushed_client(redis_server.url) as client:
+        yield client
+
+
+@pytest.fixture
+async def redis_cluster_client(redis_cluster: LocalCluster) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's cluster (whatever the mode), on freshly flushed data."""
+    async with flushed_client(redis_cluster.url) as client:
+        yield client
 
 
 @pytest.fixture
