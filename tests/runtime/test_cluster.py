@@ -89,6 +89,8 @@ async def test_consumers_of_streams_on_three_masters_each_get_their_own(
         for name in names:
             await eventually(lambda name=name: nothing_pending(client, name), timeout=30)
     assert all(values == list(range(50)) for values in seen.values())
+    # Each consumer connected to its stream's master at once: no MOVED, no reconnect.
+    assert all(reconnects(f"spread-{name}") == 0 for name in names)
 
 
 def reconnects(agent: str) -> float:
