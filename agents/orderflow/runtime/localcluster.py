@@ -22,11 +22,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import redis
 
-from orderflow.runtime.localserver import LocalRedisServer, free_port
+from orderflow.runtime.localserver import LocalRedisServer, StartedInWith, free_port
 
 SLOTS = 16384
 # Failure detection: a master unreachable this long (ms) is failed over to its replica.
@@ -40,7 +40,7 @@ def slot_ranges(masters: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(masters)]
 
 
-class LocalCluster:
+class LocalCluster(StartedInWith):
     """``masters`` masters with ``replicas`` replicas each, one process per node.
 
     ``url`` is the runtime's cluster URL (``redis+cluster://127.0.0.1:p1,...``);
@@ -101,7 +101,7 @@ class LocalCluster:
         """A plain client of one node (for CLUSTER commands and fault tests)."""
         return redis.Redis(port=node.port, decode_responses=True, socket_timeout=10)
 
-    def start(self, timeout: float = 30.0) -> LocalCluster:
+    def start(self, timeout: float = 30.0) -> Self:
         for node in self.nodes:
             node.start()
         try:
@@ -211,14 +211,3 @@ class LocalCluster:
                 node.close()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> LocalCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -25,10 +25,11 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 
 class ServerNotFoundError(RuntimeError):
@@ -72,7 +73,29 @@ def find_server_binary(kind: str = "valkey") -> str:
     raise ServerNotFoundError(f"unknown server kind {kind!r}")
 
 
-class LocalRedisServer:
+class StartedInWith(ABC):
+    """``with X(...) as x``: started on entry, closed (quietly: it may be half dead) on exit."""
+
+    @abstractmethod
+    def start(self, timeout: float = 10.0) -> Self: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class LocalRedisServer(StartedInWith):
     """One server process bound to 127.0.0.1 on a free (or given) port."""
 
     def __init__(
@@ -115,7 +138,7 @@ class LocalRedisServer:
             *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 10.0) -> LocalRedisServer:
+    def start(self, timeout: float = 10.0) -> Self:
         if self.process and self.process.poll() is None:
             return self
         self.process = subprocess.Popen(
@@ -178,18 +201,6 @@ class LocalRedisServer:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> LocalRedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 def port_in_use(port: int) -> bool:
