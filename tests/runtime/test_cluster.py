@@ -10,6 +10,11 @@ streams of every master.
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +27,7 @@ from orderflow.runtime.connection import cluster_nodes, connect_redis, is_cluste
 from orderflow.runtime.localcluster import SLOTS, LocalCluster
 from orderflow.runtime.pytest_plugin import sync_client_for
 from orderflow.runtime.testing import eventually, run_app
+from tests.runtime.worker_process import wait_until
 
 
 class Tick(Record, event_type="cluster.tick.v1"):
@@ -151,3 +157,32 @@ def test_streams_command_lists_the_streams_of_every_master(
     assert main(["streams", "--redis-url", redis_cluster.url, "--json"]) == 0
     listed = [info["name"] for info in json.loads(capsys.readouterr().out)]
     assert listed == sorted(names)  # each once, though SCAN asked every node
+
+
+def test_the_cluster_server_command_serves_until_sigterm(tmp_path: Path) -> None:
+    """``python -m orderflow.runtime.localserver --cluster``: its URL works, SIGTERM -> 0."""
+    out = tmp_path / "cluster.out"
+    command = [sys.executable, "-m", "orderflow.runtime.localserver", "--cluster"]
+    with out.open("wb") as sink:
+        server = subprocess.Popen(command, stdout=sink, stderr=sink)
+    try:
+        wait_until(
+            lambda: "serving" in out.read_text() or server.poll() is not None,
+            timeout=60,
+            what="the cluster's ready line",
+        )
+        found = re.search(r"serving (redis\+cluster://\S+)", out.read_text())
+        assert found, out.read_text()
+        client = sync_client_for(found.group(1))
+        try:
+            client.set("cli-key", "1")  # routed to the owner of its slot
+            assert client.get("cli-key") == b"1"
+            assert len(client.get_primaries()) == 3 and len(client.get_replicas()) == 3  # type: ignore[attr-defined]
+        finally:
+            client.close()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

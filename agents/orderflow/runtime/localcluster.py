@@ -9,7 +9,8 @@ redis-py: every node starts with ``--cluster-enabled yes`` (its ``nodes.conf`` i
 own directory, its bus on a free port of its own), the masters share the 16384 slots
 (``CLUSTER ADDSLOTSRANGE``), the first node ``CLUSTER MEET``\\ s the others, each
 replica ``CLUSTER REPLICATE``\\ s its master, and :meth:`LocalCluster.start` returns
-once every node reports ``cluster_state:ok`` and every master has its replica online.
+once every node reports ``cluster_state:ok`` and sees every master and replica online
+(``CLUSTER SHARDS``), so any node a client asks gives the whole slot map.
 
 ``python -m orderflow.runtime.localserver --cluster`` runs one in the foreground.
 """
@@ -172,22 +173,20 @@ class LocalCluster(StartedInWith):
         return [line for line in str(text).splitlines() if line.strip()]
 
     def _node_ok(self, node: LocalRedisServer) -> bool:
+        """``node`` says ``cluster_state:ok`` and sees every node online in its role
+        (``CLUSTER SHARDS``): a replica still loading its first copy is left out of
+        ``CLUSTER SLOTS``, so a client asking that node would not know it yet."""
         with self.client(node) as client:
-            info = client.execute_command("CLUSTER", "INFO")
-            if "cluster_state:ok" not in str(info):
+            if "cluster_state:ok" not in str(client.execute_command("CLUSTER", "INFO")):
                 return False
-            if node in self.masters and self.replicas:
-                replication = client.info("replication")
-                online = [
-                    value for key, value in replication.items()
-                    if key.startswith("slave") and isinstance(value, dict)
-                    and value.get("state") == "online"
-                ]  # fmt: skip
-                return len(online) >= len(self.replicas) // len(self.masters)
-        return True
+            shards = client.execute_command("CLUSTER", "SHARDS")
+        online = [n for shard in shards for n in shard["nodes"] if n["health"] == "online"]
+        replicas = [n for n in online if n["role"] == "replica"]
+        return len(online) == len(self.nodes) and len(replicas) == len(self.replicas)
 
     def wait_ok(self, timeout: float = 30.0) -> None:
-        """Until every node says ``cluster_state:ok`` and every master's replicas are online."""
+        """Until every node says ``cluster_state:ok`` and sees every master and replica
+        online."""
         self._wait(lambda: all(self._node_ok(node) for node in self.nodes),
                    what="cluster_state:ok with replicas online", timeout=timeout)  # fmt: skip
 
