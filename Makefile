@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck pytest pytest-redis-server bench clean
+.PHONY: demo test lint format typecheck pytest pytest-redis-server pytest-cluster bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orderflow needs Python 3.11+")'
@@ -39,7 +39,14 @@ pytest-redis-server: $(STAMP)
 		ORDERFLOW_TEST_SERVER=redis-server $(BIN)/pytest -q tests/runtime; \
 	else echo "redis-server not on PATH: runtime suite ran against Valkey only"; fi
 
-test: lint typecheck pytest pytest-redis-server
+# The runtime's suite again on a private cluster (3 masters + 3 replicas of the same
+# Valkey, tests/runtime's fresh_server tests skipped: see docs/runtime.md#redis-cluster),
+# plus the notifications service and the system's end-to-end order test on it.
+pytest-cluster: $(STAMP)
+	ORDERFLOW_TEST_CLUSTER=1 $(BIN)/pytest -q tests/runtime tests/system/test_notifications_on_cluster.py \
+		tests/system/test_lifecycle.py
+
+test: lint typecheck pytest pytest-redis-server pytest-cluster
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --events 100000

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from orderflow.runtime.localcluster import LocalCluster
 from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.runtime.pytest_plugin import sync_client_for
 
 
 @pytest.fixture
-def sync_redis(redis_server: LocalRedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
+def sync_redis(redis_server: LocalRedisServer | LocalCluster) -> Iterator[redis.Redis]:
+    client = sync_client_for(redis_server.url)
     client.flushall()
     try:
         yield client

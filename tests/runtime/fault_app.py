@@ -25,11 +25,11 @@ import os
 from typing import Any
 
 from orderflow.runtime import App, Record
-from orderflow.runtime.keys import group_key
+from orderflow.runtime.keys import stream_key
 
 STREAM = "fault-stream"
 GROUP = "fault-group"
-COUNTS_KEY = group_key(GROUP, "counts")  # same Cluster slot as the group's dedupe marks
+COUNTS_KEY = stream_key(STREAM, "counts")  # same Cluster slot as the stream and its marks
 STARTED_KEY = "fault:started"
 FIXED_KEY = "fault:fixed"
 

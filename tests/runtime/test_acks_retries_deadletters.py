@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from orderflow.runtime import App, Envelope, Record
+from orderflow.runtime.pytest_plugin import on_server_of
 from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.testing import eventually, run_app
 
@@ -67,7 +68,9 @@ async def test_acks_are_batched_one_xack_per_batch(redis_client, redis_url):
     for n in range(300):
         pipe.xadd("rt-batched", Envelope.new(Order(n=n), source="t").to_fields())
     await pipe.execute()
-    await redis_client.config_resetstat()
+    # Counted on the server that holds the stream (under Cluster: the master of its slot).
+    owner = on_server_of(redis_client, "rt-batched")
+    await redis_client.config_resetstat(**owner)
     app = make_app(redis_url, read_count=100)
     handled = 0
 
@@ -80,7 +83,7 @@ async def test_acks_are_batched_one_xack_per_batch(redis_client, redis_url):
     async with run_app(app):
         await eventually(lambda: handled == 300)
         await eventually(lambda: _is_zero(redis_client, "rt-batched", "batch-group"))
-    stats = await redis_client.info("commandstats")
+    stats = await redis_client.info("commandstats", **owner)
     xack_calls = stats["cmdstat_xack"]["calls"]
     # 300 events in batches of 100: at most one XACK per batch (acks of consecutive
     # batches may share one), never one per event.

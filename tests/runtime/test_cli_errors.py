@@ -53,6 +53,9 @@ CASES: list[tuple[Sequence[str], int, str]] = [
     (["dlq", "list", "--redis-url", "redis://h:99999/0"], 2, "invalid Redis URL"),
     (["dlq", "list", "--redis-url", "DEAD"], 1, "cannot reach Redis at redis://127.0.0.1:"),
     (["streams", "--redis-url", "DEAD"], 1, "cannot reach Redis at redis://127.0.0.1:"),
+    (["streams", "--redis-url", "DEAD_CLUSTER"], 1, "Connection refused"),
+    (["streams", "--redis-url", "redis+cluster://h:1/5"], 2, "no database number"),
+    (["dlq", "list", "--redis-url", "redis+cluster://h"], 2, "needs host:port for every node"),
     (["dlq", "show", "1-0", "--redis-url", "LIVE"], 1, "no dead letter 1-0"),
     (["dlq", "show", "not-an-id", "--redis-url", "LIVE"], 2, "'not-an-id' is not an entry id"),
     (["dlq", "purge", "--all", "--redis-url", "LIVE"], 2, "add --yes"),
@@ -63,7 +66,11 @@ CASES: list[tuple[Sequence[str], int, str]] = [
 
 @pytest.mark.parametrize(("argv", "code", "says"), CASES, ids=[" ".join(case[0]) for case in CASES])
 def test_an_error_is_one_line_and_an_exit_code(argv, code, says, redis_url):
-    args = [{"DEAD": dead_url(), "LIVE": redis_url}.get(arg, arg) for arg in argv]
+    dead_cluster = f"redis+cluster://127.0.0.1:{free_port()}"
+    args = [
+        {"DEAD": dead_url(), "LIVE": redis_url, "DEAD_CLUSTER": dead_cluster}.get(arg, arg)
+        for arg in argv
+    ]
     result = run(str(ORDERFLOW), *args)
     assert result.returncode == code, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from orderflow.runtime import App, Envelope, Event, Follower, Record
 from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.runtime.pytest_plugin import on_server_of
 from orderflow.runtime.testing import eventually
 
 GUARD = 15.0  # seconds; a guard against hanging, not a latency assertion
@@ -77,8 +78,10 @@ async def following(
         await app.stop()
 
 
-async def xread_clients(client: aioredis.Redis) -> list[dict[str, Any]]:
-    return [c for c in await client.client_list() if c.get("cmd") == "xread"]
+async def xread_clients(client: aioredis.Redis, stream: str) -> list[dict[str, Any]]:
+    """Connections blocked in XREAD on the server holding ``stream``."""
+    listed = await client.client_list(**on_server_of(client, stream))
+    return [c for c in listed if c.get("cmd") == "xread"]
 
 
 async def test_a_follower_sees_only_what_comes_after_it_started(
@@ -123,8 +126,10 @@ async def test_a_killed_connection_loses_nothing(
     async with following(redis_url, "rt-follow-kill") as follow:
         await follow.send(range(10))
         await eventually(lambda: len(follow.values) == 10)
-        (reader,) = await eventually(lambda: xread_clients(redis_client))
-        await redis_client.execute_command("CLIENT", "KILL", "ID", reader["id"])
+        (reader,) = await eventually(lambda: xread_clients(redis_client, "rt-follow-kill"))
+        await redis_client.client_kill_filter(
+            _id=reader["id"], **on_server_of(redis_client, "rt-follow-kill")
+        )
         await follow.send(range(10, 20))  # while it is away
         await eventually(lambda: len(follow.values) >= 20)
         await follow.send(range(20, 21))
@@ -174,14 +179,14 @@ async def test_stop_and_aclose_end_the_iteration_during_a_long_read(
         topic = stopped.app.topic("rt-follow-stop", value_type=Tick)
         closed = Collector(stopped.app, stopped.app.follow(topic))  # a second, same app
         assert await closed.follower.wait_ready(GUARD)
-        await eventually(lambda: _count(xread_clients(redis_client), 2))
+        await eventually(lambda: _count(xread_clients(redis_client, "rt-follow-stop"), 2))
         began = time.monotonic()
         stopped.follower.stop()
         await asyncio.wait_for(stopped.task, GUARD)
         await closed.follower.aclose()
         await asyncio.wait_for(closed.task, GUARD)
         assert time.monotonic() - began < 5.0  # not the 30 s block
-        await eventually(lambda: _count(xread_clients(redis_client), 0))  # sockets closed
+        await eventually(lambda: _count(xread_clients(redis_client, "rt-follow-stop"), 0))
         never = stopped.app.follow(topic)
         never.stop()
         assert [event async for event in never] == []

@@ -3,9 +3,15 @@
 It reads orders-stream and deliveries-stream (notifications-group) and merges
 each status into ``orderflow:status:<order_id>`` (see :mod:`orderflow.agents.status_cache`)
 with a TTL of ``ORDERFLOW_STATUS_TTL_SECONDS`` (24 h). The WebSocket gateway
-sends that document as a socket's first message. The merge and the runtime's
-"processed" mark for the event commit in one MULTI (``event.atomic()``), so a
-redelivered event has no second effect.
+sends that document as a socket's first message.
+
+A redelivered event has no second effect because the merge itself is idempotent: it
+only moves an order (or its delivery) forward in its lifecycle, so applying the same
+status again changes nothing. That is why the merge runs on its own (one script on
+the order's key) and not in one MULTI with the event's "processed" mark
+(``event.atomic()``): under Redis Cluster the status key and the mark, which carries
+the stream's hash tag, live in different slots, and one MULTI over both fails with
+``CROSSSLOT``. The event is acked and marked after the merge, as any other.
 """
 
 from __future__ import annotations
@@ -41,10 +47,11 @@ def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | No
         async for event in stream.events():
             value = event.value
             at = value.created_at if isinstance(value, OrderCreated) else value.at
-            async with event.atomic() as pipe:
-                merge_order_status(
-                    pipe, order_id=value.order_id, status=value.status, at=at, ttl_seconds=ttl()
-                )
+            pipe = app.redis.pipeline(transaction=False)
+            merge_order_status(
+                pipe, order_id=value.order_id, status=value.status, at=at, ttl_seconds=ttl()
+            )
+            await pipe.execute()
 
     @app.agent(deliveries, group=NOTIFICATIONS_GROUP)
     async def cache_delivery_status(
@@ -53,15 +60,16 @@ def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | No
         async for event in stream.events():
             value = event.value
             at = value.created_at if isinstance(value, DeliveryCreated) else value.at
-            async with event.atomic() as pipe:
-                merge_delivery_status(
-                    pipe,
-                    order_id=value.order_id,
-                    delivery_id=value.delivery_id,
-                    status=value.status,
-                    at=at,
-                    ttl_seconds=ttl(),
-                )
+            pipe = app.redis.pipeline(transaction=False)
+            merge_delivery_status(
+                pipe,
+                order_id=value.order_id,
+                delivery_id=value.delivery_id,
+                status=value.status,
+                at=at,
+                ttl_seconds=ttl(),
+            )
+            await pipe.execute()
 
     return app
 

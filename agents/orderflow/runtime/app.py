@@ -52,7 +52,8 @@ class App(Hooks):
     Args:
         name: service name; the default consumer group of its agents is ``<name>-group``,
             and it is the ``source`` of every envelope it sends.
-        broker: Redis URL (``redis://host:port/db``) [``redis_url``].
+        broker: Redis URL (``redis://host:port/db``, or ``redis+cluster://h1:p1,h2:p2`` for
+            a Redis Cluster: docs/runtime.md, "Redis Cluster") [``redis_url``].
         read_count: entries per ``XREADGROUP`` [``read_count``].
         block_ms: longest wait of one read for new entries, ms [``read_block_ms``].
         claim_idle_ms: pending entries idle this long are taken over from a consumer

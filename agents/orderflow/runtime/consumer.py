@@ -45,7 +45,7 @@ from orderflow.runtime.event import Event
 from orderflow.runtime.failures import FailurePolicy
 from orderflow.runtime.metrics import AgentMetrics
 from orderflow.runtime.records import Record
-from orderflow.runtime.recovery import CONNECTION_ERRORS, Recovery
+from orderflow.runtime.recovery import CONNECTION_ERRORS, ROUTE_ERRORS, Recovery
 from orderflow.runtime.retry import RetryPolicy, reconnect_delays
 from orderflow.runtime.skiplog import SkipLog
 from orderflow.runtime.stream import StreamEnded
@@ -89,7 +89,7 @@ class Consumer:
         self.acks = AckBuffer(recent_limit=4 * read_count)
         self.recovery = Recovery(self, claim_idle_ms=claim_idle_ms, claim_interval=claim_interval)
         self.skips = SkipLog(agent, stream)
-        self._conn = PrivateConnection(redis)
+        self._conn = PrivateConnection(redis, stream)
         self._stream_b = stream.encode()
         self._group_b = group.encode()
         self._read_head = (
@@ -112,7 +112,7 @@ class Consumer:
         """XGROUP CREATE ... MKSTREAM, tolerating BUSYGROUP (idempotent)."""
         try:
             await self.redis.execute_command(
-                b"XGROUP", b"CREATE", self.stream, self.group, self.start_id, b"MKSTREAM"
+                "XGROUP", "CREATE", self.stream, self.group, self.start_id, "MKSTREAM"
             )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -227,7 +227,7 @@ class Consumer:
             self.dedupe.add_marks(pipe, acks.done_event_ids)
         ids = acks.done_entry_ids + acks.ack_only
         if ids:
-            pipe.execute_command(b"XACK", self.stream, self.group, *ids)
+            pipe.execute_command("XACK", self.stream, self.group, *ids)
         return len(acks.done_entry_ids), len(acks.ack_only)
 
     def after_flush(self, done: int, ack_only: int) -> None:
@@ -395,7 +395,8 @@ class Consumer:
         self.connection_failures += 1
         self.metrics.reconnects.inc()
         delay = self._reconnect.delay(self.connection_failures)
-        log.warning("agent %s: redis unreachable (%s); retrying in %.2fs", self.agent,
-                    exc, delay)  # fmt: skip
+        what = "slot moved or failing over" if isinstance(exc, ROUTE_ERRORS) else "unreachable"
+        log.warning("agent %s: redis %s (%s: %s); retrying in %.2fs", self.agent, what,
+                    type(exc).__name__, exc, delay)  # fmt: skip
         self.recovery.connection_lost()  # replies may have been lost: drain once back
         await asyncio.sleep(delay)

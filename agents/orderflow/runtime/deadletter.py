@@ -19,6 +19,7 @@ import ujson
 from redis.asyncio import Redis
 
 from orderflow.runtime import keys
+from orderflow.runtime.connection import is_cluster
 from orderflow.runtime.wire import text
 
 DEAD_LETTERS = keys.DEAD_LETTERS
@@ -203,12 +204,18 @@ async def replay(
     if not letter.stream or not letter.raw:
         raise ValueError(f"dead letter {letter.id} has no source stream or raw entry")
     # Not a MULTI: the two keys live in different Cluster slots. XADD first, so a crash
-    # in between leaves a duplicate dead letter, never a lost event.
+    # in between leaves a duplicate dead letter, never a lost event (under Cluster the
+    # keys are on different nodes, which a cluster pipeline writes to at once: there the
+    # XDEL is sent only after the XADD was answered).
     pipe = redis.pipeline(transaction=False)
     if maxlen:
         pipe.xadd(letter.stream, dict(letter.raw), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
     else:
         pipe.xadd(letter.stream, dict(letter.raw))  # type: ignore[arg-type]
+    if delete and is_cluster(redis):
+        [added] = await pipe.execute()
+        await redis.xdel(DEAD_LETTERS, letter.id)
+        return text(added)
     if delete:
         pipe.xdel(DEAD_LETTERS, letter.id)
     results = await pipe.execute()

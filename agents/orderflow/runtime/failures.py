@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 
 from orderflow.runtime import deadletter
+from orderflow.runtime.connection import is_cluster
 from orderflow.runtime.decoding import DeadItem
 from orderflow.runtime.metrics import AgentMetrics
 from orderflow.runtime.retry import RetryPolicy
@@ -116,7 +117,9 @@ class FailurePolicy:
 
         Not atomic (dead-letters and the stream are in different Cluster slots): a crash
         in between leaves the entry pending, so it is dead-lettered again later — a
-        duplicate dead letter, never a lost event."""
+        duplicate dead letter, never a lost event. Under Cluster the two keys live on
+        different nodes, and a cluster pipeline sends to each node at once, so there the
+        ``XACK`` waits for the ``XADD`` replies (two round trips) to keep that order."""
         pipe = redis.pipeline(transaction=False)
         ids: list[bytes] = []
         for entry_id, flat, exc, count in items:
@@ -138,5 +141,8 @@ class FailurePolicy:
                       entry_id.decode(), self.stream, type(exc).__name__, exc)  # fmt: skip
         if not ids:
             return
-        pipe.execute_command(b"XACK", self.stream, self.group, *ids)
+        if is_cluster(redis):
+            await pipe.execute()
+            pipe = redis.pipeline(transaction=False)
+        pipe.execute_command("XACK", self.stream, self.group, *ids)
         await pipe.execute()

@@ -203,7 +203,7 @@ class Follower(Generic[T]):
         """Ours, made from the app's pool settings but never taken from or returned to
         the pool (that is :class:`PrivateConnection`); (re)connects lazily."""
         if self._conn is None:
-            self._conn = PrivateConnection(await self.topic.app.ensure_connected())
+            self._conn = PrivateConnection(await self.topic.app.ensure_connected(), self.topic.name)
         return self._conn
 
     async def _lost(self, exc: BaseException, what: str) -> None:

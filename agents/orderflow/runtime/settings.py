@@ -25,7 +25,8 @@ class RuntimeSettings(BaseSettings):
 
     redis_url: str = Field(
         default="",
-        description="Redis URL every App uses unless given App(broker=...). Empty: none.",
+        description="Redis URL every App uses unless given App(broker=...): redis://host:port/db,"
+        " or redis+cluster://host:port,host:port for a Redis Cluster. Empty: none.",
     )
     read_count: int = Field(
         default=100, ge=1, description="XREADGROUP COUNT: entries read per round trip."

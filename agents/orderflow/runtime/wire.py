@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
 
@@ -54,16 +55,44 @@ def field_map(flat: Sequence[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
 
 
 class PrivateConnection:
-    """One connection of the client's pool kept for a consumer (reconnects lazily)."""
+    """One connection made with the client's settings, kept for a consumer (reconnects
+    lazily).
 
-    def __init__(self, redis: Redis) -> None:
-        self._pool = redis.connection_pool
+    Under Redis Cluster (``redis`` is a :class:`RedisCluster`) the connection goes to the
+    master that owns ``key``'s slot, as found in the client's slot map when connecting.
+    After :meth:`reset` (a lost connection, ``MOVED``/``ASK`` after a slot migrated, a
+    failover) the next send reloads the slot map first, so it reaches the new owner.
+    Single-node clients take a connection from their pool's factory, as before."""
+
+    def __init__(self, redis: Redis, key: str | bytes | None = None) -> None:
+        self._cluster: RedisCluster | None = None
+        self._key: str | bytes = key or b""
+        self._refresh = False  # reload the slot map before the next connect
+        if isinstance(redis, RedisCluster):
+            if key is None:
+                raise ValueError("a private connection to a cluster needs the key it serves")
+            self._cluster = redis
+        else:
+            self._pool = redis.connection_pool
         self._conn: AbstractConnection | None = None
+
+    async def _cluster_connection(self, cluster: RedisCluster) -> AbstractConnection:
+        """A new connection to the master owning the key's slot (slot map reloaded
+        first after a reset: the owner may have changed)."""
+        await cluster.initialize()  # once per client: no-op when the map is loaded
+        if self._refresh:
+            await cluster.nodes_manager.initialize()
+            self._refresh = False
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(self._key))
+        return node.connection_class(**node.connection_kwargs)
 
     async def send(self, data: bytes) -> None:
         conn = self._conn
         if conn is None:
-            conn = self._pool.make_connection()
+            if self._cluster is None:
+                conn = self._pool.make_connection()
+            else:
+                conn = await self._cluster_connection(self._cluster)
             self._conn = conn
         if not conn.is_connected:
             await conn.connect()
@@ -78,6 +107,8 @@ class PrivateConnection:
     async def reset(self) -> None:
         """Drop the socket (after an error or a cancelled read: its state is unknown)."""
         conn, self._conn = self._conn, None
+        if self._cluster is not None:
+            self._refresh = True
         if conn is not None:
             with contextlib.suppress(Exception):  # best effort on a broken socket
                 await conn.disconnect()

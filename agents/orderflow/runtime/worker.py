@@ -19,7 +19,7 @@ import contextlib
 import importlib
 import logging
 
-from redis.exceptions import AuthenticationError, AuthorizationError
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -77,7 +77,7 @@ async def wait_for_redis(
             return True
         except (AuthenticationError, AuthorizationError):
             raise
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException) as exc:
             log.warning("waiting for Redis at %s (%s)", redact_url(url), error_reason(exc))
         finally:
             await client.aclose()

@@ -25,13 +25,20 @@ from redis.asyncio.connection import parse_url
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
+    RedisClusterException,
     RedisError,
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from orderflow.runtime.connection import connect_redis, error_reason, redact_url
+from orderflow.runtime.connection import (
+    cluster_nodes,
+    connect_redis,
+    error_reason,
+    is_cluster_url,
+    redact_url,
+)
 from orderflow.runtime.settings import RuntimeSettings
 
 ENV_NAME = "ORDERFLOW_REDIS_URL"
@@ -71,6 +78,9 @@ def check_redis_url(url: str) -> str:
     redis-py only complains about a bad URL when the first command runs (and silently
     uses database 0 for ``/abc``); checking first turns a typo into a usage error."""
     try:
+        if is_cluster_url(url):
+            cluster_nodes(url)
+            return url
         parse_url(url)
         database = urlsplit(url).path.strip("/")
     except ValueError as exc:
@@ -94,7 +104,7 @@ def describe_redis_error(url: str, exc: BaseException) -> str:
     where = redact_url(url)
     if isinstance(exc, AuthenticationError | AuthorizationError):
         return f"Redis at {where} refused the credentials: {error_reason(exc)}"
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | RedisClusterException):
         return f"cannot reach Redis at {where}: {error_reason(exc)}"
     if isinstance(exc, ResponseError):
         return f"Redis at {where} answered: {error_reason(exc)}"
@@ -109,7 +119,7 @@ async def redis_session(url: str) -> AsyncIterator[Redis]:
     client = connect_redis(url)
     try:
         yield client
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise CommandError(describe_redis_error(url, exc)) from exc
     finally:
         await client.aclose()
