@@ -85,6 +85,12 @@ def _stop_on_signal_during_startup() -> None:
     The manager class is looked up in ``sanic.mixins.startup`` when serving
     starts; ours stops waiting once shutdown has begun, and the normal shutdown
     path (join, clean-up) runs.
+
+    A second window: a signal that lands while the manager is still starting its
+    processes terminates only those already alive; the ones started after it would
+    serve forever and ``join`` would wait for them forever (seen under load: SIGTERM
+    0.9 s after start). So before joining, ours terminates every process still alive
+    once shutdown has begun (``terminate`` is a no-op for one already terminated).
     """
     import sanic.mixins.startup as startup
     from sanic.worker.manager import WorkerManager
@@ -97,6 +103,13 @@ def _stop_on_signal_during_startup() -> None:
 
         def _all_workers_ack(self) -> bool:
             return bool(self._shutting_down) or bool(super()._all_workers_ack())
+
+        def join(self) -> None:
+            if self._shutting_down:
+                for process in self.processes:
+                    if process.is_alive():
+                        process.terminate()
+            super().join()
 
     startup.WorkerManager = ShutdownAwareManager  # type: ignore[misc]
 
