@@ -61,6 +61,8 @@ class Follower(Generic[T]):
 
     Args:
         topic: the stream and the types to decode (others are skipped).
+        stream: which of the topic's streams to read (default: its name); for one
+            partition of a partitioned topic (``PartitionedFollower`` follows them all).
         start: ``"$"`` (the default): entries added after the first read resolved the
             stream's last id; any other value is an entry id to read after (``"0"``:
             the whole stream).
@@ -73,6 +75,7 @@ class Follower(Generic[T]):
         self,
         topic: Topic[T],
         *,
+        stream: str | None = None,
         start: str = LAST_ENTRY,
         read_count: int = 100,
         block_ms: int = 1000,
@@ -82,7 +85,8 @@ class Follower(Generic[T]):
         self.read_count = read_count
         self.block_ms = block_ms
         self.reconnects = 0  # connection losses recovered from (for tests and logs)
-        self._stream = topic.name.encode()
+        self._stream_name = stream or topic.name
+        self._stream = self._stream_name.encode()
         self._cursor: bytes | None = None if start == LAST_ENTRY else start.encode()
         # Every XREAD is a first delivery (count 1), so the delivery limit never bites.
         self._decoder = EntryDecoder(topic.accepted_types, max_deliveries=1)
@@ -99,7 +103,7 @@ class Follower(Generic[T]):
     # --------------------------------------------------------------- state
     @property
     def stream(self) -> str:
-        return self.topic.name
+        return self._stream_name
 
     @property
     def cursor(self) -> str | None:
@@ -203,7 +207,8 @@ class Follower(Generic[T]):
         """Ours, made from the app's pool settings but never taken from or returned to
         the pool (that is :class:`PrivateConnection`); (re)connects lazily."""
         if self._conn is None:
-            self._conn = PrivateConnection(await self.topic.app.ensure_connected(), self.topic.name)
+            redis = await self.topic.app.ensure_connected()
+            self._conn = PrivateConnection(redis, self._stream_name)
         return self._conn
 
     async def _lost(self, exc: BaseException, what: str) -> None:
