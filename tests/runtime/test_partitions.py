@@ -251,6 +251,8 @@ def test_two_worker_processes_share_the_partitions_each_event_once_key_order_per
             timeout=120,
             what="3000 steps handled by the two workers",
         )
+        banner = f"{TOPIC} -> {GROUP} (concurrency 4, {PARTITIONS} partitions)"
+        assert banner in first.output()
         for child in (first, second):
             child.signal(signal.SIGTERM)
             assert child.wait(timeout=30) == 0
