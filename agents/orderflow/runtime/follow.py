@@ -50,6 +50,25 @@ LAST_ENTRY = "$"
 START_OF_STREAM = b"0-0"
 
 
+class StopSignal:
+    """``stop()`` was called, and a future an iteration waits on beside its read, so that
+    ``stop()`` ends it at once, also in the middle of a blocking read (both followers)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self.stopped = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def future(self) -> asyncio.Future[None]:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+
 class Follower(Generic[T]):
     """``async for event in follower``: every entry of one stream after ``start``.
 
@@ -97,8 +116,7 @@ class Follower(Generic[T]):
         self._ready = asyncio.Event()
         if self._cursor is not None:
             self._ready.set()
-        self._stopping = False
-        self._stop_signal: asyncio.Future[None] | None = None
+        self._stop = StopSignal()
 
     # --------------------------------------------------------------- state
     @property
@@ -125,9 +143,7 @@ class Follower(Generic[T]):
 
     def stop(self) -> None:
         """End the iteration: a read in progress is abandoned, buffered events dropped."""
-        self._stopping = True
-        if self._stop_signal is not None and not self._stop_signal.done():
-            self._stop_signal.set_result(None)
+        self._stop.set()
 
     async def aclose(self) -> None:
         """:meth:`stop`, and close the connection now."""
@@ -139,7 +155,7 @@ class Follower(Generic[T]):
         return self
 
     async def __anext__(self) -> Event[T]:
-        while not self._stopping:
+        while not self._stop.stopped:
             if self._events:
                 return self._events.popleft()
             await self._unless_stopped(self._read())
@@ -150,11 +166,10 @@ class Follower(Generic[T]):
         """Run ``work`` (a read, with its back-off after an error) unless :meth:`stop`
         comes first: then it is cancelled, and the connection dropped (a reply may be
         half read)."""
-        if self._stop_signal is None:
-            self._stop_signal = asyncio.get_running_loop().create_future()
+        stop_signal = self._stop.future()
         task = asyncio.ensure_future(work)
         try:
-            await asyncio.wait({task, self._stop_signal}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not task.done():  # stopped, or the iterating task was cancelled
                 task.cancel()
@@ -212,7 +227,7 @@ class Follower(Generic[T]):
         return self._conn
 
     async def _lost(self, exc: BaseException, what: str) -> None:
-        if self._stopping:  # aclose() closed the socket under the read: not a failure
+        if self._stop.stopped:  # aclose() closed the socket under the read: not a failure
             return
         self._failures += 1
         self.reconnects += 1

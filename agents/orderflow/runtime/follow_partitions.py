@@ -19,7 +19,7 @@ import contextlib
 from typing import Any, Generic, TypeVar
 
 from orderflow.runtime.event import Event
-from orderflow.runtime.follow import LAST_ENTRY, Follower
+from orderflow.runtime.follow import LAST_ENTRY, Follower, StopSignal
 from orderflow.runtime.records import Record
 from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.topic import Topic
@@ -59,8 +59,7 @@ class PartitionedFollower(Generic[T]):
         # Bounded: a slow iterator holds the partition readers back instead of piling up.
         self._events: asyncio.Queue[Event[T]] = asyncio.Queue(read_count * len(self.followers))
         self._pumps: list[asyncio.Task[None]] = []
-        self._stopping = False
-        self._stop_signal: asyncio.Future[None] | None = None
+        self._stop = StopSignal()
 
     # --------------------------------------------------------------- state
     @property
@@ -99,11 +98,9 @@ class PartitionedFollower(Generic[T]):
 
     def stop(self) -> None:
         """End the iteration: every partition's read is abandoned, buffered events dropped."""
-        self._stopping = True
         for follower in self.followers:
             follower.stop()
-        if self._stop_signal is not None and not self._stop_signal.done():
-            self._stop_signal.set_result(None)
+        self._stop.set()
 
     async def aclose(self) -> None:
         """:meth:`stop`, wait for the partition readers, close their connections."""
@@ -115,15 +112,13 @@ class PartitionedFollower(Generic[T]):
         return self
 
     async def __anext__(self) -> Event[T]:
-        if not self._pumps and not self._stopping:
+        if not self._pumps and not self._stop.stopped:
             self._pumps = [
                 asyncio.create_task(self._pump(f), name=f"orderflow-follow:{f.stream}")
                 for f in self.followers
             ]
-        if self._stop_signal is None:
-            self._stop_signal = asyncio.get_running_loop().create_future()
-        stop_signal: asyncio.Future[Any] = self._stop_signal
-        while not self._stopping:
+        stop_signal: asyncio.Future[Any] = self._stop.future()
+        while not self._stop.stopped:
             if not self._events.empty():
                 return self._events.get_nowait()
             getter: asyncio.Future[Any] = asyncio.ensure_future(self._events.get())
