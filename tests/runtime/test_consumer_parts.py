@@ -144,6 +144,16 @@ def test_ack_buffer_collects_finished_events_but_not_failed_ones() -> None:
     assert not acks
 
 
+def test_a_failed_event_is_owned_while_it_waits_for_a_retry_not_once_dead_lettered() -> None:
+    acks = AckBuffer(recent_limit=100)
+    batch = batch_of(1, 2)
+    acks.hand(batch)
+    batch.failed.add(0)  # the body failed it and has not moved on yet (not collected)
+    failed, other = batch.event_ids
+    assert acks.owned_event_ids({b"1-0"}) == {failed, other}  # retry pending: ours
+    assert acks.owned_event_ids() == {other}  # dead-lettered: a replay is not a duplicate
+
+
 # ----------------------------------------------------------------- the stream
 class ListSource:
     """An in-memory batch source: what a Stream reads (no Redis involved)."""

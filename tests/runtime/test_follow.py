@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from orderflow.runtime import App, Envelope, Event, Follower, Record
+from orderflow.runtime import App, Envelope, Event, Record, TopicFollower
 from orderflow.runtime.localserver import LocalRedisServer
 from orderflow.runtime.pytest_plugin import on_server_of
 from orderflow.runtime.testing import eventually
@@ -43,7 +43,7 @@ class Tock(Record, event_type="rt.follow.tock.v1"):
 class Collector:
     """Iterates a follower in a task of its own, as the gateway does."""
 
-    def __init__(self, app: App, follower: Follower[Tick]) -> None:
+    def __init__(self, app: App, follower: TopicFollower[Tick]) -> None:
         self.app = app
         self.follower = follower
         self.events: list[Event[Tick]] = []

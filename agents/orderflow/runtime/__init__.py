@@ -25,6 +25,7 @@ from orderflow.runtime.context import correlation, current_correlation_id
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.event import Event
 from orderflow.runtime.follow import Follower
+from orderflow.runtime.follow_partitions import PartitionedFollower, TopicFollower
 from orderflow.runtime.publish import publish_envelope
 from orderflow.runtime.records import DecodeError, Record, registry
 from orderflow.runtime.retry import RetryPolicy
@@ -39,11 +40,13 @@ __all__ = [
     "Envelope",
     "Event",
     "Follower",
+    "PartitionedFollower",
     "Record",
     "RetryPolicy",
     "RuntimeSettings",
     "Stream",
     "Topic",
+    "TopicFollower",
     "correlation",
     "current_correlation_id",
     "publish_envelope",

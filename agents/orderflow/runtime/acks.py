@@ -80,11 +80,21 @@ class AckBuffer:
             busy.update(batch.pending_entry_ids())
         return busy
 
-    def owned_event_ids(self) -> set[bytes]:
-        """Event ids handed and not flushed yet: a second copy of one is a duplicate."""
+    def owned_event_ids(self, retrying: set[bytes] | frozenset[bytes] = frozenset()) -> set[bytes]:
+        """Event ids handed and not flushed yet: a second copy of one is a duplicate.
+
+        A failed event stays ours only while its entry waits for a retry (``retrying``):
+        once dead-lettered it is not, even if the body has not moved past it yet (with
+        ``concurrency`` > 1 or partitions its batch is collected later), so a replay of
+        it read meanwhile is handled, not dropped as a duplicate."""
         owned = set(self.done_event_ids)
         for batch in self.handed:
-            owned.update(batch.pending_event_ids())
+            if not batch.failed:
+                owned.update(batch.pending_event_ids())
+                continue
+            for index in range(batch.acked_upto, len(batch)):
+                if index not in batch.failed or batch.entry_ids[index] in retrying:
+                    owned.add(batch.event_ids[index])
         return owned
 
     def recently_flushed(self, event_id: bytes) -> bool:

@@ -5,6 +5,10 @@ queue, no task per event. ``concurrency=N`` runs N copies of the body, each on
 its own stream fed by a dispatcher that partitions events by envelope key
 (``crc32(key) % N``; the event id when there is no key), so events of one key (one
 order) stay in order.
+On a partitioned topic (``partitions=N``) the agent has one consumer per partition
+stream (each on its own connection, to the node owning that stream under Cluster) and
+one dispatcher per consumer feeding the same ``concurrency`` bodies, split the same
+way: a key lives in one partition, so its events still reach one body, in order.
 A body that raises is called again; the event it was on is retried or
 dead-lettered by the consumer. Bodies never die on one bad event.
 """
@@ -33,10 +37,13 @@ AgentFun = Callable[[Stream[T]], Any]
 
 
 class _QueueSource:
-    """Feeds one of N worker streams with its share of each batch."""
+    """Feeds one of N worker streams with its share of each batch (of every partition)."""
 
-    def __init__(self, consumer: Consumer, size: int) -> None:
-        self.consumer = consumer
+    def __init__(self, consumers: tuple[Consumer, ...], size: int) -> None:
+        self.consumers = {consumer.stream: consumer for consumer in consumers}
+        # Handler latencies go to the first consumer's list: every consumer observes
+        # into the agent's one histogram, and that one drains it on each of its reads.
+        self._latencies = consumers[0].latencies
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(size)
         self.ended = False
 
@@ -57,10 +64,10 @@ class _QueueSource:
 
     @property
     def latencies(self) -> list[float]:
-        return self.consumer.latencies
+        return self._latencies
 
     async def failed(self, event: Event[Any], exc: BaseException) -> None:
-        await self.consumer.failed(event, exc)
+        await self.consumers[event.stream].failed(event, exc)
 
 
 class Agent(Generic[T]):
@@ -88,7 +95,7 @@ class Agent(Generic[T]):
         self.max_deliveries = max_deliveries
         self.name = name or f"{fun.__module__}.{fun.__qualname__}"
         self.start_id = start_id
-        self.consumer: Consumer | None = None
+        self.consumers: tuple[Consumer, ...] = ()  # one per stream of the topic, once started
         self._tasks: list[asyncio.Task[None]] = []
         self.restarts = 0
 
@@ -105,7 +112,7 @@ class Agent(Generic[T]):
         return await self.topic.send(value=value, key=key, delay=delay)
 
     # ------------------------------------------------------------ lifecycle
-    def make_consumer(self) -> Consumer:
+    def make_consumer(self, stream: str) -> Consumer:
         app = self.app
         policy = RetryPolicy(
             base=app.retry_base,
@@ -114,7 +121,7 @@ class Agent(Generic[T]):
         )
         return Consumer(
             app.redis,
-            stream=self.topic.name,
+            stream=stream,
             group=self.group,
             name=app.consumer_name,
             agent=self.name,
@@ -129,16 +136,18 @@ class Agent(Generic[T]):
         )
 
     async def start(self) -> None:
-        consumer = self.consumer = self.make_consumer()
-        try:
-            await consumer.ensure_group()
-        except Exception as exc:  # the loop retries (e.g. server not up yet)
-            log.warning("agent %s: could not create group yet: %s", self.name, exc)
-        if self.concurrency == 1:
-            stream: Stream[T] = Stream(consumer, handler=self.handler_id)
+        consumers = self.consumers = tuple(map(self.make_consumer, self.topic.streams))
+        for consumer in consumers:
+            try:
+                await consumer.ensure_group()
+            except Exception as exc:  # the loop retries (e.g. server not up yet)
+                log.warning("agent %s: could not create group on %s yet: %s", self.name,
+                            consumer.stream, exc)  # fmt: skip
+        if self.concurrency == 1 and len(consumers) == 1:
+            stream: Stream[T] = Stream(consumers[0], handler=self.handler_id)
             self._tasks = [asyncio.create_task(self._run_body(stream), name=self.name)]
             return
-        sources = [_QueueSource(consumer, 2) for _ in range(self.concurrency)]
+        sources = [_QueueSource(consumers, 2) for _ in range(self.concurrency)]
         self._tasks = [
             asyncio.create_task(
                 self._run_body(Stream(source, handler=self.handler_id)),
@@ -147,13 +156,20 @@ class Agent(Generic[T]):
             for index, source in enumerate(sources)
         ]
         self._tasks.append(
-            asyncio.create_task(self._dispatch(consumer, sources), name=f"{self.name}:dispatch")
+            asyncio.create_task(
+                self._dispatch_all(consumers, sources), name=f"{self.name}:dispatch"
+            )
         )
 
     def stop(self) -> None:
         """Stop reading; the bodies finish what was delivered, then end."""
-        if self.consumer is not None:
-            self.consumer.stop()
+        for consumer in self.consumers:
+            consumer.stop()
+
+    @property
+    def stopping(self) -> bool:
+        """Stop has begun (its consumers no longer read)."""
+        return any(consumer.stopping for consumer in self.consumers)
 
     async def wait(self, max_wait: float | None = None) -> bool:
         """Wait for the bodies to finish; cancel them after ``max_wait``. True if clean."""
@@ -166,8 +182,8 @@ class Agent(Generic[T]):
             await asyncio.gather(*pending, return_exceptions=True)
             log.warning("agent %s: %d task(s) cancelled after shutdown timeout", self.name,
                         len(pending))  # fmt: skip
-        if self.consumer is not None:
-            await self.consumer.close()  # final acks, then its private connection
+        for consumer in self.consumers:
+            await consumer.close()  # final acks, then its private connection
         return not pending
 
     @property
@@ -205,10 +221,17 @@ class Agent(Generic[T]):
                 if held == 0:
                     await asyncio.sleep(min(5.0, 0.1 * self.restarts))  # a bug outside events
                 continue
-            consumer = self.consumer
-            if consumer is not None and not consumer.stopping:
+            if not self.stopping:
                 log.warning("agent %s returned before shutdown; it will not run again", self.name)
             return
+
+    async def _dispatch_all(
+        self, consumers: tuple[Consumer, ...], sources: list[_QueueSource]
+    ) -> None:
+        """One dispatcher per consumer (per partition); the bodies end after the last."""
+        await asyncio.gather(*(self._dispatch(consumer, sources) for consumer in consumers))
+        for source in sources:
+            await source.queue.put(None)
 
     async def _dispatch(self, consumer: Consumer, sources: list[_QueueSource]) -> None:
         """Read batches and hand each worker its share, partitioned by key."""
@@ -225,5 +248,3 @@ class Agent(Generic[T]):
             for source, part in zip(sources, parts, strict=True):
                 if len(part):
                     await source.queue.put(part)
-        for source in sources:
-            await source.queue.put(None)

@@ -24,6 +24,7 @@ from orderflow.runtime.agent import Agent, AgentFun
 from orderflow.runtime.connection import connect_redis, default_consumer_name
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.follow import Follower
+from orderflow.runtime.follow_partitions import PartitionedFollower, TopicFollower
 from orderflow.runtime.hooks import Hooks
 from orderflow.runtime.publish import publish_envelopes
 from orderflow.runtime.records import Record
@@ -136,20 +137,41 @@ class App(Hooks):
 
     # ----------------------------------------------------------- declaring
     @overload
-    def topic(self, name: str, *, value_type: type[T], maxlen: int | None = None) -> Topic[T]: ...
+    def topic(
+        self,
+        name: str,
+        *,
+        value_type: type[T],
+        maxlen: int | None = None,
+        partitions: int = 1,
+    ) -> Topic[T]: ...
 
     @overload
     def topic(
-        self, name: str, *, value_type: ValueType = None, maxlen: int | None = None
+        self,
+        name: str,
+        *,
+        value_type: ValueType = None,
+        maxlen: int | None = None,
+        partitions: int = 1,
     ) -> Topic[Any]: ...
 
     def topic(
-        self, name: str, *, value_type: ValueType = None, maxlen: int | None = None
+        self,
+        name: str,
+        *,
+        value_type: ValueType = None,
+        maxlen: int | None = None,
+        partitions: int = 1,
     ) -> Topic[Any]:
         """Declare the stream ``name`` and what it carries (``value_type``: a Record class
-        or a tuple of them; ``None``: any registered type). Declaring the same name again
-        returns the same topic; with other options it raises ``ValueError``."""
-        topic: Topic[Any] = Topic(self, name, value_type=value_type, maxlen=maxlen)
+        or a tuple of them; ``None``: any registered type). ``partitions=N`` (N > 1) makes
+        it N streams ``name.p0`` .. ``name.p<N-1>``, picked by key
+        (:mod:`orderflow.runtime.partitions`). Declaring the same name again returns the
+        same topic; with other options it raises ``ValueError``."""
+        topic: Topic[Any] = Topic(
+            self, name, value_type=value_type, maxlen=maxlen, partitions=partitions
+        )
         existing = self.topics.get(name)
         if existing is not None:
             if existing.options != topic.options:
@@ -196,10 +218,16 @@ class App(Hooks):
 
         return decorate
 
-    def follow(self, topic: Topic[T], *, start: str = "$") -> Follower[T]:
+    def follow(self, topic: Topic[T], *, start: str = "$") -> TopicFollower[T]:
         """A group-less reader: ``async for event in app.follow(topic)`` sees every entry
         after ``start`` (``"$"``: the last one when it first reads), whoever else reads the
-        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`). Needs no start()."""
+        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`). Needs no start().
+        A partitioned topic gets a :class:`PartitionedFollower`: one reader per partition
+        (:mod:`orderflow.runtime.follow_partitions`)."""
+        if topic.partitions > 1:
+            return PartitionedFollower(
+                topic, start=start, read_count=self.read_count, block_ms=self.block_ms
+            )
         return Follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms)
 
     def timer(
@@ -246,7 +274,10 @@ class App(Hooks):
         its topic's maxlen. ``once=True``: an event id already appended to that stream
         (within ``dedupe_ttl``) is not appended again (its result is ``None``)."""
         redis = await self.ensure_connected()
-        publications = [(topic.name, envelope, topic.effective_maxlen) for topic, envelope in items]
+        publications = [
+            (topic.stream_for(envelope), envelope, topic.effective_maxlen)
+            for topic, envelope in items
+        ]
         return await publish_envelopes(
             redis, publications, once_ttl=self.dedupe_ttl if once else None
         )
@@ -264,7 +295,7 @@ class App(Hooks):
             self._spawn(timer.run(self._stopping, self.report_error), f"timer:{timer.name}")
         self.scheduler = Scheduler(
             lambda: self.redis,
-            streams=lambda: list(self.topics),
+            streams=lambda: [s for topic in self.topics.values() for s in topic.streams],
             interval=self.scheduler_interval,
         )
         self._spawn(self.scheduler.run(self._stopping), "scheduler")

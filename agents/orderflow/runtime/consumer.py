@@ -376,7 +376,7 @@ class Consumer:
         the agent's hands, finished but not flushed yet, or flushed lately."""
         acks = self.acks
         if acks.done_event_ids or acks.handed:
-            seen |= acks.owned_event_ids()
+            seen |= acks.owned_event_ids(self.failures.retries.waiting)
         recent, recent_old = acks.recent_sets
         keep: list[int] = []
         for index, eid in enumerate(batch.event_ids):

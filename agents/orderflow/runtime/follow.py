@@ -50,6 +50,25 @@ LAST_ENTRY = "$"
 START_OF_STREAM = b"0-0"
 
 
+class StopSignal:
+    """``stop()`` was called, and a future an iteration waits on beside its read, so that
+    ``stop()`` ends it at once, also in the middle of a blocking read (both followers)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self.stopped = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def future(self) -> asyncio.Future[None]:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+
 class Follower(Generic[T]):
     """``async for event in follower``: every entry of one stream after ``start``.
 
@@ -61,6 +80,8 @@ class Follower(Generic[T]):
 
     Args:
         topic: the stream and the types to decode (others are skipped).
+        stream: which of the topic's streams to read (default: its name); for one
+            partition of a partitioned topic (``PartitionedFollower`` follows them all).
         start: ``"$"`` (the default): entries added after the first read resolved the
             stream's last id; any other value is an entry id to read after (``"0"``:
             the whole stream).
@@ -73,6 +94,7 @@ class Follower(Generic[T]):
         self,
         topic: Topic[T],
         *,
+        stream: str | None = None,
         start: str = LAST_ENTRY,
         read_count: int = 100,
         block_ms: int = 1000,
@@ -82,7 +104,8 @@ class Follower(Generic[T]):
         self.read_count = read_count
         self.block_ms = block_ms
         self.reconnects = 0  # connection losses recovered from (for tests and logs)
-        self._stream = topic.name.encode()
+        self._stream_name = stream or topic.name
+        self._stream = self._stream_name.encode()
         self._cursor: bytes | None = None if start == LAST_ENTRY else start.encode()
         # Every XREAD is a first delivery (count 1), so the delivery limit never bites.
         self._decoder = EntryDecoder(topic.accepted_types, max_deliveries=1)
@@ -93,13 +116,12 @@ class Follower(Generic[T]):
         self._ready = asyncio.Event()
         if self._cursor is not None:
             self._ready.set()
-        self._stopping = False
-        self._stop_signal: asyncio.Future[None] | None = None
+        self._stop = StopSignal()
 
     # --------------------------------------------------------------- state
     @property
     def stream(self) -> str:
-        return self.topic.name
+        return self._stream_name
 
     @property
     def cursor(self) -> str | None:
@@ -121,9 +143,7 @@ class Follower(Generic[T]):
 
     def stop(self) -> None:
         """End the iteration: a read in progress is abandoned, buffered events dropped."""
-        self._stopping = True
-        if self._stop_signal is not None and not self._stop_signal.done():
-            self._stop_signal.set_result(None)
+        self._stop.set()
 
     async def aclose(self) -> None:
         """:meth:`stop`, and close the connection now."""
@@ -135,7 +155,7 @@ class Follower(Generic[T]):
         return self
 
     async def __anext__(self) -> Event[T]:
-        while not self._stopping:
+        while not self._stop.stopped:
             if self._events:
                 return self._events.popleft()
             await self._unless_stopped(self._read())
@@ -146,11 +166,10 @@ class Follower(Generic[T]):
         """Run ``work`` (a read, with its back-off after an error) unless :meth:`stop`
         comes first: then it is cancelled, and the connection dropped (a reply may be
         half read)."""
-        if self._stop_signal is None:
-            self._stop_signal = asyncio.get_running_loop().create_future()
+        stop_signal = self._stop.future()
         task = asyncio.ensure_future(work)
         try:
-            await asyncio.wait({task, self._stop_signal}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not task.done():  # stopped, or the iterating task was cancelled
                 task.cancel()
@@ -203,11 +222,12 @@ class Follower(Generic[T]):
         """Ours, made from the app's pool settings but never taken from or returned to
         the pool (that is :class:`PrivateConnection`); (re)connects lazily."""
         if self._conn is None:
-            self._conn = PrivateConnection(await self.topic.app.ensure_connected(), self.topic.name)
+            redis = await self.topic.app.ensure_connected()
+            self._conn = PrivateConnection(redis, self._stream_name)
         return self._conn
 
     async def _lost(self, exc: BaseException, what: str) -> None:
-        if self._stopping:  # aclose() closed the socket under the read: not a failure
+        if self._stop.stopped:  # aclose() closed the socket under the read: not a failure
             return
         self._failures += 1
         self.reconnects += 1

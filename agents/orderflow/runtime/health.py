@@ -63,9 +63,9 @@ def agent_checks(app: App) -> list[Check]:
     for agent in app.agents:
         name = f"agent:{agent.name}"
         problem = next(filter(None, map(task_problem, agent.tasks)), None)
-        consumer = agent.consumer
-        if problem is None and consumer is not None and consumer.connection_failures:
-            problem = f"cannot reach Redis ({consumer.connection_failures} failed reads in a row)"
+        failures = max((consumer.connection_failures for consumer in agent.consumers), default=0)
+        if problem is None and failures:
+            problem = f"cannot reach Redis ({failures} failed reads in a row)"
         checks.append(Check(name, problem is None, problem or "ok"))
     return checks
 

@@ -24,14 +24,16 @@ log = logging.getLogger("orderflow.app")
 
 
 async def update_group_metrics(redis: Redis, agents: Sequence[Agent[Any]]) -> None:
-    """Set ``orderflow_consumer_lag`` / ``_pending`` of each agent's group."""
+    """Set ``orderflow_consumer_lag`` / ``_pending`` of each agent's group, per stream
+    (one series per partition of a partitioned topic)."""
     for agent in agents:
-        groups = await stream_inspect.group_infos(redis, agent.topic.name, pending_details=False)
-        for info in groups:
-            if info.name == agent.group and agent.consumer is not None:
-                agent.consumer.metrics.set_group_info(
-                    agent.topic.name, agent.group, info.lag, info.pending
-                )
+        for consumer in agent.consumers:
+            groups = await stream_inspect.group_infos(redis, consumer.stream, pending_details=False)
+            for info in groups:
+                if info.name == agent.group:
+                    consumer.metrics.set_group_info(
+                        consumer.stream, agent.group, info.lag, info.pending
+                    )
 
 
 async def poll_group_metrics(

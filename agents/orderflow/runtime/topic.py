@@ -2,7 +2,9 @@
 
 ``Topic.send`` wraps a record in an :class:`Envelope` (inheriting correlation
 from the current handler) and appends it with ``XADD ... MAXLEN ~ n`` so every
-stream stays capped, or parks it for later with ``delay=``.
+stream stays capped, or parks it for later with ``delay=``. A topic of
+``partitions=N`` is N streams; each envelope goes to the one its key picks
+(:mod:`orderflow.runtime.partitions`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from orderflow.runtime import keys
 from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.partitions import partition_key, partition_of, partition_streams
 from orderflow.runtime.protocols import TopicOwner
 from orderflow.runtime.publish import publish_envelope
 from orderflow.runtime.records import Record
@@ -27,10 +30,19 @@ class Topic(Generic[T]):
     ``Topic[Any]`` unless annotated (``Topic[A | B]``)."""
 
     def __init__(
-        self, app: TopicOwner, name: str, *, value_type: ValueType = None, maxlen: int | None = None
+        self,
+        app: TopicOwner,
+        name: str,
+        *,
+        value_type: ValueType = None,
+        maxlen: int | None = None,
+        partitions: int = 1,
     ) -> None:
         self.app = app
         self.name = keys.check_stream_name(name)
+        self.partitions = partitions
+        # Every stream of the topic: (name,) unless partitioned (name.p0 .. name.p<N-1>).
+        self.streams: tuple[str, ...] = partition_streams(self.name, partitions)
         if value_type is None:
             self.value_types: tuple[type[Record], ...] = ()
         elif isinstance(value_type, tuple):
@@ -44,12 +56,19 @@ class Topic(Generic[T]):
 
     @property
     def options(self) -> tuple[Any, ...]:
-        """What a redeclaration must repeat: the value types and the maxlen."""
-        return (frozenset(self.value_types), self.maxlen)
+        """What a redeclaration must repeat: the value types, the maxlen, the partitions."""
+        return (frozenset(self.value_types), self.maxlen, self.partitions)
 
     def describe(self) -> str:
         types = ", ".join(sorted(cls.__name__ for cls in self.value_types)) or "any type"
-        return f"value_type=({types}), maxlen={self.maxlen}"
+        return f"value_type=({types}), maxlen={self.maxlen}, partitions={self.partitions}"
+
+    def stream_for(self, envelope: Envelope) -> str:
+        """The stream ``envelope`` goes to: the topic's one stream, or the partition
+        its key (its event id when keyless) hashes to."""
+        if self.partitions == 1:
+            return self.name
+        return self.streams[partition_of(partition_key(envelope), self.partitions)]
 
     @property
     def accepted_types(self) -> dict[str, type[Record]] | None:
@@ -83,7 +102,7 @@ class Topic(Generic[T]):
         redis = await self.app.ensure_connected()
         return await publish_envelope(
             redis,
-            self.name,
+            self.stream_for(envelope),
             envelope,
             maxlen=self.effective_maxlen,
             delay=delay,
@@ -95,4 +114,6 @@ class Topic(Generic[T]):
         return self.maxlen if self.maxlen is not None else self.app.settings_maxlen
 
     def __repr__(self) -> str:
-        return f"<Topic {self.name}>"
+        if self.partitions == 1:
+            return f"<Topic {self.name}>"
+        return f"<Topic {self.name} partitions={self.partitions}>"

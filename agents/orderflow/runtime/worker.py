@@ -96,9 +96,11 @@ def banner_lines(app: App, url: str, admin_url: str | None = None) -> list[str]:
         f"worker {app.name} running: redis {redact_url(url)}, consumer {app.consumer_name}, {admin}"
     ]
     for agent in app.agents:
+        topic = agent.topic
+        partitions = f", {topic.partitions} partitions" if topic.partitions > 1 else ""
         lines.append(
-            f"  agent {agent.name}: {agent.topic.name} -> {agent.group} "
-            f"(concurrency {agent.concurrency})"
+            f"  agent {agent.name}: {topic.name} -> {agent.group} "
+            f"(concurrency {agent.concurrency}{partitions})"
         )
     lines.extend(f"  timer {timer.name}: every {timer.interval:g}s" for timer in app.timers)
     return lines

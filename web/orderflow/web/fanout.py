@@ -35,7 +35,7 @@ from orderflow.models.events import (
     OrderCreated,
     OrderStatusUpdated,
 )
-from orderflow.runtime import App, Follower, Record
+from orderflow.runtime import App, Record, TopicFollower
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class TrackingHub:
         self.app = app
         self.queue_limit = queue_limit
         self.reorder_window = reorder_window
-        self._followers: list[Follower[Any]] = [
+        self._followers: list[TopicFollower[Any]] = [
             app.follow(declare_topic(app, stream)) for stream in streams
         ]
         self._subscriptions: dict[str, set[Subscription]] = {}
@@ -234,7 +234,7 @@ class TrackingHub:
 
     # -- reading -------------------------------------------------------------
 
-    async def _follow(self, follower: Follower[Any]) -> None:
+    async def _follow(self, follower: TopicFollower[Any]) -> None:
         async for event in follower:  # never raises: the follower reconnects by itself
             update = update_from(event.value)
             if update is not None:
