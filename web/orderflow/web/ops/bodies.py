@@ -11,6 +11,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sanic import HTTPResponse, Request
 
+from orderflow.agents.manual_steps import ManualStep
 from orderflow.web.problems import problem, problem_type, request_ext
 from orderflow.web.validation import InvalidBody, check_unique_keys
 
@@ -33,6 +34,12 @@ class RefillBody(Strict):
 
 class ReplayAllBody(Strict):
     stream: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class AdvanceBody(Strict):
+    """The step the operator saw (optional): a stale click is refused, not applied."""
+
+    status: ManualStep | None = None
 
 
 class PurgeBody(Strict):
