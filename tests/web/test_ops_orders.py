@@ -131,6 +131,7 @@ async def test_recent_orders_newest_first(ops: LiveApi) -> None:
     orders = response.json()["orders"]
     assert [o["id"] for o in orders] == [placed[2], placed[1]]
     assert [o["simulate"] for o in orders] == [False, True]
+    assert [o["next_step"] for o in orders] == ["confirmed", None]
     every = (await ops.client.get("/api/v1/ops/orders", headers=AUTH)).json()["orders"]
     assert [o["id"] for o in every] == placed[::-1]
     for bad in ("0", "201", "x", "-1"):

@@ -106,6 +106,14 @@ def next_step(order: Order) -> ManualStep:
     )
 
 
+def available_step(order: Order) -> ManualStep | None:
+    """``next_step``, or None where it would refuse: what the console offers as a button."""
+    try:
+        return next_step(order)
+    except StepRefused:
+        return None
+
+
 async def advance(
     publisher: App,
     order: Order,

@@ -1,7 +1,9 @@
 """Orders from the console: the recent ones, one by id, and moving one on by hand.
 
 ``GET /api/v1/ops/orders?limit=N`` lists the newest orders (the store's
-``recent_orders``); ``GET .../orders/{id}`` is the same document as the public
+``recent_orders``), each with ``next_step``: the step an operator may take now, or
+null (a simulated or delivered order, or one whose previous step is still being
+applied); ``GET .../orders/{id}`` is the same document as the public
 ``GET /api/v1/orders/{id}``, here too so that the console needs one token for
 everything. ``POST .../orders/{id}/advance`` moves an order placed with
 ``"simulate": false`` one step through its lifecycle by publishing the report the
@@ -17,7 +19,7 @@ from redis.exceptions import RedisError
 from sanic import HTTPResponse, Request, Sanic
 from sanic.response import json
 
-from orderflow.agents.manual_steps import StepRefused, advance, next_step
+from orderflow.agents.manual_steps import StepRefused, advance, available_step, next_step
 from orderflow.models.documents import ENTITY_ID_PATTERN
 from orderflow.models.store import MAX_RECENT_ORDERS
 from orderflow.runtime.context import current_correlation_id
@@ -52,7 +54,14 @@ async def recent_orders(request: Request) -> HTTPResponse:
             problem_type("invalid-query"), **request_ext(request),
         )  # fmt: skip
     orders = await request.app.ctx.store.recent_orders(int(raw_limit))
-    return json({"orders": [order.model_dump(mode="json") for order in orders]})
+    return json(
+        {
+            "orders": [
+                {**order.model_dump(mode="json"), "next_step": available_step(order)}
+                for order in orders
+            ]
+        }
+    )
 
 
 async def find_order(request: Request, order_id: str) -> HTTPResponse:
