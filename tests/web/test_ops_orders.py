@@ -209,3 +209,28 @@ async def test_advance_refusals_publish_nothing(
     await ops.store.update_order_status(manual, "delivered", utc_now())
     await refused(manual, "order-delivered")
     assert len(await on_stream(redis_client, DELIVERY_STATUS_STREAM, manual)) == 1
+
+
+async def test_a_step_redis_did_not_confirm_is_outcome_unknown_not_failed(
+    ops: LiveApi, dead_publisher: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="orderflow.audit")
+    order_id = (await place(ops, simulate=False))["id"]
+    publisher = ops.app.ctx.publisher
+    ops.app.ctx.publisher = dead_publisher  # Redis unreachable for the console's publish
+    try:
+        response = await advance(ops, order_id, status="confirmed")
+    finally:
+        ops.app.ctx.publisher = publisher  # stopped with the app
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["Retry-After"] == "1"
+    problem = response.json()
+    assert problem["type"] == "urn:orderflow:problem:step-outcome-unknown"
+    assert problem["step"] == "confirmed" and problem["correlation_id"]
+    assert "may or may not" in problem["detail"]
+    # Audited all the same: the step may have been reported.
+    audit = [r for r in caplog.records if r.name == "orderflow.audit"]
+    assert [(r.audit_action, r.status, r.outcome) for r in audit] == [  # type: ignore[attr-defined]
+        ("order.advance", "confirmed", "unknown")
+    ]

@@ -51,6 +51,18 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
+def read_count(request: Request, name: str, default: int, maximum: int) -> int | HTTPResponse:
+    """The query argument ``name`` as a whole number in 1..``maximum`` (``default`` when
+    absent), or the 400 problem to return: how many entries a list call may ask for."""
+    raw = request.args.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        return problem(
+            400, "Invalid query", f"{name} must be a whole number from 1 to {maximum}.",
+            problem_type("invalid-query"), **request_ext(request),
+        )  # fmt: skip
+    return int(raw)
+
+
 def read_body(request: Request, model: type[M], *, empty_ok: bool = False) -> M | HTTPResponse:
     """``model`` from the request's JSON body, or the problem response to return."""
     raw = request.body or b""

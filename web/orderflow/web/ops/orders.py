@@ -24,7 +24,7 @@ from orderflow.models.documents import ENTITY_ID_PATTERN
 from orderflow.models.store import MAX_RECENT_ORDERS
 from orderflow.runtime.context import current_correlation_id
 from orderflow.web.ops.auth import audit
-from orderflow.web.ops.bodies import AdvanceBody, read_body
+from orderflow.web.ops.bodies import AdvanceBody, read_body, read_count
 from orderflow.web.problems import problem, problem_type, request_ext
 
 BASE = "/api/v1/ops/orders"
@@ -47,13 +47,10 @@ def not_found(request: Request, order_id: str) -> HTTPResponse:
 
 
 async def recent_orders(request: Request) -> HTTPResponse:
-    raw_limit = request.args.get("limit", str(DEFAULT_RECENT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_RECENT_ORDERS:
-        return problem(
-            400, "Invalid query", f"limit must be a whole number from 1 to {MAX_RECENT_ORDERS}.",
-            problem_type("invalid-query"), **request_ext(request),
-        )  # fmt: skip
-    orders = await request.app.ctx.store.recent_orders(int(raw_limit))
+    limit = read_count(request, "limit", DEFAULT_RECENT, MAX_RECENT_ORDERS)
+    if isinstance(limit, HTTPResponse):
+        return limit
+    orders = await request.app.ctx.store.recent_orders(limit)
     return json(
         {
             "orders": [
@@ -95,6 +92,7 @@ async def advance_order(request: Request, order_id: str) -> HTTPResponse:
         # Not "failed": a reply lost after the append looks the same as a refused
         # connection. Re-sending the same step is safe (monotonic; stale-step if taken).
         step = next_step(order)
+        audit(request, "order.advance", order_id=order_id, status=step, outcome="unknown")
         return problem(
             503, "Step outcome unknown",
             f"The broker did not confirm the step to {step}: it may or may not have been "
