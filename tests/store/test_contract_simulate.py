@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from orderflow.models.documents import utc_now
@@ -22,6 +23,7 @@ from orderflow.models.store import (
     Store,
     no_events,
 )
+from orderflow.models.store.postgres import PostgresStore
 from orderflow.models.store.sqlite import SqliteStore
 from tests.store.conftest import TEST_MENU
 from tests.store.factories import line
@@ -131,3 +133,31 @@ async def test_a_sqlite_file_from_before_the_flag_gets_it_and_keeps_its_orders(
         new = await store.get_order(new_order)
         assert new is not None and new.simulate is False
         assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_database_from_before_the_flag_gets_it_and_keeps_its_orders(
+    postgres_url: str,
+) -> None:
+    store = await PostgresStore.open(postgres_url)
+    try:
+        await store.seed_menu(TEST_MENU)
+        old_order = await place(store, simulate=True)
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:  # what the previous release created: the same tables without the column
+        await conn.execute("DROP INDEX orders_created")
+        await conn.execute("ALTER TABLE orders DROP COLUMN simulate")
+    finally:
+        await conn.close()
+    store = await PostgresStore.open(postgres_url)
+    try:
+        old = await store.get_order(old_order)
+        assert old is not None and old.simulate is True
+        new_order = await place(store, simulate=False)
+        new = await store.get_order(new_order)
+        assert new is not None and new.simulate is False
+        assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
+    finally:
+        await store.close()
