@@ -112,6 +112,17 @@ async def test_recent_orders_refuses_a_limit_out_of_range(store: Store, limit: i
         await store.recent_orders(limit)
 
 
+async def check_upgraded(store: Store, old_order: str) -> None:
+    """A store reopened on a database of the previous release: the old order reads as
+    simulated, a new one keeps its flag, both are listed."""
+    old = await store.get_order(old_order)
+    assert old is not None and old.simulate is True
+    new_order = await place(store, simulate=False)
+    new = await store.get_order(new_order)
+    assert new is not None and new.simulate is False
+    assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
+
+
 async def test_a_sqlite_file_from_before_the_flag_gets_it_and_keeps_its_orders(
     tmp_path: Path,
 ) -> None:
@@ -127,12 +138,7 @@ async def test_a_sqlite_file_from_before_the_flag_gets_it_and_keeps_its_orders(
         assert "simulate" not in columns
     conn.close()
     async with await SqliteStore.open(path) as store:
-        old = await store.get_order(old_order)
-        assert old is not None and old.simulate is True
-        new_order = await place(store, simulate=False)
-        new = await store.get_order(new_order)
-        assert new is not None and new.simulate is False
-        assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
+        await check_upgraded(store, old_order)
 
 
 @pytest.mark.postgres
@@ -153,11 +159,6 @@ async def test_a_postgresql_database_from_before_the_flag_gets_it_and_keeps_its_
         await conn.close()
     store = await PostgresStore.open(postgres_url)
     try:
-        old = await store.get_order(old_order)
-        assert old is not None and old.simulate is True
-        new_order = await place(store, simulate=False)
-        new = await store.get_order(new_order)
-        assert new is not None and new.simulate is False
-        assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
+        await check_upgraded(store, old_order)
     finally:
         await store.close()
