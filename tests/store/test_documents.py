@@ -106,3 +106,25 @@ def test_records_round_trip_through_an_envelope() -> None:
     assert envelope.payload["status"] == "created"
     with pytest.raises(ValidationError):
         OrderStatusUpdated(order_id="a" * 32, status="confirmed", at=utc_now(), previous="lost")
+
+
+def test_the_simulate_flag_is_on_the_wire_only_when_false() -> None:
+    """Simulated orders' events stay byte-for-byte what older releases wrote and read;
+    an event without the flag (any event from before it existed) decodes as simulated."""
+    now = utc_now()
+    old_payload = {"order_id": "a" * 32, "status": "confirmed", "at": now, "previous": "created"}
+    simulated = OrderStatusUpdated.model_validate(old_payload)
+    manual = OrderStatusUpdated.model_validate({**old_payload, "simulate": False})
+    assert simulated.to_payload() == old_payload
+    assert manual.to_payload() == {**old_payload, "simulate": False}
+    for value, flag in ((simulated, True), (manual, False)):
+        envelope = Envelope.new(value, source="tests", key=value.order_id)
+        decoded = registry.decode(Envelope.from_fields(envelope.to_fields()))
+        assert isinstance(decoded, OrderStatusUpdated) and decoded.simulate is flag
+    assert simulated.simulate is True
+    old_order = Order.model_validate_json(
+        '{"id": "' + "b" * 32 + '", "lines": [{"item_id": "pizza", "name": "Pizza",'
+        ' "quantity": 1, "unit_price": 100}], "total": 100, "status": "created",'
+        ' "history": [], "created_at": "' + now + '", "updated_at": "' + now + '"}'
+    )
+    assert old_order.simulate is True

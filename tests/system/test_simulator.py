@@ -5,7 +5,8 @@ report it owes is parked in the runtime's delayed sets, nothing has reached the
 status streams yet, and its consumer groups have nothing pending. A sleeping
 implementation would hold each event (and block its agent) for the delay.
 It reacts to simulation requests and to persisted statuses that have a
-successor, and to nothing else.
+successor, and to nothing else: not to the statuses of an order placed with
+``simulate: false``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,13 @@ async def test_long_delays_are_parked_not_slept(
             await publish(redis_client, DELIVERIES_STREAM, DeliveryStatusUpdated(
                 delivery_id=delivery, order_id=order, status="delivered", at=now,
                 previous="on_the_way"))  # fmt: skip
+            # ...nor for an order placed with simulate=false: an operator moves it on.
+            await publish(redis_client, ORDERS_STREAM, OrderStatusUpdated(
+                order_id=order, status="confirmed", at=now, previous="created",
+                simulate=False))  # fmt: skip
+            await publish(redis_client, DELIVERIES_STREAM, DeliveryStatusUpdated(
+                delivery_id=delivery, order_id=order, status="on_the_way", at=now,
+                previous="waiting", simulate=False))  # fmt: skip
 
         async def all_handled() -> bool:
             for stream in (

@@ -4,7 +4,8 @@
   delivery-group) it creates the order's delivery. Creation is idempotent in the
   store, so a duplicate event finds the existing delivery and does nothing
   more. The same transaction writes ``delivery.created.v1`` (deliveries-stream)
-  and ``delivery.simulate.v1{on_the_way}`` (simulate-delivery-stream) to the outbox.
+  and ``delivery.simulate.v1{on_the_way}`` (simulate-delivery-stream) to the outbox
+  -- the latter only for a simulated order (the event's ``simulate``).
 * On ``delivery.status_reported.v1`` (delivery-status-stream) it applies the
   status monotonically with ``delivery.status_updated.v1`` in the outbox; when
   the delivery is ``delivered`` the outbox also gets
@@ -52,7 +53,8 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
                 continue
             current = await stores.get()
             result = await current.create_delivery(
-                update.order_id, partial(delivery_created_messages, cause=event)
+                update.order_id,
+                partial(delivery_created_messages, cause=event, simulate=update.simulate),
             )
             if result.created:
                 await publish_outbox(app, current, result.outbox)

@@ -35,16 +35,23 @@ DELIVERY_SOURCE = "delivery"
 
 
 def order_created_messages(order: Order, correlation_id: str) -> list[OutboxMessage]:
-    """The outbox of a new order: announce it, and start its simulated lifecycle."""
+    """The outbox of a new order: announce it, and start its simulated lifecycle unless
+    it was placed with ``simulate: false`` (then it waits at ``created`` for an operator)."""
     created = outbox_message(
         ORDERS_STREAM,
         OrderCreated(
-            order_id=order.id, lines=order.lines, total=order.total, created_at=order.created_at
+            order_id=order.id,
+            lines=order.lines,
+            total=order.total,
+            created_at=order.created_at,
+            simulate=order.simulate,
         ),
         source=ORDERS_SOURCE,
         key=order.id,
         correlation_id=correlation_id,
     )
+    if not order.simulate:
+        return [created]
     simulate = outbox_message(
         SIMULATE_ORDER_STREAM,
         OrderSimulate(order_id=order.id, status="confirmed"),
@@ -63,6 +70,7 @@ def order_status_messages(transition: StatusTransition, cause: Cause) -> list[Ou
         status=cast(OrderStatus, transition.status),
         at=transition.at,
         previous=cast(OrderStatus, transition.previous),
+        simulate=transition.simulate,
     )
     return [
         outbox_message(
@@ -76,8 +84,12 @@ def order_status_messages(transition: StatusTransition, cause: Cause) -> list[Ou
     ]
 
 
-def delivery_created_messages(delivery: Delivery, cause: Cause) -> list[OutboxMessage]:
-    """The outbox of a new delivery: announce it, and start its simulated lifecycle."""
+def delivery_created_messages(
+    delivery: Delivery, cause: Cause, *, simulate: bool = True
+) -> list[OutboxMessage]:
+    """The outbox of a new delivery: announce it, and start its simulated lifecycle unless
+    its order is not simulated (``simulate``, from the ``order.status_updated.v1`` that
+    caused it: then an operator reports ``on_the_way``)."""
     created = outbox_message(
         DELIVERIES_STREAM,
         DeliveryCreated(
@@ -88,7 +100,9 @@ def delivery_created_messages(delivery: Delivery, cause: Cause) -> list[OutboxMe
         correlation_id=cause.correlation_id,
         causation_id=cause.event_id,
     )
-    simulate = outbox_message(
+    if not simulate:
+        return [created]
+    start = outbox_message(
         SIMULATE_DELIVERY_STREAM,
         DeliverySimulate(delivery_id=delivery.id, order_id=delivery.order_id, status="on_the_way"),
         source=DELIVERY_SOURCE,
@@ -96,7 +110,7 @@ def delivery_created_messages(delivery: Delivery, cause: Cause) -> list[OutboxMe
         correlation_id=cause.correlation_id,
         causation_id=created.envelope.event_id,
     )
-    return [created, simulate]
+    return [created, start]
 
 
 def delivery_status_messages(transition: StatusTransition, cause: Cause) -> list[OutboxMessage]:
@@ -111,6 +125,7 @@ def delivery_status_messages(transition: StatusTransition, cause: Cause) -> list
                 status=status,
                 at=transition.at,
                 previous=cast(DeliveryStatus, transition.previous),
+                simulate=transition.simulate,
             ),
             source=DELIVERY_SOURCE,
             key=transition.order_id,

@@ -1,11 +1,12 @@
 """Placing an order: the use case behind ``POST /api/v1/orders``.
 
 One store transaction reserves the stock, inserts the order and writes
-``order.created.v1`` (orders-stream) and ``order.simulate.v1{confirmed}``
-(simulate-order-stream) to the outbox; right after the commit the messages are
-published through ``publisher`` (the API process's runtime ``App``). If that publish
-fails (Redis down, process killed) the relay in the orders worker publishes them
-later: no event is lost between commit and publish.
+``order.created.v1`` (orders-stream) and, unless the order is placed with
+``simulate=False``, ``order.simulate.v1{confirmed}`` (simulate-order-stream) to
+the outbox; right after the commit the messages are published through
+``publisher`` (the API process's runtime ``App``). If that publish fails (Redis
+down, process killed) the relay in the orders worker publishes them later: no
+event is lost between commit and publish.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ async def place_order(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     deadline: float | None = None,
+    simulate: bool = True,
 ) -> PlaceOrderResult:
     """Place an order (one transaction with its outbox), then publish the outbox at once.
 
-    Raises the store's ``UnknownItem``, ``OutOfStock`` and ``IdempotencyKeyReused``,
+    ``simulate=False`` stores an order the simulator leaves at ``created`` (an
+    operator moves it on: :mod:`orderflow.web.ops.lifecycle`). Raises the store's
+    ``UnknownItem``, ``OutOfStock`` and ``IdempotencyKeyReused``,
     and ``StoreUnavailable`` (``DeadlineExceeded``) when the store did not finish
     within ``deadline`` seconds -- the transaction was then abandoned and nothing
     was committed. The publish gets what is left of the same deadline: a publish
@@ -48,9 +52,13 @@ async def place_order(
     the orders worker will publish its events.
     """
     if deadline is None:
-        return await _place_and_publish(store, publisher, lines, idempotency_key, request_hash)
+        return await _place_and_publish(
+            store, publisher, lines, idempotency_key, request_hash, simulate
+        )
     with within(deadline):
-        return await _place_and_publish(store, publisher, lines, idempotency_key, request_hash)
+        return await _place_and_publish(
+            store, publisher, lines, idempotency_key, request_hash, simulate
+        )
 
 
 async def _place_and_publish(
@@ -59,6 +67,7 @@ async def _place_and_publish(
     lines: Sequence[OrderLineRequest],
     idempotency_key: str | None,
     request_hash: str | None,
+    simulate: bool,
 ) -> PlaceOrderResult:
     correlation_id = current_correlation_id() or uuid.uuid4().hex
     result = await store.place_order(
@@ -66,6 +75,7 @@ async def _place_and_publish(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         events=lambda order: order_created_messages(order, correlation_id),
+        simulate=simulate,
     )
     if not result.replayed:
         log.info(

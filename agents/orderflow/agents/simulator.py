@@ -13,6 +13,11 @@ happened:
   transaction asks for ``on_the_way``) and ``delivery.status_updated.v1{on_the_way}``
   (deliveries-stream): the same for deliveries, up to ``delivered``.
 
+An order placed with ``simulate: false`` is never started (its transaction writes no
+``order.simulate.v1``, its delivery's no ``delivery.simulate.v1``), and the status
+updates of such an order carry ``simulate: false``, on which the two chaining agents
+do nothing: an operator reports each step instead (the console), on the same streams.
+
 Chaining each step on the *persisted* previous status (rather than scheduling
 the whole chain at once) means a report can never overtake its predecessor,
 whatever the delays, the scheduler's timing or the number of orders-service
@@ -127,7 +132,7 @@ def create_simulator_app(
     async def advance_orders(stream: Stream[OrderStatusUpdated]) -> None:
         async for update in stream:
             successor = NEXT_ORDER_STATUS.get(update.status)
-            if successor is not None:
+            if successor is not None and update.simulate:
                 await report_order(update.order_id, successor)
 
     @app.agent(simulate_delivery, group=SIMULATOR_GROUP)
@@ -139,7 +144,7 @@ def create_simulator_app(
     async def advance_deliveries(stream: Stream[DeliveryStatusUpdated]) -> None:
         async for update in stream:
             successor = NEXT_DELIVERY_STATUS.get(update.status)
-            if successor is not None:
+            if successor is not None and update.simulate:
                 await report_delivery(update.delivery_id, update.order_id, successor)
 
     return app

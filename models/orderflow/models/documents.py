@@ -117,3 +117,6 @@ class Order(Document):
     created_at: Timestamp
     updated_at: Timestamp
     delivery: Delivery | None = None
+    simulate: bool = True
+    """False: the simulator leaves the order alone; an operator moves it on from the
+    console. Defaults to True so documents stored before the flag existed still load."""

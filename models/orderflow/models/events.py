@@ -9,7 +9,7 @@ is integer cents).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from orderflow.models.documents import (
     DeliveryStatus,
@@ -21,7 +21,27 @@ from orderflow.models.documents import (
 from orderflow.runtime.records import Record
 
 
-class OrderCreated(Record, event_type="order.created.v1"):
+class SimulateFlag(Record):
+    """The order's ``simulate`` flag on an event, on the wire only when it is ``false``.
+
+    Records forbid unknown fields, so a consumer of an older release would refuse a
+    ``.v1`` event carrying a field it does not know. Leaving the flag out when it
+    is ``true`` keeps every simulated order's events exactly as they were (older
+    consumers, events already in the streams and outbox decode as simulated); only
+    an order placed with ``"simulate": false`` -- a new feature, which needs the
+    new workers -- carries it.
+    """
+
+    simulate: bool = True
+
+    def to_payload(self) -> dict[str, Any]:
+        payload = super().to_payload()
+        if payload.get("simulate") is True:
+            del payload["simulate"]
+        return payload
+
+
+class OrderCreated(SimulateFlag, event_type="order.created.v1"):
     """An order was placed and its stock reserved (written by the order transaction)."""
 
     order_id: EntityId
@@ -46,7 +66,7 @@ class OrderStatusReported(Record, event_type="order.status_reported.v1"):
     at: Timestamp
 
 
-class OrderStatusUpdated(Record, event_type="order.status_updated.v1"):
+class OrderStatusUpdated(SimulateFlag, event_type="order.status_updated.v1"):
     """The orders service persisted a newer status (monotonic: ``previous`` < ``status``)."""
 
     order_id: EntityId
@@ -81,7 +101,7 @@ class DeliveryStatusReported(Record, event_type="delivery.status_reported.v1"):
     at: Timestamp
 
 
-class DeliveryStatusUpdated(Record, event_type="delivery.status_updated.v1"):
+class DeliveryStatusUpdated(SimulateFlag, event_type="delivery.status_updated.v1"):
     """The delivery service persisted a newer status (monotonic)."""
 
     delivery_id: EntityId
@@ -112,4 +132,5 @@ __all__ = [
     "OrderSimulate",
     "OrderStatusReported",
     "OrderStatusUpdated",
+    "SimulateFlag",
 ]

@@ -92,6 +92,12 @@ class OrderLineBody(BaseModel):
         return value
 
 
+SIMULATE_DESCRIPTION = (
+    "false: the simulator leaves the order at 'created' and an operator moves it through "
+    "its lifecycle from the console (POST /api/v1/ops/orders/{id}/advance). Default true."
+)
+
+
 class OrderBody(BaseModel):
     """``POST /api/v1/orders`` body: one or more lines, each item at most once."""
 
@@ -101,6 +107,7 @@ class OrderBody(BaseModel):
         list[OrderLineBody],
         Field(min_length=1, description="Items to order; each item id appears once."),
     ]
+    simulate: Annotated[bool, Field(description=SIMULATE_DESCRIPTION)] = True
 
     @field_validator("lines")
     @classmethod
@@ -127,8 +134,16 @@ class OrderBody(BaseModel):
         return value
 
     def request_hash(self) -> str:
-        """Fingerprint of the request: a reused Idempotency-Key with another body is caught."""
-        canonical = ujson.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Fingerprint of the request: a reused Idempotency-Key with another body is caught.
+
+        ``simulate`` counts only when false, so the hash of a simulated order is what it
+        was before the flag existed (a retry across an upgrade still replays) and an
+        explicit ``"simulate": true`` is the same request as none.
+        """
+        fields = self.model_dump(mode="json")
+        if fields["simulate"]:
+            del fields["simulate"]
+        canonical = ujson.dumps(fields, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -183,6 +198,7 @@ def _json_kind(value: Any) -> str:
 _TYPE_ERRORS = {
     "string_type": "must be a string",
     "int_type": "must be an integer",
+    "bool_type": "must be true or false",
     "list_type": "must be an array",
     "model_type": "must be an object",
     "dict_type": "must be an object",
@@ -290,7 +306,8 @@ def order_body_schema(limits: Limits) -> dict[str, Any]:
                 "maxItems": limits.max_order_lines,
                 "description": "Items to order; each item id appears once.",
                 "items": line,
-            }
+            },
+            "simulate": {"type": "boolean", "default": True, "description": SIMULATE_DESCRIPTION},
         },
         "example": {"lines": [{"item_id": "margherita", "quantity": 2}]},
     }

@@ -78,7 +78,9 @@ class PlaceOrderResult:
 class StatusTransition:
     """A status change the store is about to commit; given to event factories.
 
-    ``entity_id`` is the order id for orders and the delivery id for deliveries.
+    ``entity_id`` is the order id for orders and the delivery id for deliveries;
+    ``simulate`` is the order's flag (for a delivery too), read in the same
+    transaction, so the events can tell the stateless simulator whether to go on.
     """
 
     entity_id: str
@@ -86,6 +88,7 @@ class StatusTransition:
     previous: str
     status: str
     at: str
+    simulate: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,16 @@ class DeliveryResult:
     delivery: Delivery
     created: bool
     outbox: list[OutboxMessage] = field(default_factory=list)
+
+
+MAX_RECENT_ORDERS = 200
+"""The most ``recent_orders`` returns at once: each order is a full document."""
+
+
+def check_recent_limit(limit: int) -> None:
+    """Refuse a ``recent_orders`` limit outside 1..MAX_RECENT_ORDERS (every adapter)."""
+    if not 1 <= limit <= MAX_RECENT_ORDERS:
+        raise ValueError(f"limit must be 1 to {MAX_RECENT_ORDERS}, got {limit}")
 
 
 OrderEvents: TypeAlias = Callable[[Order], Sequence[OutboxMessage]]
@@ -148,7 +161,9 @@ def check_stock(wanted: Mapping[str, int], items: Mapping[str, Any]) -> None:
             raise out_of_stock(item_id, item, quantity)
 
 
-def new_order(lines: Sequence[OrderLineRequest], items: Mapping[str, Any]) -> Order:
+def new_order(
+    lines: Sequence[OrderLineRequest], items: Mapping[str, Any], *, simulate: bool = True
+) -> Order:
     """A ``created`` order with the names and prices of ``items`` at this moment."""
     order_lines = []
     for line in lines:
@@ -170,6 +185,7 @@ def new_order(lines: Sequence[OrderLineRequest], items: Mapping[str, Any]) -> Or
         history=[OrderStatusChange(status="created", at=now)],
         created_at=now,
         updated_at=now,
+        simulate=simulate,
     )
 
 
@@ -213,16 +229,23 @@ class Store(Protocol):
         idempotency_key: str | None,
         request_hash: str | None,
         events: OrderEvents,
+        simulate: bool = True,
     ) -> PlaceOrderResult:
         """Reserve stock, insert the order and its outbox rows in one transaction.
 
-        Raises ``UnknownItem``, ``OutOfStock`` (nothing reserved) or
+        ``simulate`` is stored with the order (``Order.simulate``). Raises
+        ``UnknownItem``, ``OutOfStock`` (nothing reserved) or
         ``IdempotencyKeyReused``. ``events`` may be called more than once (the
         transaction can be retried); it must only build messages.
         """
 
     async def get_order(self, order_id: str) -> Order | None:
         """The order with its status history and its delivery (if any)."""
+
+    async def recent_orders(self, limit: int) -> list[Order]:
+        """The ``limit`` newest orders (by ``created_at``), newest first, each as
+        ``get_order`` returns it: the operator console's list. Raises ``ValueError``
+        for a ``limit`` outside 1..``MAX_RECENT_ORDERS``."""
 
     async def update_order_status(
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
@@ -331,6 +354,7 @@ async def opened_store(url: str, *, deadline: float | None = None) -> AsyncItera
 
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
+    "MAX_RECENT_ORDERS",
     "DeadlineExceeded",
     "DeliveryEvents",
     "DeliveryNotFound",
@@ -349,6 +373,7 @@ __all__ = [
     "StoreUnavailable",
     "TransitionEvents",
     "UnknownItem",
+    "check_recent_limit",
     "check_stock",
     "new_delivery",
     "new_order",

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import pymongo
-from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -69,6 +69,7 @@ from orderflow.models.store import (
     StatusChange,
     StatusTransition,
     TransitionEvents,
+    check_recent_limit,
     check_stock,
     new_delivery,
     new_order,
@@ -135,6 +136,7 @@ VALIDATORS: dict[str, Doc] = {
                 "status": {"enum": list(ORDER_STATUSES)},
                 "lines": {"bsonType": "array", "minItems": 1},
                 "history": {"bsonType": "array"},
+                "simulate": {"bsonType": "bool"},
             },
         }
     },
@@ -258,6 +260,7 @@ class MongoStore:
             partialFilterExpression={"idempotency_key": {"$type": "string"}},
         )
         await self.orders.create_index([("lines.item_id", ASCENDING)], name="orders_item")
+        await self.orders.create_index([("created_at", DESCENDING)], name="orders_created")
         await self.deliveries.create_index(
             [("order_id", ASCENDING)], name="deliveries_order", unique=True
         )
@@ -359,6 +362,7 @@ class MongoStore:
         idempotency_key: str | None,
         request_hash: str | None,
         events: OrderEvents,
+        simulate: bool = True,
     ) -> PlaceOrderResult:
         requested = list(lines)
         if not requested:
@@ -396,7 +400,7 @@ class MongoStore:
                 if result.modified_count != 1:
                     raise out_of_stock(item_id, items[item_id], quantity)
 
-            order = new_order(requested, items)
+            order = new_order(requested, items, simulate=simulate)
             now = order.created_at
             doc: Doc = {
                 "_id": order.id,
@@ -407,6 +411,7 @@ class MongoStore:
                 "history": [change.model_dump() for change in order.history],
                 "created_at": now,
                 "updated_at": now,
+                "simulate": order.simulate,
             }
             if idempotency_key is not None:
                 doc["idempotency_key"] = idempotency_key
@@ -432,6 +437,17 @@ class MongoStore:
         delivery = await self.deliveries.find_one({"order_id": order_id})
         return _order(doc, delivery)
 
+    async def recent_orders(self, limit: int) -> list[Order]:
+        check_recent_limit(limit)
+        newest = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        docs = await self.orders.find({}, sort=newest, limit=limit).to_list()
+        ids = [doc["_id"] for doc in docs]
+        deliveries = {
+            delivery["order_id"]: delivery
+            for delivery in await self.deliveries.find({"order_id": {"$in": ids}}).to_list()
+        }
+        return [_order(doc, deliveries.get(doc["_id"])) for doc in docs]
+
     async def update_order_status(
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
@@ -441,7 +457,7 @@ class MongoStore:
             before = await self.orders.find_one_and_update(
                 {"_id": order_id, "status_rank": {"$lt": rank}},
                 _status_update(status, rank, at),
-                projection={"status": 1},
+                projection={"status": 1, "simulate": 1},
                 session=session,
             )
             if before is None:
@@ -454,6 +470,7 @@ class MongoStore:
                 previous=before["status"],
                 status=status,
                 at=at,
+                simulate=before.get("simulate", True),
             )
             outbox = list(events(transition))
             await self._insert_outbox(outbox, session)
@@ -519,12 +536,16 @@ class MongoStore:
                 if await self.deliveries.count_documents({"_id": delivery_id}, session=session):
                     return StatusChange(changed=False)
                 raise DeliveryNotFound(delivery_id)
+            order = await self.orders.find_one(
+                {"_id": before["order_id"]}, projection={"simulate": 1}, session=session
+            )
             transition = StatusTransition(
                 entity_id=delivery_id,
                 order_id=before["order_id"],
                 previous=before["status"],
                 status=status,
                 at=at,
+                simulate=True if order is None else order.get("simulate", True),
             )
             outbox = list(events(transition))
             await self._insert_outbox(outbox, session)
@@ -650,4 +671,5 @@ def _order(doc: Doc, delivery: Doc | None) -> Order:
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
         delivery=None if delivery is None else _delivery(delivery),
+        simulate=doc.get("simulate", True),  # documents from before the flag: simulated
     )

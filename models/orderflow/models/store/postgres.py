@@ -55,6 +55,7 @@ from orderflow.models.store import (
     StatusChange,
     StatusTransition,
     TransitionEvents,
+    check_recent_limit,
     check_stock,
     new_delivery,
     new_order,
@@ -201,6 +202,7 @@ class PostgresStore:
         idempotency_key: str | None,
         request_hash: str | None,
         events: OrderEvents,
+        simulate: bool = True,
     ) -> PlaceOrderResult:
         requested = list(lines)
         if not requested:
@@ -225,7 +227,7 @@ class PostgresStore:
                 return replayed
             items = {row["id"]: row for row in await conn.fetch(sql.LOCK_ITEMS, list(wanted))}
             check_stock(wanted, items)
-            order = new_order(requested, items)
+            order = new_order(requested, items, simulate=simulate)
             messages = list(events(order))
             params = sql.write_order_params(order, wanted, idempotency_key, request_hash, messages)
             if await conn.fetchval(sql.WRITE_ORDER, *params) != len(wanted):
@@ -248,6 +250,11 @@ class PostgresStore:
 
     async def get_order(self, order_id: str) -> Order | None:
         return await self._pool.read(lambda conn: _load_order(conn, order_id))
+
+    async def recent_orders(self, limit: int) -> list[Order]:
+        check_recent_limit(limit)
+        rows = await self._pool.read(lambda conn: conn.fetch(sql.RECENT_ORDERS, limit))
+        return [Order.model_validate_json(row[0]) for row in rows]
 
     async def update_order_status(
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
@@ -323,13 +330,18 @@ class PostgresStore:
         async def body(conn: Connection) -> StatusChange:
             row = await conn.fetchrow(statement, entity_id, status, rank, at, utc_now())
             assert row is not None
-            found, previous, order_id = row[0], row[1], row[2]
+            found, previous, order_id, simulate = row[0], row[1], row[2], row[3]
             if not found:
                 raise not_found(entity_id)
             if previous is None:
                 return StatusChange(changed=False)
             transition = StatusTransition(
-                entity_id=entity_id, order_id=order_id, previous=previous, status=status, at=at
+                entity_id=entity_id,
+                order_id=order_id,
+                previous=previous,
+                status=status,
+                at=at,
+                simulate=simulate,
             )
             messages = list(events(transition))
             await outbox.insert_outbox(conn, messages)

@@ -73,8 +73,23 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at      text NOT NULL,
     updated_at      text NOT NULL,
     idempotency_key text CONSTRAINT orders_idempotency_key UNIQUE,
-    request_hash    text
+    request_hash    text,
+    simulate        boolean NOT NULL DEFAULT true
 );
+-- A database from before the simulate flag: every existing order stays simulated.
+-- Checked first, so that an open does not take ALTER TABLE's exclusive lock every time.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'orders'
+          AND column_name = 'simulate'
+    ) THEN
+        ALTER TABLE orders ADD COLUMN simulate boolean NOT NULL DEFAULT true;
+    END IF;
+END
+$$;
+CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at);
 
 CREATE TABLE IF NOT EXISTS order_lines (
     order_id   text NOT NULL REFERENCES orders (id),
@@ -165,8 +180,8 @@ WITH decremented AS (
     RETURNING m.id
 ), new_order AS (
     INSERT INTO orders (id, status, status_rank, total, created_at, updated_at,
-                        idempotency_key, request_hash)
-    VALUES ($3, $4, $5, $6, $7, $7, $8, $9)
+                        idempotency_key, request_hash, simulate)
+    VALUES ($3, $4, $5, $6, $7, $7, $8, $9, $17::boolean)
 ), lines AS (
     INSERT INTO order_lines (order_id, line_no, item_id, name, quantity, unit_price)
     SELECT $3, l.n - 1, l.item_id, l.name, l.quantity, l.unit_price
@@ -208,6 +223,7 @@ def write_order_params(
         [line.quantity for line in order.lines],
         [line.unit_price for line in order.lines],
         *outbox_params(outbox),
+        order.simulate,
     )
 
 
@@ -215,9 +231,9 @@ _HISTORY_JSON = (
     "json_build_object('status', {alias}.status, 'at', {alias}.at) ORDER BY {alias}.rank"
 )
 
-LOAD_ORDER = f"""
+_ORDER_JSON = f"""
 SELECT json_build_object(
-    'id', o.id, 'status', o.status, 'total', o.total,
+    'id', o.id, 'status', o.status, 'total', o.total, 'simulate', o.simulate,
     'created_at', o.created_at, 'updated_at', o.updated_at,
     'lines', (SELECT json_agg(json_build_object('item_id', l.item_id, 'name', l.name,
                                                 'quantity', l.quantity, 'unit_price', l.unit_price)
@@ -232,13 +248,18 @@ SELECT json_build_object(
                                  FROM delivery_history AS dh WHERE dh.delivery_id = d.id))
                  FROM deliveries AS d WHERE d.order_id = o.id)
 )::text
-FROM orders AS o WHERE o.id = $1
 """
+
+LOAD_ORDER = _ORDER_JSON + "FROM orders AS o WHERE o.id = $1"
 """The whole order, delivery included, as one JSON document (one round trip, one snapshot)."""
 
+RECENT_ORDERS = _ORDER_JSON + "FROM orders AS o ORDER BY o.created_at DESC, o.id DESC LIMIT $1"
+"""The ``$1`` newest orders as :data:`LOAD_ORDER` documents, newest first, in one statement."""
 
-def _update_status(table: str, history: str, key: str, order_id: str) -> str:
-    """-> (found, previous, order_id): the last two are NULL when stale or repeated.
+
+def _update_status(table: str, history: str, key: str, order_id: str, simulate: str) -> str:
+    """-> (found, previous, order_id, simulate): the last three are NULL when stale or
+    repeated; ``simulate`` is the order's flag.
 
     Parameters: ``$1`` id, ``$2`` status, ``$3`` its rank, ``$4`` when it happened,
     ``$5`` now (``updated_at``). One statement for orders and deliveries alike.
@@ -249,18 +270,24 @@ WITH old AS (
 ), changed AS (
     UPDATE {table} SET status = $2, status_rank = $3, updated_at = $5
     FROM old WHERE {table}.id = old.id AND {table}.status_rank < $3
-    RETURNING old.status AS previous, {order_id} AS order_id
+    RETURNING old.status AS previous, {order_id} AS order_id, {simulate} AS simulate
 ), history AS (
     INSERT INTO {history} ({key}, rank, status, at) SELECT $1, $3, $2, $4 FROM changed
 )
 SELECT EXISTS (SELECT 1 FROM old), (SELECT previous FROM changed),
-       (SELECT order_id FROM changed)
+       (SELECT order_id FROM changed), (SELECT simulate FROM changed)
 """
 
 
-UPDATE_ORDER_STATUS = _update_status("orders", "order_history", "order_id", "orders.id")
+UPDATE_ORDER_STATUS = _update_status(
+    "orders", "order_history", "order_id", "orders.id", "orders.simulate"
+)
 UPDATE_DELIVERY_STATUS = _update_status(
-    "deliveries", "delivery_history", "delivery_id", "deliveries.order_id"
+    "deliveries",
+    "delivery_history",
+    "delivery_id",
+    "deliveries.order_id",
+    "(SELECT o.simulate FROM orders AS o WHERE o.id = deliveries.order_id)",
 )
 
 COUNT_ORDERS = "SELECT count(*) FROM orders"

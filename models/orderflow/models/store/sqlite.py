@@ -57,6 +57,7 @@ from orderflow.models.store import (
     StatusChange,
     StatusTransition,
     TransitionEvents,
+    check_recent_limit,
     no_events,
     wanted_quantities,
 )
@@ -262,6 +263,7 @@ class SqliteStore:
         idempotency_key: str | None,
         request_hash: str | None,
         events: OrderEvents,
+        simulate: bool = True,
     ) -> PlaceOrderResult:
         requested = list(lines)
         if not requested:
@@ -270,7 +272,7 @@ class SqliteStore:
 
         def body(conn: sqlite3.Connection) -> PlaceOrderResult:
             return queries.place_order(
-                conn, requested, wanted, idempotency_key, request_hash, events
+                conn, requested, wanted, idempotency_key, request_hash, events, simulate
             )
 
         return await self._write(body)
@@ -278,20 +280,31 @@ class SqliteStore:
     async def get_order(self, order_id: str) -> Order | None:
         return await self._read(lambda conn: queries.load_order(conn, order_id))
 
+    async def recent_orders(self, limit: int) -> list[Order]:
+        check_recent_limit(limit)
+        return await self._read(lambda conn: queries.recent_orders(conn, limit))
+
     async def update_order_status(
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
         rank = order_status_rank(status)
 
         def body(conn: sqlite3.Connection) -> StatusChange:
-            row = conn.execute("SELECT status FROM orders WHERE id = ?", (order_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status, simulate FROM orders WHERE id = ?", (order_id,)
+            ).fetchone()
             if row is None:
                 raise OrderNotFound(order_id)
             if rank <= order_status_rank(row["status"]):
                 return StatusChange(changed=False)
             queries.set_status(conn, "orders", order_id, status, at)
             transition = StatusTransition(
-                entity_id=order_id, order_id=order_id, previous=row["status"], status=status, at=at
+                entity_id=order_id,
+                order_id=order_id,
+                previous=row["status"],
+                status=status,
+                at=at,
+                simulate=bool(row["simulate"]),
             )
             outbox = list(events(transition))
             queries.insert_outbox(conn, outbox)
@@ -329,7 +342,9 @@ class SqliteStore:
 
         def body(conn: sqlite3.Connection) -> StatusChange:
             row = conn.execute(
-                "SELECT order_id, status FROM deliveries WHERE id = ?", (delivery_id,)
+                "SELECT d.order_id, d.status, o.simulate FROM deliveries AS d"
+                " JOIN orders AS o ON o.id = d.order_id WHERE d.id = ?",
+                (delivery_id,),
             ).fetchone()
             if row is None:
                 raise DeliveryNotFound(delivery_id)
@@ -342,6 +357,7 @@ class SqliteStore:
                 previous=row["status"],
                 status=status,
                 at=at,
+                simulate=bool(row["simulate"]),
             )
             outbox = list(events(transition))
             queries.insert_outbox(conn, outbox)

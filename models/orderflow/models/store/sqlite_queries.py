@@ -106,7 +106,7 @@ def load_delivery(conn: sqlite3.Connection, column: str, value: str) -> Delivery
 
 def load_order(conn: sqlite3.Connection, order_id: str) -> Order | None:
     row = conn.execute(
-        "SELECT id, status, total, created_at, updated_at FROM orders WHERE id = ?",
+        "SELECT id, status, total, created_at, updated_at, simulate FROM orders WHERE id = ?",
         (order_id,),
     ).fetchone()
     if row is None:
@@ -139,7 +139,20 @@ def load_order(conn: sqlite3.Connection, order_id: str) -> Order | None:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         delivery=load_delivery(conn, "order_id", order_id),
+        simulate=bool(row["simulate"]),
     )
+
+
+def recent_orders(conn: sqlite3.Connection, limit: int) -> list[Order]:
+    """The ``limit`` newest orders, newest first (rowid breaks a tie in ``created_at``)."""
+    ids = [
+        row["id"]
+        for row in conn.execute(
+            "SELECT id FROM orders ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+        )
+    ]
+    orders = [load_order(conn, order_id) for order_id in ids]
+    return [order for order in orders if order is not None]
 
 
 def place_order(
@@ -149,6 +162,7 @@ def place_order(
     idempotency_key: str | None,
     request_hash: str | None,
     events: OrderEvents,
+    simulate: bool,
 ) -> PlaceOrderResult:
     """The order transaction's body: replay a known key, or check and take the stock, insert
     the order, its lines, its history and its outbox rows."""
@@ -183,11 +197,11 @@ def place_order(
         if cursor.rowcount != 1:
             raise out_of_stock(item_id, items[item_id], quantity)
 
-    order = new_order(requested, items)
+    order = new_order(requested, items, simulate=simulate)
     now = order.created_at
     conn.execute(
         "INSERT INTO orders (id, status, total, created_at, updated_at,"
-        " idempotency_key, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " idempotency_key, request_hash, simulate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             order.id,
             order.status,
@@ -196,6 +210,7 @@ def place_order(
             now,
             idempotency_key,
             request_hash,
+            int(simulate),
         ),
     )
     conn.executemany(

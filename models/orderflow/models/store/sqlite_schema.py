@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
     idempotency_key TEXT,
-    request_hash    TEXT
+    request_hash    TEXT,
+    simulate        INTEGER NOT NULL DEFAULT 1 CHECK (simulate IN (0, 1))
 ) STRICT;
 CREATE UNIQUE INDEX IF NOT EXISTS orders_idempotency_key
     ON orders (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS order_lines (
     unit_price INTEGER NOT NULL CHECK (unit_price >= 0),
     PRIMARY KEY (order_id, line_no)
 ) STRICT;
+CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at);
 CREATE INDEX IF NOT EXISTS order_lines_item ON order_lines (item_id);
 
 CREATE TABLE IF NOT EXISTS order_history (
@@ -114,6 +116,15 @@ def create_schema(conn: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise StoreUnavailable(
             f"database schema version {version} is newer than this code ({SCHEMA_VERSION})"
+        )
+    # A file from before the simulate flag: add the column (its default makes every
+    # existing order simulated, as it was). Additive, so no version bump; older code
+    # never names the column and its inserts get the default.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
+    if columns and "simulate" not in columns:
+        conn.execute(
+            "ALTER TABLE orders ADD COLUMN simulate INTEGER NOT NULL DEFAULT 1"
+            " CHECK (simulate IN (0, 1))"
         )
     for statement in SCHEMA.split(";"):
         if statement.strip():

@@ -11,6 +11,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sanic import HTTPResponse, Request
 
+from orderflow.agents.manual_steps import ManualStep
 from orderflow.web.problems import problem, problem_type, request_ext
 from orderflow.web.validation import InvalidBody, check_unique_keys
 
@@ -35,6 +36,12 @@ class ReplayAllBody(Strict):
     stream: str | None = Field(default=None, min_length=1, max_length=256)
 
 
+class AdvanceBody(Strict):
+    """The step the operator saw (optional): a stale click is refused, not applied."""
+
+    status: ManualStep | None = None
+
+
 class PurgeBody(Strict):
     ids: list[str] | None = Field(default=None, max_length=10_000)
     all: bool = False
@@ -42,6 +49,18 @@ class PurgeBody(Strict):
 
 def _path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
+
+
+def read_count(request: Request, name: str, default: int, maximum: int) -> int | HTTPResponse:
+    """The query argument ``name`` as a whole number in 1..``maximum`` (``default`` when
+    absent), or the 400 problem to return: how many entries a list call may ask for."""
+    raw = request.args.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        return problem(
+            400, "Invalid query", f"{name} must be a whole number from 1 to {maximum}.",
+            problem_type("invalid-query"), **request_ext(request),
+        )  # fmt: skip
+    return int(raw)
 
 
 def read_body(request: Request, model: type[M], *, empty_ok: bool = False) -> M | HTTPResponse:

@@ -14,7 +14,7 @@ from sanic.response import empty, json
 
 from orderflow.runtime import deadletter
 from orderflow.web.ops.auth import audit
-from orderflow.web.ops.bodies import PurgeBody, ReplayAllBody, read_body
+from orderflow.web.ops.bodies import PurgeBody, ReplayAllBody, read_body, read_count
 from orderflow.web.problems import problem, problem_type, request_ext
 
 BASE = "/api/v1/ops/dead-letters"
@@ -30,15 +30,12 @@ def not_found(request: Request, dead_letter_id: str) -> HTTPResponse:
 
 
 async def list_letters(request: Request) -> HTTPResponse:
-    raw_count = request.args.get("count", "50")
-    if not raw_count.isdigit() or not 1 <= int(raw_count) <= MAX_LIST:
-        return problem(
-            400, "Invalid query", f"count must be a whole number from 1 to {MAX_LIST}.",
-            problem_type("invalid-query"), **request_ext(request),
-        )  # fmt: skip
+    count = read_count(request, "count", 50, MAX_LIST)
+    if isinstance(count, HTTPResponse):
+        return count
     redis = request.app.ctx.redis
     letters = await deadletter.list_dead_letters(
-        redis, int(raw_count), stream=request.args.get("stream") or None
+        redis, count, stream=request.args.get("stream") or None
     )
     return json(
         {

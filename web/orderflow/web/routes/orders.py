@@ -159,6 +159,7 @@ async def create_order(request: Request) -> HTTPResponse:
             idempotency_key=key,
             request_hash=body.request_hash() if key is not None else None,
             deadline=settings.store_deadline_seconds,
+            simulate=body.simulate,
         )
     except OutOfStock as exc:
         return _reject(
@@ -257,7 +258,8 @@ def register(app: Sanic) -> None:
         summary="Place an order",
         description=(
             "Reserves the stock of every line and creates the order atomically: all lines "
-            "or nothing. Send an Idempotency-Key to make retries safe."
+            "or nothing. Send an Idempotency-Key to make retries safe. With "
+            '"simulate": false the order waits at created for an operator.'
         ),
         tag="orders",
         body={"application/json": {"schema": order_body_schema(limits)}},

@@ -7,6 +7,14 @@ import { ProblemError } from "./api.js";
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "orderflow-ops-token";
 const REFRESH_MS = 3000;
+const RECENT_ORDERS = 20;
+const STEP_LABELS = {
+  confirmed: "Confirm",
+  preparing: "Start preparing",
+  out_for_delivery: "Send out for delivery",
+  on_the_way: "Courier on the way",
+  delivered: "Delivered",
+};
 let timer = null;
 
 // -- the API ------------------------------------------------------------------------
@@ -189,8 +197,61 @@ async function refreshStock() {
   fill("stock-body", rows, "The menu is empty.", 3);
 }
 
+function money(cents) {
+  return (cents / 100).toFixed(2);
+}
+
+// next_step comes from the server (null: nothing to do now). The button sends the step
+// it shows, so a click on a row that moved meanwhile is refused (409) instead of
+// taking the step after.
+async function refreshOrders() {
+  const data = await call(`orders?limit=${RECENT_ORDERS}`);
+  const rows = data.orders.map((order) => {
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "order-row";
+    tr.dataset.orderId = order.id;
+    const marker = document.createElement("span");
+    marker.className = "marker";
+    marker.dataset.testid = "simulated";
+    marker.dataset.simulated = String(order.simulate);
+    marker.textContent = order.simulate ? "simulated" : "by hand";
+    const simulation = document.createElement("td");
+    simulation.append(marker);
+    const action = document.createElement("td");
+    if (!order.simulate && order.next_step) {
+      const step = order.next_step;
+      action.append(
+        button(`${STEP_LABELS[step] || step} →`, "advance", async () => {
+          await call(`orders/${order.id}/advance`, { method: "POST", body: { status: step } });
+          await refreshOrders();
+        }),
+      );
+    } else if (!order.simulate && order.status !== "delivered") {
+      const pending = document.createElement("span");
+      pending.className = "muted";
+      pending.textContent = "in progress…"; // the services are still applying the last step
+      action.append(pending);
+    }
+    const status = cell(order.status.replaceAll("_", " "));
+    status.dataset.testid = "order-status";
+    const delivery = cell(order.delivery ? order.delivery.status.replaceAll("_", " ") : "—");
+    delivery.dataset.testid = "delivery-status";
+    tr.append(
+      cell(order.id.slice(0, 12), "mono"),
+      cell(new Date(order.created_at).toLocaleTimeString()),
+      cell(money(order.total), "num"),
+      status,
+      delivery,
+      simulation,
+      action,
+    );
+    return tr;
+  });
+  fill("orders-body", rows, "No orders yet.", 7);
+}
+
 async function refreshAll() {
-  await Promise.all([refreshStreams(), refreshConsumers(), refreshDeadLetters()]);
+  await Promise.all([refreshStreams(), refreshConsumers(), refreshDeadLetters(), refreshOrders()]);
 }
 
 // -- session ----------------------------------------------------------------------------------
