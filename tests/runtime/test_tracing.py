@@ -7,6 +7,9 @@ the events go through a real private server. The cross-process chain of one orde
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -18,8 +21,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from orderflow.runtime import App, Envelope, Record, tracing
 from orderflow.runtime.decoding import EntryDecoder, is_envelope_layout
+from orderflow.runtime.localserver import free_port
 from orderflow.runtime.testing import eventually, run_app
 from orderflow.runtime.tracing_otel import OtelTracing
+from tests.runtime.worker_process import REPO
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -193,3 +198,63 @@ def test_an_unknown_exporter_is_a_clear_error(monkeypatch) -> None:
     with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER='zipkin' is not supported"):
         tracing.check_available(True)
     tracing.check_available(False)  # off: nothing is checked
+
+
+def test_a_worker_asked_for_an_unknown_exporter_says_so_and_does_not_start() -> None:
+    env = {
+        **os.environ,
+        "ORDERFLOW_TRACING": "true",
+        "OTEL_TRACES_EXPORTER": "zipkin",
+        "ORDERFLOW_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # never reached
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "orderflow.runtime", "worker", "tests.runtime.fault_app:app"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "OTEL_TRACES_EXPORTER='zipkin' is not supported" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+WITHOUT_OPENTELEMETRY = """
+import sys
+sys.modules["opentelemetry"] = None  # every `import opentelemetry...` fails: not installed
+from orderflow.runtime import Envelope, Record, tracing
+import orderflow.agents.orders, orderflow.web.app  # the services import fine without it
+
+class Note(Record, event_type="rt.trace.absent.v1"):
+    n: int
+
+assert tracing.configure("svc", enabled=False) is False
+assert tracing.event_spans("group/agent") is None
+assert "traceparent" not in Envelope.new(Note(n=1), source="t").to_fields()
+try:
+    tracing.configure("svc", enabled=True)
+except tracing.TracingUnavailable as exc:
+    print(exc)
+"""
+
+
+def test_without_the_extra_tracing_off_works_and_on_is_a_clear_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPENTELEMETRY],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ORDERFLOW_TRACING=true needs OpenTelemetry: install the tracing extra" in done.stdout
+
+
+def test_tracing_off_loads_no_tracing_implementation() -> None:
+    """(redis-py itself imports parts of OpenTelemetry when it is installed; orderflow's
+    implementation, and with it the SDK's tracer, stays unloaded.)"""
+    script = (
+        "import sys, orderflow.runtime, orderflow.agents.orders, orderflow.web.app\n"
+        "print(sorted(m for m in sys.modules if m == 'orderflow.runtime.tracing_otel'"
+        " or m.startswith('opentelemetry.sdk.trace')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
