@@ -16,7 +16,7 @@ re-sends the same ids.
 
 With tracing on (:mod:`orderflow.runtime.tracing`) each event handed to the body gets a
 span, ended when the body asks for the next one; with tracing off ``_spans`` is
-``None`` and the hot path pays one ``is not None`` per event.
+``None`` and the hot path pays one ``is not None`` per event (and one per batch).
 """
 
 from __future__ import annotations
@@ -132,12 +132,12 @@ class Stream(Generic[T]):
         now = time.perf_counter()
         if self._cur >= 0:
             self._latency_append(now - self._started)
-            if self._spans is not None:
-                self._spans.end()
         pos = self._pos
         values = self._values
         if pos >= len(values):
             self._cur = -1
+            if self._spans is not None:  # per batch: the last span ends before the wait
+                self._spans.end()
             await self._advance(mark_done=True, max_wait=None)
             values = self._values
             pos = 0
@@ -145,7 +145,7 @@ class Stream(Generic[T]):
         self._cur = pos
         self._pos = pos + 1
         self._started = now
-        if self._spans is not None:
+        if self._spans is not None:  # begin() ends the previous event's span
             self._spans.begin(self._batch, pos)  # type: ignore[arg-type]
         return cast(T, values[pos])
 
