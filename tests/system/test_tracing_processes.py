@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tests.system.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 CLIENT_TRACE = "5b8efff798038103d269b633813fc60c"
 CLIENT_SPAN = "eee19b7ec3c1b174"
+REFUSED_TRACE = "0af7651916cd43dd8448eb211c80319c"  # the client's trace of a refused order
 SERVER, CONSUMER = 2, 5  # OTLP's Span.SpanKind values
 ORDER_REPORT = ("orders", "persist_order_status order.status_reported.v1")
 ORDER_UPDATE = ("simulator", "advance_orders order.status_updated.v1")
@@ -48,18 +50,21 @@ EXPECTED_CHAIN = [
 ]
 
 
-def place_order(base: str, item_id: str) -> tuple[int, dict[str, object]]:
+def post_order(base: str, body: object, trace_id: str) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
         base + "/api/v1/orders",
-        data=json.dumps({"lines": [{"item_id": item_id, "quantity": 1}]}).encode(),
+        data=json.dumps(body).encode(),
         headers={
             "content-type": "application/json",
-            "traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01",
+            "traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01",
         },
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
 
 
 def delivered_entry(client: redis_sync.Redis, order_id: str) -> Envelope | None:
@@ -111,8 +116,12 @@ def test_one_order_is_one_trace_from_post_to_delivered(
             _, _, body = http_get(demo.base_url + "/api/v1/menu")
             menu = json.loads(body)
             items = menu["items"] if isinstance(menu, dict) else menu
-            status, order = place_order(demo.base_url, items[0]["id"])
+            status, order = post_order(
+                demo.base_url, {"lines": [{"item_id": items[0]["id"], "quantity": 1}]}, CLIENT_TRACE
+            )
             assert status == 201
+            refused_status, problem = post_order(demo.base_url, {"lines": []}, REFUSED_TRACE)
+            assert refused_status == 422, problem
             order_id = str(order["id"])
 
             deadline = time.monotonic() + 60  # a generous bound for the whole lifecycle
@@ -128,6 +137,10 @@ def test_one_order_is_one_trace_from_post_to_delivered(
             chain = None
             while chain is None and time.monotonic() < deadline:
                 chain = chain_to_root(receiver.snapshot(), writer_span)
+                time.sleep(0.1)
+            refused: list[ReceivedSpan] = []
+            while not refused and time.monotonic() < deadline:
+                refused = [s for s in receiver.snapshot() if s.trace_id == REFUSED_TRACE]
                 time.sleep(0.1)
             assert chain is not None, f"spans received: {receiver.snapshot()}"
 
@@ -163,3 +176,8 @@ def test_one_order_is_one_trace_from_post_to_delivered(
     # Spans of the same trace from every service arrived, the notifications too.
     in_trace = {span.service for span in receiver.spans if span.trace_id == CLIENT_TRACE}
     assert in_trace == {"orderflow-all", "orders", "simulator", "delivery", "notifications"}
+
+    # A refused order is a span too (its status code), and starts no event span.
+    [refused_span] = refused
+    assert refused_span.name == "POST /api/v1/orders" and refused_span.parent_id == CLIENT_SPAN
+    assert refused_span.attributes["http.response.status_code"] == 422
