@@ -29,15 +29,9 @@ from tests.runtime.worker_process import REPO
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-class Placed(Record, event_type="rt.trace.placed.v1"):
-    order_id: str
+class Step(Record, event_type="rt.trace.step.v1"):
+    """One record type on every stream here: the spans tell the agents apart."""
 
-
-class Packed(Record, event_type="rt.trace.packed.v1"):
-    order_id: str
-
-
-class Shipped(Record, event_type="rt.trace.shipped.v1"):
     order_id: str
 
 
@@ -80,9 +74,9 @@ async def test_a_send_while_handling_is_a_child_of_the_handler_span_across_retry
     spans: InMemorySpanExporter, redis_client, redis_url
 ) -> None:
     app = App("rt-trace", broker=redis_url, block_ms=50, retry_base=0.01, scheduler_interval=0.05)
-    placed = app.topic("rt-trace-placed", value_type=Placed)
-    packed = app.topic("rt-trace-packed", value_type=Packed)
-    shipped = app.topic("rt-trace-shipped", value_type=Shipped)
+    placed = app.topic("rt-trace-placed", value_type=Step)
+    packed = app.topic("rt-trace-packed", value_type=Step)
+    shipped = app.topic("rt-trace-shipped", value_type=Step)
     seen: dict[str, Envelope] = {}
     ship_runs: list[int] = []
 
@@ -90,7 +84,7 @@ async def test_a_send_while_handling_is_a_child_of_the_handler_span_across_retry
     async def pack(stream):
         async for event in stream.events():
             seen["placed"] = event.envelope
-            await packed.send(value=Packed(order_id=event.value.order_id))
+            await packed.send(value=Step(order_id=event.value.order_id))
 
     @app.agent(packed, group="shippers")
     async def ship(stream):
@@ -99,7 +93,7 @@ async def test_a_send_while_handling_is_a_child_of_the_handler_span_across_retry
             if event.delivery_count == 1:
                 raise RuntimeError("the van is late")
             seen["packed"] = event.envelope
-            await shipped.send(value=Shipped(order_id=event.value.order_id), delay=0.01)
+            await shipped.send(value=Step(order_id=event.value.order_id), delay=0.01)
 
     @app.agent(shipped, group="trackers")
     async def track(stream):
@@ -109,17 +103,17 @@ async def test_a_send_while_handling_is_a_child_of_the_handler_span_across_retry
     tracer = trace.get_tracer("test", tracer_provider=tracing.active.provider)  # type: ignore[union-attr]
     async with run_app(app):
         with tracer.start_as_current_span("POST /orders", kind=SpanKind.SERVER) as root:
-            await placed.send(value=Placed(order_id="o-1"), key="o-1")
+            await placed.send(value=Step(order_id="o-1"), key="o-1")
         await eventually(lambda: "shipped" in seen)
         await eventually(
-            lambda: len(by_name(spans.get_finished_spans(), "track rt.trace.shipped.v1")) == 1
+            lambda: len(by_name(spans.get_finished_spans(), "track rt.trace.step.v1")) == 1
         )
 
     finished = spans.get_finished_spans()
     [request] = by_name(finished, "POST /orders")
-    [pack_span] = by_name(finished, "pack rt.trace.placed.v1")
-    ship_spans = by_name(finished, "ship rt.trace.packed.v1")
-    [track_span] = by_name(finished, "track rt.trace.shipped.v1")
+    [pack_span] = by_name(finished, "pack rt.trace.step.v1")
+    ship_spans = by_name(finished, "ship rt.trace.step.v1")
+    [track_span] = by_name(finished, "track rt.trace.step.v1")
     assert ship_runs == [1, 2] and len(ship_spans) == 2
     failed, retried = sorted(
         ship_spans, key=lambda s: str((s.attributes or {})["orderflow.delivery_count"])
@@ -141,7 +135,7 @@ async def test_a_send_while_handling_is_a_child_of_the_handler_span_across_retry
     assert attributes["orderflow.stream"] == "rt-trace-placed"
     assert attributes["orderflow.group"] == "packers"
     assert attributes["orderflow.event_id"] == seen["placed"].event_id
-    assert attributes["orderflow.event_type"] == "rt.trace.placed.v1"
+    assert attributes["orderflow.event_type"] == "rt.trace.step.v1"
     assert attributes["orderflow.delivery_count"] == 1
     assert str(attributes["orderflow.entry_id"]).count("-") == 1  # a stream entry id
 
@@ -153,7 +147,7 @@ async def test_a_send_while_handling_is_a_child_of_the_handler_span_across_retry
 
 async def test_take_lists_get_a_span_per_event(spans: InMemorySpanExporter, redis_url) -> None:
     app = App("rt-trace-take", broker=redis_url, block_ms=50)
-    topic = app.topic("rt-trace-take", value_type=Placed)
+    topic = app.topic("rt-trace-take", value_type=Step)
     handled: list[str] = []
 
     @app.agent(topic, group="takers")
@@ -163,9 +157,9 @@ async def test_take_lists_get_a_span_per_event(spans: InMemorySpanExporter, redi
 
     async with run_app(app):
         for n in range(7):
-            await topic.send(value=Placed(order_id=f"o-{n}"))
+            await topic.send(value=Step(order_id=f"o-{n}"))
         await eventually(lambda: len(handled) == 7)
-    finished = by_name(spans.get_finished_spans(), "collect rt.trace.placed.v1")
+    finished = by_name(spans.get_finished_spans(), "collect rt.trace.step.v1")
     assert len(finished) == 7
     assert len({s.context.trace_id for s in finished if s.context}) == 7  # no traceparent sent
 
@@ -173,12 +167,12 @@ async def test_take_lists_get_a_span_per_event(spans: InMemorySpanExporter, redi
 def test_tracing_off_adds_no_field_and_no_span_keeper() -> None:
     assert tracing.active is None
     assert tracing.event_spans("group/agent") is None
-    fields = Envelope.new(Placed(order_id="o-1"), source="t").to_fields()
+    fields = Envelope.new(Step(order_id="o-1"), source="t").to_fields()
     assert "traceparent" not in fields and len(fields) == 8  # the 16 flat fields of old
 
 
 def test_trace_fields_round_trip_and_keep_the_fast_layout() -> None:
-    plain = Envelope.new(Placed(order_id="o-1"), source="t")
+    plain = Envelope.new(Step(order_id="o-1"), source="t")
     assert plain.traceparent is None
     old = Envelope.from_fields(plain.to_fields())  # an entry written before tracing existed
     assert old.traceparent is None and old.tracestate is None and old == plain
@@ -189,8 +183,8 @@ def test_trace_fields_round_trip_and_keep_the_fast_layout() -> None:
     assert Envelope.from_fields(fields) == traced
     flat = [part.encode() for item in fields.items() for part in item]
     assert is_envelope_layout(flat)
-    decoded = EntryDecoder({"rt.trace.placed.v1": Placed}, 5).decode([(b"1-0", flat)])
-    assert decoded.values == [Placed(order_id="o-1")] and not decoded.invalid
+    decoded = EntryDecoder({"rt.trace.step.v1": Step}, 5).decode([(b"1-0", flat)])
+    assert decoded.values == [Step(order_id="o-1")] and not decoded.invalid
 
 
 def test_an_unknown_exporter_is_a_clear_error(monkeypatch) -> None:
