@@ -114,26 +114,28 @@ class OtelTracing:
     # ------------------------------------------------------------ HTTP spans
     def start_server_span(
         self, name: str, headers: Mapping[str, str], attributes: Mapping[str, Any]
-    ) -> tuple[Span, object]:
+    ) -> tuple[Span, otel_context.Context]:
         """A SERVER span continuing the request's ``traceparent``, made current for the
-        rest of the task; returns it with the token :meth:`end_server_span` takes."""
+        rest of the task; returns it with the context to restore when it ends."""
         parent = self.parent_context(headers.get("traceparent"), headers.get("tracestate"))
         span = self.tracer.start_span(
             name, context=parent, kind=SpanKind.SERVER, attributes=dict(attributes)
         )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return span, token
+        before = otel_context.get_current()
+        otel_context.attach(trace.set_span_in_context(span, parent))
+        return span, before
 
     @staticmethod
-    def end_server_span(span: Span, token: object, status: int) -> None:
+    def end_server_span(span: Span, before: otel_context.Context, status: int) -> None:
+        """End the span with the answer's status (ERROR for a 5xx) and restore the task's
+        context as it was (a keep-alive connection's next request runs in the same task).
+        Restored by attaching, not by detaching a token: that would log an error if a
+        response were ever sent from another context."""
         span.set_attribute("http.response.status_code", status)
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         span.end()
-        try:
-            otel_context.detach(token)  # type: ignore[arg-type]
-        except ValueError:  # a response sent from another context: just leave it
-            otel_context.attach(_EMPTY)
+        otel_context.attach(before)
 
     # ----------------------------------------------------------- event spans
     def event_spans(self, handler: str) -> EventSpans:
@@ -143,13 +145,14 @@ class OtelTracing:
 class EventSpans:
     """The open span(s) of one agent body: the event it holds, or a ``take`` list."""
 
-    __slots__ = ("_agent", "_open", "_short", "_tracer")
+    __slots__ = ("_agent", "_before", "_open", "_short", "_tracer")
 
     def __init__(self, tracer: trace.Tracer, agent: str) -> None:
         self._tracer = tracer
         self._agent = agent  # the agent's full name (module.function by default)
         self._short = agent.rpartition(".")[2]  # what a span name needs: the function
         self._open: list[Span] = []
+        self._before = _EMPTY  # the task's context outside the spans, restored by end()
 
     def begin(self, batch: Batch, index: int) -> None:
         """The body received event ``index`` of ``batch``: its span starts and becomes
@@ -157,6 +160,7 @@ class EventSpans:
         self.end()
         span = self._start(batch, index)
         self._open.append(span)
+        self._before = otel_context.get_current()
         otel_context.attach(trace.set_span_in_context(span))
 
     def begin_many(self, items: Sequence[tuple[Batch, int]]) -> None:
@@ -164,6 +168,7 @@ class EventSpans:
         self.end()
         self._open = [self._start(batch, index) for batch, index in items]
         if self._open:
+            self._before = otel_context.get_current()
             otel_context.attach(trace.set_span_in_context(self._open[-1]))
 
     def end(self) -> None:
@@ -172,7 +177,7 @@ class EventSpans:
             for span in self._open:
                 span.end()
             self._open = []
-            otel_context.attach(_EMPTY)
+            otel_context.attach(self._before)
 
     def fail(self, exc: BaseException) -> None:
         """The body raised while holding these events."""

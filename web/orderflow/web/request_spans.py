@@ -44,8 +44,8 @@ async def _end(request: Request, response: BaseHTTPResponse) -> None:
     if started is None or implementation is None:
         return
     request.ctx.span = None  # ended once, even if this runs twice
-    span, token = started
-    implementation.end_server_span(span, token, response.status)
+    span, before = started
+    implementation.end_server_span(span, before, response.status)
 
 
 async def _flush(app: Sanic) -> None:
