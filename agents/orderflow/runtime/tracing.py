@@ -10,8 +10,10 @@ does no per-event work beyond that check, and a send adds no envelope field.
 With tracing on, :mod:`orderflow.runtime.tracing_otel` does the work: a span per event
 handled (child of the ``traceparent`` its envelope carries), and every envelope built
 while a span is current carries that span as its ``traceparent`` (W3C Trace Context),
-so one order is one trace across processes. The exporter, sampler and service name
-come from the standard ``OTEL_*`` variables, read by the OpenTelemetry SDK itself.
+so one order is one trace across processes. Configuration is the standard ``OTEL_*``
+variables: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console`` or ``none``) and
+``OTEL_SERVICE_NAME`` are read there, the rest (endpoint, headers, sampler, batching,
+resource attributes) by the OpenTelemetry SDK itself.
 """
 
 from __future__ import annotations

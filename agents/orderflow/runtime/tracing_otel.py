@@ -7,8 +7,8 @@ Spans:
   named by the envelope's ``traceparent`` (a new trace when there is none); it starts
   when the agent body receives the event and ends when the body asks for the next one
   (or returns), with status ERROR and the exception recorded when the body raised;
-* one per HTTP request (``orderflow.web.tracing``), kind SERVER, continuing an incoming
-  ``traceparent`` header.
+* one per HTTP request (``orderflow.web.request_spans``), kind SERVER, continuing an
+  incoming ``traceparent`` header.
 
 While a span is current, envelopes built in the same task (or in a thread that copied
 its context, as the store's threads do) carry it as their ``traceparent``: a send made
