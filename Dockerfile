@@ -19,7 +19,7 @@ COPY pyproject.toml setup.cfg README.md ./
 COPY agents ./agents
 COPY models ./models
 COPY web ./web
-RUN pip wheel --wheel-dir /wheels ".[mongo,postgres]"
+RUN pip wheel --wheel-dir /wheels ".[mongo,postgres,tracing]"
 
 # ---- runtime: only the installed wheels, run as an unprivileged user --------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -29,7 +29,7 @@ RUN groupadd --system --gid 10001 orderflow \
     && mkdir -p /app \
     && chown 10001:10001 /app
 COPY --from=builder /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels "orderflow[mongo,postgres]" \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels "orderflow[mongo,postgres,tracing]" \
     && rm -rf /wheels
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 \

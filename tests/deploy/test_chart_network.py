@@ -303,6 +303,26 @@ def test_external_servers_are_reached_by_their_cidrs_and_ports_only():
         assert connects(policies, pods[name], KUBE_DNS, 53, UDP), name
 
 
+COLLECTOR = Peer("otel-collector", {"app.kubernetes.io/name": "otel-collector"}, "observability")
+
+
+def test_traces_reach_the_collector_named_and_only_when_named():
+    collector_peer = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "otel-collector"}},
+    }
+    base = value_set(NETPOL)
+    network = {**base["networkPolicy"], "tracesTo": [collector_peer]}
+    manifests = render({**base, "networkPolicy": network})
+    policies, pods = _policies(manifests), release_pods(manifests)
+    default_policies = _policies(rendered(NETPOL))
+    for name in ORDERFLOW_PODS:
+        assert connects(policies, pods[name], COLLECTOR, 4318), name
+        assert not connects(policies, pods[name], COLLECTOR, 4317), name  # gRPC: not asked
+        assert not connects(policies, pods[name], _look_alike(COLLECTOR), 4318), name
+        assert not connects(default_policies, pods[name], COLLECTOR, 4318), name
+
+
 def test_an_external_server_without_cidrs_is_refused():
     values = {**value_set(EXTERNAL), "networkPolicy": {"enabled": True}}
     with pytest.raises(helm.HelmRenderError, match=r"networkPolicy\.externalRedis\.cidrs"):

@@ -84,6 +84,7 @@ async def test_cors_allows_configured_origins_only(cors_api: LiveApi) -> None:
     assert preflight.headers["access-control-allow-origin"] == "https://admin.example"
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "Idempotency-Key" in preflight.headers["access-control-allow-headers"]
+    assert "traceparent" in preflight.headers["access-control-allow-headers"]
 
 
 async def test_no_cors_headers_by_default(api: LiveApi) -> None:

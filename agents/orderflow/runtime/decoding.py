@@ -8,9 +8,10 @@ without handling),
 at once) or *exhausted* (delivered more than ``max_deliveries`` times, e.g. its
 consumers kept dying: dead-lettered).
 
-The fast path relies on the field order :meth:`Envelope.to_fields` writes; entries
-written by other tools (fields in another order, or extra ones) take the slow path
-through a dict and decode the same way.
+The fast path relies on the field order :meth:`Envelope.to_fields` writes (the
+optional trace fields come after ``payload``, so they keep it); entries written by
+other tools (fields in another order, or missing ones) take the slow path through a
+dict and decode the same way.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ DeadItem = tuple[bytes, Any, BaseException, int]  # entry id, fields, why, deliv
 def is_envelope_layout(flat: Any) -> bool:
     """Fields in the order :meth:`Envelope.to_fields` writes them: ``flat[1]`` is the
     event id, ``[3]`` the type, ``[5]`` the correlation id, ``[13]`` the key, ``[15]``
-    the payload. The one place this order is checked."""
+    the payload; fields after these (``traceparent``...) do not move them. The one place
+    this order is checked."""
     return (
         isinstance(flat, list)
-        and len(flat) == 16
+        and len(flat) >= 16
         and flat[0] == b"event_id"
         and flat[2] == b"event_type"
         and flat[4] == b"correlation_id"

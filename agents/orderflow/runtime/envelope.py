@@ -6,6 +6,10 @@ versioned), dedupe it (``event_id``), and trace it across services
 stream it is stored as flat fields with the payload as one JSON text field, so
 ``XRANGE`` output stays readable and the consumer can skip payload parsing for
 event types it does not care about.
+
+``traceparent`` / ``tracestate`` (W3C Trace Context) are optional: written only when
+tracing is on (:mod:`orderflow.runtime.tracing`), after ``payload``, so entries without
+them (tracing off, or written before it existed) decode as before.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import ujson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from orderflow.runtime import tracing
 from orderflow.runtime.context import current_scope
 from orderflow.runtime.records import DecodeError, Record
 from orderflow.runtime.wire import text
@@ -32,6 +37,7 @@ ENVELOPE_FIELDS = (
     "key",
     "payload",
 )
+TRACE_FIELDS = ("traceparent", "tracestate")  # optional, after the fields above
 
 
 def utc_now_iso() -> str:
@@ -51,6 +57,8 @@ class Envelope(BaseModel):
     timestamp: str
     key: str | None = None
     payload: dict[str, Any]
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @classmethod
     def new(
@@ -64,7 +72,8 @@ class Envelope(BaseModel):
     ) -> Envelope:
         """Wrap a record. Correlation and causation default to the current scope:
         inside a handler that is the handled event (same correlation, caused by it),
-        and the event id is then derived from it (:mod:`orderflow.runtime.send_ids`)."""
+        and the event id is then derived from it (:mod:`orderflow.runtime.send_ids`).
+        With tracing on, the current span becomes the ``traceparent``."""
         if not value.event_type:
             raise TypeError(f"{type(value).__name__} has no event_type (class kwarg)")
         scope = current_scope.get()
@@ -73,6 +82,7 @@ class Envelope(BaseModel):
             correlation_id = scope.correlation_id
         if causation_id is None and scope is not None:
             causation_id = scope.child_causation_id
+        traceparent, tracestate = tracing.child_trace_headers()
         return cls.model_construct(
             event_id=event_id,
             event_type=value.event_type,
@@ -82,11 +92,14 @@ class Envelope(BaseModel):
             timestamp=utc_now_iso(),
             key=key,
             payload=value.to_payload(),
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
 
     def to_fields(self) -> dict[str, str]:
-        """Flat stream-entry fields (``None`` becomes ``""``; payload as JSON text)."""
-        return {
+        """Flat stream-entry fields (``None`` becomes ``""``; payload as JSON text; the
+        trace fields only when set)."""
+        fields = {
             "event_id": self.event_id,
             "event_type": self.event_type,
             "correlation_id": self.correlation_id,
@@ -96,6 +109,11 @@ class Envelope(BaseModel):
             "key": self.key or "",
             "payload": ujson.dumps(self.payload, ensure_ascii=False),
         }
+        if self.traceparent:
+            fields["traceparent"] = self.traceparent
+            if self.tracestate:
+                fields["tracestate"] = self.tracestate
+        return fields
 
     @classmethod
     def from_fields(
@@ -122,6 +140,8 @@ class Envelope(BaseModel):
                 timestamp=data["timestamp"],
                 key=data["key"] or None,
                 payload=payload,
+                traceparent=data.get("traceparent") or None,
+                tracestate=data.get("tracestate") or None,
             )
         except ValidationError as exc:
             raise DecodeError(f"invalid envelope: {exc}") from exc

@@ -88,6 +88,13 @@ class RuntimeSettings(BaseSettings):
         default="json", description="`json` (one object a line) or `console` (for people)."
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    tracing: bool = Field(
+        default=False,
+        description="true: OpenTelemetry tracing (needs the `tracing` extra): a span per "
+        "event handled and per HTTP request, `traceparent` in every envelope sent; the "
+        "exporter, sampler and service name come from the standard OTEL_* variables. "
+        "false: none of it, at no cost.",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -37,6 +37,7 @@ from orderflow.web import (
     problems,
     rate_limit,
     request_guard,
+    request_spans,
     security_headers,
     store_problems,
     tracking,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     problems.install(app)
     store_problems.install(app)
     correlation.install(app)
+    request_spans.install(app)
     access.install(app)
     cors.install(app, settings.cors_origins)
     request_guard.install(app, body_timeout=settings.http_request_timeout_seconds)

@@ -13,7 +13,8 @@ from sanic import Request, Sanic
 from sanic.response import BaseHTTPResponse
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
-ALLOW_HEADERS = "Content-Type, Idempotency-Key, X-Correlation-ID"
+# traceparent, tracestate: a browser client that traces its requests (W3C Trace Context).
+ALLOW_HEADERS = "Content-Type, Idempotency-Key, X-Correlation-ID, traceparent, tracestate"
 EXPOSE_HEADERS = "Location, X-Correlation-ID, Idempotency-Replayed, Retry-After"
 MAX_AGE = "600"
 

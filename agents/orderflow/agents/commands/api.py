@@ -27,6 +27,7 @@ import tempfile
 from functools import partial
 
 from orderflow.agents.settings import Settings, get_settings
+from orderflow.runtime import tracing
 from orderflow.runtime.logs import configure_logging
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -72,6 +73,7 @@ def build_worker_app(settings: Settings, role: str) -> object:
     from orderflow.web.app import create_app
 
     _configure_logging(settings, f"{settings.service}-{role}")
+    tracing.configure(f"{settings.service}-{role}", enabled=settings.tracing)
     return create_app(settings, role=role)  # type: ignore[arg-type]
 
 
@@ -183,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         raise SystemExit("ORDERFLOW_REDIS_URL is not set: the API needs a Redis (or Valkey) server")
     _configure_logging(settings, f"{settings.service}-{args.role}")
+    try:  # each Sanic worker sets tracing up itself (build_worker_app): check it can
+        tracing.check_available(settings.tracing)
+    except (tracing.TracingUnavailable, ValueError) as exc:
+        raise SystemExit(f"orderflow api: {exc}") from None
     log.info(
         "serving role=%s on http://%s:%s with %d worker(s)",
         args.role,

@@ -2,7 +2,8 @@
 
 The unit of deployment is one worker process per service (scaled by running
 more of them: they share the consumer group, Redis spreads the entries). The
-command imports the App, sets up logging, optionally serves its admin port
+command imports the App, sets up logging (and tracing, with ``ORDERFLOW_TRACING=true``:
+:mod:`orderflow.runtime.tracing`, service name = the App's name), optionally serves its admin port
 (``/metrics``, ``/livez``, ``/readyz``: :mod:`orderflow.runtime.admin`), waits until its
 Redis answers (saying so, with back-off), logs a start banner, and
 runs until SIGTERM/SIGINT, when the App stops reading, finishes and acks what it
@@ -24,6 +25,7 @@ from functools import partial
 
 from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
 
+from orderflow.runtime import tracing
 from orderflow.runtime.admin import AdminServer
 from orderflow.runtime.app import App
 from orderflow.runtime.commands.base import (
@@ -155,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(app.name, fmt=args.log_format or app.settings.log_format, level=level)
     except ValueError as exc:  # logging's "Unknown level: 'LOUD'"
         raise CommandError(f"invalid log level: {exc}", EXIT_USAGE) from None
+    try:
+        tracing.configure(app.name, enabled=app.settings.tracing)
+    except (tracing.TracingUnavailable, ValueError) as exc:  # e.g. OTEL_TRACES_EXPORTER=zipkin
+        raise CommandError(str(exc), EXIT_USAGE) from None
     port = args.admin_port if args.admin_port is not None else app.settings.admin_port
     try:
         return asyncio.run(serve(app, url, admin_port=port, admin_host=args.admin_host))
