@@ -140,8 +140,9 @@ def stop_and_check(demo: RunningDemo, stop: Callable[[], None], restarts: str = 
     assert sanic_workers(demo), tree  # the API's Sanic worker is among what must go
     assert any("valkey" in cmd for cmd in tree.values()), tree
     stop()
-    assert demo.process.wait(timeout=STOP_TIMEOUT) == 0, demo.output()
-    summary = demo.wait_for_line("orderflow demo stopped", 10)
+    code = demo.process.wait(timeout=STOP_TIMEOUT)
+    summary = demo.wait_for_line("orderflow demo stopped", 10)  # the whole story, then:
+    assert code == 0, demo.output()
     assert "5/5 processes exited cleanly" in summary, demo.output()
     if restarts:
         assert f"restarts: {restarts};" in summary

@@ -12,6 +12,11 @@ from orderflow.models.documents import MenuItem
 from orderflow.models.store import Store, open_store
 from orderflow.models.store.sqlite import SqliteStore, sqlite_path_from_url
 
+INSERT_ORDER = (
+    "INSERT INTO orders (id, status, total, created_at, updated_at, idempotency_key,"
+    " request_hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
 
 def test_sqlite_urls() -> None:
     assert sqlite_path_from_url("sqlite:///.data/orderflow.db") == ".data/orderflow.db"
@@ -59,9 +64,9 @@ async def test_sqlite_schema_itself_refuses_negative_stock_and_duplicates(tmp_pa
         with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
             raw.execute("UPDATE menu_items SET stock = stock - 3 WHERE id = 'soup'")
         row = ("a" * 32, "created", 0, "t", "t", "key", "h")
-        raw.execute("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        raw.execute(INSERT_ORDER, row)
         with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-            raw.execute("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", ("b" * 32, *row[1:]))
+            raw.execute(INSERT_ORDER, ("b" * 32, *row[1:]))
         raw.execute(
             "INSERT INTO deliveries VALUES (?, ?, 'waiting', 't', 't')", ("c" * 32, "a" * 32)
         )
