@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from orderflow.models.documents import (
     DeliveryStatus,
     EntityId,
@@ -91,6 +93,20 @@ class DeliveryStatusUpdated(Record, event_type="delivery.status_updated.v1"):
     previous: DeliveryStatus
 
 
+class StockChanged(Record, event_type="stock.changed.v1"):
+    """Someone set stock levels outside an order (refill, the ops console's set-stock).
+
+    Placing an order needs no such event: ``order.created.v1`` already says stock was
+    reserved. The event names the items but carries no levels: a reader that shows
+    stock reads the levels once (the gateway's menu fan-out), so a late or repeated
+    event can never show an old level.
+    """
+
+    item_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    """The items whose stock changed; empty means every item (a refill)."""
+    at: Timestamp
+
+
 ALL_EVENTS: tuple[type[Record], ...] = (
     OrderCreated,
     OrderSimulate,
@@ -100,6 +116,7 @@ ALL_EVENTS: tuple[type[Record], ...] = (
     DeliverySimulate,
     DeliveryStatusReported,
     DeliveryStatusUpdated,
+    StockChanged,
 )
 
 __all__ = [
@@ -112,4 +129,5 @@ __all__ = [
     "OrderSimulate",
     "OrderStatusReported",
     "OrderStatusUpdated",
+    "StockChanged",
 ]

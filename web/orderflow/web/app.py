@@ -11,9 +11,10 @@ before the first request.
 Roles pick what one process serves, so one image can be deployed as separate
 API and WebSocket-gateway Deployments:
 
-* ``all``: REST + docs + browser UI + WebSocket tracking (the demo);
+* ``all``: REST + docs + browser UI + WebSocket tracking + event streams (the demo);
 * ``api``: REST + docs + browser UI;
-* ``gateway``: WebSocket tracking.
+* ``gateway``: WebSocket tracking and the event streams (Server-Sent Events) of orders
+  and stock (``/api/v1/orders/<id>/events``, ``/api/v1/menu/events``).
 
 Every role serves ``/healthz``, ``/readyz`` and ``/metrics``.
 """
@@ -32,12 +33,15 @@ from orderflow.web import (
     correlation,
     cors,
     docs_ui,
+    menu_events,
     openapi,
     ops,
+    order_events,
     problems,
     rate_limit,
     request_guard,
     security_headers,
+    sse,
     store_problems,
     tracking,
     ui,
@@ -112,6 +116,9 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
         ops.register(app, settings)
     if role in ("all", "gateway"):
         tracking.register(app)
+        sse.install(app, settings.sse_max_streams)
+        order_events.register(app)
+        menu_events.register(app)
 
     app.register_listener(_open_connections, "before_server_start")
     app.register_listener(_close_connections, "after_server_stop")
