@@ -80,6 +80,7 @@ class MenuHub:
         self._dirty = False
         self._last_read = float("-inf")
         self._refresher: asyncio.Task[None] | None = None
+        self._reading = False  # set once the cursors are fixed and the first read starts
         self._tasks: list[asyncio.Task[None]] = []
 
     @contextlib.contextmanager
@@ -89,8 +90,8 @@ class MenuHub:
         self._subscriptions.add(subscription)
         if self.levels is not None:
             subscription.offer(self.levels)
-        else:
-            self.refresh()  # the first read failed or has not finished: try (again)
+        elif self._reading and (self._refresher is None or self._refresher.done()):
+            self.refresh()  # no levels and no read under way (the store was down): read
         try:
             yield subscription
         finally:
@@ -143,6 +144,7 @@ class MenuHub:
     async def _first_read(self) -> None:
         while not await self.wait_ready(10.0):
             pass
+        self._reading = True
         self.refresh()
 
     async def _follow(self, follower: Follower[Any]) -> None:
