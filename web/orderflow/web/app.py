@@ -11,10 +11,12 @@ before the first request.
 Roles pick what one process serves, so one image can be deployed as separate
 API and WebSocket-gateway Deployments:
 
-* ``all``: REST + docs + browser UI + WebSocket tracking + event streams (the demo);
+* ``all``: REST + docs + browser UI + WebSocket tracking (the demo);
 * ``api``: REST + docs + browser UI;
-* ``gateway``: WebSocket tracking and the event streams (Server-Sent Events) of orders
-  and stock (``/api/v1/orders/<id>/events``, ``/api/v1/menu/events``).
+* ``gateway``: WebSocket tracking.
+
+Every role also serves the Server-Sent Events streams of orders and stock
+(``/api/v1/orders/<id>/events``, ``/api/v1/menu/events``) with its own fan-out.
 
 Every role serves ``/healthz``, ``/readyz`` and ``/metrics``.
 """
@@ -116,9 +118,13 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
         ops.register(app, settings)
     if role in ("all", "gateway"):
         tracking.register(app)
-        sse.install(app, settings.sse_max_streams)
-        order_events.register(app)
-        menu_events.register(app)
+    else:
+        tracking.register_hub(app)  # the order event streams need the fan-out, not the socket
+    # Every role serves the event streams: they are plain HTTP under /api/v1, which the
+    # chart's Ingress routes to the API, and a single-role gateway serves them too.
+    sse.install(app, settings.sse_max_streams)
+    order_events.register(app)
+    menu_events.register(app)
 
     app.register_listener(_open_connections, "before_server_start")
     app.register_listener(_close_connections, "after_server_stop")

@@ -103,6 +103,10 @@ async def _stop_hub(app: Sanic) -> None:
 
 def register(app: Sanic) -> None:
     """Add the route (documented in OpenAPI) and the hub's start/stop listeners."""
+
+    async def menu_events_route(request: Request) -> HTTPResponse | None:  # one per app
+        return await menu_events(request)
+
     documented = openapi.definition(
         operation="menuEvents",
         summary="Follow the stock levels (Server-Sent Events)",
@@ -113,7 +117,7 @@ def register(app: Sanic) -> None:
             "comment every `ORDERFLOW_SSE_HEARTBEAT_SECONDS` of silence. See docs/realtime.md."
         ),
         tag="menu",
-    )(menu_events)
+    )(menu_events_route)
     documented = openapi.response(
         200, {"text/event-stream": String()}, "The event stream (until the client leaves)"
     )(documented)

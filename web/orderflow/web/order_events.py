@@ -176,7 +176,13 @@ def _next_event(
 
 
 def register(app: Sanic) -> None:
-    """Add the route, documented in OpenAPI (needs the tracking hub: gateway roles)."""
+    """Add the route, documented in OpenAPI (needs the tracking hub of this process)."""
+
+    # A function of its own per app: the decorators below record on the function, and
+    # every create_app (tests build many) would otherwise add its parameters again.
+    async def order_events_route(request: Request, order_id: str) -> HTTPResponse | None:
+        return await order_events(request, order_id)
+
     documented = openapi.definition(
         operation="orderEvents",
         summary="Follow an order (Server-Sent Events)",
@@ -204,7 +210,7 @@ def register(app: Sanic) -> None:
                 "description": "The id of the last event received: resume after it.",
             },
         ],
-    )(order_events)
+    )(order_events_route)
     documented = openapi.response(
         200, {"text/event-stream": String()}, "The event stream (until the client leaves)"
     )(documented)

@@ -1,0 +1,133 @@
+"""What one event-stream client can make a gateway hold, against a real ``orderflow api``.
+
+What these tests prove:
+* a client that opens ``/api/v1/menu/events`` and never reads is disconnected once a
+  write has waited ``ORDERFLOW_SSE_SEND_TIMEOUT_SECONDS`` (1 s here): the process's
+  open-stream gauge goes back to zero while the client still has not read a byte, and
+  the process keeps serving other streams (the order stream shares the same writer);
+* at most ``ORDERFLOW_SSE_MAX_STREAMS`` streams are open per process: one more gets a
+  503 problem with ``Retry-After`` before any stream starts, and a stream whose client
+  left frees its place (noticed at the next heartbeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from orderflow.agents.stock_events import announce_stock_change
+from orderflow.models.documents import MenuItem
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import Store
+from orderflow.runtime import App
+from orderflow.runtime.localserver import LocalRedisServer
+from tests.web.api_process import ApiProcess
+from tests.web.sse_client import RECEIVE_GUARD, open_events
+
+BULK_ITEMS = 3000  # ~130 KB per stock event: a few events fill any socket buffer
+CHANGES = 60
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('stream-bounds-store') / 'orderflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    log = tmp_path_factory.mktemp("stream-bounds-logs") / "gateway.log"
+    process = ApiProcess(
+        redis_url=redis_server.url,
+        store_url=store_url,
+        log_path=log,
+        extra_env={
+            "ORDERFLOW_SSE_SEND_TIMEOUT_SECONDS": "1",
+            "ORDERFLOW_SSE_MAX_STREAMS": "3",
+            "ORDERFLOW_MENU_REFRESH_INTERVAL_SECONDS": "0",
+            # A client that left is noticed at the next write (see docs/realtime.md).
+            "ORDERFLOW_SSE_HEARTBEAT_SECONDS": "0.5",
+        },
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def open_streams(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    match = re.search(r"^orderflow_sse_streams(?:\{[^}]*\})? (\S+)$", text, re.M)
+    assert match is not None, text
+    return float(match[1])
+
+
+async def wait_for_streams(client: httpx.AsyncClient, expected: float) -> None:
+    """Poll the gauge until it shows ``expected`` (a guard of RECEIVE_GUARD seconds)."""
+    async with asyncio.timeout(RECEIVE_GUARD):
+        while await open_streams(client) != expected:  # noqa: ASYNC110 (another process)
+            await asyncio.sleep(0.05)
+
+
+def never_reading_client(port: int) -> socket.socket:
+    """Opens the menu stream with a tiny receive window and then reads nothing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /api/v1/menu/events HTTP/1.1\r\nHost: test\r\n\r\n")
+    return sock
+
+
+async def test_a_client_that_never_reads_is_dropped(
+    gateway: ApiProcess, store: Store, publisher: App
+) -> None:
+    bulk = [
+        MenuItem(id=f"bulk-{i:04d}", name=f"Bulk {i}", category="bulk", price=100, stock=1000)
+        for i in range(BULK_ITEMS)
+    ]
+    await store.seed_menu(bulk)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD) as client:
+        await wait_for_streams(client, 0)
+        sock = never_reading_client(gateway.port)
+        try:
+            await wait_for_streams(client, 1)
+            for change in range(CHANGES):  # each change: one ~130 KB event for the client
+                await store.set_stock(DEMO_MENU[0].id, change)
+                assert await announce_stock_change(publisher, [DEMO_MENU[0].id], source="test")
+                if await open_streams(client) == 0:
+                    break
+            await wait_for_streams(client, 0)  # dropped, though it never read a byte
+        finally:
+            sock.close()
+
+        # The process still serves streams.
+        async with open_events(f"{gateway.url}/api/v1/menu/events") as reader:
+            event = await reader.next()
+    assert event.event == "stock"
+    assert len(event.json()["items"]) == len(DEMO_MENU) + BULK_ITEMS
+
+
+async def test_open_streams_are_capped_per_process(gateway: ApiProcess) -> None:
+    url = f"{gateway.url}/api/v1/menu/events"
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD) as client:
+        await wait_for_streams(client, 0)
+        async with contextlib.AsyncExitStack() as stack:
+            readers = [await stack.enter_async_context(open_events(url)) for _ in range(3)]
+            for reader in readers:
+                assert (await reader.next()).event == "stock"
+            refused = await client.get(url)
+            assert refused.status_code == 503
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["type"] == "urn:orderflow:problem:stream-unavailable"
+        await wait_for_streams(client, 0)
+        async with open_events(url) as reader:  # a closed stream freed its place
+            assert (await reader.next()).event == "stock"
