@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 from collections.abc import Iterator
 
@@ -27,16 +26,23 @@ from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import Store
 from orderflow.runtime import App
 from orderflow.runtime.localserver import LocalRedisServer
-from tests.web.api_process import ApiProcess
+from tests.web.api_process import ApiProcess, metric_value, running_process, sqlite_url
 from tests.web.sse_client import RECEIVE_GUARD, open_events
 
 BULK_ITEMS = 3000  # ~130 KB per stock event: a few events fill any socket buffer
 CHANGES = 60
+GATEWAY_ENV = {
+    "ORDERFLOW_SSE_SEND_TIMEOUT_SECONDS": "1",
+    "ORDERFLOW_SSE_MAX_STREAMS": "3",
+    "ORDERFLOW_MENU_REFRESH_INTERVAL_SECONDS": "0",
+    # A client that left is noticed at the next write (see docs/realtime.md).
+    "ORDERFLOW_SSE_HEARTBEAT_SECONDS": "0.5",
+}
 
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('stream-bounds-store') / 'orderflow.db'}"
+    return sqlite_url(tmp_path_factory.mktemp("stream-bounds-store"))
 
 
 @pytest.fixture(scope="module")
@@ -44,36 +50,14 @@ def gateway(
     redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiProcess]:
     log = tmp_path_factory.mktemp("stream-bounds-logs") / "gateway.log"
-    process = ApiProcess(
-        redis_url=redis_server.url,
-        store_url=store_url,
-        log_path=log,
-        extra_env={
-            "ORDERFLOW_SSE_SEND_TIMEOUT_SECONDS": "1",
-            "ORDERFLOW_SSE_MAX_STREAMS": "3",
-            "ORDERFLOW_MENU_REFRESH_INTERVAL_SECONDS": "0",
-            # A client that left is noticed at the next write (see docs/realtime.md).
-            "ORDERFLOW_SSE_HEARTBEAT_SECONDS": "0.5",
-        },
-    )
-    process.start()
-    try:
+    with running_process(redis_server.url, store_url, log, GATEWAY_ENV) as process:
         yield process
-    finally:
-        process.stop()
-
-
-async def open_streams(client: httpx.AsyncClient) -> float:
-    text = (await client.get("/metrics")).text
-    match = re.search(r"^orderflow_sse_streams(?:\{[^}]*\})? (\S+)$", text, re.M)
-    assert match is not None, text
-    return float(match[1])
 
 
 async def wait_for_streams(client: httpx.AsyncClient, expected: float) -> None:
     """Poll the gauge until it shows ``expected`` (a guard of RECEIVE_GUARD seconds)."""
     async with asyncio.timeout(RECEIVE_GUARD):
-        while await open_streams(client) != expected:  # noqa: ASYNC110 (another process)
+        while await metric_value(client, "orderflow_sse_streams") != expected:  # noqa: ASYNC110 (another process)
             await asyncio.sleep(0.05)
 
 
@@ -102,7 +86,7 @@ async def test_a_client_that_never_reads_is_dropped(
             for change in range(CHANGES):  # each change: one ~130 KB event for the client
                 await store.set_stock(DEMO_MENU[0].id, change)
                 assert await announce_stock_change(publisher, [DEMO_MENU[0].id], source="test")
-                if await open_streams(client) == 0:
+                if await metric_value(client, "orderflow_sse_streams") == 0:
                     break
             await wait_for_streams(client, 0)  # dropped, though it never read a byte
         finally:

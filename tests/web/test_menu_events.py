@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -35,17 +34,18 @@ from orderflow.runtime import App
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import LocalRedisServer
 from orderflow.web.menu_hub import MenuHub, StockLevels
-from tests.web.api_process import ApiProcess
+from tests.web.api_process import ApiProcess, metric_value, running_process, sqlite_url
 from tests.web.sse_client import RECEIVE_GUARD, EventReader, open_events
 from tests.web.test_tracking import publish
 
 ITEM = DEMO_MENU[0].id
 OPERATOR_TOKEN = "menu-events-test-token-0123456789abcdef"
+GATEWAY_ENV = {"ORDERFLOW_OPERATOR_TOKEN": OPERATOR_TOKEN}
 
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('menu-events-store') / 'orderflow.db'}"
+    return sqlite_url(tmp_path_factory.mktemp("menu-events-store"))
 
 
 class CountedReads:
@@ -129,24 +129,12 @@ def gateway(
     redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiProcess]:
     log = tmp_path_factory.mktemp("menu-events-logs") / "gateway.log"
-    process = ApiProcess(
-        redis_url=redis_server.url,
-        store_url=store_url,
-        log_path=log,
-        extra_env={"ORDERFLOW_OPERATOR_TOKEN": OPERATOR_TOKEN},
-    )
-    process.start()
-    try:
+    with running_process(redis_server.url, store_url, log, GATEWAY_ENV) as process:
         yield process
-    finally:
-        process.stop()
 
 
 async def menu_reads(client: httpx.AsyncClient) -> float:
-    text = (await client.get("/metrics")).text
-    match = re.search(r"^orderflow_menu_fanout_reads_total(?:\{[^}]*\})? (\S+)$", text, re.M)
-    assert match is not None, text
-    return float(match[1])
+    return await metric_value(client, "orderflow_menu_fanout_reads_total")
 
 
 async def next_stock(reader: EventReader) -> dict[str, int]:

@@ -17,6 +17,7 @@ What these tests prove:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,16 +30,16 @@ from orderflow.models.documents import utc_now
 from orderflow.models.events import DeliveryCreated
 from orderflow.models.store import Store
 from orderflow.runtime.localserver import LocalRedisServer
-from tests.web.api_process import ApiProcess
+from tests.web.api_process import ApiProcess, running_process, sqlite_url
 from tests.web.sse_client import ServerEvent, open_events
 from tests.web.test_tracking import delivery_status, order_status, place_order, publish
 
-HEARTBEAT_SECONDS = 0.5
+GATEWAY_ENV = {"ORDERFLOW_SSE_HEARTBEAT_SECONDS": "0.5"}
 
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('order-events-store') / 'orderflow.db'}"
+    return sqlite_url(tmp_path_factory.mktemp("order-events-store"))
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +47,8 @@ def gateway(
     redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ApiProcess]:
     log = tmp_path_factory.mktemp("order-events-logs") / "gateway.log"
-    process = ApiProcess(
-        redis_url=redis_server.url,
-        store_url=store_url,
-        log_path=log,
-        extra_env={"ORDERFLOW_SSE_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)},
-    )
-    process.start()
-    try:
+    with running_process(redis_server.url, store_url, log, GATEWAY_ENV) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def events_url(gateway: ApiProcess, order_id: str) -> str:
@@ -103,13 +95,19 @@ async def test_snapshot_first_then_every_newer_change(
         )
         received = [await reader.next() for _ in range(4)]
 
-    assert kinds(received) == [
+    # Per stream in publication order; across the two streams only by millisecond
+    # (docs/realtime.md, Known limits), so the order and delivery events are compared apart.
+    assert [k for k in kinds(received) if k[0] == "order.status"] == [
         ("order.status", "preparing"),
         ("order.status", "out_for_delivery"),
+    ]
+    assert [k for k in kinds(received) if k[0] != "order.status"] == [
         ("delivery.created", "waiting"),
         ("delivery.status", "on_the_way"),
     ]
-    assert [e.id for e in received] == ["2.0", "3.0", "3.1", "3.2"]
+    positions = [tuple(map(int, (e.id or "").split("."))) for e in received]
+    assert all(a < b and a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(positions))
+    assert positions[0] == (2, 0) and positions[-1] == (3, 2)
     assert all(e.json()["order_id"] == order.id for e in received)
 
 

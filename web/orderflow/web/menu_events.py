@@ -24,7 +24,6 @@ from orderflow.runtime import App
 from orderflow.web import sse
 from orderflow.web.menu_hub import MenuHub, StockLevels, StockSubscription
 from orderflow.web.openapi import problem_content
-from orderflow.web.problems import problem, problem_type, request_ext
 
 ROUTE = "/api/v1/menu/events"
 HUB_READY_TIMEOUT = 10.0
@@ -35,27 +34,16 @@ def stock_event(levels: StockLevels) -> bytes:
     return sse.encode_event("stock", {"type": "stock", "items": items})
 
 
-def _unavailable(request: Request, detail: str) -> HTTPResponse:
-    return problem(
-        503,
-        "Event stream unavailable",
-        detail,
-        problem_type("stream-unavailable"),
-        headers={"Retry-After": "1"},
-        **request_ext(request),
-    )
-
-
 async def menu_events(request: Request) -> HTTPResponse | None:
     """Stream the stock levels: the cached ones first, then each change."""
     settings: Settings = request.app.ctx.settings
     hub: MenuHub | None = getattr(request.app.ctx, "menu_hub", None)
     if hub is None or not await hub.wait_ready(HUB_READY_TIMEOUT):
-        return _unavailable(request, "Live stock is not available yet; retry shortly.")
+        return sse.stream_unavailable(request, "Live stock is not available yet; retry shortly.")
     streams: sse.OpenStreams = request.app.ctx.open_streams
     stop = streams.admit()
     if stop is None:
-        return _unavailable(request, "This server has as many event streams open as it serves.")
+        return sse.stream_unavailable(request, sse.FULL)
     try:
         with hub.subscribe() as subscription:
             response = await request.respond(content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)

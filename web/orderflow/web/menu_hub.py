@@ -31,6 +31,7 @@ from orderflow.agents.topics import MENU_STREAM, ORDERS_STREAM, declare_topic
 from orderflow.models.documents import MenuItem
 from orderflow.models.events import OrderCreated, StockChanged
 from orderflow.runtime import App, Follower
+from orderflow.web.fanout import followers_ready
 from orderflow.web.metrics import MENU_READS
 
 log = logging.getLogger(__name__)
@@ -103,12 +104,7 @@ class MenuHub:
 
     async def wait_ready(self, within: float) -> bool:
         """Wait up to ``within`` seconds for the followers' cursors."""
-        deadline = asyncio.get_running_loop().time() + within
-        for follower in self._followers:
-            left = max(0.0, deadline - asyncio.get_running_loop().time())
-            if not await follower.wait_ready(left):
-                return False
-        return True
+        return await followers_ready(self._followers, within)
 
     def start(self) -> None:
         """Follow the streams, then read the levels once (after the cursors are fixed,

@@ -33,13 +33,12 @@ from orderflow.agents.settings import Settings
 from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUSES
 from orderflow.web import sse
 from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
-from orderflow.web.openapi import problem_content
+from orderflow.web.openapi import order_id_parameter, problem_content
 from orderflow.web.problems import problem, problem_type, request_ext
 from orderflow.web.tracking import HUB_READY_TIMEOUT, OrderView, load_view
-from orderflow.web.validation import ORDER_ID_PATTERN, is_plausible_order_id
+from orderflow.web.validation import is_plausible_order_id
 
 ROUTE = "/api/v1/orders/<order_id:str>/events"
-RETRY_AFTER_SECONDS = "1"
 _POSITION = re.compile(r"(\d{1,2})\.(\d{1,2})")
 
 
@@ -89,17 +88,6 @@ def missed_updates(full: OrderView) -> list[Update]:
     return [update for _, _, update in sorted(steps, key=lambda step: (step[0], step[1]))]
 
 
-def _unavailable(request: Request, detail: str) -> HTTPResponse:
-    return problem(
-        503,
-        "Event stream unavailable",
-        detail,
-        problem_type("stream-unavailable"),
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-        **request_ext(request),
-    )
-
-
 async def order_events(request: Request, order_id: str) -> HTTPResponse | None:
     """Stream the order's snapshot (or what the client missed), then its changes."""
     app = request.app
@@ -114,11 +102,11 @@ async def order_events(request: Request, order_id: str) -> HTTPResponse | None:
         )
     hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
     if hub is None or not await hub.wait_ready(HUB_READY_TIMEOUT):
-        return _unavailable(request, "Order tracking is not available yet; retry shortly.")
+        return sse.stream_unavailable(request, "Order tracking is not available yet; retry.")
     streams: sse.OpenStreams = app.ctx.open_streams
     stop = streams.admit()
     if stop is None:
-        return _unavailable(request, "This server has as many event streams open as it serves.")
+        return sse.stream_unavailable(request, sse.FULL)
     try:
         with hub.subscribe(order_id) as subscription:
             full = await load_view(app, order_id)  # a store error: the 503 problem handler
@@ -196,12 +184,7 @@ def register(app: Sanic) -> None:
         ),
         tag="orders",
         parameter=[
-            {
-                "name": "order_id",
-                "location": "path",
-                "schema": String(pattern=ORDER_ID_PATTERN),
-                "required": True,
-            },
+            order_id_parameter(),
             {
                 "name": "Last-Event-ID",
                 "location": "header",

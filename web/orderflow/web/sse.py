@@ -29,12 +29,26 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, ResponseStream
 
 from orderflow.web.metrics import SSE_STREAMS
+from orderflow.web.problems import problem, problem_type, request_ext
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 HEARTBEAT = b": heartbeat\n\n"
+FULL = "This server has as many event streams open as it serves; retry shortly."
+
+
+def stream_unavailable(request: Request, detail: str) -> HTTPResponse:
+    """The 503 of a stream that cannot start (no fan-out yet, or the cap reached)."""
+    return problem(
+        503,
+        "Event stream unavailable",
+        detail,
+        problem_type("stream-unavailable"),
+        headers={"Retry-After": "1"},
+        **request_ext(request),
+    )
 
 
 def encode_event(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:

@@ -6,6 +6,7 @@
 
 import { fetchMenu } from "./api.js";
 import { formatMoney } from "./format.js";
+import { parseMessage } from "./messages.js";
 
 const MENU_EVENTS = "/api/v1/menu/events";
 const LOAD_RETRY_MS = 3000;
@@ -34,12 +35,8 @@ export class MenuView {
     const events = new EventSource(MENU_EVENTS);
     this.events = events;
     events.addEventListener("stock", (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
+      const message = parseMessage(event.data);
+      if (!message) return;
       this.applyStock(message.items || []);
       this.showStatus("live");
     });

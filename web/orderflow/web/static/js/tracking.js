@@ -9,6 +9,13 @@
 // WebSocket can name: its close codes 4400/4404 are final, no reconnect).
 
 import { DELIVERY_STEPS, ORDER_STEPS, formatTime, rankOf } from "./format.js";
+import { parseMessage } from "./messages.js";
+
+// Jittered exponential back-off: 0.5 s doubling to 8 s, each delay in [half, full].
+function reconnectDelay(attempt) {
+  const base = Math.min(500 * 2 ** (attempt - 1), 8000);
+  return base / 2 + Math.random() * (base / 2);
+}
 
 const FINAL_CLOSE_CODES = new Map([
   [4400, "This order id is not valid."],
@@ -45,13 +52,8 @@ export class TrackingSocket {
       this.pingTimer = setInterval(() => this.send({ type: "ping" }), this.pingMs);
     });
     socket.addEventListener("message", (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      if (message.type !== "pong") this.onMessage(message);
+      const message = parseMessage(event.data);
+      if (message && message.type !== "pong") this.onMessage(message);
     });
     socket.addEventListener("close", (event) => {
       clearInterval(this.pingTimer);
@@ -68,11 +70,9 @@ export class TrackingSocket {
 
   scheduleReconnect() {
     this.attempt += 1;
-    const base = Math.min(500 * 2 ** (this.attempt - 1), 8000);
-    const delay = base / 2 + Math.random() * (base / 2);
     this.onState("reconnecting");
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.retryTimer = setTimeout(() => this.connect(), reconnectDelay(this.attempt));
   }
 
   send(message) {
@@ -115,12 +115,8 @@ export class TrackingEvents {
     const source = new EventSource(this.url());
     this.source = source;
     const deliver = (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
+      const message = parseMessage(event.data);
+      if (!message) return;
       this.received = true;
       this.attempt = 0;
       this.onState("live");
@@ -147,10 +143,9 @@ export class TrackingEvents {
       }
       // Closed for good (e.g. a 503 while reconnecting): a new stream after a back-off.
       this.attempt += 1;
-      const base = Math.min(500 * 2 ** (this.attempt - 1), 8000);
       this.onState("reconnecting");
       clearTimeout(this.retryTimer);
-      this.retryTimer = setTimeout(() => this.connect(), base / 2 + Math.random() * (base / 2));
+      this.retryTimer = setTimeout(() => this.connect(), reconnectDelay(this.attempt));
     });
   }
 
