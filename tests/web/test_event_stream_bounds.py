@@ -3,8 +3,9 @@
 What these tests prove:
 * a client that opens ``/api/v1/menu/events`` and never reads is disconnected once a
   write has waited ``ORDERFLOW_SSE_SEND_TIMEOUT_SECONDS`` (1 s here): the process's
-  open-stream gauge goes back to zero while the client still has not read a byte, and
-  the process keeps serving other streams (the order stream shares the same writer);
+  open-stream gauge drops by one while the client still has not read a byte, a reading
+  client meanwhile gets every change, and new streams are served (the order stream
+  shares the same writer, ``orderflow.web.sse.EventStream``);
 * at most ``ORDERFLOW_SSE_MAX_STREAMS`` streams are open per process: one more gets a
   503 problem with ``Retry-After`` before any stream starts, and a stream whose client
   left frees its place (noticed at the next heartbeat).
@@ -27,10 +28,10 @@ from orderflow.models.store import Store
 from orderflow.runtime import App
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess, metric_value, running_process, sqlite_url
-from tests.web.sse_client import RECEIVE_GUARD, open_events
+from tests.web.sse_client import RECEIVE_GUARD, ServerEvent, open_events
 
 BULK_ITEMS = 3000  # ~130 KB per stock event: a few events fill any socket buffer
-CHANGES = 60
+CHANGES = 200  # at most; the loop ends once the client is dropped (~5 MB buffered here)
 GATEWAY_ENV = {
     "ORDERFLOW_SSE_SEND_TIMEOUT_SECONDS": "1",
     "ORDERFLOW_SSE_MAX_STREAMS": "3",
@@ -78,25 +79,38 @@ async def test_a_client_that_never_reads_is_dropped(
         for i in range(BULK_ITEMS)
     ]
     await store.seed_menu(bulk)
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD) as client:
-        await wait_for_streams(client, 0)
+    item = DEMO_MENU[0].id
+    url = f"{gateway.url}/api/v1/menu/events"
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD) as client,
+        open_events(url) as watcher,  # a client that reads: each change made its event
+    ):
+        await watcher.next()
         sock = never_reading_client(gateway.port)
         try:
-            await wait_for_streams(client, 1)
-            for change in range(CHANGES):  # each change: one ~130 KB event for the client
-                await store.set_stock(DEMO_MENU[0].id, change)
-                assert await announce_stock_change(publisher, [DEMO_MENU[0].id], source="test")
-                if await metric_value(client, "orderflow_sse_streams") == 0:
+            await wait_for_streams(client, 2)
+            for change in range(CHANGES):  # each change: one ~130 KB event for each client
+                level = 10_000 + change
+                await store.set_stock(item, level)
+                assert await announce_stock_change(publisher, [item], source="test")
+                while stock_of(await watcher.next(), item) != level:
+                    pass
+                if await metric_value(client, "orderflow_sse_streams") == 1:
                     break
-            await wait_for_streams(client, 0)  # dropped, though it never read a byte
+            await wait_for_streams(client, 1)  # dropped, though it never read a byte
         finally:
             sock.close()
-
-        # The process still serves streams.
-        async with open_events(f"{gateway.url}/api/v1/menu/events") as reader:
+        # The reading client was served all along, and the process serves new streams.
+        async with open_events(url) as reader:
             event = await reader.next()
     assert event.event == "stock"
     assert len(event.json()["items"]) == len(DEMO_MENU) + BULK_ITEMS
+    assert stock_of(event, item) == level
+
+
+def stock_of(event: ServerEvent, item_id: str) -> int:
+    levels = {entry["id"]: entry["stock"] for entry in event.json()["items"]}
+    return int(levels[item_id])
 
 
 async def test_open_streams_are_capped_per_process(gateway: ApiProcess) -> None:
