@@ -233,3 +233,16 @@ async def test_gateway_stops_cleanly_with_streams_open(
         gateway.stop()
     assert codes == {"api": 0}, log.read_text()
     assert "Task was destroyed but it is pending" not in log.read_text()
+
+
+async def test_both_streams_are_documented_in_openapi(gateway: ApiProcess) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=15) as client:
+        spec = (await client.get("/docs/openapi.json")).json()
+    orders = spec["paths"]["/api/v1/orders/{order_id}/events"]["get"]
+    menu = spec["paths"]["/api/v1/menu/events"]["get"]
+    assert (orders["operationId"], menu["operationId"]) == ("orderEvents", "menuEvents")
+    assert "text/event-stream" in orders["responses"]["200"]["content"]
+    assert "text/event-stream" in menu["responses"]["200"]["content"]
+    assert set(orders["responses"]) == {"200", "400", "404", "503"}
+    parameters = [(p["in"], p["name"]) for p in orders["parameters"]]
+    assert sorted(parameters) == [("header", "Last-Event-ID"), ("path", "order_id")]
