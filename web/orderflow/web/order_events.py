@@ -21,6 +21,7 @@ process has ``sse_max_streams`` open.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -35,8 +36,11 @@ from orderflow.web import sse
 from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
 from orderflow.web.openapi import order_id_parameter, problem_content
 from orderflow.web.problems import problem, problem_type, request_ext
+from orderflow.web.store_problems import store_unavailable
 from orderflow.web.tracking import HUB_READY_TIMEOUT, OrderView, load_view
 from orderflow.web.validation import is_plausible_order_id
+
+log = logging.getLogger(__name__)
 
 ROUTE = "/api/v1/orders/<order_id:str>/events"
 _POSITION = re.compile(r"(\d{1,2})\.(\d{1,2})")
@@ -109,7 +113,11 @@ async def order_events(request: Request, order_id: str) -> HTTPResponse | None:
         return sse.stream_unavailable(request, sse.FULL)
     try:
         with hub.subscribe(order_id) as subscription:
-            full = await load_view(app, order_id)  # a store error: the 503 problem handler
+            try:
+                full = await load_view(app, order_id)
+            except Exception:  # whatever the store raised: nothing was sent yet, say so
+                log.exception("event stream: snapshot failed for order %s", order_id)
+                return store_unavailable(request, "The order store is not available; retry.")
             if full is None:
                 return problem(
                     404,
