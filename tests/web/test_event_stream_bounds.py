@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -26,8 +25,7 @@ from orderflow.models.documents import MenuItem
 from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import Store
 from orderflow.runtime import App
-from orderflow.runtime.localserver import LocalRedisServer
-from tests.web.api_process import ApiProcess, metric_value, running_process, sqlite_url
+from tests.web.api_process import ApiProcess, metric_value, sqlite_url
 from tests.web.sse_client import RECEIVE_GUARD, ServerEvent, open_events
 
 BULK_ITEMS = 3000  # ~130 KB per stock event: a few events fill any socket buffer
@@ -44,15 +42,6 @@ GATEWAY_ENV = {
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return sqlite_url(tmp_path_factory.mktemp("stream-bounds-store"))
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiProcess]:
-    log = tmp_path_factory.mktemp("stream-bounds-logs") / "gateway.log"
-    with running_process(redis_server.url, store_url, log, GATEWAY_ENV) as process:
-        yield process
 
 
 async def wait_for_streams(client: httpx.AsyncClient, expected: float) -> None:
@@ -72,7 +61,7 @@ def never_reading_client(port: int) -> socket.socket:
 
 
 async def test_a_client_that_never_reads_is_dropped(
-    gateway: ApiProcess, store: Store, publisher: App
+    events_gateway: ApiProcess, store: Store, publisher: App
 ) -> None:
     bulk = [
         MenuItem(id=f"bulk-{i:04d}", name=f"Bulk {i}", category="bulk", price=100, stock=1000)
@@ -80,13 +69,13 @@ async def test_a_client_that_never_reads_is_dropped(
     ]
     await store.seed_menu(bulk)
     item = DEMO_MENU[0].id
-    url = f"{gateway.url}/api/v1/menu/events"
+    url = f"{events_gateway.url}/api/v1/menu/events"
     async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD) as client,
+        httpx.AsyncClient(base_url=events_gateway.url, timeout=RECEIVE_GUARD) as client,
         open_events(url) as watcher,  # a client that reads: each change made its event
     ):
         await watcher.next()
-        sock = never_reading_client(gateway.port)
+        sock = never_reading_client(events_gateway.port)
         try:
             await wait_for_streams(client, 2)
             for change in range(CHANGES):  # each change: one ~130 KB event for each client
@@ -113,9 +102,9 @@ def stock_of(event: ServerEvent, item_id: str) -> int:
     return int(levels[item_id])
 
 
-async def test_open_streams_are_capped_per_process(gateway: ApiProcess) -> None:
-    url = f"{gateway.url}/api/v1/menu/events"
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD) as client:
+async def test_open_streams_are_capped_per_process(events_gateway: ApiProcess) -> None:
+    url = f"{events_gateway.url}/api/v1/menu/events"
+    async with httpx.AsyncClient(base_url=events_gateway.url, timeout=RECEIVE_GUARD) as client:
         await wait_for_streams(client, 0)
         async with contextlib.AsyncExitStack() as stack:
             readers = [await stack.enter_async_context(open_events(url)) for _ in range(3)]

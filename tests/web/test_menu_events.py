@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -32,9 +32,8 @@ from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import Store
 from orderflow.runtime import App
 from orderflow.runtime.envelope import Envelope
-from orderflow.runtime.localserver import LocalRedisServer
 from orderflow.web.menu_hub import MenuHub, StockLevels
-from tests.web.api_process import ApiProcess, metric_value, running_process, sqlite_url
+from tests.web.api_process import ApiProcess, metric_value, sqlite_url
 from tests.web.sse_client import RECEIVE_GUARD, EventReader, open_events
 from tests.web.test_tracking import publish
 
@@ -124,15 +123,6 @@ async def test_250_subscribers_cost_one_read_per_change_and_all_get_it(
             assert all(levels[ITEM] == 7 for levels in latest)
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiProcess]:
-    log = tmp_path_factory.mktemp("menu-events-logs") / "gateway.log"
-    with running_process(redis_server.url, store_url, log, GATEWAY_ENV) as process:
-        yield process
-
-
 async def menu_reads(client: httpx.AsyncClient) -> float:
     return await metric_value(client, "orderflow_menu_fanout_reads_total")
 
@@ -145,14 +135,14 @@ async def next_stock(reader: EventReader) -> dict[str, int]:
 
 
 async def test_200_open_pages_see_an_order_with_a_bounded_number_of_reads(
-    gateway: ApiProcess, store: Store
+    events_gateway: ApiProcess, store: Store
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
         client = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD)
+            httpx.AsyncClient(base_url=events_gateway.url, timeout=RECEIVE_GUARD)
         )
         readers = [
-            await stack.enter_async_context(open_events(f"{gateway.url}/api/v1/menu/events"))
+            await stack.enter_async_context(open_events(f"{events_gateway.url}/api/v1/menu/events"))
             for _ in range(200)
         ]
         first = await asyncio.gather(*(next_stock(r) for r in readers))
@@ -173,10 +163,10 @@ async def test_200_open_pages_see_an_order_with_a_bounded_number_of_reads(
     assert reads_after - reads_before == 1
 
 
-async def test_ops_set_stock_reaches_an_open_page(gateway: ApiProcess) -> None:
+async def test_ops_set_stock_reaches_an_open_page(events_gateway: ApiProcess) -> None:
     async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=RECEIVE_GUARD) as client,
-        open_events(f"{gateway.url}/api/v1/menu/events") as reader,
+        httpx.AsyncClient(base_url=events_gateway.url, timeout=RECEIVE_GUARD) as client,
+        open_events(f"{events_gateway.url}/api/v1/menu/events") as reader,
     ):
         await next_stock(reader)
         response = await client.put(

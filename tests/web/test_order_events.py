@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,7 +29,7 @@ from orderflow.models.documents import utc_now
 from orderflow.models.events import DeliveryCreated
 from orderflow.models.store import Store
 from orderflow.runtime.localserver import LocalRedisServer
-from tests.web.api_process import ApiProcess, running_process, sqlite_url
+from tests.web.api_process import ApiProcess, sqlite_url
 from tests.web.sse_client import ServerEvent, open_events
 from tests.web.test_tracking import delivery_status, order_status, place_order, publish
 
@@ -42,17 +41,8 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return sqlite_url(tmp_path_factory.mktemp("order-events-store"))
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    redis_server: LocalRedisServer, store_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiProcess]:
-    log = tmp_path_factory.mktemp("order-events-logs") / "gateway.log"
-    with running_process(redis_server.url, store_url, log, GATEWAY_ENV) as process:
-        yield process
-
-
-def events_url(gateway: ApiProcess, order_id: str) -> str:
-    return f"{gateway.url}/api/v1/orders/{order_id}/events"
+def events_url(events_gateway: ApiProcess, order_id: str) -> str:
+    return f"{events_gateway.url}/api/v1/orders/{order_id}/events"
 
 
 def kinds(events: list[ServerEvent]) -> list[tuple[str, str]]:
@@ -60,14 +50,14 @@ def kinds(events: list[ServerEvent]) -> list[tuple[str, str]]:
 
 
 async def test_snapshot_first_then_every_newer_change(
-    gateway: ApiProcess, store: Store, redis_client: aioredis.Redis
+    events_gateway: ApiProcess, store: Store, redis_client: aioredis.Redis
 ) -> None:
     order = await place_order(store)
     other = await place_order(store)
     await store.update_order_status(order.id, "confirmed", utc_now())
     delivery_id = uuid.uuid4().hex
 
-    async with open_events(events_url(gateway, order.id)) as reader:
+    async with open_events(events_url(events_gateway, order.id)) as reader:
         snapshot = await reader.next()
         assert snapshot.event == "snapshot"
         assert snapshot.id == "1.0"
@@ -111,22 +101,22 @@ async def test_snapshot_first_then_every_newer_change(
     assert all(e.json()["order_id"] == order.id for e in received)
 
 
-async def test_retry_hint_comes_first(gateway: ApiProcess, store: Store) -> None:
+async def test_retry_hint_comes_first(events_gateway: ApiProcess, store: Store) -> None:
     order = await place_order(store)
     async with (
         httpx.AsyncClient(timeout=15) as client,
-        client.stream("GET", events_url(gateway, order.id)) as response,
+        client.stream("GET", events_url(events_gateway, order.id)) as response,
     ):
         first = await anext(response.aiter_lines())
     assert first == "retry: 2000"
 
 
 async def test_last_event_id_resumes_without_loss_or_repeat(
-    gateway: ApiProcess, store: Store, redis_client: aioredis.Redis
+    events_gateway: ApiProcess, store: Store, redis_client: aioredis.Redis
 ) -> None:
     order = await place_order(store)
     await store.update_order_status(order.id, "confirmed", utc_now())
-    async with open_events(events_url(gateway, order.id)) as reader:
+    async with open_events(events_url(events_gateway, order.id)) as reader:
         snapshot = await reader.next()
     assert snapshot.id == "1.0"
 
@@ -136,7 +126,7 @@ async def test_last_event_id_resumes_without_loss_or_repeat(
     delivery = (await store.create_delivery(order.id)).delivery
 
     async with open_events(
-        events_url(gateway, order.id), headers={"Last-Event-ID": snapshot.id}
+        events_url(events_gateway, order.id), headers={"Last-Event-ID": snapshot.id}
     ) as reader:
         missed = [await reader.next() for _ in range(3)]
         assert kinds(missed) == [
@@ -159,7 +149,7 @@ async def test_last_event_id_resumes_without_loss_or_repeat(
 
     # Resuming from the latest position sends nothing until something new happens.
     async with open_events(
-        events_url(gateway, order.id), headers={"Last-Event-ID": live.id or ""}
+        events_url(events_gateway, order.id), headers={"Last-Event-ID": live.id or ""}
     ) as reader:
         await publish(
             redis_client,
@@ -172,19 +162,21 @@ async def test_last_event_id_resumes_without_loss_or_repeat(
 
 
 async def test_a_last_event_id_that_is_no_position_gets_a_snapshot(
-    gateway: ApiProcess, store: Store
+    events_gateway: ApiProcess, store: Store
 ) -> None:
     order = await place_order(store)
     async with open_events(
-        events_url(gateway, order.id), headers={"Last-Event-ID": "1700000000000-0"}
+        events_url(events_gateway, order.id), headers={"Last-Event-ID": "1700000000000-0"}
     ) as reader:
         first = await reader.next()
     assert (first.event, first.id) == ("snapshot", "0.0")
 
 
-async def test_quiet_stream_gets_heartbeat_comments(gateway: ApiProcess, store: Store) -> None:
+async def test_quiet_stream_gets_heartbeat_comments(
+    events_gateway: ApiProcess, store: Store
+) -> None:
     order = await place_order(store)
-    async with open_events(events_url(gateway, order.id)) as reader:
+    async with open_events(events_url(events_gateway, order.id)) as reader:
         assert (await reader.next()).event == "snapshot"
         comments = [await reader.next(comments=True) for _ in range(3)]
     assert [c.comment for c in comments] == ["heartbeat"] * 3
@@ -199,11 +191,11 @@ async def test_quiet_stream_gets_heartbeat_comments(gateway: ApiProcess, store: 
     ],
 )
 async def test_bad_ids_get_problems_before_any_stream(
-    gateway: ApiProcess, order_id: str, status: int, problem_type: str
+    events_gateway: ApiProcess, order_id: str, status: int, problem_type: str
 ) -> None:
     async with httpx.AsyncClient(timeout=15) as client:
         response = await client.get(
-            events_url(gateway, order_id), headers={"X-Correlation-ID": "sse-test-1"}
+            events_url(events_gateway, order_id), headers={"X-Correlation-ID": "sse-test-1"}
         )
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
@@ -235,8 +227,8 @@ async def test_gateway_stops_cleanly_with_streams_open(
     assert "Task was destroyed but it is pending" not in log.read_text()
 
 
-async def test_both_streams_are_documented_in_openapi(gateway: ApiProcess) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=15) as client:
+async def test_both_streams_are_documented_in_openapi(events_gateway: ApiProcess) -> None:
+    async with httpx.AsyncClient(base_url=events_gateway.url, timeout=15) as client:
         spec = (await client.get("/docs/openapi.json")).json()
     orders = spec["paths"]["/api/v1/orders/{order_id}/events"]["get"]
     menu = spec["paths"]["/api/v1/menu/events"]["get"]
