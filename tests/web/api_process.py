@@ -8,9 +8,13 @@ run by ``orderflow.agents.processes``, as the demo's and the benchmarks' are.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+import httpx
 
 from orderflow.agents.processes import Child, ProcessSpec, ProcessTree, cli_argv
 from orderflow.agents.readiness import HttpOk
@@ -86,3 +90,30 @@ class ApiProcess:
 
     def log(self) -> str:
         return self.child.output()
+
+
+def sqlite_url(directory: Path) -> str:
+    """A SQLite store file in ``directory``, shared by a test and its processes."""
+    return f"sqlite:///{directory / 'orderflow.db'}"
+
+
+@contextlib.contextmanager
+def running_process(
+    redis_url: str, store_url: str, log_path: Path, env: Mapping[str, str] | None = None
+) -> Iterator[ApiProcess]:
+    """One started ``orderflow api`` (all roles), stopped when the block ends."""
+    process = ApiProcess(
+        redis_url=redis_url, store_url=store_url, log_path=log_path, extra_env=env
+    ).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+async def metric_value(client: httpx.AsyncClient, name: str) -> float:
+    """The value of the unlabelled metric ``name`` on ``client``'s ``/metrics``."""
+    text = (await client.get("/metrics")).text
+    match = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+    assert match is not None, text
+    return float(match[1])

@@ -23,9 +23,9 @@ from sanic import Sanic
 from orderflow.agents.settings import Settings
 from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import Store, open_store
-from orderflow.runtime.localserver import free_port
+from orderflow.runtime.localserver import LocalRedisServer, free_port
 from orderflow.web.app import create_app
-from tests.web.api_process import ApiProcess
+from tests.web.api_process import ApiProcess, running_process
 
 # Each test builds a fresh app under the same name.
 Sanic.test_mode = True
@@ -138,3 +138,18 @@ async def eventually_async(predicate: Any, within: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def events_gateway(
+    request: pytest.FixtureRequest,
+    redis_server: LocalRedisServer,
+    store_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ApiProcess]:
+    """One ``orderflow api`` for the module, on its ``store_url``, with the module's
+    ``GATEWAY_ENV`` (the event-stream tests shorten heartbeats and timeouts with it)."""
+    env: dict[str, str] = getattr(request.module, "GATEWAY_ENV", {})
+    log = tmp_path_factory.mktemp("gateway-logs") / "gateway.log"
+    with running_process(redis_server.url, store_url, log, env) as process:
+        yield process

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -201,6 +202,7 @@ def test_order_from_menu_to_delivered(stack: DemoStack, page: Page) -> None:
     expect(page.get_by_test_id("connection-state")).to_have_attribute(
         "data-state", re.compile("live|done"), timeout=UI_WAIT_MS
     )
+    expect(page.get_by_test_id("connection-state")).to_have_attribute("data-transport", "sse")
     expect(page.get_by_test_id("order-step-preparing")).to_have_attribute(
         "data-state", re.compile("current|done"), timeout=UI_WAIT_MS
     )
@@ -216,6 +218,51 @@ def test_order_from_menu_to_delivered(stack: DemoStack, page: Page) -> None:
     expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "done")
     expect(margherita).to_have_attribute("data-stock", str(stock_before - 2), timeout=UI_WAIT_MS)
     shot(page, "04-delivered")
+
+
+def test_stock_updates_on_an_open_page_without_polling(stack: DemoStack, page: Page) -> None:
+    menu_reads: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            menu_reads.append(request.url) if request.url.endswith("/api/v1/menu") else None
+        ),
+    )
+    page.goto(stack.url)
+    margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
+    expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
+    expect(page.get_by_test_id("menu-status")).to_contain_text("live stock", timeout=UI_WAIT_MS)
+    before = int(margherita.get_attribute("data-stock") or "-1")
+    assert before > 3
+
+    # Another customer orders (another client, not this page).
+    response = httpx.post(
+        f"{stack.url}/api/v1/orders",
+        json={"lines": [{"item_id": "margherita", "quantity": 3}]},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    expect(margherita).to_have_attribute("data-stock", str(before - 3), timeout=UI_WAIT_MS)
+    expect(margherita.get_by_test_id("stock")).to_contain_text(str(before - 3))
+    shot(page, "05-live-stock")
+    assert len(menu_reads) == 1, menu_reads  # read once on load; the rest was pushed
+
+
+def test_tracking_falls_back_to_the_websocket_without_eventsource(
+    stack: DemoStack, page: Page
+) -> None:
+    page.add_init_script("delete window.EventSource;")
+    page.goto(stack.url)
+    margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
+    expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
+    margherita.get_by_test_id("add-to-cart").click()
+    page.get_by_test_id("place-order").click()
+    connection = page.get_by_test_id("connection-state")
+    expect(connection).to_have_attribute("data-transport", "websocket", timeout=UI_WAIT_MS)
+    expect(page.get_by_test_id("order-step-delivered")).to_have_attribute(
+        "data-state", "done", timeout=UI_WAIT_MS
+    )
 
 
 def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: Page) -> None:
@@ -238,7 +285,7 @@ def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: Pag
     expect(page.get_by_test_id("cart-line")).to_have_count(1)  # the cart is kept
     expect(page.get_by_test_id("tracking")).to_be_hidden()
     expect(tiramisu.get_by_test_id("stock")).to_have_text("Sold out", timeout=UI_WAIT_MS)
-    shot(page, "05-out-of-stock")
+    shot(page, "07-out-of-stock")
 
 
 def test_tracking_reconnects_after_the_gateway_restarts(
@@ -289,7 +336,8 @@ def test_tracking_reconnects_after_the_gateway_restarts(
         expect(connection).to_have_attribute("data-state", "live", timeout=UI_WAIT_MS)
         expect(page.get_by_test_id("order-step-created")).to_have_attribute("data-state", "current")
 
-        gateway.stop()  # the socket drops; the page keeps trying
+        expect(connection).to_have_attribute("data-transport", "sse")
+        gateway.stop()  # the stream drops; the page keeps trying
         expect(connection).to_have_attribute("data-state", "reconnecting", timeout=UI_WAIT_MS)
         run_async(confirm_in_store(order_id))  # happens while the page is disconnected
         shot(page, "06-reconnecting")
@@ -302,7 +350,7 @@ def test_tracking_reconnects_after_the_gateway_restarts(
         )
         gateway.start()
         expect(connection).to_have_attribute("data-state", "live", timeout=UI_WAIT_MS)
-        # The fresh snapshot covers what happened while disconnected ...
+        # The resumed stream (Last-Event-ID) brings what happened while disconnected ...
         expect(page.get_by_test_id("order-step-confirmed")).to_have_attribute(
             "data-state", "current", timeout=UI_WAIT_MS
         )

@@ -17,6 +17,9 @@ from tests.web.conftest import LiveApi
 
 MAX_EXAMPLES = 30
 SEED = 20261124
+# Server-Sent Events: a valid request's body never ends, which a fuzzer cannot read.
+# Their bad inputs (400/404 problems) are tested in test_order_events.py.
+STREAMING_OPERATIONS = ("orderEvents", "menuEvents")
 
 
 async def test_no_server_errors_under_schemathesis(api: LiveApi, tmp_path: Path) -> None:
@@ -39,6 +42,7 @@ async def test_no_server_errors_under_schemathesis(api: LiveApi, tmp_path: Path)
         "--workers",
         "1",
         "--no-color",
+        *(arg for op in STREAMING_OPERATIONS for arg in ("--exclude-operation-id", op)),
         "--request-timeout",
         "30",
         cwd=tmp_path,
@@ -49,9 +53,10 @@ async def test_no_server_errors_under_schemathesis(api: LiveApi, tmp_path: Path)
     text = output.decode(errors="replace")
     print(text)  # shown by pytest -s or on failure
     assert process.returncode == 0, text
-    # every documented operation was exercised, and nothing failed
+    # every documented operation but the endless streams was exercised, and nothing failed
     selected = re.search(r"Selected: (\d+)/(\d+)", text)
     tested = re.search(r"Tested: (\d+)", text)
     assert selected and tested, text
-    assert int(selected.group(1)) == int(selected.group(2)) == int(tested.group(1)) >= 6, text
+    assert int(selected.group(1)) == int(tested.group(1)) >= 6, text
+    assert int(selected.group(2)) - int(selected.group(1)) == len(STREAMING_OPERATIONS), text
     assert "No issues found" in text, text

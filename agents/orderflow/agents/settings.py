@@ -95,6 +95,23 @@ class Settings(RuntimeSettings):
     # gives up on it. Must exceed store_deadline_seconds by RESPONSE_MARGIN_SECONDS.
     http_response_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    # Server-Sent Events (docs/realtime.md#server-sent-events). A comment line goes out
+    # when a stream has been quiet this long, so proxies keep the connection; it must
+    # be below http_response_timeout_seconds (Sanic cuts a response silent that long).
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # The `retry:` hint sent first on every stream: milliseconds a browser waits
+    # before it reconnects on its own.
+    sse_retry_ms: int = Field(default=2000, ge=0)
+    # Longest wait, in seconds, for one event to be taken by the client; a client that
+    # does not read for that long is disconnected (it reconnects and resumes).
+    sse_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Event streams (order tracking and menu) one process keeps open at most; one more
+    # is answered 503 with Retry-After before the stream starts.
+    sse_max_streams: int = Field(default=10000, ge=1)
+    # Shortest time, in seconds, between two menu reads of the stock fan-out (one per
+    # process): a burst of orders costs one read per interval, whatever the audience.
+    menu_refresh_interval_seconds: float = Field(default=0.25, ge=0)
+
     # Simulator delays (seconds); 0/0 makes the lifecycle run at full speed.
     simulator_delay_min: float = Field(default=1.0, ge=0)
     simulator_delay_max: float = Field(default=4.0, ge=0)
@@ -133,6 +150,18 @@ class Settings(RuntimeSettings):
                 f"ORDERFLOW_STORE_DEADLINE_SECONDS ({self.store_deadline_seconds:g}) must be"
                 f" at least {RESPONSE_MARGIN_SECONDS:g} s below"
                 f" ORDERFLOW_HTTP_RESPONSE_TIMEOUT_SECONDS ({self.http_response_timeout_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_the_response_timeout(self) -> Settings:
+        """A heartbeat slower than Sanic's response timeout would let Sanic cut every
+        quiet event stream."""
+        if self.sse_heartbeat_seconds >= self.http_response_timeout_seconds:
+            raise ValueError(
+                f"ORDERFLOW_SSE_HEARTBEAT_SECONDS ({self.sse_heartbeat_seconds:g}) must be"
+                " below ORDERFLOW_HTTP_RESPONSE_TIMEOUT_SECONDS"
+                f" ({self.http_response_timeout_seconds:g})"
             )
         return self
 

@@ -20,6 +20,7 @@ from orderflow.models.events import (
     OrderSimulate,
     OrderStatusReported,
     OrderStatusUpdated,
+    StockChanged,
 )
 from orderflow.runtime import App, Record, Topic, keys
 
@@ -31,6 +32,7 @@ ORDER_STATUS_STREAM = "order-status-stream"
 DELIVERY_STATUS_STREAM = "delivery-status-stream"
 SIMULATE_ORDER_STREAM = "simulate-order-stream"
 SIMULATE_DELIVERY_STREAM = "simulate-delivery-stream"
+MENU_STREAM = "menu-stream"
 DEAD_LETTERS_STREAM = keys.DEAD_LETTERS
 
 #: Every stream the reference system uses, in the order of the event flow.
@@ -41,6 +43,7 @@ ALL_STREAMS: tuple[str, ...] = (
     DELIVERY_STATUS_STREAM,
     SIMULATE_ORDER_STREAM,
     SIMULATE_DELIVERY_STREAM,
+    MENU_STREAM,
     DEAD_LETTERS_STREAM,
 )
 
@@ -52,6 +55,7 @@ STREAM_RECORDS: dict[str, tuple[type[Record], ...]] = {
     DELIVERY_STATUS_STREAM: (DeliveryStatusReported,),
     SIMULATE_ORDER_STREAM: (OrderSimulate,),
     SIMULATE_DELIVERY_STREAM: (DeliverySimulate,),
+    MENU_STREAM: (StockChanged,),
 }
 
 #: Consumer group of each service: one group per service, so every service sees every

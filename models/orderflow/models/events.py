@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from orderflow.models.documents import (
     DeliveryStatus,
     EntityId,
@@ -111,6 +113,20 @@ class DeliveryStatusUpdated(SimulateFlag, event_type="delivery.status_updated.v1
     previous: DeliveryStatus
 
 
+class StockChanged(Record, event_type="stock.changed.v1"):
+    """Someone set stock levels outside an order (refill, the ops console's set-stock).
+
+    Placing an order needs no such event: ``order.created.v1`` already says stock was
+    reserved. The event names the items but carries no levels: a reader that shows
+    stock reads the levels once (the gateway's menu fan-out), so a late or repeated
+    event can never show an old level.
+    """
+
+    item_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    """The items whose stock changed; empty means every item (a refill)."""
+    at: Timestamp
+
+
 ALL_EVENTS: tuple[type[Record], ...] = (
     OrderCreated,
     OrderSimulate,
@@ -120,6 +136,7 @@ ALL_EVENTS: tuple[type[Record], ...] = (
     DeliverySimulate,
     DeliveryStatusReported,
     DeliveryStatusUpdated,
+    StockChanged,
 )
 
 __all__ = [
@@ -133,4 +150,5 @@ __all__ = [
     "OrderStatusReported",
     "OrderStatusUpdated",
     "SimulateFlag",
+    "StockChanged",
 ]

@@ -15,6 +15,9 @@ API and WebSocket-gateway Deployments:
 * ``api``: REST + docs + browser UI;
 * ``gateway``: WebSocket tracking.
 
+Every role also serves the Server-Sent Events streams of orders and stock
+(``/api/v1/orders/<id>/events``, ``/api/v1/menu/events``) with its own fan-out.
+
 Every role serves ``/healthz``, ``/readyz`` and ``/metrics``.
 """
 
@@ -32,13 +35,16 @@ from orderflow.web import (
     correlation,
     cors,
     docs_ui,
+    menu_events,
     openapi,
     ops,
+    order_events,
     problems,
     rate_limit,
     request_guard,
     request_spans,
     security_headers,
+    sse,
     store_problems,
     tracking,
     ui,
@@ -114,6 +120,13 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
         ops.register(app, settings)
     if role in ("all", "gateway"):
         tracking.register(app)
+    else:
+        tracking.register_hub(app)  # the order event streams need the fan-out, not the socket
+    # Every role serves the event streams: they are plain HTTP under /api/v1, which the
+    # chart's Ingress routes to the API, and a single-role gateway serves them too.
+    sse.install(app, settings.sse_max_streams)
+    order_events.register(app)
+    menu_events.register(app)
 
     app.register_listener(_open_connections, "before_server_start")
     app.register_listener(_close_connections, "after_server_stop")

@@ -189,12 +189,7 @@ class TrackingHub:
 
     async def wait_ready(self, within: float) -> bool:
         """Wait up to ``within`` seconds for the cursors; False if Redis is still unreachable."""
-        deadline = asyncio.get_running_loop().time() + within
-        for follower in self._followers:
-            left = max(0.0, deadline - asyncio.get_running_loop().time())
-            if not await follower.wait_ready(left):
-                return False
-        return True
+        return await followers_ready(self._followers, within)
 
     def start(self) -> None:
         """Start one task per followed stream (it resolves its cursor, then reads)."""
@@ -252,6 +247,16 @@ class TrackingHub:
         held, self._held = self._held, []
         for _, update in in_time_order(held):
             self.dispatch(update)
+
+
+async def followers_ready(followers: Iterable[TopicFollower[Any]], within: float) -> bool:
+    """Wait up to ``within`` seconds in all for every follower's cursor; False if not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    for follower in followers:
+        if not await follower.wait_ready(max(0.0, deadline - loop.time())):
+            return False
+    return True
 
 
 def in_time_order(held: Iterable[tuple[bytes, U]]) -> list[tuple[bytes, U]]:

@@ -56,6 +56,17 @@ WEBSOCKET_CONNECTIONS = Gauge(
     multiprocess_mode="livesum",
 )
 
+SSE_STREAMS = Gauge(
+    "orderflow_sse_streams",
+    "Server-Sent Events streams (order tracking and menu) open now (summed over live processes).",
+    multiprocess_mode="livesum",
+)
+MENU_READS = Counter(
+    "orderflow_menu_fanout_reads",
+    "Menu reads of the stock fan-out (one per process and refresh, whatever the number of"
+    " open pages).",
+)
+
 
 def multiprocess_enabled() -> bool:
     """True when this process writes its metrics to a shared directory."""

@@ -20,8 +20,10 @@ from sanic import Sanic
 from sanic_ext.extensions.http.extension import HTTPExtension
 from sanic_ext.extensions.openapi.builders import OperationStore
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
+from sanic_ext.extensions.openapi.types import String
 
 from orderflow.models.documents import MenuItem, Order
+from orderflow.web.validation import ORDER_ID_PATTERN
 
 SPEC_PATH = "/docs/openapi.json"
 
@@ -109,6 +111,16 @@ MENU_SCHEMA: dict[str, Any] = {
 
 def json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
+
+
+def order_id_parameter() -> dict[str, Any]:
+    """The ``{order_id}`` path parameter of the order routes (32 lowercase hex digits)."""
+    return {
+        "name": "order_id",
+        "location": "path",
+        "schema": String(pattern=ORDER_ID_PATTERN),
+        "required": True,
+    }
 
 
 def problem_content() -> dict[str, Any]:

@@ -359,5 +359,11 @@ def register(app: Sanic) -> None:
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_message_bytes
     app.add_websocket_route(order_tracking, ROUTE, name="order_tracking")
     exclude_from_openapi(app, "order_tracking")
+    register_hub(app)
+
+
+def register_hub(app: Sanic) -> None:
+    """Only the per-process fan-out, for a role that serves the order event streams
+    (Server-Sent Events, :mod:`orderflow.web.order_events`) but not the WebSocket."""
     app.register_listener(_start_hub, "after_server_start")
     app.register_listener(_stop_hub, "before_server_stop")

@@ -1,7 +1,8 @@
 """``orderflow refill``: restock every menu item (what the Kubernetes CronJob runs).
 
 Without ``--stock`` each item goes back to its seed level (the store remembers
-it); with ``--stock N`` every item is set to N.
+it); with ``--stock N`` every item is set to N. With ``ORDERFLOW_REDIS_URL`` set, a
+``stock.changed.v1`` then tells the gateways, so open shop pages show the new stock.
 """
 
 from __future__ import annotations
@@ -10,13 +11,26 @@ import argparse
 import asyncio
 
 from orderflow.agents.settings import get_settings
+from orderflow.agents.stock_events import announce_stock_change
 from orderflow.models.store import opened_store
+from orderflow.runtime import App
 
 
-async def refill_store(store_url: str, stock: int | None) -> int:
-    """Restock every item of the store at ``store_url``; returns how many items were touched."""
+async def refill_store(store_url: str, stock: int | None, redis_url: str = "") -> int:
+    """Restock every item of the store at ``store_url``; returns how many items were touched.
+
+    With ``redis_url``, the change is announced on ``menu-stream`` afterwards (a failed
+    announcement is a warning: the refill is done either way).
+    """
     async with opened_store(store_url) as store:
-        return await store.refill(stock)
+        touched = await store.refill(stock)
+    if redis_url:
+        app = App("refill", broker=redis_url)
+        try:
+            await announce_stock_change(app, source="refill")
+        finally:
+            await app.stop()
+    return touched
 
 
 def _non_negative(text: str) -> int:
@@ -27,8 +41,9 @@ def _non_negative(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    store_url = args.store_url or get_settings().store_url
-    touched = asyncio.run(refill_store(store_url, args.stock))
+    settings = get_settings()
+    store_url = args.store_url or settings.store_url
+    touched = asyncio.run(refill_store(store_url, args.stock, settings.redis_url))
     level = "its seed level" if args.stock is None else str(args.stock)
     print(f"restocked {touched} item(s) to {level} ({store_url})")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sanic import HTTPResponse, Request, Sanic
 from sanic.response import json
 
+from orderflow.agents.stock_events import announce_stock_change
 from orderflow.models.documents import MENU_ITEM_ID_PATTERN
 from orderflow.models.store import UnknownItem
 from orderflow.web.ops.auth import audit
@@ -37,6 +38,7 @@ async def set_stock(request: Request, item_id: str) -> HTTPResponse:
             problem_type("unknown-item"), **request_ext(request),
         )  # fmt: skip
     audit(request, "menu.set-stock", item_id=item_id, stock=body.stock)
+    await announce_stock_change(request.app.ctx.publisher, [item_id], source="ops")  # live pages
     return json({"item_id": item_id, "stock": body.stock})
 
 
@@ -46,6 +48,7 @@ async def refill(request: Request) -> HTTPResponse:
         return body
     changed = await request.app.ctx.store.refill(body.stock)
     audit(request, "menu.refill", stock=body.stock if body.stock is not None else "seeded")
+    await announce_stock_change(request.app.ctx.publisher, source="ops")  # live pages
     return json({"refilled": changed})
 
 

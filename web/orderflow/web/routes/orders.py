@@ -52,12 +52,12 @@ from orderflow.web.openapi import (
     ORDER_SCHEMA,
     document_response_extras,
     json_content,
+    order_id_parameter,
     problem_content,
 )
 from orderflow.web.problems import problem, problem_type, request_ext
 from orderflow.web.store_problems import order_outcome_unknown, store_unavailable
 from orderflow.web.validation import (
-    ORDER_ID_PATTERN,
     InvalidBody,
     Limits,
     MalformedJSON,
@@ -309,14 +309,7 @@ def register(app: Sanic) -> None:
         summary="Get an order",
         description="The order with its status history and its delivery (once it has one).",
         tag="orders",
-        parameter=[
-            {
-                "name": "order_id",
-                "location": "path",
-                "schema": String(pattern=ORDER_ID_PATTERN),
-                "required": True,
-            }
-        ],
+        parameter=[order_id_parameter()],
     )(get_order_route)
     get_documented = openapi.response(404, problem_content(), "No such order")(get_documented)
     get_documented = openapi.response(503, problem_content(), "Store not available in time")(

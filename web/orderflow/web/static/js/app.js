@@ -4,13 +4,13 @@ import { ProblemError, newIdempotencyKey, placeOrder } from "./api.js";
 import { Cart } from "./cart.js";
 import { DELIVERY_STEPS, ORDER_STEPS, formatMoney } from "./format.js";
 import { MenuView } from "./menu.js";
-import { Timeline, TrackingSocket } from "./tracking.js";
+import { Timeline, TrackingChannel } from "./tracking.js";
 
 const $ = (id) => document.getElementById(id);
 
 const cart = new Cart();
 let placing = false; // an order request is in flight
-let socket = null; // the TrackingSocket of the order on screen
+let socket = null; // the TrackingChannel (SSE, else WebSocket) of the order on screen
 
 // -- cart -----------------------------------------------------------------------
 
@@ -89,8 +89,7 @@ async function onPlaceOrder() {
   try {
     const order = await placeOrder(cart.toRequestLines(), newIdempotencyKey());
     cart.clear();
-    track(order.id ?? order.order_id, order);
-    menu.refresh();
+    track(order.id ?? order.order_id, order); // the new stock arrives as a live event
   } catch (error) {
     const detail = error instanceof ProblemError ? error.message : "Something went wrong. Please try again.";
     showError(detail);
@@ -116,6 +115,7 @@ const STATE_TEXT = {
 function setConnection(state, detail) {
   const pill = $("connection");
   pill.dataset.state = state;
+  if (socket?.kind) pill.dataset.transport = socket.kind; // "sse" or "websocket" (a test hook)
   pill.textContent = STATE_TEXT[state] ?? state;
   if (detail) announce(detail);
 }
@@ -154,7 +154,7 @@ function track(orderId, order) {
     if (step && panel.dataset.status !== "delivered") announce(step.says);
   };
 
-  socket = new TrackingSocket({
+  socket = new TrackingChannel({
     orderId,
     onState: setConnection,
     onMessage: (message) => {

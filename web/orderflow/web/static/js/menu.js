@@ -1,41 +1,80 @@
-// The menu: cards grouped by category, with live stock polled from the API.
-// Cards are created once and updated in place, so polling never steals focus.
+// The menu: cards grouped by category, with live stock pushed by the server.
+// The menu is read once; then the stock arrives as "stock" events on
+// /api/v1/menu/events (Server-Sent Events, docs/realtime.md#live-stock): each event
+// carries every item's level, so a reconnect heals whatever was missed and no page
+// ever polls. Cards are created once and updated in place, so updates never steal focus.
 
 import { fetchMenu } from "./api.js";
 import { formatMoney } from "./format.js";
+import { parseMessage } from "./messages.js";
+
+const MENU_EVENTS = "/api/v1/menu/events";
+const LOAD_RETRY_MS = 3000;
 
 export class MenuView {
-  constructor({ container, statusEl, cart, pollMs = 3000 }) {
+  constructor({ container, statusEl, cart }) {
     this.container = container;
     this.statusEl = statusEl;
     this.cart = cart;
-    this.pollMs = pollMs;
     this.items = new Map();
     this.cards = new Map();
-    this.timer = null;
+    this.events = null;
     cart.onChange(() => this.refreshButtons());
   }
 
-  start() {
-    const tick = async () => {
-      await this.refresh();
-      this.timer = setTimeout(tick, this.pollMs);
-    };
-    tick();
+  // Load the menu once (retrying until it answers), then follow the stock live.
+  async start() {
+    while (!(await this.refresh())) {
+      await new Promise((resolve) => setTimeout(resolve, LOAD_RETRY_MS));
+    }
+    this.follow();
   }
 
+  follow() {
+    if (typeof EventSource === "undefined") return; // no live stock; the cart still checks
+    const events = new EventSource(MENU_EVENTS);
+    this.events = events;
+    events.addEventListener("stock", (event) => {
+      const message = parseMessage(event.data);
+      if (!message) return;
+      this.applyStock(message.items || []);
+      this.showStatus("live");
+    });
+    // The browser reconnects by itself (the server's retry: hint); the first event after
+    // a reconnect is the current levels.
+    events.addEventListener("error", () => this.showStatus("reconnecting"));
+  }
+
+  // One read of the menu: on load, and after an order the server refused.
   async refresh() {
-    if (document.hidden && this.items.size > 0) return; // no polling in a background tab
     try {
       const items = await fetchMenu();
       this.render(items);
-      const now = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-      this.statusEl.textContent = `${items.length} dishes · stock updated ${now}`;
-      this.statusEl.dataset.state = "ok";
+      this.showStatus("live");
+      return true;
     } catch (error) {
       this.statusEl.textContent = `Could not load the menu (${error.message}). Retrying…`;
       this.statusEl.dataset.state = "error";
+      return false;
     }
+  }
+
+  showStatus(state) {
+    const live = state === "live" ? " · live stock" : " · reconnecting for live stock…";
+    this.statusEl.textContent = `${this.items.size} dishes${this.events === null ? "" : live}`;
+    this.statusEl.dataset.state = state === "live" ? "ok" : "error";
+  }
+
+  applyStock(levels) {
+    for (const { id, stock } of levels) {
+      const item = this.items.get(id);
+      const card = this.cards.get(id);
+      if (!item || !card || item.stock === stock) continue;
+      const updated = { ...item, stock };
+      this.items.set(id, updated);
+      this.updateCard(card, updated);
+    }
+    this.cart.refreshItems(this.items);
   }
 
   render(items) {

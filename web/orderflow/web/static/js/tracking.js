@@ -1,11 +1,21 @@
-// Live order tracking over the WebSocket, with reconnect, and the timeline it draws.
+// Live order tracking, with reconnect, and the timeline it draws.
 //
-// Protocol (docs/realtime.md): a "snapshot" first, then "order.status",
-// "delivery.created" and "delivery.status" messages. Close codes 4400 (malformed
-// id) and 4404 (unknown order) are final: no reconnect. Any other drop
-// reconnects with back-off, and the fresh snapshot fills whatever was missed.
+// Two transports with one protocol (docs/realtime.md): a "snapshot" first, then
+// "order.status", "delivery.created" and "delivery.status" messages.
+// TrackingChannel uses Server-Sent Events first (plain HTTP: passes proxies that
+// break WebSocket upgrades; the browser resumes with Last-Event-ID by itself) and
+// falls back to the WebSocket when the event stream fails before its first event
+// (no EventSource, a proxy that buffers or refuses the stream, or an error the
+// WebSocket can name: its close codes 4400/4404 are final, no reconnect).
 
 import { DELIVERY_STEPS, ORDER_STEPS, formatTime, rankOf } from "./format.js";
+import { parseMessage } from "./messages.js";
+
+// Jittered exponential back-off: 0.5 s doubling to 8 s, each delay in [half, full].
+function reconnectDelay(attempt) {
+  const base = Math.min(500 * 2 ** (attempt - 1), 8000);
+  return base / 2 + Math.random() * (base / 2);
+}
 
 const FINAL_CLOSE_CODES = new Map([
   [4400, "This order id is not valid."],
@@ -42,13 +52,8 @@ export class TrackingSocket {
       this.pingTimer = setInterval(() => this.send({ type: "ping" }), this.pingMs);
     });
     socket.addEventListener("message", (event) => {
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      if (message.type !== "pong") this.onMessage(message);
+      const message = parseMessage(event.data);
+      if (message && message.type !== "pong") this.onMessage(message);
     });
     socket.addEventListener("close", (event) => {
       clearInterval(this.pingTimer);
@@ -65,11 +70,9 @@ export class TrackingSocket {
 
   scheduleReconnect() {
     this.attempt += 1;
-    const base = Math.min(500 * 2 ** (this.attempt - 1), 8000);
-    const delay = base / 2 + Math.random() * (base / 2);
     this.onState("reconnecting");
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.retryTimer = setTimeout(() => this.connect(), reconnectDelay(this.attempt));
   }
 
   send(message) {
@@ -83,6 +86,102 @@ export class TrackingSocket {
     clearInterval(this.pingTimer);
     clearTimeout(this.retryTimer);
     if (this.socket) this.socket.close(1000, "done");
+  }
+}
+
+// Tracking over Server-Sent Events. The browser reconnects by itself and sends the
+// last event's id, so the server sends exactly what was missed. onFail() is called
+// when the stream fails before it delivered anything (the caller falls back).
+export class TrackingEvents {
+  constructor({ orderId, onMessage, onState, onFail }) {
+    this.orderId = orderId;
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.onFail = onFail;
+    this.source = null;
+    this.received = false;
+    this.stopped = false;
+    this.retryTimer = null;
+    this.attempt = 0;
+  }
+
+  url() {
+    return `/api/v1/orders/${encodeURIComponent(this.orderId)}/events`;
+  }
+
+  connect() {
+    if (this.stopped) return;
+    this.onState(this.received ? "reconnecting" : "connecting");
+    const source = new EventSource(this.url());
+    this.source = source;
+    const deliver = (event) => {
+      const message = parseMessage(event.data);
+      if (!message) return;
+      this.received = true;
+      this.attempt = 0;
+      this.onState("live");
+      this.onMessage(message);
+    };
+    source.addEventListener("open", () => {
+      // Resumed: the server sends only what was missed, maybe nothing; we are live.
+      if (this.received && this.source === source) this.onState("live");
+    });
+    for (const type of ["snapshot", "order.status", "delivery.created", "delivery.status"]) {
+      source.addEventListener(type, deliver);
+    }
+    source.addEventListener("error", () => {
+      if (this.source !== source || this.stopped) return;
+      if (!this.received) {
+        source.close();
+        this.stopped = true;
+        this.onFail();
+        return;
+      }
+      if (source.readyState === EventSource.CONNECTING) {
+        this.onState("reconnecting"); // the browser retries, resuming after the last id
+        return;
+      }
+      // Closed for good (e.g. a 503 while reconnecting): a new stream after a back-off.
+      this.attempt += 1;
+      this.onState("reconnecting");
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => this.connect(), reconnectDelay(this.attempt));
+    });
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    if (this.source) this.source.close();
+  }
+}
+
+// SSE first, the WebSocket if the event stream does not work here (see the top).
+export class TrackingChannel {
+  constructor({ orderId, onMessage, onState }) {
+    this.options = { orderId, onMessage, onState };
+    this.transport = null;
+    this.kind = null;
+  }
+
+  connect() {
+    if (typeof EventSource === "undefined") {
+      this.useSocket();
+      return;
+    }
+    this.kind = "sse";
+    this.transport = new TrackingEvents({ ...this.options, onFail: () => this.useSocket() });
+    this.transport.connect();
+  }
+
+  useSocket() {
+    this.kind = "websocket";
+    this.transport = new TrackingSocket(this.options);
+    this.transport.connect();
+  }
+
+  stop() {
+    this.transport?.stop();
   }
 }
 
