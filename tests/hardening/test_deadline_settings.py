@@ -31,15 +31,16 @@ def test_the_default_deadline_is_well_below_the_response_timeout() -> None:
 def test_a_deadline_not_below_the_response_timeout_is_refused(
     deadline: float, timeout: float
 ) -> None:
-    heartbeat = {"sse_heartbeat_seconds": 1}  # so that only the deadline is at fault
     with pytest.raises(ValidationError, match="ORDERFLOW_STORE_DEADLINE_SECONDS"):
         Settings(
-            store_deadline_seconds=deadline, http_response_timeout_seconds=timeout, **heartbeat
+            store_deadline_seconds=deadline,
+            http_response_timeout_seconds=timeout,
+            sse_heartbeat_seconds=1,
         )
     accepted = Settings(
         store_deadline_seconds=timeout - RESPONSE_MARGIN_SECONDS - 0.5,
         http_response_timeout_seconds=timeout,
-        **heartbeat,
+        sse_heartbeat_seconds=1,  # so that only the deadline is at fault
     )
     assert accepted.store_deadline_seconds < timeout
 
