@@ -33,6 +33,7 @@ SLOTS = 16384
 # Failure detection: a master unreachable this long (ms) is failed over to its replica.
 # Short, because tests kill masters on purpose and wait for the promotion.
 NODE_TIMEOUT_MS = 2000
+BIND_ATTEMPTS = 5  # fresh ports for a node whose port was taken before it bound
 
 
 def slot_ranges(masters: int) -> list[tuple[int, int]]:
@@ -62,27 +63,38 @@ class LocalCluster(StartedInWith):
         self.kind = kind
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="orderflow-cluster-")).resolve()
-        self.nodes: list[LocalRedisServer] = []
+        self.preexec_fn = preexec_fn
         self.bus_ports: dict[int, int] = {}
-        for _ in range(masters * (1 + replicas)):
-            port, bus = free_port(), free_port()
-            cluster_args = [
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-port", str(bus),
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-            ]  # fmt: skip
-            node = LocalRedisServer(
-                kind,
-                port=port,
-                data_dir=self.data_dir / str(port),
-                extra_args=cluster_args,
-                preexec_fn=preexec_fn,
-            )
-            self.nodes.append(node)
-            self.bus_ports[port] = bus
-        self.masters = self.nodes[:masters]
-        self.replicas = self.nodes[masters:]
+        self.nodes: list[LocalRedisServer] = [
+            self._new_node() for _ in range(masters * (1 + replicas))
+        ]
+        self._master_count = masters
+
+    def _new_node(self) -> LocalRedisServer:
+        """A node on two free ports (client and cluster bus), not started."""
+        port, bus = free_port(), free_port()
+        cluster_args = [
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-port", str(bus),
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+        ]  # fmt: skip
+        self.bus_ports[port] = bus
+        return LocalRedisServer(
+            self.kind,
+            port=port,
+            data_dir=self.data_dir / str(port),
+            extra_args=cluster_args,
+            preexec_fn=self.preexec_fn,
+        )
+
+    @property
+    def masters(self) -> list[LocalRedisServer]:
+        return self.nodes[: self._master_count]
+
+    @property
+    def replicas(self) -> list[LocalRedisServer]:
+        return self.nodes[self._master_count :]
 
     @property
     def url(self) -> str:
@@ -103,15 +115,36 @@ class LocalCluster(StartedInWith):
         return redis.Redis(port=node.port, decode_responses=True, socket_timeout=10)
 
     def start(self, timeout: float = 30.0) -> Self:
-        for node in self.nodes:
-            node.start()
         try:
+            for index in range(len(self.nodes)):
+                self._start_node(index)
             self._form()
             self.wait_ok(timeout)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _start_node(self, index: int) -> None:
+        """Start node ``index``; if one of its ports was taken meanwhile, on new ones.
+
+        A port from :func:`free_port` is only free when it is picked: by the time a node
+        binds it (seconds later, for the last of six), an outgoing connection of this
+        machine may have been given the same ephemeral port. Twelve ports per cluster
+        make that a real chance on a busy test run, so a bind failure is retried."""
+        for attempt in range(BIND_ATTEMPTS):
+            node = self.nodes[index]
+            try:
+                node.start()
+                return
+            except RuntimeError:
+                log = node.data_dir / "server.log"
+                taken = log.exists() and "Address already in use" in log.read_text(errors="replace")
+                node.close()
+                if not taken or attempt == BIND_ATTEMPTS - 1:
+                    raise
+                self.bus_ports.pop(node.port, None)
+                self.nodes[index] = self._new_node()
 
     def _form(self) -> None:
         """Slots to the masters, every node introduced, replicas attached."""
