@@ -103,8 +103,7 @@ class Consumer:
         self._pending: tuple[list[Any], list[bytes]] | None = None
         self._stopping = False
         self._reconnect = reconnect_delays()
-        # Round trips failed in a row (0 once one succeeds): readiness reads it.
-        self.connection_failures = 0
+        self.connection_failures = 0  # round trips failed in a row; readiness reads it
         self.group_ready = False
 
     # ------------------------------------------------------------------ setup
@@ -132,7 +131,6 @@ class Consumer:
         finally:
             await self._conn.close()
 
-    # ------------------------------------------------------- agent callbacks
     @property
     def latencies(self) -> list[float]:
         return self._latencies

@@ -74,7 +74,9 @@ def find_server_binary(kind: str = "valkey") -> str:
 
 
 class StartedInWith(ABC):
-    """``with X(...) as x``: started on entry, closed (quietly: it may be half dead) on exit."""
+    """``with X(...) as x``: started on entry (closed again if the start fails, so no
+    half-started process or temporary directory is left), closed (quietly: it may be
+    half dead) on exit. The local Redis server, cluster and PostgreSQL share it."""
 
     @abstractmethod
     def start(self, timeout: float = 10.0) -> Self: ...
@@ -83,7 +85,11 @@ class StartedInWith(ABC):
     def close(self) -> None: ...
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self,

@@ -43,7 +43,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from typing import Self
+
+from orderflow.runtime.localserver import StartedInWith
 
 DEBIAN_GLOB = "/usr/lib/postgresql/*/bin/initdb"
 UNPRIVILEGED_USER = "nobody"
@@ -81,7 +83,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LocalPostgres:
+class LocalPostgres(StartedInWith):
     """One PostgreSQL cluster in a temporary directory, served on 127.0.0.1:``port``."""
 
     def __init__(
@@ -126,7 +128,7 @@ class LocalPostgres:
 
     # ------------------------------------------------------------- lifecycle
 
-    def start(self, timeout: float = 60.0) -> LocalPostgres:
+    def start(self, timeout: float = 60.0) -> Self:
         if self.process is not None and self.process.poll() is None:
             return self
         if self.base_dir is None:
@@ -279,19 +281,3 @@ class LocalPostgres:
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
-
-    def __enter__(self) -> LocalPostgres:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
