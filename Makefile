@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck pytest pytest-redis-server pytest-cluster bench clean
+.PHONY: demo test lint format typecheck pytest pytest-redis-server pytest-cluster bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orderflow needs Python 3.11+")'
@@ -52,6 +52,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --events 100000
 	$(BIN)/python benchmarks/oversell.py --buyers 1000 --stock 10
 	$(BIN)/python benchmarks/latency.py --orders 200
+
+# docs/screenshots/{desktop,phone}.png from a demo stack the script starts and stops
+# itself, in Debian's Chromium (/usr/bin/chromium).
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.web.screenshots
 
 clean:
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -4,7 +4,8 @@ What this proves: a user opens ``/``, sees the menu with stock, fills a cart,
 places the order and watches the timeline reach ``delivered`` over the
 WebSocket while the real services (orders, delivery, notifications, simulator)
 run in ``orderflow demo``; and when an item sells out between adding it and
-ordering, the page shows the API's problem ``detail`` and keeps the cart.
+ordering, the page says it is sold out and takes it out of the cart
+(tests/web/test_browser_polish.py covers the rest of the recovery).
 
 Screenshots go to ``tests/artifacts/`` (git-ignored) for a human to look at.
 Playwright's own browser download is never used: ``/usr/bin/chromium`` is
@@ -13,108 +14,31 @@ Debian's package (``.ci/run`` installs it).
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import uuid
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from orderflow.agents.processes import ProcessSpec, ProcessTree, cli_argv
-from orderflow.agents.readiness import HttpOk
 from orderflow.models.documents import OrderLineRequest, utc_now
 from orderflow.models.events import OrderStatusUpdated
 from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import open_store
 from orderflow.runtime.envelope import Envelope
-from orderflow.runtime.localserver import LocalRedisServer, free_port
+from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess
-from tests.web.conftest import NO_RATE_LIMIT_ENV
+from tests.web.demo_stack import CHROMIUM, CHROMIUM_ARGS, UI_WAIT_MS, DemoStack, run_async
 
 pytestmark = pytest.mark.browser
-T = TypeVar("T")
+__all__ = ["UI_WAIT_MS", "DemoStack", "run_async"]  # imported from here by other browser tests
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-UI_WAIT_MS = 30_000  # a guard against hanging, not a latency assertion
-
-
-class DemoStack:
-    """``orderflow demo`` in a subprocess with its own data directory and port.
-
-    Ready when the menu answers; on SIGTERM the demo stops its own children.
-    """
-
-    def __init__(self, redis_url: str, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.store_url = f"sqlite:///{data_dir / 'orderflow.db'}"
-        env = {
-            **os.environ,
-            "ORDERFLOW_HOST": "127.0.0.1",
-            "ORDERFLOW_PORT": str(self.port),
-            "ORDERFLOW_REDIS_URL": redis_url,
-            "ORDERFLOW_DATA_DIR": str(data_dir),
-            "ORDERFLOW_STORE_URL": self.store_url,
-            "ORDERFLOW_SIMULATOR_DELAY_MIN": "0.2",
-            "ORDERFLOW_SIMULATOR_DELAY_MAX": "0.5",
-            "ORDERFLOW_LOG_LEVEL": "WARNING",
-            **NO_RATE_LIMIT_ENV,  # the session's shared Redis, one client address
-        }
-        demo = ProcessSpec(
-            "demo",
-            cli_argv("demo"),
-            env=env,
-            log_path=data_dir / "demo.log",
-            ready=HttpOk(f"{self.url}/api/v1/menu"),
-        )
-        self.tree = ProcessTree([demo], grace=20.0)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.tree.start_ready(timeout)
-
-    def stop(self) -> None:
-        self.tree.stop()
-
-    def set_stock(self, item_id: str, stock: int) -> None:
-        """Change stock behind the page's back, as another customer's order would."""
-
-        async def change() -> None:
-            store = await open_store(self.store_url)
-            try:
-                await store.set_stock(item_id, stock)
-            finally:
-                await store.close()
-
-        run_async(change())
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` to completion from a test that drives Playwright's sync API.
-
-    Playwright's sync API runs an event loop in this thread, so use another one.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +72,10 @@ def browser(chromium_path: Path) -> Iterator[Browser]:
             instance.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+@contextmanager
+def opened(browser: Browser, viewport: dict[str, int], scheme: str = "light") -> Iterator[Page]:
+    """A fresh page at ``viewport``; JavaScript errors on it fail the test."""
+    context = browser.new_context(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -159,6 +84,12 @@ def page(browser: Browser) -> Iterator[Page]:
     finally:
         context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    with opened(browser, {"width": 1280, "height": 900}) as page:
+        yield page
 
 
 def shot(page: Page, name: str) -> None:
@@ -265,7 +196,9 @@ def test_tracking_falls_back_to_the_websocket_without_eventsource(
     )
 
 
-def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: Page) -> None:
+def test_a_sold_out_item_is_called_sold_out_and_leaves_the_cart(
+    stack: DemoStack, page: Page
+) -> None:
     page.goto(stack.url)
     tiramisu = page.get_by_test_id("menu-item").last
     expect(tiramisu).to_be_visible(timeout=UI_WAIT_MS)
@@ -280,9 +213,9 @@ def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: Pag
 
     error = page.get_by_test_id("order-error")
     expect(error).to_be_visible(timeout=UI_WAIT_MS)
-    expect(error).to_contain_text(name)
-    expect(error).to_contain_text("Only 0")
-    expect(page.get_by_test_id("cart-line")).to_have_count(1)  # the cart is kept
+    expect(error).to_contain_text(f"{name} is sold out")
+    expect(error).not_to_contain_text("Only 0")
+    expect(page.get_by_test_id("cart-line")).to_have_count(0)  # nothing left to offer
     expect(page.get_by_test_id("tracking")).to_be_hidden()
     expect(tiramisu.get_by_test_id("stock")).to_have_text("Sold out", timeout=UI_WAIT_MS)
     shot(page, "07-out-of-stock")

@@ -25,6 +25,7 @@ async def test_menu_lists_items_with_price_and_stock(api: LiveApi) -> None:
     assert by_id["margherita"]["stock"] == 40
     assert by_id["margherita"]["price"] == 950
     assert set(by_id["margherita"]) == {"id", "name", "description", "category", "price", "stock"}
+    assert response.json()["currency"] == "EUR"  # the page formats prices with it
 
 
 async def test_place_order_returns_201_location_and_order(
@@ -95,6 +96,19 @@ async def test_out_of_stock_names_item_and_quantity_left(api: LiveApi) -> None:
     stock = await api.stock()
     assert stock["margherita"] == 40
     assert stock["diavola"] == 3
+
+
+async def test_a_sold_out_item_is_called_sold_out(api: LiveApi) -> None:
+    await api.store.set_stock("diavola", 0)
+
+    response = await api.client.post(ORDERS, json=body(("diavola", 2)))
+
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["available"] == 0
+    assert "'Diavola' (diavola) is sold out" in problem["detail"]
+    assert "Only 0" not in problem["detail"]
+    assert (await api.stock())["diavola"] == 0
 
 
 async def test_unknown_item_is_404_naming_it(api: LiveApi) -> None:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from orderflow.models.documents import MenuItem
 
+MENU_CURRENCY = "EUR"
+"""ISO 4217 code of every menu price (prices are in its minor units). ``GET /api/v1/menu``
+says it, so a page formats money for its reader's locale without guessing."""
+
 DEMO_MENU: list[MenuItem] = [
     MenuItem(
         id="margherita",

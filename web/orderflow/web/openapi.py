@@ -104,8 +104,15 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 ORDER_SCHEMA = model_schema(Order)
 MENU_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["items"],
-    "properties": {"items": {"type": "array", "items": model_schema(MenuItem)}},
+    "required": ["items", "currency"],
+    "properties": {
+        "items": {"type": "array", "items": model_schema(MenuItem)},
+        "currency": {
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "description": "ISO 4217 code of every price (in its minor units)",
+        },
+    },
 }
 
 

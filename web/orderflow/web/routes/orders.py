@@ -97,6 +97,15 @@ def created_view(order: Order) -> dict[str, Any]:
     return body
 
 
+def out_of_stock_detail(exc: OutOfStock) -> str:
+    """Plain words for a person: a sold-out item is "sold out", not "only 0 left"."""
+    if exc.available <= 0:
+        shortage = f"'{exc.name}' ({exc.item_id}) is sold out"
+    else:
+        shortage = f"Only {exc.available} of '{exc.name}' ({exc.item_id}) left"
+    return f"{shortage}; {exc.requested} requested. Nothing was reserved."
+
+
 def _reject(reason: str, response: HTTPResponse) -> HTTPResponse:
     ORDERS_REJECTED.labels(reason=reason).inc()
     return response
@@ -167,8 +176,7 @@ async def create_order(request: Request) -> HTTPResponse:
             problem(
                 409,
                 "Out of stock",
-                f"Only {exc.available} of '{exc.name}' ({exc.item_id}) left; "
-                f"{exc.requested} requested. Nothing was reserved.",
+                out_of_stock_detail(exc),
                 problem_type("out-of-stock"),
                 item_id=exc.item_id,
                 name=exc.name,

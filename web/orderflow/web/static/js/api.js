@@ -21,11 +21,22 @@ async function toProblem(response) {
   return new ProblemError(response.status, detail, body);
 }
 
+// The menu: { items, currency } (currency: the ISO 4217 code of every price).
 export async function fetchMenu() {
   const response = await fetch("/api/v1/menu", { headers: { Accept: "application/json" } });
   if (!response.ok) throw await toProblem(response);
   const data = await response.json();
-  return Array.isArray(data) ? data : data.items ?? [];
+  return { items: data.items ?? [], currency: data.currency ?? null };
+}
+
+// One order (what was ordered, its status), or null when no order has this id.
+export async function fetchOrder(orderId) {
+  const response = await fetch(`/api/v1/orders/${encodeURIComponent(orderId)}`, {
+    headers: { Accept: "application/json" },
+  });
+  if (response.status === 404) return null;
+  if (!response.ok) throw await toProblem(response);
+  return response.json();
 }
 
 // One key per attempt: a retry of the same attempt (network error) reuses it,

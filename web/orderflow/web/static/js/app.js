@@ -1,9 +1,10 @@
 // Page wiring: menu -> cart -> place order -> live tracking.
 
-import { ProblemError, newIdempotencyKey, placeOrder } from "./api.js";
+import { ProblemError, fetchOrder, newIdempotencyKey, placeOrder } from "./api.js";
 import { Cart } from "./cart.js";
 import { DELIVERY_STEPS, ORDER_STEPS, formatMoney } from "./format.js";
 import { MenuView } from "./menu.js";
+import { describeShortage, isOrderId, showOrderFound, showOrderSummary } from "./order-summary.js";
 import { Timeline, TrackingChannel } from "./tracking.js";
 
 const $ = (id) => document.getElementById(id);
@@ -11,6 +12,8 @@ const $ = (id) => document.getElementById(id);
 const cart = new Cart();
 let placing = false; // an order request is in flight
 let socket = null; // the TrackingChannel (SSE, else WebSocket) of the order on screen
+let tracked = null; // the id of the order on screen
+let cartInView = false; // the cart card is on screen: the phone's cart bar is not needed
 
 // -- cart -----------------------------------------------------------------------
 
@@ -45,17 +48,22 @@ function renderCart() {
     const remove = button("✕", `Remove ${item.name} from your order`, "remove", () => cart.remove(item.id));
     remove.classList.add("ghost");
 
-    if (quantity > item.stock) {
-      li.classList.add("over");
-      name.title = item.stock > 0 ? `Only ${item.stock} left` : "Sold out";
-    }
     li.append(name, controls, price, remove);
+    if (quantity > item.stock) {
+      // Stock fell under the cart (another customer ordered): say so where it is seen.
+      li.classList.add("over");
+      const note = document.createElement("span");
+      note.className = "cart-note";
+      note.dataset.testid = "cart-note";
+      note.textContent = item.stock > 0 ? `Only ${item.stock} left` : "Sold out";
+      li.append(note);
+    }
     list.append(li);
   }
   $("cart-empty").hidden = !cart.isEmpty;
   $("cart-total").textContent = formatMoney(cart.total);
-  const count = Array.from(cart.lines.values()).reduce((sum, line) => sum + line.quantity, 0);
-  $("cart-bar").hidden = cart.isEmpty;
+  const count = cart.count;
+  $("cart-bar").hidden = cart.isEmpty || cartInView;
   $("cart-bar-count").textContent = `${count} item${count === 1 ? "" : "s"}`;
   $("cart-bar-total").textContent = formatMoney(cart.total);
   $("place-order").disabled = cart.isEmpty || placing;
@@ -79,6 +87,19 @@ function showError(message) {
   el.hidden = !message;
 }
 
+// A refusal for lack of stock: read what is left, cut the cart down to it and say so.
+// Nothing was ordered (the store reserves all lines or none).
+async function offerWhatIsLeft(error) {
+  await menu.refresh();
+  const problem = error.problem ?? {};
+  const known = new Map();
+  if (typeof problem.item_id === "string" && Number.isInteger(problem.available)) {
+    known.set(problem.item_id, problem.available);
+  }
+  const changes = cart.fitToStock(known);
+  showError(describeShortage(problem, changes, cart.isEmpty));
+}
+
 async function onPlaceOrder() {
   if (cart.isEmpty || placing) return;
   placing = true;
@@ -89,11 +110,15 @@ async function onPlaceOrder() {
   try {
     const order = await placeOrder(cart.toRequestLines(), newIdempotencyKey());
     cart.clear();
-    track(order.id ?? order.order_id, order); // the new stock arrives as a live event
+    track(order.id, order); // the new stock arrives as a live event
+    bringTrackingIntoView();
   } catch (error) {
-    const detail = error instanceof ProblemError ? error.message : "Something went wrong. Please try again.";
-    showError(detail);
-    menu.refresh(); // the stock probably changed: show what is left
+    if (error instanceof ProblemError && error.status === 409) {
+      await offerWhatIsLeft(error);
+    } else {
+      const detail = error instanceof ProblemError ? error.message : "Something went wrong. Please try again.";
+      showError(detail);
+    }
   } finally {
     placing = false;
     placeButton.textContent = "Place order";
@@ -124,19 +149,65 @@ function announce(text) {
   $("tracking-status").textContent = text;
 }
 
+// Keyboard focus and the view follow the reader to tracking (the phone's too, where
+// the card sits below the menu and the cart).
+function bringTrackingIntoView() {
+  const title = $("tracking-title");
+  const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+  title.focus({ preventScroll: true });
+  title.scrollIntoView({ behavior: still ? "auto" : "smooth", block: "start" });
+}
+
+function showMissing(orderId) {
+  if (socket) socket.stop();
+  socket = null;
+  tracked = orderId;
+  $("tracking").hidden = false;
+  $("order-id").textContent = orderId;
+  showOrderFound(false);
+}
+
+// A link (#order=<id>): the order from the store, then its live status; an id that
+// names no order says so plainly instead of showing an empty timeline.
+async function follow(orderId) {
+  if (!isOrderId(orderId)) {
+    showMissing(orderId);
+    return;
+  }
+  let order = null;
+  try {
+    order = await fetchOrder(orderId);
+    if (order === null) {
+      showMissing(orderId);
+      return;
+    }
+  } catch {
+    order = null; // the store did not answer now: the live channel still brings the status
+  }
+  track(orderId, order);
+}
+
 function track(orderId, order) {
   if (!orderId) return;
   if (socket) socket.stop();
+  tracked = orderId;
   history.replaceState(null, "", `#order=${encodeURIComponent(orderId)}`);
 
   const panel = $("tracking");
   panel.hidden = false;
+  delete panel.dataset.status;
+  delete panel.dataset.deliveryStatus;
   $("order-id").textContent = orderId;
+  showOrderFound(true);
+  showOrderSummary(order);
   const orderTimeline = new Timeline($("order-timeline"), ORDER_STEPS, "order-step");
   const deliveryTimeline = new Timeline($("delivery-timeline"), DELIVERY_STEPS, "delivery-step");
   $("delivery-pending").hidden = false;
   announce("Waiting for the first update…");
-  if (order && order.status) orderTimeline.advance(order.status, order.created_at);
+  if (order?.status) {
+    orderTimeline.applyHistory(order.history);
+    orderTimeline.advance(order.status);
+  }
 
   const sayOrder = (status) => {
     const step = ORDER_STEPS.find((s) => s.status === status);
@@ -181,16 +252,33 @@ function track(orderId, order) {
     },
   });
   socket.connect();
-  $("tracking-title").scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
 
 // -- start ------------------------------------------------------------------------------
 
 const menu = new MenuView({ container: $("menu"), statusEl: $("menu-status"), cart });
 cart.onChange(renderCart);
+cart.onChange((_, reason) => {
+  if (reason === "user") showError(""); // the reader changed the cart: the old error is stale
+});
 $("place-order").addEventListener("click", onPlaceOrder);
+new IntersectionObserver(([entry]) => {
+  cartInView = entry.isIntersecting;
+  renderCart();
+}).observe($("cart"));
 renderCart();
 menu.start();
 
-const resumed = new URLSearchParams(location.hash.slice(1)).get("order");
-if (resumed) track(resumed, null);
+function linkedOrder() {
+  return new URLSearchParams(location.hash.slice(1)).get("order");
+}
+
+async function followLink() {
+  const linked = linkedOrder();
+  if (linked === null || linked === tracked) return;
+  await follow(linked);
+  bringTrackingIntoView();
+}
+
+window.addEventListener("hashchange", followLink);
+followLink();

@@ -1,4 +1,7 @@
 // The cart: what the user is about to order. Pure state plus change listeners.
+// Listeners get the reason of each change: "user" (the reader added or removed
+// something), "items" (the menu brought new names, prices or stock) or "fit" (the cart
+// was cut down to the stock left), so the page can tell the reader's own changes apart.
 
 export class Cart {
   constructor() {
@@ -10,8 +13,8 @@ export class Cart {
     this.listeners.add(listener);
   }
 
-  notify() {
-    for (const listener of this.listeners) listener(this);
+  notify(reason = "user") {
+    for (const listener of this.listeners) listener(this, reason);
   }
 
   quantityOf(itemId) {
@@ -46,17 +49,41 @@ export class Cart {
     this.notify();
   }
 
-  // Keep names and prices current when the menu refreshes.
+  // Keep names, prices and stock current when the menu refreshes.
   refreshItems(itemsById) {
     for (const [id, line] of this.lines) {
       const item = itemsById.get(id);
       if (item) line.item = item;
     }
-    this.notify();
+    this.notify("items");
+  }
+
+  // Cut every line down to the stock its item has left (a sold-out line goes), after
+  // the server refused the order for lack of stock. Returns what changed, in cart
+  // order: [{ item, from, to }] (to = 0: removed), for the page to say so. `known`
+  // (item id -> available) holds what the refusal itself said, which wins over an
+  // older stock level.
+  fitToStock(known = new Map()) {
+    const changes = [];
+    for (const [id, line] of this.lines) {
+      const left = Math.max(0, Math.min(line.item.stock, known.get(id) ?? Infinity));
+      if (line.quantity <= left) continue;
+      changes.push({ item: line.item, from: line.quantity, to: left });
+      if (left === 0) this.lines.delete(id);
+      else line.quantity = left;
+    }
+    if (changes.length > 0) this.notify("fit");
+    return changes;
   }
 
   get isEmpty() {
     return this.lines.size === 0;
+  }
+
+  get count() {
+    let count = 0;
+    for (const { quantity } of this.lines.values()) count += quantity;
+    return count;
   }
 
   get total() {

@@ -1,16 +1,49 @@
-// Display helpers: money in minor units, times, and the words for each status.
+// Display helpers: money in minor units, dates and times, and the words for each status.
+// Money and dates follow the reader's locale (the browser's), in the menu's currency.
 
-const money = new Intl.NumberFormat("en-IE", { style: "currency", currency: "EUR" });
+let money = currencyFormat("EUR");
 
-export function formatMoney(minorUnits) {
-  return money.format((minorUnits || 0) / 100);
+function currencyFormat(code) {
+  return new Intl.NumberFormat(undefined, { style: "currency", currency: code });
 }
 
-export function formatTime(iso) {
-  if (!iso) return "";
+// The menu says which currency its prices are in (GET /api/v1/menu: "currency").
+export function setCurrency(code) {
+  if (typeof code !== "string" || !/^[A-Z]{3}$/.test(code)) return;
+  try {
+    money = currencyFormat(code);
+  } catch {
+    // an ISO code this browser does not know: keep the previous format
+  }
+}
+
+// Prices are integers in the currency's minor units (cents; none for yen).
+export function formatMoney(minorUnits) {
+  const digits = money.resolvedOptions().maximumFractionDigits ?? 2;
+  return money.format((minorUnits || 0) / 10 ** digits);
+}
+
+const timeOfDay = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+const dayAndTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function parseDate(iso) {
+  if (!iso) return null;
   const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+// A step's time: the time of day today, the date as well on another day.
+export function formatTime(iso) {
+  const date = parseDate(iso);
+  if (!date) return "";
+  const today = new Date().toDateString() === date.toDateString();
+  return today ? timeOfDay.format(date) : dayAndTime.format(date);
+}
+
+// When an order was placed: always with its date.
+export function formatDateTime(iso) {
+  const date = parseDate(iso);
+  return date ? dayAndTime.format(date) : "";
 }
 
 export const ORDER_STEPS = [

@@ -5,7 +5,7 @@
 // ever polls. Cards are created once and updated in place, so updates never steal focus.
 
 import { fetchMenu } from "./api.js";
-import { formatMoney } from "./format.js";
+import { formatMoney, setCurrency } from "./format.js";
 import { parseMessage } from "./messages.js";
 
 const MENU_EVENTS = "/api/v1/menu/events";
@@ -48,7 +48,8 @@ export class MenuView {
   // One read of the menu: on load, and after an order the server refused.
   async refresh() {
     try {
-      const items = await fetchMenu();
+      const { items, currency } = await fetchMenu();
+      setCurrency(currency);
       this.render(items);
       this.showStatus("live");
       return true;
