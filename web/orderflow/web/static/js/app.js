@@ -98,6 +98,8 @@ async function offerWhatIsLeft(error) {
   }
   const changes = cart.fitToStock(known);
   showError(describeShortage(problem, changes, cart.isEmpty));
+  // An emptied cart disables "Place order", which would drop the focus to the page.
+  if (cart.isEmpty) $("cart-title").focus();
 }
 
 async function onPlaceOrder() {
@@ -118,6 +120,7 @@ async function onPlaceOrder() {
     } else {
       const detail = error instanceof ProblemError ? error.message : "Something went wrong. Please try again.";
       showError(detail);
+      menu.refresh(); // e.g. an item left the menu: show the menu as it is now
     }
   } finally {
     placing = false;

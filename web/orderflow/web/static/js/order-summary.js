@@ -12,7 +12,9 @@ export function isOrderId(value) {
   return typeof value === "string" && /^[0-9a-f]{32}$/.test(value);
 }
 
+// Without the order (the store did not answer) the section is left out, not drawn empty.
 export function showOrderSummary(order) {
+  $("order-summary").hidden = !order;
   const list = $("order-lines");
   list.replaceChildren();
   for (const line of order?.lines ?? []) {
