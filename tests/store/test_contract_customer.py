@@ -1,0 +1,131 @@
+"""The store contract for delivery details (``Order.customer``).
+
+Runs against every adapter (conftest: SQLite always, PostgreSQL on the private
+server, MongoDB when ``ORDERFLOW_MONGO_URL`` is set). The customer is stored with the
+order and returned by ``get_order``, ``recent_orders`` and an idempotent replay;
+``create_delivery`` hands it to the delivery service (``recipient``) in its own
+transaction; an order placed without one has ``None``; a database of the previous
+release is migrated and keeps its orders.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from orderflow.models.documents import Customer, utc_now
+from orderflow.models.store import Store, no_events
+from orderflow.models.store.postgres import PostgresStore
+from orderflow.models.store.sqlite import SqliteStore
+from tests.store.conftest import TEST_MENU
+from tests.store.factories import line
+
+ADA = Customer(
+    name="Ada Lovelace", address="12 St James's Square, London", phone="+44 20 7946 0958"
+)
+ZOE = Customer(
+    name="Zoë «Ünïcødé» O'Brien", address="3 Rue de l'Église, 75004 Paris", phone="06 12 34 56 78"
+)
+
+
+async def place(store: Store, customer: Customer | None, key: str | None = None) -> str:
+    result = await store.place_order(
+        [line("pizza", 1)],
+        idempotency_key=key,
+        request_hash="h" if key else None,
+        events=no_events,
+        customer=customer,
+    )
+    assert result.order.customer == customer
+    return result.order.id
+
+
+async def test_the_customer_is_stored_and_returned(menu_store: Store) -> None:
+    store = menu_store
+    ada = await place(store, ADA, key="ada")
+    zoe = await place(store, ZOE)
+    nobody = await place(store, None)
+    found = {}
+    for order_id in (ada, zoe, nobody):
+        order = await store.get_order(order_id)
+        assert order is not None
+        found[order_id] = order.customer
+    assert found == {ada: ADA, zoe: ZOE, nobody: None}
+    recent = {order.id: order.customer for order in await store.recent_orders(10)}
+    assert recent == found
+    replay = await store.place_order(
+        [line("pizza", 1)], idempotency_key="ada", request_hash="h", events=no_events
+    )
+    assert replay.replayed and replay.order.id == ada and replay.order.customer == ADA
+
+
+async def test_create_delivery_hands_over_the_recipient(menu_store: Store) -> None:
+    store = menu_store
+    ada = await place(store, ADA)
+    nobody = await place(store, None)
+    first = await store.create_delivery(ada)
+    assert first.created and first.recipient == ADA
+    again = await store.create_delivery(ada)
+    assert not again.created and again.recipient == ADA
+    assert again.delivery.id == first.delivery.id
+    none = await store.create_delivery(nobody)
+    assert none.created and none.recipient is None
+    # Status changes leave the customer as it was.
+    await store.update_order_status(ada, "confirmed", utc_now())
+    await store.update_delivery_status(first.delivery.id, "on_the_way", utc_now())
+    order = await store.get_order(ada)
+    assert order is not None and order.customer == ADA and order.delivery is not None
+
+
+async def check_upgraded(store: Store, old_order: str) -> None:
+    """A store reopened on a database of the previous release: the old order has no
+    customer, a new one keeps its own."""
+    old = await store.get_order(old_order)
+    assert old is not None and old.customer is None
+    new_order = await place(store, ADA)
+    new = await store.get_order(new_order)
+    assert new is not None and new.customer == ADA
+    assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
+
+
+async def test_a_sqlite_file_from_before_the_customer_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    async with await SqliteStore.open(path) as store:
+        await store.seed_menu(TEST_MENU)
+        old_order = await place(store, None)
+    with sqlite3.connect(path) as conn:  # the previous release's table: no such columns
+        for column in ("customer_name", "customer_address", "customer_phone"):
+            conn.execute(f"ALTER TABLE orders DROP COLUMN {column}")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
+        assert not {c for c in columns if c.startswith("customer")}
+    conn.close()
+    async with await SqliteStore.open(path) as store:
+        await check_upgraded(store, old_order)
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_database_from_before_the_customer_is_migrated(
+    postgres_url: str,
+) -> None:
+    store = await PostgresStore.open(postgres_url)
+    try:
+        await store.seed_menu(TEST_MENU)
+        old_order = await place(store, None)
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:  # what the previous release created: the same table without the columns
+        await conn.execute(
+            "ALTER TABLE orders DROP COLUMN customer_name, DROP COLUMN customer_address,"
+            " DROP COLUMN customer_phone"
+        )
+    finally:
+        await conn.close()
+    store = await PostgresStore.open(postgres_url)
+    try:
+        await check_upgraded(store, old_order)
+    finally:
+        await store.close()
