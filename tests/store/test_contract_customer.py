@@ -10,18 +10,14 @@ release is migrated and keeps its orders.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from orderflow.models.documents import Customer, utc_now
 from orderflow.models.store import Store, no_events
-from orderflow.models.store.postgres import PostgresStore
-from orderflow.models.store.sqlite import SqliteStore
-from tests.store.conftest import TEST_MENU
 from tests.store.factories import line
+from tests.store.upgrades import upgrade_postgres, upgrade_sqlite
 
 ADA = Customer(
     name="Ada Lovelace", address="12 St James's Square, London", phone="+44 20 7946 0958"
@@ -91,41 +87,22 @@ async def check_upgraded(store: Store, old_order: str) -> None:
     assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
 
 
+DROP_CUSTOMER = [
+    f"ALTER TABLE orders DROP COLUMN {column}"
+    for column in ("customer_name", "customer_address", "customer_phone")
+]
+
+
+async def place_without_customer(store: Store) -> str:
+    return await place(store, None)
+
+
 async def test_a_sqlite_file_from_before_the_customer_is_migrated(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    async with await SqliteStore.open(path) as store:
-        await store.seed_menu(TEST_MENU)
-        old_order = await place(store, None)
-    with sqlite3.connect(path) as conn:  # the previous release's table: no such columns
-        for column in ("customer_name", "customer_address", "customer_phone"):
-            conn.execute(f"ALTER TABLE orders DROP COLUMN {column}")
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
-        assert not {c for c in columns if c.startswith("customer")}
-    conn.close()
-    async with await SqliteStore.open(path) as store:
-        await check_upgraded(store, old_order)
+    await upgrade_sqlite(tmp_path / "old.db", place_without_customer, DROP_CUSTOMER, check_upgraded)
 
 
 @pytest.mark.postgres
 async def test_a_postgresql_database_from_before_the_customer_is_migrated(
     postgres_url: str,
 ) -> None:
-    store = await PostgresStore.open(postgres_url)
-    try:
-        await store.seed_menu(TEST_MENU)
-        old_order = await place(store, None)
-    finally:
-        await store.close()
-    conn = await asyncpg.connect(postgres_url)
-    try:  # what the previous release created: the same table without the columns
-        await conn.execute(
-            "ALTER TABLE orders DROP COLUMN customer_name, DROP COLUMN customer_address,"
-            " DROP COLUMN customer_phone"
-        )
-    finally:
-        await conn.close()
-    store = await PostgresStore.open(postgres_url)
-    try:
-        await check_upgraded(store, old_order)
-    finally:
-        await store.close()
+    await upgrade_postgres(postgres_url, place_without_customer, DROP_CUSTOMER, check_upgraded)

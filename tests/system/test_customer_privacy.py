@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -199,13 +198,10 @@ def test_delivery_details_reach_no_stream_entry_redis_key_or_log_line(tmp_path: 
 
         values, entries = every_redis_value(client)
         client.close()
-        demo.process.send_signal(signal.SIGTERM)
-        demo.process.wait(timeout=STOP_TIMEOUT)
+        demo.stop(STOP_TIMEOUT)
     finally:
         demo.kill_everything()
-    while not demo.lines.empty():
-        demo.seen.append(demo.lines.get())
-    output = demo.output()
+    output = "".join(demo.drain())
 
     # The reading reached the data: every order is in the streams and in the logs.
     streams = "\n".join(values.values())

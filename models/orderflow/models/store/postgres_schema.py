@@ -24,6 +24,29 @@ SCHEMA_LOCK = 7_242_001
 ``CREATE TABLE IF NOT EXISTS`` in several processes can otherwise fail on the
 catalog's unique indexes."""
 
+
+def _add_to_orders(probe: str, additions: str) -> str:
+    """A migration of ``orders``: ``ALTER TABLE orders <additions>`` unless the column
+    ``probe`` exists. Checked first, so that an open does not take ``ALTER TABLE``'s
+    exclusive lock every time."""
+    return f"""DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'orders'
+          AND column_name = '{probe}'
+    ) THEN
+        ALTER TABLE orders {additions};
+    END IF;
+END
+$$;"""
+
+
+_CUSTOMER_COLUMNS = (
+    "ADD COLUMN customer_name text, ADD COLUMN customer_address text,"
+    " ADD COLUMN customer_phone text"
+)
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS orderflow_schema (
     version integer NOT NULL
@@ -55,32 +78,9 @@ CREATE TABLE IF NOT EXISTS orders (
     customer_phone   text
 );
 -- A database from before the simulate flag: every existing order stays simulated.
--- Checked first, so that an open does not take ALTER TABLE's exclusive lock every time.
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM information_schema.columns
-        WHERE table_schema = current_schema() AND table_name = 'orders'
-          AND column_name = 'simulate'
-    ) THEN
-        ALTER TABLE orders ADD COLUMN simulate boolean NOT NULL DEFAULT true;
-    END IF;
-END
-$$;
+{_add_to_orders("simulate", "ADD COLUMN simulate boolean NOT NULL DEFAULT true")}
 -- A database from before delivery details: its orders have none (NULL), as placed.
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM information_schema.columns
-        WHERE table_schema = current_schema() AND table_name = 'orders'
-          AND column_name = 'customer_name'
-    ) THEN
-        ALTER TABLE orders ADD COLUMN customer_name text,
-                           ADD COLUMN customer_address text,
-                           ADD COLUMN customer_phone text;
-    END IF;
-END
-$$;
+{_add_to_orders("customer_name", _CUSTOMER_COLUMNS)}
 CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at);
 
 CREATE TABLE IF NOT EXISTS order_lines (
