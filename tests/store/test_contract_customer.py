@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from orderflow.models.documents import Customer, utc_now
+from orderflow.models.documents import Customer, Order, utc_now
 from orderflow.models.store import Store, no_events
 from tests.store.factories import line
 from tests.store.upgrades import upgrade_postgres, upgrade_sqlite
@@ -25,6 +26,24 @@ ADA = Customer(
 ZOE = Customer(
     name="Zoë «Ünïcødé» O'Brien", address="3 Rue de l'Église, 75004 Paris", phone="06 12 34 56 78"
 )
+
+
+def test_a_bad_customer_is_refused_without_quoting_it() -> None:
+    """A ``ValidationError`` ends up in logs and tracebacks: it names the field only."""
+    secret = "Zed Q. Privacy-Canary-documents"
+    for bad in (
+        {"name": secret, "address": "x", "phone": "+44 20 7946 0958"},
+        {"name": secret * 10, "address": f"{secret} Street", "phone": "+44 20 7946 0958"},
+    ):
+        with pytest.raises(ValidationError) as caught:
+            Customer.model_validate(bad)
+        assert "address" in str(caught.value) or "name" in str(caught.value)
+        assert "Privacy-Canary" not in str(caught.value)
+        assert "Privacy-Canary" not in repr(caught.value.errors(include_input=False))
+    order = {"id": "0" * 32, "lines": [], "total": 0, "status": "created", "history": []}
+    with pytest.raises(ValidationError) as caught:
+        Order.model_validate({**order, "customer": {"name": secret}})
+    assert "Privacy-Canary" not in str(caught.value)
 
 
 async def place(store: Store, customer: Customer | None, key: str | None = None) -> str:

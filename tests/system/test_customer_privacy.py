@@ -13,6 +13,8 @@ digits -- and go through every path:
   a control character), whose bodies carry the canary too;
 * the operator console reading the orders (it may show the details; it must not log them).
 
+The API's ``/metrics`` is read too.
+
 Then every key of the demo's Redis is read (``XRANGE`` of every stream, dead letters
 included, and the value of every other key) and every line every process wrote, and
 the canary is in none of them -- while the order ids are, which shows the reading
@@ -197,6 +199,7 @@ def test_delivery_details_reach_no_stream_entry_redis_key_or_log_line(tmp_path: 
         assert {o["id"]: o["customer"] for o in console["orders"]}[manual["id"]] == customer(2)
 
         values, entries = every_redis_value(client)
+        metrics = http_get(f"{base}/metrics")[2].decode()
         client.close()
         demo.stop(STOP_TIMEOUT)
     finally:
@@ -212,12 +215,14 @@ def test_delivery_details_reach_no_stream_entry_redis_key_or_log_line(tmp_path: 
         assert order_id in output
     assert "teleported" in values["dead-letters"]
     assert len(output.splitlines()) > 100  # DEBUG: the processes said a lot
+    assert "orderflow_orders_placed_total" in metrics
     # ...and the details are in none of it.
     for secret in secrets:
         leaked = [key for key, value in values.items() if secret in value]
         assert leaked == [], f"{secret!r} found in Redis keys {leaked}"
         lines = [line for line in output.splitlines() if secret in line]
         assert lines == [], f"{secret!r} found in log lines:\n" + "\n".join(lines[:5])
+        assert secret not in metrics
     for log_file in (tmp_path / ".data").rglob("*.log"):
         text = log_file.read_text(errors="replace")
         assert not any(secret in text for secret in secrets), log_file

@@ -105,8 +105,12 @@ class Customer(Document):
     The web layer validates and trims it (:mod:`orderflow.web.validation`); these
     bounds repeat the outer limits so that no adapter ever holds an oversized value.
     ``repr=False`` keeps the values out of any ``repr`` -- a log line or a traceback
-    that formats an ``Order`` shows ``customer=...`` hidden, not the person.
+    that formats an ``Order`` shows ``customer=...`` hidden, not the person -- and
+    ``hide_input_in_errors`` keeps them out of a ``ValidationError``'s message (a value
+    that breaks a bound is named by its field, not quoted).
     """
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100), Field(repr=False)]
     address: Annotated[str, StringConstraints(min_length=5, max_length=300), Field(repr=False)]
@@ -123,6 +127,8 @@ class Delivery(Document):
 
 
 class Order(Document):
+    model_config = ConfigDict(hide_input_in_errors=True)  # it may hold a Customer
+
     id: EntityId
     lines: Annotated[list[OrderLine], Field(min_length=1)]
     total: Annotated[int, Field(ge=0)]
