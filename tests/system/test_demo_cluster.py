@@ -43,7 +43,8 @@ def wait_delivered(base: str, order_id: str, timeout: float = 90) -> dict[str, A
 
 
 def order_in_the_ui(base: str) -> str:
-    """Order a margherita in Chromium and watch the timeline reach delivered; its id."""
+    """Order a margherita in Chromium, watch the timeline reach delivered and the menu's
+    stock go down by one (the live-stock fan-out); the order's id."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -51,6 +52,8 @@ def order_in_the_ui(base: str) -> str:
             page.goto(base + "/")
             margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
             expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
+            stock_before = int(margherita.get_attribute("data-stock") or "-1")
+            assert stock_before > 1
             margherita.get_by_role("button", name=re.compile("Add Margherita")).click()
             page.get_by_test_id("place-order").click()
             expect(page.get_by_test_id("order-step-delivered")).to_have_attribute(
@@ -60,6 +63,10 @@ def order_in_the_ui(base: str) -> str:
                 expect(page.get_by_test_id(f"delivery-step-{step}")).to_have_attribute(
                     "data-state", "done"
                 )
+            # The live menu follows every partition of orders-stream (order.created.v1).
+            expect(margherita).to_have_attribute(
+                "data-stock", str(stock_before - 1), timeout=UI_WAIT_MS
+            )
             return page.get_by_test_id("order-id").inner_text()
         finally:
             browser.close()

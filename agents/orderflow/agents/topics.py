@@ -43,17 +43,23 @@ SIMULATE_DELIVERY_STREAM = "simulate-delivery-stream"
 MENU_STREAM = "menu-stream"
 DEAD_LETTERS_STREAM = keys.DEAD_LETTERS
 
-#: Every stream the reference system uses, in the order of the event flow.
-ALL_STREAMS: tuple[str, ...] = (
+#: The per-order streams, in the order of the event flow: partitioned by order id
+#: (``ORDERFLOW_TOPIC_PARTITIONS``). The others stay one stream each: ``menu-stream``
+#: carries stock levels of the menu (no order id, a few events per order, read in full
+#: by every gateway for the menu view) and ``dead-letters`` is the runtime's one stream
+#: of failures, rare by design; neither is a hot path one master's core could not serve.
+PER_ORDER_STREAMS: tuple[str, ...] = (
     ORDERS_STREAM,
     DELIVERIES_STREAM,
     ORDER_STATUS_STREAM,
     DELIVERY_STATUS_STREAM,
     SIMULATE_ORDER_STREAM,
     SIMULATE_DELIVERY_STREAM,
-    MENU_STREAM,
-    DEAD_LETTERS_STREAM,
 )
+PARTITIONED_STREAMS: frozenset[str] = frozenset(PER_ORDER_STREAMS)
+
+#: Every stream the reference system uses, in the order of the event flow.
+ALL_STREAMS: tuple[str, ...] = (*PER_ORDER_STREAMS, MENU_STREAM, DEAD_LETTERS_STREAM)
 
 #: The record types published on each stream (a consumer may accept a subset).
 STREAM_RECORDS: dict[str, tuple[type[Record], ...]] = {
@@ -65,22 +71,6 @@ STREAM_RECORDS: dict[str, tuple[type[Record], ...]] = {
     SIMULATE_DELIVERY_STREAM: (DeliverySimulate,),
     MENU_STREAM: (StockChanged,),
 }
-
-#: The per-order streams: partitioned by order id (``ORDERFLOW_TOPIC_PARTITIONS``). The
-#: others stay one stream each: ``menu-stream`` carries stock levels of the menu (no
-#: order id, a few events per order, read in full by every gateway for the menu view)
-#: and ``dead-letters`` is the runtime's one stream of failures, rare by design; neither
-#: is a hot path that one master's core could not serve.
-PARTITIONED_STREAMS: frozenset[str] = frozenset(
-    {
-        ORDERS_STREAM,
-        DELIVERIES_STREAM,
-        ORDER_STATUS_STREAM,
-        DELIVERY_STATUS_STREAM,
-        SIMULATE_ORDER_STREAM,
-        SIMULATE_DELIVERY_STREAM,
-    }
-)
 
 #: Consumer group of each service: one group per service, so every service sees every
 #: entry of the streams it reads, and replicas of one service share the work.
