@@ -23,6 +23,10 @@ runc, not root, podman broken) the container test is skipped with that reason;
 the same wiring is checked with plain processes by the last test, which always
 runs (it cannot check the user, read-only root, capabilities or tmpfs).
 
+The container run and the plain-process run are repeated with the chart rendered for an
+external Redis Cluster (a ``redis+cluster://`` URL naming one startup node, 3 partitions)
+against the session's private cluster (:class:`LocalCluster`).
+
 Run alone: ``.venv/bin/pytest -q tests/deploy/test_chart_workloads.py`` (add
 ``-o log_cli=true --log-cli-level=INFO`` to watch the steps and their timings).
 """
@@ -239,6 +243,24 @@ def container_release(
 @pytest.mark.timeout(900)
 def test_chart_workloads_run_as_containers_of_the_image(container_release: ChartStack) -> None:
     exercise(container_release)
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+def test_chart_workloads_run_as_containers_on_a_redis_cluster(
+    built_image: tuple[str, ImageConfig],
+    flushed_cluster: LocalCluster,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """The containers again, the chart rendered for an external Redis Cluster (one
+    startup node, 3 partitions) and run against the session's private cluster."""
+    tag, image = built_image
+    manifests, launches, book = plan_release(postgres_url, flushed_cluster, image)
+    assert unread(launches, image) == {}
+    assert {launch.env["ORDERFLOW_TOPIC_PARTITIONS"] for launch in launches} == {"3"}
+    runner = ContainerRunner(tag, image, prefix=f"orderflow-test-{uuid.uuid4().hex[:6]}")
+    exercise(ChartStack(manifests, launches, book, runner, tmp_path))
 
 
 @pytest.mark.postgres
