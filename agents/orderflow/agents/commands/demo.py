@@ -96,7 +96,8 @@ def public_url(settings: Settings) -> str:
 
 
 class Demo:
-    """Owns the private Valkey and the process tree; starts and stops them in order."""
+    """Owns the private Valkey (or cluster) and the process tree; starts and stops them
+    in order."""
 
     def __init__(self, settings: Settings, *, cluster: bool = False) -> None:
         self.settings = settings
@@ -242,9 +243,11 @@ def restart_policy(settings: Settings) -> RestartPolicy:
 
 async def run_demo(settings: Settings, *, cluster: bool = False) -> int:
     if cluster and settings.redis_url:
-        log.error("--cluster starts a private cluster: unset ORDERFLOW_REDIS_URL, or drop"
-                  " --cluster to use %s (a redis+cluster:// URL works too)",
-                  settings.redis_url)  # fmt: skip
+        # The URL is not repeated: it may hold a password.
+        log.error(
+            "--cluster starts a private cluster: unset ORDERFLOW_REDIS_URL, or drop"
+            " --cluster to use the server it names (a redis+cluster:// URL works too)"
+        )
         return 2
     demo = Demo(settings, cluster=cluster)
     loop = asyncio.get_running_loop()
