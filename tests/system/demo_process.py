@@ -82,13 +82,19 @@ def demo_env(data_dir: Path, port: int, extra: Mapping[str, str] | None = None) 
 
 
 class RunningDemo:
-    """``orderflow demo`` started in ``cwd``; :meth:`wait_started` until it prints its URL."""
+    """``orderflow demo [args]`` started in ``cwd``; :meth:`wait_started` until it prints
+    its URL."""
 
-    def __init__(self, cwd: Path, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        extra_env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
         self.env = demo_env(cwd / ".data", self.port, extra_env)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orderflow.agents.cli", "demo"],
+            [sys.executable, "-m", "orderflow.agents.cli", "demo", *args],
             cwd=cwd,
             env=self.env,
             stdout=subprocess.PIPE,
