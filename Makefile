@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck pytest pytest-redis-server pytest-cluster bench screenshots clean
+.PHONY: demo demo-cluster test lint format typecheck pytest pytest-redis-server pytest-cluster bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orderflow needs Python 3.11+")'
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/orderflow demo
+
+# The same on a private Redis Cluster (3 masters + 3 replicas, gone at stop), the
+# per-order topics in 3 partitions (docs/system.md#on-a-redis-cluster).
+demo-cluster: $(STAMP)
+	$(BIN)/orderflow demo --cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,10 +46,13 @@ pytest-redis-server: $(STAMP)
 
 # The runtime's suite again on a private cluster (3 masters + 3 replicas of the same
 # Valkey, tests/runtime's fresh_server tests skipped: see docs/runtime.md#redis-cluster),
-# plus the notifications service and the system's end-to-end order test on it.
+# plus the system on it: the notifications service, the end-to-end order test, the
+# partitioned system (orders, gateway fan-out, streams/dlq by topic), `orderflow demo
+# --cluster` (HTTP and UI order to delivered, clean stop) and the gateway's fan-out.
 pytest-cluster: $(STAMP)
 	ORDERFLOW_TEST_CLUSTER=1 $(BIN)/pytest -q tests/runtime tests/system/test_notifications_on_cluster.py \
-		tests/system/test_lifecycle.py
+		tests/system/test_lifecycle.py tests/system/test_partitioned_system.py \
+		tests/system/test_demo_cluster.py tests/web/test_fanout_on_cluster.py
 
 test: lint typecheck pytest pytest-redis-server pytest-cluster
 

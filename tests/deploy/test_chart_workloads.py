@@ -23,6 +23,10 @@ runc, not root, podman broken) the container test is skipped with that reason;
 the same wiring is checked with plain processes by the last test, which always
 runs (it cannot check the user, read-only root, capabilities or tmpfs).
 
+The container run and the plain-process run are repeated with the chart rendered for an
+external Redis Cluster (a ``redis+cluster://`` URL naming one startup node, 3 partitions)
+against the session's private cluster (:class:`LocalCluster`).
+
 Run alone: ``.venv/bin/pytest -q tests/deploy/test_chart_workloads.py`` (add
 ``-o log_cli=true --log-cli-level=INFO`` to watch the steps and their timings).
 """
@@ -46,6 +50,7 @@ import pytest
 import redis as redis_sync
 
 from orderflow.agents.processes import ChildExited
+from orderflow.runtime.localcluster import LocalCluster
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 from tests.deploy import containers
 from tests.deploy.chart_stack import ChartStack, ContainerRunner, ProcessRunner, Runner, http_json
@@ -71,13 +76,19 @@ DELIVERED_TIMEOUT = 90.0  # zero simulator delays; a guard against hanging
 ORDERED = 2
 
 
-def release_values(database_url: str) -> dict[str, Any]:
-    """The external-PostgreSQL value set, its URLs aimed at the stand-in host names."""
+def release_values(database_url: str, *, cluster: bool = False) -> dict[str, Any]:
+    """The external-PostgreSQL value set, its URLs aimed at the stand-in host names; with
+    ``cluster``, Redis is a cluster (one startup node) and the per-order topics have 3
+    partitions, as `ci/external-cluster-values.yaml` would set them."""
     values = value_set("external-postgres")
     database = urlsplit(database_url)
     redis_host, redis_port = STAND_IN_REDIS
     pg_host, pg_port = STAND_IN_POSTGRES
-    values["redis"]["externalUrl"] = f"redis://{redis_host}:{redis_port}/0"
+    if cluster:
+        values["redis"]["externalUrl"] = f"redis+cluster://{redis_host}:{redis_port}"
+        values.setdefault("config", {})["topicPartitions"] = 3
+    else:
+        values["redis"]["externalUrl"] = f"redis://{redis_host}:{redis_port}/0"
     values["postgresql"]["externalUrl"] = (
         f"postgresql://{database.username}@{pg_host}:{pg_port}{database.path}"
     )
@@ -93,9 +104,12 @@ def chart_workloads(values: dict[str, Any]) -> tuple[list[Any], list[Workload]]:
 
 
 def plan_release(
-    database_url: str, redis: LocalRedisServer, image: ImageConfig
+    database_url: str, redis: LocalRedisServer | LocalCluster, image: ImageConfig
 ) -> tuple[list[Any], list[Launch], AddressBook]:
-    manifests, found = chart_workloads(release_values(database_url))
+    """``redis`` a cluster: the stand-in name is its first master, a startup node (the
+    client then finds every node at the 127.0.0.1 address the cluster announces)."""
+    cluster = isinstance(redis, LocalCluster)
+    manifests, found = chart_workloads(release_values(database_url, cluster=cluster))
     launches = [plan(workload, image, free_port) for workload in found]
     book = AddressBook(NAMESPACE)
     book.add(*STAND_IN_REDIS, redis.port)
@@ -232,6 +246,24 @@ def test_chart_workloads_run_as_containers_of_the_image(container_release: Chart
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(900)
+def test_chart_workloads_run_as_containers_on_a_redis_cluster(
+    built_image: tuple[str, ImageConfig],
+    flushed_cluster: LocalCluster,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """The containers again, the chart rendered for an external Redis Cluster (one
+    startup node, 3 partitions) and run against the session's private cluster."""
+    tag, image = built_image
+    manifests, launches, book = plan_release(postgres_url, flushed_cluster, image)
+    assert unread(launches, image) == {}
+    assert {launch.env["ORDERFLOW_TOPIC_PARTITIONS"] for launch in launches} == {"3"}
+    runner = ContainerRunner(tag, image, prefix=f"orderflow-test-{uuid.uuid4().hex[:6]}")
+    exercise(ChartStack(manifests, launches, book, runner, tmp_path))
+
+
+@pytest.mark.postgres
 @pytest.mark.timeout(300)
 def test_a_path_left_read_only_fails_the_container(container_release: ChartStack) -> None:
     """The negative control of the read-only root: the API's container without its
@@ -258,14 +290,34 @@ def test_a_path_left_read_only_fails_the_container(container_release: ChartStack
     assert "tempfile" in str(failure.value), failure.value
 
 
+@pytest.fixture
+def flushed_cluster(redis_cluster: LocalCluster) -> LocalCluster:
+    for master in redis_cluster.masters:
+        client = redis_cluster.client(master)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+    return redis_cluster
+
+
 @pytest.mark.postgres
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("redis_kind", ["server", "cluster"])
 def test_chart_workloads_run_as_plain_processes(
-    flushed_redis: LocalRedisServer, postgres_url: str, tmp_path: Path
+    redis_kind: str, postgres_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """The same wiring without containers: the installed commands, the Dockerfile's ENV."""
+    """The same wiring without containers: the installed commands, the Dockerfile's ENV;
+    on the session's server, then on the session's private cluster (the external-cluster
+    wiring: a ``redis+cluster://`` URL and 3 partitions in every workload)."""
     image = runtime_stage_config()
-    manifests, launches, book = plan_release(postgres_url, flushed_redis, image)
+    fixture = "flushed_redis" if redis_kind == "server" else "flushed_cluster"
+    redis: LocalRedisServer | LocalCluster = request.getfixturevalue(fixture)
+    manifests, launches, book = plan_release(postgres_url, redis, image)
+    if redis_kind == "cluster":
+        assert {launch.env["ORDERFLOW_TOPIC_PARTITIONS"] for launch in launches} == {"3"}
+        assert all(launch.env["ORDERFLOW_REDIS_URL"].startswith("redis+cluster://127.0.0.1:")
+                   for launch in launches)  # fmt: skip
     assert unread(launches, image) == {}
     runner: Runner = ProcessRunner(image, Path(sys.executable).parent, tmp_path)
     exercise(ChartStack(manifests, launches, book, runner, tmp_path))

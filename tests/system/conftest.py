@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from orderflow.agents.services import create_service_apps
-from orderflow.agents.topics import ALL_STREAMS
+from orderflow.agents.topics import ALL_STREAMS, topic_streams
 from orderflow.models.store import Store
 from orderflow.runtime import App, Envelope, keys
 
@@ -54,9 +54,14 @@ async def running(apps: list[App]) -> AsyncIterator[list[App]]:
 
 
 async def stream_envelopes(redis: aioredis.Redis, stream: str) -> list[Envelope]:
-    """Every entry of ``stream``, decoded."""
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(stream)  # type: ignore[assignment]
-    return [Envelope.from_fields(fields) for _, fields in entries]
+    """Every entry of topic ``stream``, decoded: of each of its partitions in turn when it
+    is partitioned (``ORDERFLOW_TOPIC_PARTITIONS``), so an order's entries, all in one
+    partition, keep their order."""
+    envelopes: list[Envelope] = []
+    for name in topic_streams(stream):
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(name)  # type: ignore[assignment]
+        envelopes.extend(Envelope.from_fields(fields) for _, fields in entries)
+    return envelopes
 
 
 async def envelopes_for_order(
@@ -71,8 +76,9 @@ async def envelopes_for_order(
 
 
 async def all_consumed(redis: aioredis.Redis) -> bool:
-    """True when no event is delayed and every group has read and acked every stream."""
-    for stream in ALL_STREAMS:
+    """True when no event is delayed and every group has read and acked every stream
+    (every partition of a partitioned one)."""
+    for stream in (name for topic in ALL_STREAMS for name in topic_streams(topic)):
         if await redis.zcard(keys.delayed_key(stream)):
             return False  # a delayed event is still waiting to be appended
         if not await redis.exists(stream):

@@ -82,13 +82,19 @@ def demo_env(data_dir: Path, port: int, extra: Mapping[str, str] | None = None) 
 
 
 class RunningDemo:
-    """``orderflow demo`` started in ``cwd``; :meth:`wait_started` until it prints its URL."""
+    """``orderflow demo [args]`` started in ``cwd``; :meth:`wait_started` until it prints
+    its URL."""
 
-    def __init__(self, cwd: Path, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        extra_env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
         self.env = demo_env(cwd / ".data", self.port, extra_env)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orderflow.agents.cli", "demo"],
+            [sys.executable, "-m", "orderflow.agents.cli", "demo", *args],
             cwd=cwd,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -121,6 +127,17 @@ class RunningDemo:
 
     def output(self) -> str:
         return "".join(self.seen)
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM the demo and wait for it to exit (it stops its children first)."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+
+    def drain(self) -> list[str]:
+        """After the demo exited: every line it printed, the ones not yet waited for too."""
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return self.seen
 
     def kill_everything(self) -> None:
         """After a failed test: SIGKILL the demo's own descendants, then the demo."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect, sync_playwright
 
 from orderflow.runtime.localserver import LocalRedisServer
+from tests.web.checkout_form import fill_delivery_details
 from tests.web.demo_stack import CHROMIUM, CHROMIUM_ARGS, UI_WAIT_MS, DemoStack
 
 VIEWPORTS = {"desktop": (1280, 900), "phone": (390, 844)}
@@ -35,6 +36,7 @@ def capture(page: Page, url: str, path: Path, phone: bool) -> None:
     add(page, "margherita")
     add(page, "margherita")
     add(page, "tiramisu")
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
     expect(page.get_by_test_id("order-step-delivered")).to_have_attribute(
         "data-state", "done", timeout=UI_WAIT_MS

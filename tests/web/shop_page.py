@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
+from tests.web.checkout_form import fill_delivery_details
 from tests.web.test_browser import UI_WAIT_MS, DemoStack, opened
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -69,12 +70,18 @@ def orders_stay_put(page: Page) -> None:
     page.route(re.compile(r".*/api/v1/orders$"), without_simulation)
 
 
+def place(page: Page) -> None:
+    """Fill the checkout's delivery details and press "Place order"."""
+    fill_delivery_details(page)
+    page.get_by_test_id("place-order").click()
+
+
 def place_a_held_order(page: Page, url: str, item_id: str) -> str:
     """One of ``item_id`` ordered through the page, left at ``created``; its id."""
     orders_stay_put(page)
     load(page, url)
     add(page, item_id, 1)
-    page.get_by_test_id("place-order").click()
+    place(page)
     expect(page.get_by_test_id("order-id")).to_have_text(re.compile(r"^[0-9a-f]{32}$"))
     return page.get_by_test_id("order-id").inner_text()
 

@@ -33,6 +33,7 @@ from orderflow.models.store import open_store
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess
+from tests.web.checkout_form import fill_delivery_details
 from tests.web.demo_stack import CHROMIUM, CHROMIUM_ARGS, UI_WAIT_MS, DemoStack, run_async
 
 pytestmark = pytest.mark.browser
@@ -125,6 +126,7 @@ def test_order_from_menu_to_delivered(stack: DemoStack, page: Page) -> None:
     expect(page.get_by_test_id("cart-empty")).to_be_hidden()
     shot(page, "02-cart")
 
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
     tracking = page.get_by_test_id("tracking")
     expect(tracking).to_be_visible(timeout=UI_WAIT_MS)
@@ -188,6 +190,7 @@ def test_tracking_falls_back_to_the_websocket_without_eventsource(
     margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
     expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
     margherita.get_by_test_id("add-to-cart").click()
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
     connection = page.get_by_test_id("connection-state")
     expect(connection).to_have_attribute("data-transport", "websocket", timeout=UI_WAIT_MS)
@@ -209,6 +212,7 @@ def test_a_sold_out_item_is_called_sold_out_and_leaves_the_cart(
     expect(page.get_by_test_id("cart-line")).to_have_count(1)
 
     stack.set_stock(item_id, 0)  # someone else bought the last one
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
 
     error = page.get_by_test_id("order-error")

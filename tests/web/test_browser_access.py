@@ -13,6 +13,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.web.checkout_form import DETAILS
 from tests.web.shop_page import (
     DESKTOP,
     MIN_TAP_PX,
@@ -62,6 +63,9 @@ def test_an_order_can_be_placed_with_the_keyboard_alone(shop: Page) -> None:
     page.keyboard.press("Enter")
     page.keyboard.press("Space")
     expect(cart_line(page, "tiramisu").get_by_test_id("quantity")).to_have_text("2")
+    for field, value in DETAILS.items():  # the delivery details, typed
+        tab_to(f"customer-{field}")
+        page.keyboard.type(value)
     tab_to("place-order")
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
     page.keyboard.press("Space")

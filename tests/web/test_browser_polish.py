@@ -32,6 +32,7 @@ from tests.web.shop_page import (
     dish,
     load,
     orders_stay_put,
+    place,
     place_a_held_order,
     shop,
     viewport_page,
@@ -53,7 +54,7 @@ def test_a_409_offers_what_is_left_and_the_error_goes_when_the_cart_changes(
 
     stack.set_stock("caprese", 2)  # other customers bought most of it ...
     stack.set_stock("caesar-salad", 0)  # ... and all of this
-    page.get_by_test_id("place-order").click()
+    place(page)
 
     error = page.get_by_test_id("order-error")
     expect(error).to_be_visible(timeout=UI_WAIT_MS)
@@ -69,7 +70,7 @@ def test_a_409_offers_what_is_left_and_the_error_goes_when_the_cart_changes(
     cart_line(page, "garlic-bread").get_by_test_id("decrement").click()  # the reader's change
     expect(error).to_be_hidden()
 
-    page.get_by_test_id("place-order").click()  # what is left can be ordered
+    place(page)  # what is left can be ordered
     expect(page.get_by_test_id("tracking")).to_be_visible(timeout=UI_WAIT_MS)
     expect(page.get_by_test_id("order-line")).to_have_count(1)
     expect(page.get_by_test_id("order-line")).to_have_text(
@@ -84,7 +85,7 @@ def test_an_emptied_cart_says_so_and_the_error_goes_when_something_is_added(
     page = shop
     add(page, "panna-cotta", 2)
     stack.set_stock("panna-cotta", 0)
-    page.get_by_test_id("place-order").click()
+    place(page)
 
     error = page.get_by_test_id("order-error")
     expect(error).to_contain_text("Panna Cotta is sold out", timeout=UI_WAIT_MS)
@@ -105,7 +106,7 @@ def test_after_placing_focus_and_view_move_to_tracking_which_lists_the_order(
     load(page, stack.url)
     add(page, "funghi", 2)
     add(page, "lemonade", 1)
-    page.get_by_test_id("place-order").click()
+    place(page)
 
     title = page.locator("#tracking-title")
     expect(title).to_be_focused(timeout=UI_WAIT_MS)
@@ -144,7 +145,7 @@ def test_the_cart_and_tracking_never_overlap_while_scrolling(
     page = viewport_page
     load(page, stack.url)
     add(page, "margherita", 1)
-    page.get_by_test_id("place-order").click()
+    place(page)
     expect(page.get_by_test_id("order-step-delivered")).to_have_attribute(
         "data-state", "done", timeout=UI_WAIT_MS
     )

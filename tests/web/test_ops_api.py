@@ -172,6 +172,30 @@ async def test_replay_all_of_one_stream(ops: LiveApi, redis_client: Any) -> None
     assert await redis_client.xlen(DEAD_LETTERS) == 1
 
 
+async def test_a_topic_name_finds_and_replays_the_dead_letters_of_its_partitions(
+    ops: LiveApi, redis_client: Any
+) -> None:
+    """``stream=orders-stream`` stands for the topic: its partitions ``orders-stream.p<i>``
+    too (ORDERFLOW_TOPIC_PARTITIONS > 1), not a stream that only starts with the name."""
+    for stream in ("orders-stream.p0", "orders-stream.p2", "orders-stream.pX", "deliveries-stream"):
+        await add_dead_letter(redis_client, stream)
+    listed = await ops.client.get(
+        "/api/v1/ops/dead-letters", headers=AUTH, params={"stream": "orders-stream"}
+    )
+    assert {d["stream"] for d in listed.json()["dead_letters"]} == {
+        "orders-stream.p0",
+        "orders-stream.p2",
+    }
+    response = await ops.client.post(
+        "/api/v1/ops/dead-letters/replay", headers=AUTH, json={"stream": "orders-stream"}
+    )
+    assert response.json() == {"replayed": 2, "not_replayable": []}
+    assert await redis_client.xlen("orders-stream.p0") == 1  # each back on its own partition
+    assert await redis_client.xlen("orders-stream.p2") == 1
+    assert not await redis_client.exists("orders-stream")
+    assert await redis_client.xlen(DEAD_LETTERS) == 2
+
+
 async def test_stock_is_set_and_refilled_and_bad_bodies_change_nothing(ops: LiveApi) -> None:
     url = "/api/v1/ops/menu/margherita/stock"
     assert (await ops.client.put(url, headers=AUTH, json={"stock": 3})).json() == {

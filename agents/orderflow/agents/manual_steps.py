@@ -154,7 +154,7 @@ async def advance(
                 delivery_id=order.delivery.id, order_id=order.id, status=delivery_step, at=at
             ),
             source=OPERATOR_SOURCE,
-            key=order.delivery.id,
+            key=order.id,
             correlation_id=correlation_id,
         )
     await outbox_topic(publisher, stream).send_envelope(message.envelope)

@@ -106,7 +106,7 @@ def delivery_created_messages(
         SIMULATE_DELIVERY_STREAM,
         DeliverySimulate(delivery_id=delivery.id, order_id=delivery.order_id, status="on_the_way"),
         source=DELIVERY_SOURCE,
-        key=delivery.id,
+        key=delivery.order_id,
         correlation_id=cause.correlation_id,
         causation_id=created.envelope.event_id,
     )

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter
 
-from orderflow.agents.topics import STREAM_RECORDS
+from orderflow.agents.topics import declare_topic
 from orderflow.models.store import OutboxMessage, Store
 from orderflow.runtime import App, Envelope, Record, Topic
 
@@ -77,8 +77,11 @@ def outbox_message(
 def outbox_topic(app: App, stream: str) -> Topic[Any]:
     """The app's topic for ``stream``: the one it declared (a consumer may accept a
     subset of the stream's records; the envelope is published as is either way), or a
-    new declaration with every record the stream carries."""
-    return app.topics.get(stream) or app.topic(stream, value_type=STREAM_RECORDS[stream])
+    new declaration with every record the stream carries. A row names the topic, not a
+    partition: the topic places the envelope by its key (the order id) when it is sent,
+    so a row written before a change of ``ORDERFLOW_TOPIC_PARTITIONS`` goes where the
+    order's other events go now."""
+    return app.topics.get(stream) or declare_topic(app, stream)
 
 
 async def publish_outbox(

@@ -127,6 +127,17 @@ class Settings(RuntimeSettings):
     # Notifications cache.
     status_ttl_seconds: int = 86_400
 
+    # Partitions of each per-order topic (orders, deliveries, order and delivery status,
+    # the two simulate streams: topics.PARTITIONED_STREAMS), every event placed by its
+    # order id (docs/system.md#partitioned-topics). 1 (the default) keeps each topic the
+    # one plain stream it has always been: the stream names are part of the data, so a
+    # deployment that upgrades keeps reading what is already queued, and on one Redis
+    # node (one core) more streams buy little. On a Redis Cluster use at least the number
+    # of masters (`orderflow demo --cluster` uses 3): each partition is its own slot, so
+    # the topics' work spreads over the shards. Every process must use the same value;
+    # changing it strands what is in flight unless drained first (see the docs).
+    topic_partitions: int = Field(default=1, ge=1, le=1024)
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_addresses(cls, value: str) -> str:

@@ -121,7 +121,7 @@ def create_simulator_app(
         report = DeliveryStatusReported(
             delivery_id=delivery_id, order_id=order_id, status=status, at=reported_at(delay)
         )
-        await delivery_status.send(value=report, key=delivery_id, delay=delay or None)
+        await delivery_status.send(value=report, key=order_id, delay=delay or None)
 
     @app.agent(simulate_order, group=SIMULATOR_GROUP)
     async def start_orders(stream: Stream[OrderSimulate]) -> None:

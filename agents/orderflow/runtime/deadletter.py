@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from orderflow.runtime import keys
 from orderflow.runtime.connection import is_cluster
+from orderflow.runtime.partitions import in_topic
 from orderflow.runtime.wire import text
 
 DEAD_LETTERS = keys.DEAD_LETTERS
@@ -137,12 +138,13 @@ class DeadLetter:
 async def list_dead_letters(
     redis: Redis, count: int = 50, stream: str | None = None
 ) -> list[DeadLetter]:
-    """Newest first; ``stream`` filters by source stream (scans at most 10x ``count``)."""
+    """Newest first; ``stream`` filters by source stream, a topic's name standing for its
+    partitions too (scans at most 10x ``count``)."""
     scan = count if stream is None else count * 10
     entries = await redis.xrevrange(DEAD_LETTERS, count=scan)
     letters = [DeadLetter.from_entry(eid, fields or {}) for eid, fields in entries or []]
     if stream is not None:
-        letters = [letter for letter in letters if letter.stream == stream]
+        letters = [letter for letter in letters if in_topic(letter.stream, stream)]
     return letters[:count]
 
 
@@ -165,7 +167,8 @@ class DeadLetterNotFound(LookupError):
 async def iter_dead_letters(
     redis: Redis, stream: str | None = None, *, batch: int = 1000
 ) -> AsyncIterator[DeadLetter]:
-    """Every dead letter, oldest first (optionally only those from source ``stream``),
+    """Every dead letter, oldest first (optionally only those from source ``stream`` or,
+    for a topic's name, its partitions),
     read ``batch`` at a time: ``dlq replay --all`` walks a full stream without holding it
     all, and hands each letter to :func:`replay` without reading it again."""
     start = "-"
@@ -173,7 +176,7 @@ async def iter_dead_letters(
         entries = await redis.xrange(DEAD_LETTERS, min=start, count=batch) or []
         for eid, fields in entries:
             letter = DeadLetter.from_entry(eid, fields or {})
-            if stream is None or letter.stream == stream:
+            if stream is None or in_topic(letter.stream, stream):
                 yield letter
         if len(entries) < batch:
             return

@@ -8,6 +8,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from orderflow.runtime.partitions import in_topic
 from orderflow.runtime.wire import text
 
 
@@ -112,9 +113,13 @@ async def discover_streams(redis: Redis) -> list[str]:
 
 
 async def inspect_streams(redis: Redis, streams: list[str] | None = None) -> list[StreamInfo]:
-    """Every stream (or the given ones) with its groups; missing streams are left out."""
+    """Every stream (or the given ones) with its groups; missing streams are left out.
+    A given name also stands for the partitions of the topic of that name."""
+    names = await discover_streams(redis)
+    if streams is not None:
+        names = [name for name in names if any(in_topic(name, wanted) for wanted in streams)]
     result: list[StreamInfo] = []
-    for name in streams if streams is not None else await discover_streams(redis):
+    for name in names:
         info = await inspect_stream(redis, name)
         if info is not None:
             result.append(info)

@@ -40,3 +40,13 @@ def partition_of(key: str, partitions: int) -> int:
 def partition_key(envelope: Envelope) -> str:
     """What places an envelope: its key, or its event id when it has none."""
     return envelope.key or envelope.event_id
+
+
+def in_topic(stream: str, name: str) -> bool:
+    """Whether ``stream`` belongs to topic ``name``: the stream itself or one of its
+    partitions ``name.p<i>``. Filters given a name (``orderflow streams NAME``, ``dlq
+    --stream NAME``) use it, so a topic's name finds its partitions, whatever N is."""
+    if stream == name:
+        return True
+    prefix = name + PARTITION_SEPARATOR
+    return stream.startswith(prefix) and stream[len(prefix) :].isdigit()

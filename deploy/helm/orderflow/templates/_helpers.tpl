@@ -102,14 +102,20 @@ through the headless Service (stable per-pod DNS names).
 {{/*
 Environment shared by every orderflow container: the ConfigMap, plus the two
 connection URLs from the Secret (not the whole Secret: the pods have no use for
-the MongoDB root password or keyfile).
+the MongoDB root password or keyfile). An external Redis URL kept in a Secret of
+the user's (redis.externalSecret.name) is read from there.
 */}}
 {{- define "orderflow.env" -}}
 - name: ORDERFLOW_REDIS_URL
   valueFrom:
     secretKeyRef:
+      {{- if include "orderflow.redisUrlInUserSecret" . }}
+      name: {{ .Values.redis.externalSecret.name }}
+      key: {{ .Values.redis.externalSecret.key }}
+      {{- else }}
       name: {{ include "orderflow.secretName" . }}
       key: redis-url
+      {{- end }}
 - name: ORDERFLOW_STORE_URL
   valueFrom:
     secretKeyRef:
@@ -249,4 +255,40 @@ NetworkPolicies select "the release's own pods" by.
 {{- define "orderflow.releaseSelector" -}}
 app.kubernetes.io/name: {{ include "orderflow.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+"true" when the pods read the external Redis URL from the user's Secret
+(redis.enabled false and redis.externalSecret.name set), else "".
+*/}}
+{{- define "orderflow.redisUrlInUserSecret" -}}
+{{- if and (not .Values.redis.enabled) .Values.redis.externalSecret.name -}}true{{- end -}}
+{{- end }}
+
+{{/*
+"true" when the external Redis is a Redis Cluster (its URL's scheme is
+redis+cluster:// or rediss+cluster://), else "".
+*/}}
+{{- define "orderflow.redisIsCluster" -}}
+{{- if and (not .Values.redis.enabled) (hasSuffix "+cluster" (urlParse (default "redis://x" .Values.redis.externalUrl)).scheme) -}}true{{- end -}}
+{{- end }}
+
+{{/*
+The Redis streams of one topic: itself, or its partitions <stream>.p0 ..
+<stream>.p<N-1> when it is one of the per-order topics and config.topicPartitions
+is above 1 (orderflow.agents.topics.PARTITIONED_STREAMS). A JSON list.
+Call with (dict "root" $ "stream" "orders-stream").
+*/}}
+{{- define "orderflow.topicStreams" -}}
+{{- $partitioned := list "orders-stream" "deliveries-stream" "order-status-stream" "delivery-status-stream" "simulate-order-stream" "simulate-delivery-stream" }}
+{{- $count := int .root.Values.config.topicPartitions }}
+{{- if and (has .stream $partitioned) (gt $count 1) }}
+{{- $streams := list }}
+{{- range $i := until $count }}
+{{- $streams = append $streams (printf "%s.p%d" $.stream $i) }}
+{{- end }}
+{{- toJson $streams }}
+{{- else }}
+{{- toJson (list .stream) }}
+{{- end }}
 {{- end }}

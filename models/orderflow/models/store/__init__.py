@@ -7,7 +7,9 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
   -- all or nothing. Concurrent buyers of the last items never oversell.
 * Status updates are monotonic: a stale or repeated status returns
   ``StatusChange(changed=False)``, changes nothing and writes no outbox row.
-* ``create_delivery`` is idempotent per order.
+* ``create_delivery`` is idempotent per order, and returns the order's ``Customer``
+  (``recipient``) read in the same transaction: the one way personal data leaves
+  the store for a service -- events never carry it.
 * Every write that emits events returns the outbox rows it committed
   (``.outbox`` of its result), for the caller to publish at once; rows a crash left
   unpublished are found by ``outbox_pending`` (the relay).
@@ -38,6 +40,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlsplit
 
 from orderflow.models.documents import (
+    Customer,
     Delivery,
     DeliveryStatusChange,
     MenuItem,
@@ -103,11 +106,13 @@ class StatusChange:
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What ``create_delivery`` did: ``created`` is ``False`` when the order already had
-    its delivery (returned as is, ``outbox`` empty)."""
+    its delivery (returned as is, ``outbox`` empty). ``recipient`` is the order's customer
+    (``None`` if it was placed without one): what the courier needs, read from the store."""
 
     delivery: Delivery
     created: bool
     outbox: list[OutboxMessage] = field(default_factory=list)
+    recipient: Customer | None = field(default=None, repr=False)
 
 
 MAX_RECENT_ORDERS = 200
@@ -162,7 +167,11 @@ def check_stock(wanted: Mapping[str, int], items: Mapping[str, Any]) -> None:
 
 
 def new_order(
-    lines: Sequence[OrderLineRequest], items: Mapping[str, Any], *, simulate: bool = True
+    lines: Sequence[OrderLineRequest],
+    items: Mapping[str, Any],
+    *,
+    simulate: bool = True,
+    customer: Customer | None = None,
 ) -> Order:
     """A ``created`` order with the names and prices of ``items`` at this moment."""
     order_lines = []
@@ -186,6 +195,7 @@ def new_order(
         created_at=now,
         updated_at=now,
         simulate=simulate,
+        customer=customer,
     )
 
 
@@ -230,10 +240,11 @@ class Store(Protocol):
         request_hash: str | None,
         events: OrderEvents,
         simulate: bool = True,
+        customer: Customer | None = None,
     ) -> PlaceOrderResult:
         """Reserve stock, insert the order and its outbox rows in one transaction.
 
-        ``simulate`` is stored with the order (``Order.simulate``). Raises
+        ``simulate`` and ``customer`` are stored with the order. Raises
         ``UnknownItem``, ``OutOfStock`` (nothing reserved) or
         ``IdempotencyKeyReused``. ``events`` may be called more than once (the
         transaction can be retried); it must only build messages.

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from orderflow.models.documents import (
+    Customer,
     MenuItem,
     Order,
     OrderLineRequest,
@@ -264,6 +265,7 @@ class SqliteStore:
         request_hash: str | None,
         events: OrderEvents,
         simulate: bool = True,
+        customer: Customer | None = None,
     ) -> PlaceOrderResult:
         requested = list(lines)
         if not requested:
@@ -272,7 +274,7 @@ class SqliteStore:
 
         def body(conn: sqlite3.Connection) -> PlaceOrderResult:
             return queries.place_order(
-                conn, requested, wanted, idempotency_key, request_hash, events, simulate
+                conn, requested, wanted, idempotency_key, request_hash, events, simulate, customer
             )
 
         return await self._write(body)

@@ -2,6 +2,7 @@
 
 import { ProblemError, fetchOrder, newIdempotencyKey, placeOrder } from "./api.js";
 import { Cart } from "./cart.js";
+import { CheckoutDetails } from "./checkout_details.js";
 import { DELIVERY_STEPS, ORDER_STEPS, formatMoney } from "./format.js";
 import { MenuView } from "./menu.js";
 import { describeShortage, isOrderId, showOrderFound, showOrderSummary } from "./order-summary.js";
@@ -104,13 +105,18 @@ async function offerWhatIsLeft(error) {
 
 async function onPlaceOrder() {
   if (cart.isEmpty || placing) return;
+  const customer = details.read(); // null: the form marked what to fix
+  if (!customer) {
+    showError("Please check your delivery details.");
+    return;
+  }
   placing = true;
   showError("");
   const placeButton = $("place-order");
   placeButton.disabled = true;
   placeButton.textContent = "Placing order…";
   try {
-    const order = await placeOrder(cart.toRequestLines(), newIdempotencyKey());
+    const order = await placeOrder(cart.toRequestLines(), newIdempotencyKey(), { customer });
     cart.clear();
     track(order.id, order); // the new stock arrives as a live event
     bringTrackingIntoView();
@@ -119,7 +125,8 @@ async function onPlaceOrder() {
       await offerWhatIsLeft(error);
     } else {
       const detail = error instanceof ProblemError ? error.message : "Something went wrong. Please try again.";
-      showError(detail);
+      const onFields = error instanceof ProblemError && details.showServerErrors(error.problem);
+      showError(onFields ? "Please check your delivery details." : detail);
       menu.refresh(); // e.g. an item left the menu: show the menu as it is now
     }
   } finally {
@@ -260,6 +267,7 @@ function track(orderId, order) {
 // -- start ------------------------------------------------------------------------------
 
 const menu = new MenuView({ container: $("menu"), statusEl: $("menu-status"), cart });
+const details = new CheckoutDetails($("delivery-details"), onPlaceOrder);
 cart.onChange(renderCart);
 cart.onChange((_, reason) => {
   if (reason === "user") showError(""); // the reader changed the cart: the old error is stale
