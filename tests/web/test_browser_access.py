@@ -2,8 +2,8 @@
 
 * the whole order can be placed with Tab, Enter and Space alone, with a visible focus
   ring, and focus lands on tracking afterwards;
-* on the phone (390x844) every control is at least 44 px in both directions;
-* every text has WCAG AA contrast, in the light and the dark colour scheme.
+* on the phone (390x844) every button, link and field is at least 44 px both ways;
+* every text has WCAG AA contrast and every field a visible edge, light and dark scheme.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_every_control_on_the_phone_is_big_enough_to_tap(
         load(page, stack.url)
         add(page, "margherita", 1)
         small = page.evaluate(
-            """min => Array.from(document.querySelectorAll('button, a[href]'))
+            """min => Array.from(document.querySelectorAll('button, a[href], input'))
                 .filter(el => el.offsetParent !== null && !el.classList.contains('skip-link'))
                 .map(el => [el.dataset.testid || el.textContent.trim(),
                             el.getBoundingClientRect()])
@@ -99,7 +99,8 @@ def test_every_control_on_the_phone_is_big_enough_to_tap(
 
 # Every visible text's contrast against the first opaque background behind it, its
 # ancestors' opacity included (WCAG 2 relative luminance): 4.5:1, or 3:1 for large text
-# (24 px, or 18.66 px bold). Disabled controls are exempt (WCAG 1.4.3).
+# (24 px, or 18.66 px bold); a text field's edge 3:1 (WCAG 1.4.11). Disabled controls
+# are exempt (WCAG 1.4.3).
 LOW_CONTRAST_JS = """
 () => {
   const rgb = (value) => (value.match(/[\\d.]+/g) || []).map(Number);
@@ -138,6 +139,13 @@ LOW_CONTRAST_JS = """
     const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
     const what = text.textContent.trim().slice(0, 30);
     if (ratio < (large ? 3 : 4.5)) low.push(`${what}: ${ratio.toFixed(2)}`);
+  }
+  for (const input of document.querySelectorAll("input")) {  // a field's edge: 3:1
+    if (!input.getClientRects().length) continue;
+    const edge = lum(rgb(getComputedStyle(input).borderTopColor).slice(0, 3));
+    const card = lum(background(input.parentElement));
+    const ratio = (Math.max(edge, card) + 0.05) / (Math.min(edge, card) + 0.05);
+    if (ratio < 3) low.push(`edge of #${input.id}: ${ratio.toFixed(2)}`);
   }
   return low;
 }
