@@ -74,9 +74,15 @@ def browser(chromium_path: Path) -> Iterator[Browser]:
 
 
 @contextmanager
-def opened(browser: Browser, viewport: dict[str, int], scheme: str = "light") -> Iterator[Page]:
+def opened(
+    browser: Browser, viewport: dict[str, int], scheme: str = "light", locale: str = "en-US"
+) -> Iterator[Page]:
     """A fresh page at ``viewport``; JavaScript errors on it fail the test."""
-    context = browser.new_context(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+    context = browser.new_context(
+        viewport=viewport,  # type: ignore[arg-type]
+        color_scheme=scheme,  # type: ignore[arg-type]
+        locale=locale,
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

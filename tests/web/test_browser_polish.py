@@ -22,9 +22,10 @@ import uuid
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.web.shop_page import (
+    DESKTOP,
     TIMES,
     add,
     boxes_overlap,
@@ -37,7 +38,16 @@ from tests.web.shop_page import (
     shop,
     viewport_page,
 )
-from tests.web.test_browser import UI_WAIT_MS, DemoStack, browser, chromium_path, page, shot, stack
+from tests.web.test_browser import (
+    UI_WAIT_MS,
+    DemoStack,
+    browser,
+    chromium_path,
+    opened,
+    page,
+    shot,
+    stack,
+)
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "chromium_path", "page", "shop", "stack", "viewport_page"]  # fixtures
@@ -231,3 +241,14 @@ def test_a_line_the_stock_fell_under_says_so_in_the_cart(stack: DemoStack, page:
     note = cart_line(page, "lemonade").get_by_test_id("cart-note")
     expect(note).to_have_text("Only 2 left", timeout=UI_WAIT_MS)
     expect(note).to_be_visible()
+
+
+def test_money_and_dates_follow_the_browsers_locale(stack: DemoStack, browser: Browser) -> None:
+    with opened(browser, DESKTOP, locale="de-DE") as page:
+        place_a_held_order(page, stack.url, "margherita")
+        # German: comma decimals, the euro sign after the amount, day.month.year.
+        expect(dish(page, "margherita").locator(".dish-price")).to_have_text("9,50\u00a0€")
+        expect(page.get_by_test_id("order-total")).to_have_text("9,50\u00a0€")
+        expect(page.locator("#order-placed")).to_have_text(re.compile(r"^\d{2}\.\d{2}\.\d{4}, "))
+        time = page.get_by_test_id("order-step-created").locator("time")
+        expect(time).to_have_text(re.compile(r"^\d{2}:\d{2}:\d{2}$"))  # 24-hour clock
