@@ -15,7 +15,19 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.web.checkout_form import fill_delivery_details
-from tests.web.test_browser import UI_WAIT_MS, DemoStack, opened
+from tests.web.test_browser import (
+    UI_WAIT_MS,
+    DemoStack,
+    browser,
+    chromium_path,
+    opened,
+    page,
+    stack,
+)
+
+# The shared browser fixtures and helpers, re-exported so that a test module imports
+# the shop from one place.
+__all__ = ["UI_WAIT_MS", "DemoStack", "browser", "chromium_path", "opened", "page", "stack"]
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}

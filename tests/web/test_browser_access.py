@@ -19,22 +19,20 @@ from tests.web.shop_page import (
     MIN_TAP_PX,
     PHONE,
     TIMES,
+    UI_WAIT_MS,
+    DemoStack,
     add,
+    browser,
     cart_line,
+    chromium_path,
     dish,
     focused_id,
     load,
+    opened,
     orders_stay_put,
+    page,
     place_a_held_order,
     shop,
-)
-from tests.web.test_browser import (
-    UI_WAIT_MS,
-    DemoStack,
-    browser,
-    chromium_path,
-    opened,
-    page,
     stack,
 )
 

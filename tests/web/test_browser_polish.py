@@ -27,27 +27,25 @@ from playwright.sync_api import Browser, Page, Route, expect
 from tests.web.shop_page import (
     DESKTOP,
     TIMES,
+    UI_WAIT_MS,
+    DemoStack,
     add,
     boxes_overlap,
+    browser,
     cart_line,
+    chromium_path,
     dish,
     load,
+    opened,
     orders_stay_put,
+    page,
     place,
     place_a_held_order,
     shop,
+    stack,
     viewport_page,
 )
-from tests.web.test_browser import (
-    UI_WAIT_MS,
-    DemoStack,
-    browser,
-    chromium_path,
-    opened,
-    page,
-    shot,
-    stack,
-)
+from tests.web.test_browser import shot
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "chromium_path", "page", "shop", "stack", "viewport_page"]  # fixtures
