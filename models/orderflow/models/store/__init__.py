@@ -7,6 +7,10 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
   -- all or nothing. Concurrent buyers of the last items never oversell.
 * Status updates are monotonic: a stale or repeated status returns
   ``StatusChange(changed=False)``, changes nothing and writes no outbox row.
+* ``cancel_order`` is one transaction (status check under the lock, ``cancelled``,
+  every line's stock back, its events in the outbox); ``cancelled`` is terminal: a
+  later status of a cancelled order is dropped with ``StatusChange(changed=False,
+  cancelled=True)``. See :mod:`orderflow.models.store.cancellation`.
 * ``create_delivery`` is idempotent per order.
 * Every write that emits events returns the outbox rows it committed
   (``.outbox`` of its result), for the caller to publish at once; rows a crash left
@@ -47,10 +51,17 @@ from orderflow.models.documents import (
     OrderStatusChange,
     utc_now,
 )
+from orderflow.models.store.cancellation import (
+    CancelEvents,
+    Cancellation,
+    CancelResult,
+    no_cancel_events,
+)
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS, DeadlineExceeded
 from orderflow.models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
+    NotCancellable,
     OrderNotFound,
     OutcomeUnknown,
     OutOfStock,
@@ -94,10 +105,12 @@ class StatusTransition:
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     """What a status update did. ``changed`` is ``False`` for a stale or repeated status
-    (nothing written, ``outbox`` empty); otherwise ``outbox`` holds the rows committed."""
+    (nothing written, ``outbox`` empty); otherwise ``outbox`` holds the rows committed.
+    ``cancelled``: the order is cancelled, so the status was dropped (callers count it)."""
 
     changed: bool
     outbox: list[OutboxMessage] = field(default_factory=list)
+    cancelled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +264,19 @@ class Store(Protocol):
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
         """Apply ``status`` if it is newer, with ``events(transition)`` in the outbox, in one
-        transaction. Stale or repeated: ``changed=False``, nothing written.
+        transaction. Stale or repeated: ``changed=False``, nothing written; the order is
+        cancelled: ``changed=False, cancelled=True``, nothing written.
 
-        Raises ``OrderNotFound``.
+        Raises ``OrderNotFound``; ``ValueError`` for ``cancelled`` (use ``cancel_order``).
         """
+
+    async def cancel_order(
+        self, order_id: str, events: CancelEvents = no_cancel_events
+    ) -> CancelResult:
+        """Cancel a ``created`` or ``confirmed`` order in one transaction: ``cancelled``,
+        every line's stock back, ``events(cancellation)`` in the outbox. A repeat answers
+        the order as is with ``cancelled=False`` (nothing written). Raises
+        ``OrderNotFound``, ``NotCancellable`` (``preparing`` or later: nothing changed)."""
 
     async def create_delivery(
         self, order_id: str, events: DeliveryEvents = no_events
@@ -355,11 +377,15 @@ async def opened_store(url: str, *, deadline: float | None = None) -> AsyncItera
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
     "MAX_RECENT_ORDERS",
+    "CancelEvents",
+    "CancelResult",
+    "Cancellation",
     "DeadlineExceeded",
     "DeliveryEvents",
     "DeliveryNotFound",
     "DeliveryResult",
     "IdempotencyKeyReused",
+    "NotCancellable",
     "OrderEvents",
     "OrderNotFound",
     "OutOfStock",
@@ -377,6 +403,7 @@ __all__ = [
     "check_stock",
     "new_delivery",
     "new_order",
+    "no_cancel_events",
     "no_events",
     "open_store",
     "opened_store",
