@@ -1,0 +1,191 @@
+"""Cancelling from the tracking card, in Debian's Chromium through Playwright.
+
+A real ``orderflow api`` process (its own SQLite store, the session's Valkey) and no
+workers: an order placed from the page stays ``created`` until the test moves it, so
+each moment of the cancel story is set up exactly, without racing a simulator. What
+the page shows comes over its real event streams: the order's (``order.cancelled.v1``)
+and the menu's (``stock.changed.v1``, both published by the cancel's outbox).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from playwright.sync_api import Page, expect
+
+from orderflow.models.documents import utc_now
+from orderflow.models.events import OrderStatusUpdated
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import open_store
+from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.localserver import LocalRedisServer
+from tests.web.api_process import ApiProcess
+from tests.web.test_browser import (  # noqa: F401 - the fixtures are used by name
+    UI_WAIT_MS,
+    browser,
+    chromium_path,
+    page,
+    run_async,
+    shot,
+)
+
+pytestmark = pytest.mark.browser
+
+
+class Gateway:
+    def __init__(self, redis_url: str, directory: Path) -> None:
+        self.redis_url = redis_url
+        self.store_url = f"sqlite:///{directory / 'orderflow.db'}"
+        run_async(self._seed())
+        self.api = ApiProcess(
+            redis_url=redis_url, store_url=self.store_url, log_path=directory / "api.log"
+        )
+
+    async def _seed(self) -> None:
+        store = await open_store(self.store_url)
+        try:
+            await store.seed_menu(DEMO_MENU)
+        finally:
+            await store.close()
+
+    def move_in_store(self, order_id: str, *statuses: str) -> None:
+        """What the orders worker would store (without publishing anything)."""
+
+        async def move() -> None:
+            store = await open_store(self.store_url)
+            try:
+                for status in statuses:
+                    assert (await store.update_order_status(order_id, status, utc_now())).changed
+            finally:
+                await store.close()
+
+        run_async(move())
+
+    def publish_preparing(self, order_id: str) -> None:
+        async def publish() -> None:
+            client = aioredis.Redis.from_url(self.redis_url)
+            try:
+                value = OrderStatusUpdated(
+                    order_id=order_id, status="preparing", at=utc_now(), previous="confirmed"
+                )
+                fields: Any = Envelope.new(value, source="test-browser").to_fields()
+                await client.xadd("orders-stream", fields)
+            finally:
+                await client.aclose()
+
+        run_async(publish())
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    chromium_path: Path,  # noqa: F811 - the fixture of the same name
+    redis_server: LocalRedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Gateway]:
+    gateway = Gateway(redis_server.url, tmp_path_factory.mktemp("cancel-browser"))
+    gateway.api.start()
+    try:
+        yield gateway
+    finally:
+        gateway.api.stop()
+
+
+def place_from_the_page(page: Page, gateway: Gateway, quantity: int = 1) -> str:  # noqa: F811
+    page.goto(gateway.api.url)
+    margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
+    expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
+    expect(page.get_by_test_id("menu-status")).to_contain_text("live stock", timeout=UI_WAIT_MS)
+    for _ in range(quantity):
+        margherita.get_by_role("button", name=re.compile("Add Margherita")).click()
+    page.get_by_test_id("place-order").click()
+    expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=UI_WAIT_MS
+    )
+    order_id = page.get_by_test_id("order-id").inner_text()
+    assert re.fullmatch(r"[0-9a-f]{32}", order_id)
+    return order_id
+
+
+def test_place_cancel_see_cancelled_and_the_stock_back(
+    gateway: Gateway,
+    page: Page,  # noqa: F811
+) -> None:
+    page.goto(gateway.api.url)
+    margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
+    expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
+    before = int(margherita.get_attribute("data-stock") or "-1")
+    assert before > 2
+
+    order_id = place_from_the_page(page, gateway, quantity=2)
+    expect(margherita).to_have_attribute("data-stock", str(before - 2), timeout=UI_WAIT_MS)
+    cancel = page.get_by_test_id("cancel-order")
+    expect(cancel).to_be_visible()
+    cancel.click()
+    confirm = page.get_by_test_id("confirm-cancel")
+    expect(confirm).to_be_focused()
+    page.get_by_test_id("keep-order").click()  # changed their mind: nothing happens
+    expect(cancel).to_be_visible()
+    expect(cancel).to_be_focused()
+    assert httpx.get(f"{gateway.api.url}/api/v1/orders/{order_id}").json()["status"] == "created"
+
+    cancel.click()
+    confirm.click()
+
+    step = page.get_by_test_id("order-step-cancelled")
+    expect(step).to_be_visible(timeout=UI_WAIT_MS)
+    expect(step).to_have_attribute("data-state", "cancelled")
+    expect(page.get_by_test_id("order-step-created")).to_have_attribute("data-state", "done")
+    expect(page.get_by_test_id("order-step-preparing")).to_have_attribute("data-state", "skipped")
+    expect(page.get_by_test_id("tracking-status")).to_contain_text("cancelled")
+    expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "cancelled")
+    expect(cancel).to_be_hidden()
+    expect(page.get_by_test_id("cancel-error")).to_be_hidden()
+    # The stock is back on the menu, pushed over the menu's event stream.
+    expect(margherita).to_have_attribute("data-stock", str(before), timeout=UI_WAIT_MS)
+    shot(page, "08-cancelled")
+    order = httpx.get(f"{gateway.api.url}/api/v1/orders/{order_id}").json()
+    assert order["status"] == "cancelled"
+
+    page.reload()  # the link still says cancelled, from the snapshot
+    expect(page.get_by_test_id("order-step-cancelled")).to_be_visible(timeout=UI_WAIT_MS)
+    expect(page.get_by_test_id("cancel-order")).to_be_hidden()
+
+
+def test_the_button_goes_once_preparing_arrives(
+    gateway: Gateway,
+    page: Page,  # noqa: F811
+) -> None:
+    order_id = place_from_the_page(page, gateway)
+    expect(page.get_by_test_id("cancel-order")).to_be_visible()
+    gateway.move_in_store(order_id, "confirmed", "preparing")
+    gateway.publish_preparing(order_id)
+    expect(page.get_by_test_id("order-step-preparing")).to_have_attribute(
+        "data-state", "current", timeout=UI_WAIT_MS
+    )
+    expect(page.get_by_test_id("cancel-order")).to_be_hidden()
+
+
+def test_too_late_is_said_plainly(
+    gateway: Gateway,
+    page: Page,  # noqa: F811
+) -> None:
+    order_id = place_from_the_page(page, gateway)
+    # The kitchen starts while the page still shows "created" (the event is not out yet).
+    gateway.move_in_store(order_id, "confirmed", "preparing")
+    page.get_by_test_id("cancel-order").click()
+    page.get_by_test_id("confirm-cancel").click()
+
+    error = page.get_by_test_id("cancel-error")
+    expect(error).to_be_visible(timeout=UI_WAIT_MS)
+    expect(error).to_contain_text("already preparing")
+    expect(error).to_contain_text("can no longer be cancelled")
+    expect(page.get_by_test_id("cancel-order")).to_be_hidden()
+    expect(page.get_by_test_id("order-step-cancelled")).to_have_count(0)
+    shot(page, "09-cancel-too-late")
+    assert httpx.get(f"{gateway.api.url}/api/v1/orders/{order_id}").json()["status"] == "preparing"
