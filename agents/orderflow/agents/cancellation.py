@@ -18,18 +18,16 @@ the store never applies to a cancelled order.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from orderflow.agents.messages import order_cancelled_messages
-from orderflow.agents.outbox import publish_outbox
+from orderflow.agents.outbox import publish_committed
 from orderflow.models.documents import ORDER_STATUSES
-from orderflow.models.store import CancelResult, Store, StoreUnavailable
-from orderflow.models.store.deadline import current_deadline, seconds_left, within
+from orderflow.models.store import CancelResult, Store
+from orderflow.models.store.deadline import within
 from orderflow.runtime import App
 from orderflow.runtime.context import current_correlation_id
 
@@ -74,15 +72,5 @@ async def _cancel_and_publish(store: Store, publisher: App, order_id: str) -> Ca
     )
     if result.cancelled:
         log.info("order %s cancelled, stock returned", order_id)
-    if result.outbox:
-        until = current_deadline()
-        try:
-            async with asyncio.timeout(None if until is None else seconds_left(until)):
-                await publish_outbox(publisher, store, result.outbox)
-        except (RedisError, OSError, TimeoutError, StoreUnavailable) as exc:
-            log.warning(
-                "order %s cancelled but not announced (%s); the outbox relay will publish it",
-                order_id,
-                exc,
-            )
+    await publish_committed(publisher, store, result.outbox, what=f"cancel of order {order_id}")
     return result
