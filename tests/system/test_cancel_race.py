@@ -65,7 +65,7 @@ def dropped_after_cancel() -> float:
     total = 0.0
     for status in ("confirmed", "preparing", "out_for_delivery", "delivered"):
         value = REGISTRY.get_sample_value(
-            "orderflow_status_dropped_after_cancel_total", {"status": status}
+            "orderflow_status_dropped_after_cancel_total", {"reported": status}
         )
         total += value or 0.0
     return total

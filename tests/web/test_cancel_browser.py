@@ -9,21 +9,22 @@ and the menu's (``stock.changed.v1``, both published by the cancel's outbox).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from playwright.sync_api import Page, expect
 
+from orderflow.agents.messages import order_status_messages
+from orderflow.agents.outbox import relay_once
 from orderflow.models.documents import utc_now
-from orderflow.models.events import OrderStatusUpdated
 from orderflow.models.menu import DEMO_MENU
-from orderflow.models.store import open_store
-from orderflow.runtime.envelope import Envelope
+from orderflow.models.store import no_events, open_store
+from orderflow.runtime import App
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess
 from tests.web.test_browser import (  # noqa: F401 - the fixtures are used by name
@@ -54,32 +55,37 @@ class Gateway:
         finally:
             await store.close()
 
-    def move_in_store(self, order_id: str, *statuses: str) -> None:
-        """What the orders worker would store (without publishing anything)."""
+    def move_in_store(self, order_id: str, *statuses: str, announce: bool = False) -> None:
+        """What the orders worker does with reports of ``statuses``; with ``announce``
+        their ``order.status_updated.v1`` are published too (by the outbox relay), so
+        the page hears of them, else only the store knows."""
 
         async def move() -> None:
             store = await open_store(self.store_url)
+            publisher = App("test-kitchen", broker=self.redis_url)
+            await publisher.connect()
+            events = functools.partial(order_status_messages, cause=ByHand())
             try:
                 for status in statuses:
-                    assert (await store.update_order_status(order_id, status, utc_now())).changed
+                    change = await store.update_order_status(
+                        order_id, status, utc_now(), events if announce else no_events
+                    )
+                    assert change.changed
+                if announce:
+                    assert await relay_once(publisher, store, min_age_seconds=0) == len(statuses)
             finally:
+                await publisher.stop()
                 await store.close()
 
         run_async(move())
 
-    def publish_preparing(self, order_id: str) -> None:
-        async def publish() -> None:
-            client = aioredis.Redis.from_url(self.redis_url)
-            try:
-                value = OrderStatusUpdated(
-                    order_id=order_id, status="preparing", at=utc_now(), previous="confirmed"
-                )
-                fields: Any = Envelope.new(value, source="test-browser").to_fields()
-                await client.xadd("orders-stream", fields)
-            finally:
-                await client.aclose()
 
-        run_async(publish())
+@dataclass(frozen=True)
+class ByHand:
+    """The cause of a status moved by the test (what a handled event is to a worker)."""
+
+    correlation_id: str | None = None
+    event_id: str = "0" * 32
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +169,7 @@ def test_the_button_goes_once_preparing_arrives(
 ) -> None:
     order_id = place_from_the_page(page, gateway)
     expect(page.get_by_test_id("cancel-order")).to_be_visible()
-    gateway.move_in_store(order_id, "confirmed", "preparing")
-    gateway.publish_preparing(order_id)
+    gateway.move_in_store(order_id, "confirmed", "preparing", announce=True)
     expect(page.get_by_test_id("order-step-preparing")).to_have_attribute(
         "data-state", "current", timeout=UI_WAIT_MS
     )

@@ -36,17 +36,18 @@ log = logging.getLogger(__name__)
 DROPPED_AFTER_CANCEL = Counter(
     "orderflow_status_dropped_after_cancel",
     "Status reports for an order that was already cancelled (dropped, never applied)",
-    ["status"],
+    ["reported"],
 )
-"""Labelled by the dropped status: only the lifecycle's, a fixed set."""
+"""Labelled by the status reported (not ``status``: on ``/metrics`` that label means an
+HTTP status): only the four reportable ones, a fixed set."""
 for _status in ORDER_STATUSES[1:]:
-    DROPPED_AFTER_CANCEL.labels(status=_status)  # every series exists from the start
+    DROPPED_AFTER_CANCEL.labels(reported=_status)  # every series exists from the start
 
 
 def count_dropped(status: str) -> None:
     """Count a status the store dropped because the order is cancelled."""
     if status in ORDER_STATUSES[1:]:
-        DROPPED_AFTER_CANCEL.labels(status=status).inc()
+        DROPPED_AFTER_CANCEL.labels(reported=status).inc()
 
 
 async def cancel_order(

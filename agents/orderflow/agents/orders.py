@@ -6,7 +6,7 @@
   monotonically and, in the same store transaction, writes
   ``order.status_updated.v1`` to the outbox, then publishes it. A status for a
   cancelled order is dropped by the store and counted
-  (``orderflow_status_dropped_after_cancel_total{status}``).
+  (``orderflow_status_dropped_after_cancel_total{reported}``).
 * A timer relays outbox messages that stayed unpublished for a few seconds,
   and (at most once a minute) deletes the rows published longer ago than
   ``ORDERFLOW_OUTBOX_RETENTION_SECONDS``. It polls every ``relay_interval``, and
