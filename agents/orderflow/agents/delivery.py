@@ -5,7 +5,9 @@
   store, so a duplicate event finds the existing delivery and does nothing
   more. The same transaction writes ``delivery.created.v1`` (deliveries-stream)
   and ``delivery.simulate.v1{on_the_way}`` (simulate-delivery-stream) to the outbox
-  -- the latter only for a simulated order (the event's ``simulate``).
+  -- the latter only for a simulated order (the event's ``simulate``). A cancelled
+  order never gets a delivery: the store never applies ``out_for_delivery`` to it
+  (``cancelled`` outranks every status), so that event never exists for it.
 * On ``delivery.status_reported.v1`` (delivery-status-stream) it applies the
   status monotonically with ``delivery.status_updated.v1`` in the outbox; when
   the delivery is ``delivered`` the outbox also gets

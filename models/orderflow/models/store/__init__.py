@@ -7,10 +7,8 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
   -- all or nothing. Concurrent buyers of the last items never oversell.
 * Status updates are monotonic: a stale or repeated status returns
   ``StatusChange(changed=False)``, changes nothing and writes no outbox row.
-* ``cancel_order`` is one transaction (status check under the lock, ``cancelled``,
-  every line's stock back, its events in the outbox); ``cancelled`` is terminal: a
-  later status of a cancelled order is dropped with ``StatusChange(changed=False,
-  cancelled=True)``. See :mod:`orderflow.models.store.cancellation`.
+* ``cancel_order`` is one transaction, and ``cancelled`` is terminal: see
+  :mod:`orderflow.models.store.cancellation`.
 * ``create_delivery`` is idempotent per order.
 * Every write that emits events returns the outbox rows it committed
   (``.outbox`` of its result), for the caller to publish at once; rows a crash left
@@ -70,6 +68,7 @@ from orderflow.models.store.errors import (
     UnknownItem,
 )
 from orderflow.models.store.outbox import OutboxMessage
+from orderflow.models.store.recent import MAX_RECENT_ORDERS, check_recent_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +120,6 @@ class DeliveryResult:
     delivery: Delivery
     created: bool
     outbox: list[OutboxMessage] = field(default_factory=list)
-
-
-MAX_RECENT_ORDERS = 200
-"""The most ``recent_orders`` returns at once: each order is a full document."""
-
-
-def check_recent_limit(limit: int) -> None:
-    """Refuse a ``recent_orders`` limit outside 1..MAX_RECENT_ORDERS (every adapter)."""
-    if not 1 <= limit <= MAX_RECENT_ORDERS:
-        raise ValueError(f"limit must be 1 to {MAX_RECENT_ORDERS}, got {limit}")
 
 
 OrderEvents: TypeAlias = Callable[[Order], Sequence[OutboxMessage]]
@@ -273,10 +262,9 @@ class Store(Protocol):
     async def cancel_order(
         self, order_id: str, events: CancelEvents = no_cancel_events
     ) -> CancelResult:
-        """Cancel a ``created`` or ``confirmed`` order in one transaction: ``cancelled``,
-        every line's stock back, ``events(cancellation)`` in the outbox. A repeat answers
-        the order as is with ``cancelled=False`` (nothing written). Raises
-        ``OrderNotFound``, ``NotCancellable`` (``preparing`` or later: nothing changed)."""
+        """Cancel a ``created`` or ``confirmed`` order in one transaction (the rules:
+        :mod:`orderflow.models.store.cancellation`). Raises ``OrderNotFound``,
+        ``NotCancellable`` (``preparing`` or later: nothing changed)."""
 
     async def create_delivery(
         self, order_id: str, events: DeliveryEvents = no_events
