@@ -27,16 +27,11 @@ from orderflow.models.store import no_events, open_store
 from orderflow.runtime import App
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess
-from tests.web.test_browser import (  # noqa: F401 - the fixtures are used by name
-    UI_WAIT_MS,
-    browser,
-    chromium_path,
-    page,
-    run_async,
-    shot,
-)
+from tests.web.test_browser import UI_WAIT_MS, browser, chromium_path, page, run_async, shot
+from tests.web.test_ops_api import TOKEN
 
 pytestmark = pytest.mark.browser
+__all__ = ["browser", "chromium_path", "page"]  # fixtures used by name below
 
 
 class Gateway:
@@ -45,7 +40,10 @@ class Gateway:
         self.store_url = f"sqlite:///{directory / 'orderflow.db'}"
         run_async(self._seed())
         self.api = ApiProcess(
-            redis_url=redis_url, store_url=self.store_url, log_path=directory / "api.log"
+            redis_url=redis_url,
+            store_url=self.store_url,
+            log_path=directory / "api.log",
+            extra_env={"ORDERFLOW_OPERATOR_TOKEN": TOKEN},  # the console, for its test
         )
 
     async def _seed(self) -> None:
@@ -90,7 +88,7 @@ class ByHand:
 
 @pytest.fixture(scope="module")
 def gateway(
-    chromium_path: Path,  # noqa: F811 - the fixture of the same name
+    chromium_path: Path,
     redis_server: LocalRedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
@@ -102,7 +100,7 @@ def gateway(
         gateway.api.stop()
 
 
-def place_from_the_page(page: Page, gateway: Gateway, quantity: int = 1) -> str:  # noqa: F811
+def place_from_the_page(page: Page, gateway: Gateway, quantity: int = 1) -> str:
     page.goto(gateway.api.url)
     margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
     expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
@@ -120,7 +118,7 @@ def place_from_the_page(page: Page, gateway: Gateway, quantity: int = 1) -> str:
 
 def test_place_cancel_see_cancelled_and_the_stock_back(
     gateway: Gateway,
-    page: Page,  # noqa: F811
+    page: Page,
 ) -> None:
     page.goto(gateway.api.url)
     margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
@@ -165,7 +163,7 @@ def test_place_cancel_see_cancelled_and_the_stock_back(
 
 def test_the_button_goes_once_preparing_arrives(
     gateway: Gateway,
-    page: Page,  # noqa: F811
+    page: Page,
 ) -> None:
     order_id = place_from_the_page(page, gateway)
     expect(page.get_by_test_id("cancel-order")).to_be_visible()
@@ -178,7 +176,7 @@ def test_the_button_goes_once_preparing_arrives(
 
 def test_too_late_is_said_plainly(
     gateway: Gateway,
-    page: Page,  # noqa: F811
+    page: Page,
 ) -> None:
     order_id = place_from_the_page(page, gateway)
     # The kitchen starts while the page still shows "created" (the event is not out yet).
@@ -194,3 +192,21 @@ def test_too_late_is_said_plainly(
     expect(page.get_by_test_id("order-step-cancelled")).to_have_count(0)
     shot(page, "09-cancel-too-late")
     assert httpx.get(f"{gateway.api.url}/api/v1/orders/{order_id}").json()["status"] == "preparing"
+
+
+def test_the_console_shows_a_cancelled_order_and_offers_no_step(
+    gateway: Gateway, page: Page
+) -> None:
+    response = httpx.post(
+        f"{gateway.api.url}/api/v1/orders",
+        json={"lines": [{"item_id": "diavola", "quantity": 1}], "simulate": False},
+    )
+    order_id = response.json()["id"]
+    assert httpx.post(f"{gateway.api.url}/api/v1/orders/{order_id}/cancel").status_code == 200
+    page.goto(f"{gateway.api.url}/ops")
+    page.get_by_test_id("token").fill(TOKEN)
+    page.get_by_test_id("unlock").click()
+    row = page.locator(f'[data-testid="order-row"][data-order-id="{order_id}"]')
+    expect(row.get_by_test_id("order-status")).to_have_text("cancelled", timeout=UI_WAIT_MS)
+    expect(row.get_by_test_id("cancelled")).to_contain_text("cancelled by the customer")
+    expect(row.get_by_test_id("advance")).to_have_count(0)
