@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess
+from tests.web.checkout_form import fill_delivery_details
 from tests.web.conftest import seeded_store
 from tests.web.test_browser import UI_WAIT_MS, browser, chromium_path, run_async
 
@@ -90,6 +91,7 @@ def test_the_shop_works_under_the_policy(api: ApiProcess, watched: Watched) -> N
     page.goto(api.url)
     expect(page.get_by_test_id("menu-item").first).to_be_visible(timeout=UI_WAIT_MS)
     page.get_by_test_id("menu-item").first.get_by_test_id("add-to-cart").click()
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
     expect(page.get_by_test_id("connection-state")).to_have_attribute(
         "data-state", "live", timeout=UI_WAIT_MS

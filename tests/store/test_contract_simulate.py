@@ -9,10 +9,8 @@ lists the newest orders first.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from orderflow.models.documents import utc_now
@@ -23,10 +21,8 @@ from orderflow.models.store import (
     Store,
     no_events,
 )
-from orderflow.models.store.postgres import PostgresStore
-from orderflow.models.store.sqlite import SqliteStore
-from tests.store.conftest import TEST_MENU
 from tests.store.factories import line
+from tests.store.upgrades import upgrade_postgres, upgrade_sqlite
 
 
 async def place(store: Store, *, simulate: bool, key: str | None = None) -> str:
@@ -123,42 +119,22 @@ async def check_upgraded(store: Store, old_order: str) -> None:
     assert [order.id for order in await store.recent_orders(10)] == [new_order, old_order]
 
 
+async def place_simulated(store: Store) -> str:
+    return await place(store, simulate=True)
+
+
+# What the previous release created: the same tables without the column.
+DROP_SIMULATE = ["DROP INDEX orders_created", "ALTER TABLE orders DROP COLUMN simulate"]
+
+
 async def test_a_sqlite_file_from_before_the_flag_gets_it_and_keeps_its_orders(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "old.db"
-    async with await SqliteStore.open(path) as store:
-        await store.seed_menu(TEST_MENU)
-        old_order = await place(store, simulate=True)
-    # What the previous release created: the same tables without the column.
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP INDEX orders_created")
-        conn.execute("ALTER TABLE orders DROP COLUMN simulate")
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
-        assert "simulate" not in columns
-    conn.close()
-    async with await SqliteStore.open(path) as store:
-        await check_upgraded(store, old_order)
+    await upgrade_sqlite(tmp_path / "old.db", place_simulated, DROP_SIMULATE, check_upgraded)
 
 
 @pytest.mark.postgres
 async def test_a_postgresql_database_from_before_the_flag_gets_it_and_keeps_its_orders(
     postgres_url: str,
 ) -> None:
-    store = await PostgresStore.open(postgres_url)
-    try:
-        await store.seed_menu(TEST_MENU)
-        old_order = await place(store, simulate=True)
-    finally:
-        await store.close()
-    conn = await asyncpg.connect(postgres_url)
-    try:  # what the previous release created: the same tables without the column
-        await conn.execute("DROP INDEX orders_created")
-        await conn.execute("ALTER TABLE orders DROP COLUMN simulate")
-    finally:
-        await conn.close()
-    store = await PostgresStore.open(postgres_url)
-    try:
-        await check_upgraded(store, old_order)
-    finally:
-        await store.close()
+    await upgrade_postgres(postgres_url, place_simulated, DROP_SIMULATE, check_upgraded)

@@ -128,6 +128,17 @@ class RunningDemo:
     def output(self) -> str:
         return "".join(self.seen)
 
+    def stop(self, timeout: float) -> None:
+        """SIGTERM the demo and wait for it to exit (it stops its children first)."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+
+    def drain(self) -> list[str]:
+        """After the demo exited: every line it printed, the ones not yet waited for too."""
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return self.seen
+
     def kill_everything(self) -> None:
         """After a failed test: SIGKILL the demo's own descendants, then the demo."""
         if self.process.poll() is None:

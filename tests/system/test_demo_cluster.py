@@ -26,6 +26,7 @@ from orderflow.runtime.partitions import partition_streams
 from orderflow.runtime.pytest_plugin import sync_client_for
 from tests.proctree import descendants, still_running
 from tests.system.demo_process import RunningDemo, http_get, http_post_json
+from tests.web.checkout_form import fill_delivery_details
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 STOP_TIMEOUT = 90.0
@@ -55,6 +56,7 @@ def order_in_the_ui(base: str) -> str:
             stock_before = int(margherita.get_attribute("data-stock") or "-1")
             assert stock_before > 1
             margherita.get_by_role("button", name=re.compile("Add Margherita")).click()
+            fill_delivery_details(page)
             page.get_by_test_id("place-order").click()
             expect(page.get_by_test_id("order-step-delivered")).to_have_attribute(
                 "data-state", "done", timeout=UI_WAIT_MS

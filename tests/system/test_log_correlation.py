@@ -10,7 +10,6 @@ way the docs show it; the lines are read as JSON, as a log store would.
 from __future__ import annotations
 
 import json
-import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -61,13 +60,10 @@ def test_one_correlation_id_follows_an_order_through_every_process(tmp_path: Pat
             time.sleep(0.1)
         # The last worker line about the order may follow the status by a moment.
         demo.wait_for_line(f"order {order['id']} is now delivered", 30)
-        demo.process.send_signal(signal.SIGTERM)
-        demo.process.wait(timeout=STOP_TIMEOUT)
+        demo.stop(STOP_TIMEOUT)
     finally:
         demo.kill_everything()
-    while not demo.lines.empty():
-        demo.seen.append(demo.lines.get())
-    seen = demo.seen
+    seen = demo.drain()
 
     ours = [line for line in json_lines(seen) if line["correlation_id"] == CORRELATION_ID]
     by_service: dict[str, list[str]] = {}

@@ -36,6 +36,7 @@ from orderflow.models.store import open_store
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 from tests.web.api_process import ApiProcess
+from tests.web.checkout_form import fill_delivery_details
 from tests.web.conftest import NO_RATE_LIMIT_ENV
 
 pytestmark = pytest.mark.browser
@@ -194,6 +195,7 @@ def test_order_from_menu_to_delivered(stack: DemoStack, page: Page) -> None:
     expect(page.get_by_test_id("cart-empty")).to_be_hidden()
     shot(page, "02-cart")
 
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
     tracking = page.get_by_test_id("tracking")
     expect(tracking).to_be_visible(timeout=UI_WAIT_MS)
@@ -257,6 +259,7 @@ def test_tracking_falls_back_to_the_websocket_without_eventsource(
     margherita = page.locator('[data-testid="menu-item"][data-item-id="margherita"]')
     expect(margherita).to_be_visible(timeout=UI_WAIT_MS)
     margherita.get_by_test_id("add-to-cart").click()
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
     connection = page.get_by_test_id("connection-state")
     expect(connection).to_have_attribute("data-transport", "websocket", timeout=UI_WAIT_MS)
@@ -276,6 +279,7 @@ def test_out_of_stock_order_shows_the_problem_detail(stack: DemoStack, page: Pag
     expect(page.get_by_test_id("cart-line")).to_have_count(1)
 
     stack.set_stock(item_id, 0)  # someone else bought the last one
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
 
     error = page.get_by_test_id("order-error")

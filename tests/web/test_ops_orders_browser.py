@@ -60,7 +60,8 @@ def place(url: str, **body: object) -> str:
 
 
 def test_an_operator_moves_a_manual_order_to_delivered(console_demo: DemoStack, page: Page) -> None:
-    manual = place(console_demo.url, simulate=False)
+    recipient = {"name": "Ada Lovelace", "address": "12 St James's Square", "phone": "+44 20 7946"}
+    manual = place(console_demo.url, simulate=False, customer=recipient)
     simulated = place(console_demo.url)
     page.goto(f"{console_demo.url}/ops")
     page.get_by_test_id("token").fill(TOKEN)
@@ -72,6 +73,9 @@ def test_an_operator_moves_a_manual_order_to_delivered(console_demo: DemoStack, 
     expect(manual_row.get_by_test_id("simulated")).to_have_text("by hand")
     expect(simulated_row.get_by_test_id("simulated")).to_have_text("simulated")
     expect(simulated_row.get_by_test_id("advance")).to_have_count(0)
+    # The operator sees where the order goes (as text); an API order without details says so.
+    expect(manual_row.get_by_test_id("order-recipient")).to_have_text("".join(recipient.values()))
+    expect(simulated_row.get_by_test_id("order-recipient")).to_have_text("—")
     # The table refreshes by itself: the simulated order is delivered meanwhile...
     expect(simulated_row.get_by_test_id("order-status")).to_have_text(
         "delivered", timeout=UI_WAIT_MS

@@ -5,9 +5,14 @@
   store, so a duplicate event finds the existing delivery and does nothing
   more. The same transaction writes ``delivery.created.v1`` (deliveries-stream)
   and ``delivery.simulate.v1{on_the_way}`` (simulate-delivery-stream) to the outbox
-  -- the latter only for a simulated order (the event's ``simulate``). A cancelled
-  order never gets a delivery: the store never applies ``out_for_delivery`` to it
-  (``cancelled`` outranks every status), so that event never exists for it.
+  -- the latter only for a simulated order (the event's ``simulate``). What the
+  courier needs (name, address, phone: ``DeliveryResult.recipient``) comes from the
+  store in that transaction, never from an event; the log names the order and the
+  delivery by id only, and says when the order has no delivery details (an API
+  client placed it without ``customer``).
+  A cancelled order never gets a delivery: the store never applies
+  ``out_for_delivery`` to it (``cancelled`` outranks every status), so that event
+  never exists for it.
 * On ``delivery.status_reported.v1`` (delivery-status-stream) it applies the
   status monotonically with ``delivery.status_updated.v1`` in the outbox; when
   the delivery is ``delivered`` the outbox also gets
@@ -60,7 +65,12 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
             )
             if result.created:
                 await publish_outbox(app, current, result.outbox)
-                log.info("order %s: delivery %s created", update.order_id, result.delivery.id)
+                log.info(
+                    "order %s: delivery %s created%s",
+                    update.order_id,
+                    result.delivery.id,
+                    "" if result.recipient else " (the order has no delivery details)",
+                )
             else:
                 log.info("order %s already has delivery %s", update.order_id, result.delivery.id)
 

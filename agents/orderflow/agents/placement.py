@@ -7,6 +7,10 @@ the outbox; right after the commit the messages are published through
 ``publisher`` (the API process's runtime ``App``). If that publish fails (Redis
 down, process killed) the relay in the orders worker publishes them later: no
 event is lost between commit and publish.
+
+``customer`` (name, address, phone) is stored with the order and nowhere else: the
+events are built from explicit fields that exclude it, and the log line names the
+order by id only.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Sequence
 
 from orderflow.agents.messages import order_created_messages
 from orderflow.agents.outbox import publish_committed
-from orderflow.models.documents import OrderLineRequest
+from orderflow.models.documents import Customer, OrderLineRequest
 from orderflow.models.store import PlaceOrderResult, Store
 from orderflow.models.store.deadline import within
 from orderflow.runtime import App
@@ -35,6 +39,7 @@ async def place_order(
     request_hash: str | None = None,
     deadline: float | None = None,
     simulate: bool = True,
+    customer: Customer | None = None,
 ) -> PlaceOrderResult:
     """Place an order (one transaction with its outbox), then publish the outbox at once.
 
@@ -50,11 +55,11 @@ async def place_order(
     """
     if deadline is None:
         return await _place_and_publish(
-            store, publisher, lines, idempotency_key, request_hash, simulate
+            store, publisher, lines, idempotency_key, request_hash, simulate, customer
         )
     with within(deadline):
         return await _place_and_publish(
-            store, publisher, lines, idempotency_key, request_hash, simulate
+            store, publisher, lines, idempotency_key, request_hash, simulate, customer
         )
 
 
@@ -65,6 +70,7 @@ async def _place_and_publish(
     idempotency_key: str | None,
     request_hash: str | None,
     simulate: bool,
+    customer: Customer | None,
 ) -> PlaceOrderResult:
     correlation_id = current_correlation_id() or uuid.uuid4().hex
     result = await store.place_order(
@@ -73,6 +79,7 @@ async def _place_and_publish(
         request_hash=request_hash,
         events=lambda order: order_created_messages(order, correlation_id),
         simulate=simulate,
+        customer=customer,
     )
     if not result.replayed:
         log.info(

@@ -123,6 +123,24 @@ class DeliveryStatusChange(Document):
     at: Timestamp
 
 
+class Customer(Document):
+    """Who receives an order and where: personal data, so it lives only in the store.
+
+    The web layer validates and trims it (:mod:`orderflow.web.validation`); these
+    bounds repeat the outer limits so that no adapter ever holds an oversized value.
+    ``repr=False`` keeps the values out of any ``repr`` -- a log line or a traceback
+    that formats an ``Order`` shows ``customer=...`` hidden, not the person -- and
+    ``hide_input_in_errors`` keeps them out of a ``ValidationError``'s message (a value
+    that breaks a bound is named by its field, not quoted).
+    """
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100), Field(repr=False)]
+    address: Annotated[str, StringConstraints(min_length=5, max_length=300), Field(repr=False)]
+    phone: Annotated[str, StringConstraints(min_length=6, max_length=32), Field(repr=False)]
+
+
 class Delivery(Document):
     id: EntityId
     order_id: EntityId
@@ -133,6 +151,8 @@ class Delivery(Document):
 
 
 class Order(Document):
+    model_config = ConfigDict(hide_input_in_errors=True)  # it may hold a Customer
+
     id: EntityId
     lines: Annotated[list[OrderLine], Field(min_length=1)]
     total: Annotated[int, Field(ge=0)]
@@ -144,3 +164,6 @@ class Order(Document):
     simulate: bool = True
     """False: the simulator leaves the order alone; an operator moves it on from the
     console. Defaults to True so documents stored before the flag existed still load."""
+    customer: Annotated[Customer | None, Field(repr=False)] = None
+    """Name, address and phone for the courier; ``None`` for an order placed without them
+    (the API keeps accepting those) and for orders stored before the field existed."""

@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from orderflow.models.documents import ENTITY_ID_PATTERN, MENU_ITEM_ID_PATTERN
+from orderflow.web.customer_body import CUSTOMER_DESCRIPTION, CustomerBody, customer_body_schema
 
 # Menu item ids are lowercase slugs ("margherita", "iced-tea"); anything else can
 # never name an item, so it is refused before a store lookup.
@@ -108,6 +109,7 @@ class OrderBody(BaseModel):
         Field(min_length=1, description="Items to order; each item id appears once."),
     ]
     simulate: Annotated[bool, Field(description=SIMULATE_DESCRIPTION)] = True
+    customer: Annotated[CustomerBody | None, Field(description=CUSTOMER_DESCRIPTION)] = None
 
     @field_validator("lines")
     @classmethod
@@ -138,11 +140,16 @@ class OrderBody(BaseModel):
 
         ``simulate`` counts only when false, so the hash of a simulated order is what it
         was before the flag existed (a retry across an upgrade still replays) and an
-        explicit ``"simulate": true`` is the same request as none.
+        explicit ``"simulate": true`` is the same request as none. ``customer`` counts
+        when given, trimmed (the same key with another address is another order, and
+        one with other surrounding spaces is the same); absent, the hash is what it was
+        before the field existed.
         """
         fields = self.model_dump(mode="json")
         if fields["simulate"]:
             del fields["simulate"]
+        if fields["customer"] is None:
+            del fields["customer"]
         canonical = ujson.dumps(fields, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -308,6 +315,14 @@ def order_body_schema(limits: Limits) -> dict[str, Any]:
                 "items": line,
             },
             "simulate": {"type": "boolean", "default": True, "description": SIMULATE_DESCRIPTION},
+            "customer": customer_body_schema(),
         },
-        "example": {"lines": [{"item_id": "margherita", "quantity": 2}]},
+        "example": {
+            "lines": [{"item_id": "margherita", "quantity": 2}],
+            "customer": {
+                "name": "Ada Lovelace",
+                "address": "12 St James's Square, London SW1Y 4JH",
+                "phone": "+44 20 7946 0958",
+            },
+        },
     }

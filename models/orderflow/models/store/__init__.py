@@ -9,7 +9,9 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
   ``StatusChange(changed=False)``, changes nothing and writes no outbox row.
 * ``cancel_order`` is one transaction, and ``cancelled`` is terminal: see
   :mod:`orderflow.models.store.cancellation`.
-* ``create_delivery`` is idempotent per order.
+* ``create_delivery`` is idempotent per order, and returns the order's ``Customer``
+  (``recipient``) read in the same transaction: the one way personal data leaves
+  the store for a service -- events never carry it.
 * Every write that emits events returns the outbox rows it committed
   (``.outbox`` of its result), for the caller to publish at once; rows a crash left
   unpublished are found by ``outbox_pending`` (the relay).
@@ -40,6 +42,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlsplit
 
 from orderflow.models.documents import (
+    Customer,
     Delivery,
     DeliveryStatusChange,
     MenuItem,
@@ -69,6 +72,7 @@ from orderflow.models.store.errors import (
 )
 from orderflow.models.store.outbox import OutboxMessage
 from orderflow.models.store.recent import MAX_RECENT_ORDERS, check_recent_limit
+from orderflow.models.store.stock_checks import check_stock, out_of_stock, wanted_quantities
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +119,13 @@ class StatusChange:
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What ``create_delivery`` did: ``created`` is ``False`` when the order already had
-    its delivery (returned as is, ``outbox`` empty)."""
+    its delivery (returned as is, ``outbox`` empty). ``recipient`` is the order's customer
+    (``None`` if it was placed without one): what the courier needs, read from the store."""
 
     delivery: Delivery
     created: bool
     outbox: list[OutboxMessage] = field(default_factory=list)
+    recipient: Customer | None = field(default=None, repr=False)
 
 
 OrderEvents: TypeAlias = Callable[[Order], Sequence[OutboxMessage]]
@@ -135,36 +141,16 @@ def no_events(_subject: object) -> list[OutboxMessage]:
     return []
 
 
-# Shared by adapters: the parts of the contract that do not depend on the backend.
-# ``items`` maps a menu id to its row/document (anything with ``name``, ``price``
-# and ``stock`` keys: a ``sqlite3.Row`` or a BSON document).
-
-
-def wanted_quantities(lines: Sequence[OrderLineRequest]) -> dict[str, int]:
-    """Total quantity per item (an item may appear on several lines)."""
-    wanted: dict[str, int] = {}
-    for line in lines:
-        wanted[line.item_id] = wanted.get(line.item_id, 0) + line.quantity
-    return wanted
-
-
-def out_of_stock(item_id: str, item: Any, quantity: int) -> OutOfStock:
-    return OutOfStock(item_id, item["name"], quantity, int(item["stock"]))
-
-
-def check_stock(wanted: Mapping[str, int], items: Mapping[str, Any]) -> None:
-    """Raise ``UnknownItem`` for missing ids, then ``OutOfStock`` for the first short item."""
-    missing = [item_id for item_id in wanted if item_id not in items]
-    if missing:
-        raise UnknownItem(missing)
-    for item_id, quantity in wanted.items():
-        item = items[item_id]
-        if item["stock"] < quantity:
-            raise out_of_stock(item_id, item, quantity)
+# Shared by adapters: the parts of the contract that do not depend on the backend
+# (the stock checks: :mod:`orderflow.models.store.stock_checks`).
 
 
 def new_order(
-    lines: Sequence[OrderLineRequest], items: Mapping[str, Any], *, simulate: bool = True
+    lines: Sequence[OrderLineRequest],
+    items: Mapping[str, Any],
+    *,
+    simulate: bool = True,
+    customer: Customer | None = None,
 ) -> Order:
     """A ``created`` order with the names and prices of ``items`` at this moment."""
     order_lines = []
@@ -188,6 +174,7 @@ def new_order(
         created_at=now,
         updated_at=now,
         simulate=simulate,
+        customer=customer,
     )
 
 
@@ -232,10 +219,11 @@ class Store(Protocol):
         request_hash: str | None,
         events: OrderEvents,
         simulate: bool = True,
+        customer: Customer | None = None,
     ) -> PlaceOrderResult:
         """Reserve stock, insert the order and its outbox rows in one transaction.
 
-        ``simulate`` is stored with the order (``Order.simulate``). Raises
+        ``simulate`` and ``customer`` are stored with the order. Raises
         ``UnknownItem``, ``OutOfStock`` (nothing reserved) or
         ``IdempotencyKeyReused``. ``events`` may be called more than once (the
         transaction can be retried); it must only build messages.

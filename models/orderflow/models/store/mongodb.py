@@ -51,6 +51,7 @@ from orderflow.models.documents import (
     CANCELLED,
     DELIVERY_STATUSES,
     ORDER_STATUS_RANKS,
+    Customer,
     Delivery,
     DeliveryStatusChange,
     MenuItem,
@@ -143,6 +144,17 @@ VALIDATORS: dict[str, Doc] = {
                 "lines": {"bsonType": "array", "minItems": 1},
                 "history": {"bsonType": "array"},
                 "simulate": {"bsonType": "bool"},
+                # Delivery details (personal data, kept here only); absent without them.
+                "customer": {
+                    "bsonType": "object",
+                    "required": ["name", "address", "phone"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"bsonType": "string"},
+                        "address": {"bsonType": "string"},
+                        "phone": {"bsonType": "string"},
+                    },
+                },
             },
         }
     },
@@ -369,6 +381,7 @@ class MongoStore:
         request_hash: str | None,
         events: OrderEvents,
         simulate: bool = True,
+        customer: Customer | None = None,
     ) -> PlaceOrderResult:
         requested = list(lines)
         if not requested:
@@ -406,7 +419,7 @@ class MongoStore:
                 if result.modified_count != 1:
                     raise out_of_stock(item_id, items[item_id], quantity)
 
-            order = new_order(requested, items, simulate=simulate)
+            order = new_order(requested, items, simulate=simulate, customer=customer)
             now = order.created_at
             doc: Doc = {
                 "_id": order.id,
@@ -419,6 +432,8 @@ class MongoStore:
                 "updated_at": now,
                 "simulate": order.simulate,
             }
+            if customer is not None:
+                doc["customer"] = customer.model_dump()
             if idempotency_key is not None:
                 doc["idempotency_key"] = idempotency_key
                 doc["request_hash"] = request_hash
@@ -510,11 +525,15 @@ class MongoStore:
         self, order_id: str, events: DeliveryEvents = no_events
     ) -> DeliveryResult:
         async def callback(session: AsyncClientSession) -> DeliveryResult:
+            order = await self.orders.find_one(
+                {"_id": order_id}, projection={"customer": 1}, session=session
+            )
+            if order is None:
+                raise OrderNotFound(order_id)
+            recipient = _customer(order)
             existing = await self.deliveries.find_one({"order_id": order_id}, session=session)
             if existing is not None:
-                return DeliveryResult(_delivery(existing), created=False)
-            if await self.orders.count_documents({"_id": order_id}, session=session) == 0:
-                raise OrderNotFound(order_id)
+                return DeliveryResult(_delivery(existing), created=False, recipient=recipient)
             delivery = new_delivery(order_id)
             now = delivery.created_at
             await self.deliveries.insert_one(
@@ -531,16 +550,17 @@ class MongoStore:
             )
             outbox = list(events(delivery))
             await self._insert_outbox(outbox, session)
-            return DeliveryResult(delivery, created=True, outbox=outbox)
+            return DeliveryResult(delivery, created=True, outbox=outbox, recipient=recipient)
 
         try:
             return await self._transaction(callback)
         except DuplicateKeyError:
             # Another worker created this order's delivery concurrently.
             doc = await self.deliveries.find_one({"order_id": order_id})
-            if doc is None:
+            order = await self.orders.find_one({"_id": order_id}, projection={"customer": 1})
+            if doc is None or order is None:
                 raise
-            return DeliveryResult(_delivery(doc), created=False)
+            return DeliveryResult(_delivery(doc), created=False, recipient=_customer(order))
 
     async def update_delivery_status(
         self, delivery_id: str, status: str, at: str, events: TransitionEvents = no_events
@@ -694,4 +714,13 @@ def _order(doc: Doc, delivery: Doc | None) -> Order:
         updated_at=doc["updated_at"],
         delivery=None if delivery is None else _delivery(delivery),
         simulate=doc.get("simulate", True),  # documents from before the flag: simulated
+        customer=_customer(doc),
     )
+
+
+def _customer(doc: Doc) -> Customer | None:
+    """The order's delivery details; ``None`` when placed without them (or before them)."""
+    found = doc.get("customer")
+    if found is None:
+        return None
+    return Customer(name=found["name"], address=found["address"], phone=found["phone"])

@@ -40,6 +40,7 @@ import asyncpg
 
 from orderflow.models.documents import (
     CANCELLED,
+    Customer,
     Delivery,
     MenuItem,
     Order,
@@ -208,6 +209,7 @@ class PostgresStore:
         request_hash: str | None,
         events: OrderEvents,
         simulate: bool = True,
+        customer: Customer | None = None,
     ) -> PlaceOrderResult:
         requested = list(lines)
         if not requested:
@@ -232,7 +234,7 @@ class PostgresStore:
                 return replayed
             items = {row["id"]: row for row in await conn.fetch(sql.LOCK_ITEMS, list(wanted))}
             check_stock(wanted, items)
-            order = new_order(requested, items, simulate=simulate)
+            order = new_order(requested, items, simulate=simulate, customer=customer)
             messages = list(events(order))
             params = sql.write_order_params(order, wanted, idempotency_key, request_hash, messages)
             if await conn.fetchval(sql.WRITE_ORDER, *params) != len(wanted):
@@ -290,31 +292,33 @@ class PostgresStore:
     async def create_delivery(
         self, order_id: str, events: DeliveryEvents = no_events
     ) -> DeliveryResult:
-        async def existing(conn: Connection) -> DeliveryResult | None:
+        async def existing(conn: Connection, recipient: Customer | None) -> DeliveryResult | None:
             delivery_id = await conn.fetchval(sql.FIND_DELIVERY_OF_ORDER, order_id)
             if delivery_id is None:
                 return None
             delivery = await _load_delivery(conn, delivery_id)
             assert delivery is not None
-            return DeliveryResult(delivery, created=False)
+            return DeliveryResult(delivery, created=False, recipient=recipient)
 
         async def body(conn: Connection) -> DeliveryResult:
-            found = await existing(conn)
+            order = await conn.fetchrow(sql.ORDER_RECIPIENT, order_id)
+            if order is None:
+                raise OrderNotFound(order_id)
+            recipient = None if order[0] is None else Customer.model_validate_json(order[0])
+            found = await existing(conn, recipient)
             if found is not None:
                 return found
-            if not await conn.fetchval(sql.ORDER_EXISTS, order_id):
-                raise OrderNotFound(order_id)
             delivery = new_delivery(order_id)
             rank = delivery_status_rank(delivery.status)
             args = (delivery.id, order_id, delivery.status, rank, delivery.created_at)
             if await conn.fetchval(sql.INSERT_DELIVERY, *args) == 0:
                 # A concurrent call created it; ON CONFLICT waited for its commit.
-                found = await existing(conn)
+                found = await existing(conn, recipient)
                 assert found is not None
                 return found
             messages = list(events(delivery))
             await outbox.insert_outbox(conn, messages)
-            return DeliveryResult(delivery, created=True, outbox=messages)
+            return DeliveryResult(delivery, created=True, outbox=messages, recipient=recipient)
 
         return await self._pool.transaction(body)
 

@@ -37,131 +37,16 @@ from collections.abc import Mapping, Sequence
 
 from orderflow.models.documents import Order, order_status_rank
 from orderflow.models.store.outbox import OutboxMessage
+from orderflow.models.store.postgres_schema import (
+    NOTIFY_CHANNEL,
+    SCHEMA,
+    SCHEMA_LOCK,
+    SCHEMA_VERSION,
+)
 
-SCHEMA_VERSION = 1
-"""The version this code writes in ``orderflow_schema``; a database with a newer one is
-refused. Additive objects (``IF NOT EXISTS``) need no bump."""
-
-NOTIFY_CHANNEL = "orderflow_outbox"
-
-SCHEMA_LOCK = 7_242_001
-"""``pg_advisory_xact_lock`` key held while the schema is created: concurrent
-``CREATE TABLE IF NOT EXISTS`` in several processes can otherwise fail on the
-catalog's unique indexes."""
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS orderflow_schema (
-    version integer NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS menu_items (
-    id          text PRIMARY KEY,
-    position    integer NOT NULL,
-    name        text NOT NULL,
-    description text NOT NULL,
-    category    text NOT NULL,
-    price       integer NOT NULL CHECK (price >= 0),
-    stock       integer NOT NULL CHECK (stock >= 0),
-    seed_stock  integer NOT NULL CHECK (seed_stock >= 0)
-);
-
-CREATE TABLE IF NOT EXISTS orders (
-    id              text PRIMARY KEY,
-    status          text NOT NULL,
-    status_rank     smallint NOT NULL CHECK (status_rank >= 0),
-    total           integer NOT NULL CHECK (total >= 0),
-    created_at      text NOT NULL,
-    updated_at      text NOT NULL,
-    idempotency_key text CONSTRAINT orders_idempotency_key UNIQUE,
-    request_hash    text,
-    simulate        boolean NOT NULL DEFAULT true
-);
--- A database from before the simulate flag: every existing order stays simulated.
--- Checked first, so that an open does not take ALTER TABLE's exclusive lock every time.
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM information_schema.columns
-        WHERE table_schema = current_schema() AND table_name = 'orders'
-          AND column_name = 'simulate'
-    ) THEN
-        ALTER TABLE orders ADD COLUMN simulate boolean NOT NULL DEFAULT true;
-    END IF;
-END
-$$;
-CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at);
-
-CREATE TABLE IF NOT EXISTS order_lines (
-    order_id   text NOT NULL REFERENCES orders (id),
-    line_no    integer NOT NULL,
-    item_id    text NOT NULL,
-    name       text NOT NULL,
-    quantity   integer NOT NULL CHECK (quantity > 0),
-    unit_price integer NOT NULL CHECK (unit_price >= 0),
-    PRIMARY KEY (order_id, line_no)
-);
-CREATE INDEX IF NOT EXISTS order_lines_item ON order_lines (item_id);
-
-CREATE TABLE IF NOT EXISTS order_history (
-    order_id text NOT NULL REFERENCES orders (id),
-    rank     smallint NOT NULL,
-    status   text NOT NULL,
-    at       text NOT NULL,
-    PRIMARY KEY (order_id, rank)
-);
-
-CREATE TABLE IF NOT EXISTS deliveries (
-    id          text PRIMARY KEY,
-    order_id    text NOT NULL REFERENCES orders (id) CONSTRAINT deliveries_order UNIQUE,
-    status      text NOT NULL,
-    status_rank smallint NOT NULL CHECK (status_rank >= 0),
-    created_at  text NOT NULL,
-    updated_at  text NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS delivery_history (
-    delivery_id text NOT NULL REFERENCES deliveries (id),
-    rank        smallint NOT NULL,
-    status      text NOT NULL,
-    at          text NOT NULL,
-    PRIMARY KEY (delivery_id, rank)
-);
-
-CREATE TABLE IF NOT EXISTS outbox (
-    seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id           text NOT NULL UNIQUE,
-    stream       text NOT NULL,
-    envelope     text NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT statement_timestamp(),
-    published_at timestamptz
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE published_at IS NULL;
-CREATE INDEX IF NOT EXISTS outbox_published ON outbox (published_at)
-    WHERE published_at IS NOT NULL;
-
-CREATE OR REPLACE FUNCTION orderflow_outbox_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM inserted) THEN
-        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_trigger
-        WHERE tgname = 'outbox_notify' AND tgrelid = 'outbox'::regclass
-    ) THEN
-        CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-            REFERENCING NEW TABLE AS inserted
-            FOR EACH STATEMENT EXECUTE FUNCTION orderflow_outbox_notify();
-    END IF;
-END
-$$;
-"""
+__all__ = ["NOTIFY_CHANNEL", "SCHEMA", "SCHEMA_LOCK", "SCHEMA_VERSION"]
+"""The schema lives in :mod:`~orderflow.models.store.postgres_schema`; named here too so
+that ``sql.SCHEMA`` keeps working for the pool and the driver benchmark."""
 
 # ------------------------------------------------------------------ orders
 
@@ -180,8 +65,9 @@ WITH decremented AS (
     RETURNING m.id
 ), new_order AS (
     INSERT INTO orders (id, status, status_rank, total, created_at, updated_at,
-                        idempotency_key, request_hash, simulate)
-    VALUES ($3, $4, $5, $6, $7, $7, $8, $9, $17::boolean)
+                        idempotency_key, request_hash, simulate,
+                        customer_name, customer_address, customer_phone)
+    VALUES ($3, $4, $5, $6, $7, $7, $8, $9, $17::boolean, $18::text, $19::text, $20::text)
 ), lines AS (
     INSERT INTO order_lines (order_id, line_no, item_id, name, quantity, unit_price)
     SELECT $3, l.n - 1, l.item_id, l.name, l.quantity, l.unit_price
@@ -224,7 +110,16 @@ def write_order_params(
         [line.unit_price for line in order.lines],
         *outbox_params(outbox),
         order.simulate,
+        *customer_params(order),
     )
+
+
+def customer_params(order: Order) -> tuple[str | None, str | None, str | None]:
+    """The order's name, address and phone columns (all NULL without a customer)."""
+    customer = order.customer
+    if customer is None:
+        return (None, None, None)
+    return (customer.name, customer.address, customer.phone)
 
 
 _HISTORY_JSON = (
@@ -235,6 +130,8 @@ _ORDER_JSON = f"""
 SELECT json_build_object(
     'id', o.id, 'status', o.status, 'total', o.total, 'simulate', o.simulate,
     'created_at', o.created_at, 'updated_at', o.updated_at,
+    'customer', CASE WHEN o.customer_name IS NOT NULL THEN json_build_object(
+        'name', o.customer_name, 'address', o.customer_address, 'phone', o.customer_phone) END,
     'lines', (SELECT json_agg(json_build_object('item_id', l.item_id, 'name', l.name,
                                                 'quantity', l.quantity, 'unit_price', l.unit_price)
                               ORDER BY l.line_no)
@@ -298,7 +195,12 @@ COUNT_ORDERS_OF_ITEM = "SELECT count(DISTINCT order_id) FROM order_lines WHERE i
 # -------------------------------------------------------------- deliveries
 
 FIND_DELIVERY_OF_ORDER = "SELECT id FROM deliveries WHERE order_id = $1"
-ORDER_EXISTS = "SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)"
+ORDER_RECIPIENT = """
+SELECT CASE WHEN customer_name IS NOT NULL THEN json_build_object(
+    'name', customer_name, 'address', customer_address, 'phone', customer_phone)::text END
+FROM orders WHERE id = $1
+"""
+"""-> one row (the customer as JSON, NULL without one) if the order exists, else none."""
 
 INSERT_DELIVERY = """
 WITH inserted AS (

@@ -44,6 +44,7 @@ from typing import Literal, TypeVar
 
 from orderflow.models.documents import (
     CANCELLED,
+    Customer,
     MenuItem,
     Order,
     OrderLineRequest,
@@ -270,6 +271,7 @@ class SqliteStore:
         request_hash: str | None,
         events: OrderEvents,
         simulate: bool = True,
+        customer: Customer | None = None,
     ) -> PlaceOrderResult:
         requested = list(lines)
         if not requested:
@@ -278,7 +280,7 @@ class SqliteStore:
 
         def body(conn: sqlite3.Connection) -> PlaceOrderResult:
             return queries.place_order(
-                conn, requested, wanted, idempotency_key, request_hash, events, simulate
+                conn, requested, wanted, idempotency_key, request_hash, events, simulate, customer
             )
 
         return await self._write(body)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from orderflow.models.documents import (
+    Customer,
     Delivery,
     DeliveryStatusChange,
     MenuItem,
@@ -106,7 +107,8 @@ def load_delivery(conn: sqlite3.Connection, column: str, value: str) -> Delivery
 
 def load_order(conn: sqlite3.Connection, order_id: str) -> Order | None:
     row = conn.execute(
-        "SELECT id, status, total, created_at, updated_at, simulate FROM orders WHERE id = ?",
+        "SELECT id, status, total, created_at, updated_at, simulate,"
+        " customer_name, customer_address, customer_phone FROM orders WHERE id = ?",
         (order_id,),
     ).fetchone()
     if row is None:
@@ -140,6 +142,15 @@ def load_order(conn: sqlite3.Connection, order_id: str) -> Order | None:
         updated_at=row["updated_at"],
         delivery=load_delivery(conn, "order_id", order_id),
         simulate=bool(row["simulate"]),
+        customer=_customer(row),
+    )
+
+
+def _customer(row: sqlite3.Row) -> Customer | None:
+    if row["customer_name"] is None:  # placed without one (the schema: all three or none)
+        return None
+    return Customer(
+        name=row["customer_name"], address=row["customer_address"], phone=row["customer_phone"]
     )
 
 
@@ -174,6 +185,7 @@ def place_order(
     request_hash: str | None,
     events: OrderEvents,
     simulate: bool,
+    customer: Customer | None,
 ) -> PlaceOrderResult:
     """The order transaction's body: replay a known key, or check and take the stock, insert
     the order, its lines, its history and its outbox rows."""
@@ -208,11 +220,12 @@ def place_order(
         if cursor.rowcount != 1:
             raise out_of_stock(item_id, items[item_id], quantity)
 
-    order = new_order(requested, items, simulate=simulate)
+    order = new_order(requested, items, simulate=simulate, customer=customer)
     now = order.created_at
     conn.execute(
-        "INSERT INTO orders (id, status, total, created_at, updated_at,"
-        " idempotency_key, request_hash, simulate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO orders (id, status, total, created_at, updated_at, idempotency_key,"
+        " request_hash, simulate, customer_name, customer_address, customer_phone)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             order.id,
             order.status,
@@ -222,6 +235,9 @@ def place_order(
             idempotency_key,
             request_hash,
             int(simulate),
+            None if customer is None else customer.name,
+            None if customer is None else customer.address,
+            None if customer is None else customer.phone,
         ),
     )
     conn.executemany(
@@ -272,14 +288,20 @@ def seed_menu(conn: sqlite3.Connection, rows: Sequence[MenuItem]) -> int:
 def create_delivery(
     conn: sqlite3.Connection, order_id: str, events: DeliveryEvents
 ) -> DeliveryResult:
-    """The order's delivery: the existing one, or a new one with its outbox rows."""
+    """The order's delivery (the existing one, or a new one with its outbox rows) and the
+    order's customer, read in the same transaction: what the courier needs."""
+    order = conn.execute(
+        "SELECT customer_name, customer_address, customer_phone FROM orders WHERE id = ?",
+        (order_id,),
+    ).fetchone()
+    if order is None:
+        raise OrderNotFound(order_id)
+    recipient = _customer(order)
     row = conn.execute("SELECT id FROM deliveries WHERE order_id = ?", (order_id,)).fetchone()
     if row is not None:
         existing = load_delivery(conn, "id", row["id"])
         assert existing is not None
-        return DeliveryResult(existing, created=False)
-    if conn.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone() is None:
-        raise OrderNotFound(order_id)
+        return DeliveryResult(existing, created=False, recipient=recipient)
     delivery = new_delivery(order_id)
     now = delivery.created_at
     conn.execute(
@@ -293,4 +315,4 @@ def create_delivery(
     )
     outbox = list(events(delivery))
     insert_outbox(conn, outbox)
-    return DeliveryResult(delivery, created=True, outbox=outbox)
+    return DeliveryResult(delivery, created=True, outbox=outbox, recipient=recipient)

@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at      TEXT NOT NULL,
     idempotency_key TEXT,
     request_hash    TEXT,
-    simulate        INTEGER NOT NULL DEFAULT 1 CHECK (simulate IN (0, 1))
+    simulate        INTEGER NOT NULL DEFAULT 1 CHECK (simulate IN (0, 1)),
+    customer_name    TEXT,
+    customer_address TEXT,
+    customer_phone   TEXT
 ) STRICT;
 CREATE UNIQUE INDEX IF NOT EXISTS orders_idempotency_key
     ON orders (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -98,6 +101,11 @@ CREATE INDEX IF NOT EXISTS outbox_published ON outbox (published_at)
 """
 
 
+CUSTOMER_COLUMNS = ("customer_name", "customer_address", "customer_phone")
+"""The order's delivery details (NULL when placed without them): personal data that
+stays in this file; no event, log line or metric carries it."""
+
+
 def sqlite_path_from_url(url: str) -> str:
     """``sqlite:///rel/path.db`` -> ``rel/path.db``; ``sqlite:////abs.db`` -> ``/abs.db``."""
     parts = urlsplit(url)
@@ -126,6 +134,10 @@ def create_schema(conn: sqlite3.Connection) -> None:
             "ALTER TABLE orders ADD COLUMN simulate INTEGER NOT NULL DEFAULT 1"
             " CHECK (simulate IN (0, 1))"
         )
+    # A file from before delivery details: its orders have none (NULL), as placed.
+    for column in CUSTOMER_COLUMNS:
+        if columns and column not in columns:
+            conn.execute(f"ALTER TABLE orders ADD COLUMN {column} TEXT")
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)

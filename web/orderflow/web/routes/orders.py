@@ -160,6 +160,7 @@ async def create_order(request: Request) -> HTTPResponse:
             request_hash=body.request_hash() if key is not None else None,
             deadline=settings.store_deadline_seconds,
             simulate=body.simulate,
+            customer=None if body.customer is None else body.customer.to_customer(),
         )
     except OutOfStock as exc:
         return _reject(

@@ -36,7 +36,8 @@ export function newIdempotencyKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-export async function placeOrder(lines, idempotencyKey, { retries = 1 } = {}) {
+// customer: {name, address, phone} (the checkout's delivery details), sent when given.
+export async function placeOrder(lines, idempotencyKey, { retries = 1, customer = null } = {}) {
   const request = {
     method: "POST",
     headers: {
@@ -44,7 +45,7 @@ export async function placeOrder(lines, idempotencyKey, { retries = 1 } = {}) {
       Accept: "application/json",
       "Idempotency-Key": idempotencyKey,
     },
-    body: JSON.stringify({ lines }),
+    body: JSON.stringify(customer ? { lines, customer } : { lines }),
   };
   for (let attempt = 0; ; attempt += 1) {
     let response;

@@ -3,6 +3,7 @@
 import { ProblemError, newIdempotencyKey, placeOrder } from "./api.js";
 import { CancelControl, markCancelled } from "./cancel.js";
 import { Cart } from "./cart.js";
+import { CheckoutDetails } from "./checkout_details.js";
 import { DELIVERY_STEPS, ORDER_STEPS, formatMoney } from "./format.js";
 import { MenuView } from "./menu.js";
 import { Timeline, TrackingChannel } from "./tracking.js";
@@ -82,18 +83,24 @@ function showError(message) {
 
 async function onPlaceOrder() {
   if (cart.isEmpty || placing) return;
+  const customer = details.read(); // null: the form marked what to fix
+  if (!customer) {
+    showError("Please check your delivery details.");
+    return;
+  }
   placing = true;
   showError("");
   const placeButton = $("place-order");
   placeButton.disabled = true;
   placeButton.textContent = "Placing order…";
   try {
-    const order = await placeOrder(cart.toRequestLines(), newIdempotencyKey());
+    const order = await placeOrder(cart.toRequestLines(), newIdempotencyKey(), { customer });
     cart.clear();
     track(order.id ?? order.order_id, order); // the new stock arrives as a live event
   } catch (error) {
     const detail = error instanceof ProblemError ? error.message : "Something went wrong. Please try again.";
-    showError(detail);
+    const onFields = error instanceof ProblemError && details.showServerErrors(error.problem);
+    showError(onFields ? "Please check your delivery details." : detail);
     menu.refresh(); // the stock probably changed: show what is left
   } finally {
     placing = false;
@@ -211,6 +218,7 @@ function track(orderId, order) {
 // -- start ------------------------------------------------------------------------------
 
 const menu = new MenuView({ container: $("menu"), statusEl: $("menu-status"), cart });
+const details = new CheckoutDetails($("delivery-details"), onPlaceOrder);
 cart.onChange(renderCart);
 $("place-order").addEventListener("click", onPlaceOrder);
 renderCart();

@@ -245,6 +245,7 @@ async function refreshOrders() {
     tr.append(
       cell(order.id.slice(0, 12), "mono"),
       cell(new Date(order.created_at).toLocaleTimeString()),
+      recipientCell(order.customer),
       cell(money(order.total), "num"),
       status,
       delivery,
@@ -253,7 +254,25 @@ async function refreshOrders() {
     );
     return tr;
   });
-  fill("orders-body", rows, "No orders yet.", 7);
+  fill("orders-body", rows, "No orders yet.", 8);
+}
+
+// The courier's details, for the signed-in operator only: shown as text (never HTML),
+// never written to the console or sent anywhere else.
+function recipientCell(customer) {
+  const td = document.createElement("td");
+  td.dataset.testid = "order-recipient";
+  if (!customer) {
+    td.className = "muted";
+    td.textContent = "—"; // placed through the API without delivery details
+    return td;
+  }
+  for (const value of [customer.name, customer.address, customer.phone]) {
+    const line = document.createElement("div");
+    line.textContent = value;
+    td.append(line);
+  }
+  return td;
 }
 
 async function refreshAll() {
