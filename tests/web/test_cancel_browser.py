@@ -27,6 +27,7 @@ from orderflow.models.store import no_events, open_store
 from orderflow.runtime import App
 from orderflow.runtime.localserver import LocalRedisServer
 from tests.web.api_process import ApiProcess
+from tests.web.checkout_form import fill_delivery_details
 from tests.web.test_browser import UI_WAIT_MS, browser, chromium_path, page, run_async, shot
 from tests.web.test_ops_api import TOKEN
 
@@ -107,6 +108,7 @@ def place_from_the_page(page: Page, gateway: Gateway, quantity: int = 1) -> str:
     expect(page.get_by_test_id("menu-status")).to_contain_text("live stock", timeout=UI_WAIT_MS)
     for _ in range(quantity):
         margherita.get_by_role("button", name=re.compile("Add Margherita")).click()
+    fill_delivery_details(page)
     page.get_by_test_id("place-order").click()
     expect(page.get_by_test_id("connection-state")).to_have_attribute(
         "data-state", "live", timeout=UI_WAIT_MS
