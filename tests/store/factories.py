@@ -7,11 +7,13 @@ from orderflow.models.events import (
     DeliveryCreated,
     DeliverySimulate,
     DeliveryStatusUpdated,
+    OrderCancelled,
     OrderCreated,
     OrderSimulate,
     OrderStatusUpdated,
+    StockChanged,
 )
-from orderflow.models.store import OutboxMessage, StatusTransition
+from orderflow.models.store import Cancellation, OutboxMessage, StatusTransition
 from orderflow.runtime.envelope import Envelope
 
 SOURCE = "tests.store"
@@ -85,4 +87,21 @@ def delivery_status_events(change: StatusTransition) -> list[OutboxMessage]:
             stream="deliveries-stream",
             envelope=Envelope.new(updated, source=SOURCE, key=change.order_id),
         )
+    ]
+
+
+def cancel_events(cancellation: Cancellation) -> list[OutboxMessage]:
+    cancelled = OrderCancelled(
+        order_id=cancellation.order_id,
+        at=cancellation.at,
+        previous=cancellation.previous,
+        simulate=cancellation.simulate,
+    )
+    stock = StockChanged(item_ids=list(cancellation.returned), at=cancellation.at)
+    return [
+        OutboxMessage(
+            stream="orders-stream",
+            envelope=Envelope.new(cancelled, source=SOURCE, key=cancellation.order_id),
+        ),
+        OutboxMessage(stream="menu-stream", envelope=Envelope.new(stock, source=SOURCE)),
     ]

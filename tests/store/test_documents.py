@@ -92,7 +92,7 @@ def test_demo_menu_is_large_valid_and_unique() -> None:
 
 def test_every_event_is_registered_with_a_versioned_type() -> None:
     types = [cls.event_type for cls in ALL_EVENTS]
-    assert len(set(types)) == len(types) == 9
+    assert len(set(types)) == len(types) == 10
     assert all(t.endswith(".v1") for t in types)
     assert all(registry.get(t) is cls for t, cls in zip(types, ALL_EVENTS, strict=True))
 

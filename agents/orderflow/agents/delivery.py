@@ -10,6 +10,9 @@
   store in that transaction, never from an event; the log names the order and the
   delivery by id only, and says when the order has no delivery details (an API
   client placed it without ``customer``).
+  A cancelled order never gets a delivery: the store never applies
+  ``out_for_delivery`` to it (``cancelled`` outranks every status), so that event
+  never exists for it.
 * On ``delivery.status_reported.v1`` (delivery-status-stream) it applies the
   status monotonically with ``delivery.status_updated.v1`` in the outbox; when
   the delivery is ``delivered`` the outbox also gets

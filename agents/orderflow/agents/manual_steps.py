@@ -18,7 +18,9 @@ last, which is the same event for both)::
 
 The next step is computed from the stored order, so a retried request after the
 status moved would go one step further; an ``expected`` step (the one the operator
-saw) turns such a stale retry into a refusal instead.
+saw) turns such a stale retry into a refusal instead. A cancelled order has no next
+step (refused with ``cancelled``): even a report sent anyway would be dropped by the
+store.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Literal
 
 from orderflow.agents.outbox import outbox_message, outbox_topic
 from orderflow.agents.topics import DELIVERY_STATUS_STREAM, ORDER_STATUS_STREAM
-from orderflow.models.documents import Order, utc_now
+from orderflow.models.documents import CANCELLED, Order, utc_now
 from orderflow.models.events import DeliveryStatusReported, OrderStatusReported
 from orderflow.runtime import App
 
@@ -54,7 +56,7 @@ _NEXT_ORDER_STEP: dict[str, ManualStep] = {
 }
 _NEXT_DELIVERY_STEP: dict[str, ManualStep] = {"waiting": "on_the_way", "on_the_way": "delivered"}
 
-RefusalReason = Literal["simulated", "delivered", "pending", "stale"]
+RefusalReason = Literal["simulated", "delivered", "cancelled", "pending", "stale"]
 
 
 class StepRefused(Exception):
@@ -89,6 +91,11 @@ def next_step(order: Order) -> ManualStep:
         )
     if order.status == "delivered":
         raise StepRefused("delivered", f"Order {order.id} is delivered: its lifecycle is over.")
+    if order.status == CANCELLED:
+        raise StepRefused(
+            "cancelled",
+            f"Order {order.id} was cancelled by the customer: a cancelled order never moves again.",
+        )
     if order.status in _NEXT_ORDER_STEP:
         return _NEXT_ORDER_STEP[order.status]
     delivery = order.delivery

@@ -8,11 +8,12 @@ to place orders) builds no worker ``App``.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Literal, cast
 
 from orderflow.agents.outbox import Cause, outbox_message
 from orderflow.agents.topics import (
     DELIVERIES_STREAM,
+    MENU_STREAM,
     ORDER_STATUS_STREAM,
     ORDERS_STREAM,
     SIMULATE_DELIVERY_STREAM,
@@ -23,12 +24,14 @@ from orderflow.models.events import (
     DeliveryCreated,
     DeliverySimulate,
     DeliveryStatusUpdated,
+    OrderCancelled,
     OrderCreated,
     OrderSimulate,
     OrderStatusReported,
     OrderStatusUpdated,
+    StockChanged,
 )
-from orderflow.models.store import OutboxMessage, StatusTransition
+from orderflow.models.store import Cancellation, OutboxMessage, StatusTransition
 
 ORDERS_SOURCE = "orders"
 DELIVERY_SOURCE = "delivery"
@@ -82,6 +85,35 @@ def order_status_messages(transition: StatusTransition, cause: Cause) -> list[Ou
             causation_id=cause.event_id,
         )
     ]
+
+
+def order_cancelled_messages(
+    cancellation: Cancellation, correlation_id: str
+) -> list[OutboxMessage]:
+    """The outbox of a cancel: ``order.cancelled.v1`` for trackers and the status cache,
+    and ``stock.changed.v1`` naming the items given back, for the open pages' live stock
+    (the menu channel). Both in the cancel's own transaction: no cancel goes unannounced."""
+    cancelled = outbox_message(
+        ORDERS_STREAM,
+        OrderCancelled(
+            order_id=cancellation.order_id,
+            at=cancellation.at,
+            previous=cast(Literal["created", "confirmed"], cancellation.previous),
+            simulate=cancellation.simulate,
+        ),
+        source=ORDERS_SOURCE,
+        key=cancellation.order_id,
+        correlation_id=correlation_id,
+    )
+    stock = outbox_message(
+        MENU_STREAM,
+        StockChanged(item_ids=list(cancellation.returned), at=cancellation.at),
+        source=ORDERS_SOURCE,
+        key=None,
+        correlation_id=correlation_id,
+        causation_id=cancelled.envelope.event_id,
+    )
+    return [cancelled, stock]
 
 
 def delivery_created_messages(

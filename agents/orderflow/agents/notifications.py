@@ -27,6 +27,7 @@ from orderflow.agents.topics import (
 from orderflow.models.events import (
     DeliveryCreated,
     DeliveryStatusUpdated,
+    OrderCancelled,
     OrderCreated,
     OrderStatusUpdated,
 )
@@ -36,14 +37,16 @@ from orderflow.runtime import App, Stream
 def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | None = None) -> App:
     """Build the notifications app; ``ttl_seconds`` overrides the settings."""
     app = App("notifications", broker=broker, settings=get_settings())
-    orders = declare_topic(app, ORDERS_STREAM, (OrderCreated, OrderStatusUpdated))
+    orders = declare_topic(app, ORDERS_STREAM, (OrderCreated, OrderStatusUpdated, OrderCancelled))
     deliveries = declare_topic(app, DELIVERIES_STREAM, (DeliveryCreated, DeliveryStatusUpdated))
 
     def ttl() -> int:
         return ttl_seconds if ttl_seconds is not None else get_settings().status_ttl_seconds
 
     @app.agent(orders, group=NOTIFICATIONS_GROUP)
-    async def cache_order_status(stream: Stream[OrderCreated | OrderStatusUpdated]) -> None:
+    async def cache_order_status(
+        stream: Stream[OrderCreated | OrderStatusUpdated | OrderCancelled],
+    ) -> None:
         async for event in stream.events():
             value = event.value
             at = value.created_at if isinstance(value, OrderCreated) else value.at

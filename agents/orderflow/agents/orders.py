@@ -4,7 +4,9 @@
 
 * The agent on order-status-stream (orders-group) applies each reported status
   monotonically and, in the same store transaction, writes
-  ``order.status_updated.v1`` to the outbox, then publishes it.
+  ``order.status_updated.v1`` to the outbox, then publishes it. A status for a
+  cancelled order is dropped by the store and counted
+  (``orderflow_status_dropped_after_cancel_total{reported}``).
 * A timer relays outbox messages that stayed unpublished for a few seconds,
   and (at most once a minute) deletes the rows published longer ago than
   ``ORDERFLOW_OUTBOX_RETENTION_SECONDS``. It polls every ``relay_interval``, and
@@ -20,6 +22,7 @@ from functools import partial
 
 from redis.exceptions import RedisError
 
+from orderflow.agents.cancellation import count_dropped
 from orderflow.agents.messages import order_status_messages
 from orderflow.agents.outbox import RelaySchedule, publish_outbox, relay_once
 from orderflow.agents.outbox_retention import OutboxPruner
@@ -78,6 +81,9 @@ def create_orders_app(
             if change.changed:
                 await publish_outbox(app, current, change.outbox)
                 log.info("order %s is now %s", report.order_id, report.status)
+            elif change.cancelled:
+                count_dropped(report.status)
+                log.info("order %s is cancelled: status %s dropped", report.order_id, report.status)
             else:
                 log.info("order %s: status %s is stale or repeated", report.order_id, report.status)
 

@@ -19,15 +19,18 @@ duplicate.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from orderflow.agents.topics import declare_topic
-from orderflow.models.store import OutboxMessage, Store
+from orderflow.models.store import OutboxMessage, Store, StoreUnavailable
+from orderflow.models.store.deadline import current_deadline, seconds_left
 from orderflow.runtime import App, Envelope, Record, Topic
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,27 @@ async def publish_outbox(
         OUTBOX_ALREADY_PUBLISHED.inc(len(messages) - appended)
     log.debug("outbox: published %d of %d message(s)", appended, len(messages))
     return appended
+
+
+async def publish_committed(
+    app: App, store: Store, messages: Sequence[OutboxMessage], *, what: str
+) -> None:
+    """``publish_outbox`` right after a commit, within what is left of the caller's
+    deadline; a failure is logged (naming ``what`` was committed), never raised.
+
+    Committed: whatever fails now (Redis, the deadline, the store while marking the
+    rows published) must not turn the caller's answer into an error -- the relay in
+    the orders worker publishes the rows later.
+    """
+    if not messages:
+        return
+    until = current_deadline()
+    try:
+        async with asyncio.timeout(None if until is None else seconds_left(until)):
+            await publish_outbox(app, store, messages)
+    except (RedisError, OSError, TimeoutError, StoreUnavailable) as exc:
+        log.warning("%s committed but not published (%s); the outbox relay will publish it",
+                    what, exc)  # fmt: skip
 
 
 async def relay_once(app: App, store: Store, min_age_seconds: float, *, batch: int = 100) -> int:

@@ -15,18 +15,15 @@ order by id only.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
 
-from redis.exceptions import RedisError
-
 from orderflow.agents.messages import order_created_messages
-from orderflow.agents.outbox import publish_outbox
+from orderflow.agents.outbox import publish_committed
 from orderflow.models.documents import Customer, OrderLineRequest
-from orderflow.models.store import PlaceOrderResult, Store, StoreUnavailable
-from orderflow.models.store.deadline import current_deadline, seconds_left, within
+from orderflow.models.store import PlaceOrderResult, Store
+from orderflow.models.store.deadline import within
 from orderflow.runtime import App
 from orderflow.runtime.context import current_correlation_id
 
@@ -91,17 +88,5 @@ async def _place_and_publish(
             len(result.order.lines),
             result.order.total,
         )
-    if result.outbox:
-        until = current_deadline()
-        try:
-            async with asyncio.timeout(None if until is None else seconds_left(until)):
-                await publish_outbox(publisher, store, result.outbox)
-        except (RedisError, OSError, TimeoutError, StoreUnavailable) as exc:
-            # Committed: whatever fails now (Redis, the deadline, the store while marking
-            # the rows published) must not turn the answer into an error.
-            log.warning(
-                "order %s committed but not published (%s); the outbox relay will publish it",
-                result.order.id,
-                exc,
-            )
+    await publish_committed(publisher, store, result.outbox, what=f"order {result.order.id}")
     return result

@@ -23,6 +23,11 @@ the whole chain at once) means a report can never overtake its predecessor,
 whatever the delays, the scheduler's timing or the number of orders-service
 replicas: the order's history always holds every status, in order.
 
+A cancelled order (``order.cancelled.v1``, which no agent here accepts) is never
+advanced: nothing chains on it, and the one report that may already be scheduled for
+it (``confirmed``, or ``preparing``) is dropped by the store when the orders service
+applies it, and counted (:mod:`orderflow.agents.cancellation`).
+
 Delays come from ``send(delay=)`` (the runtime's sorted-set scheduler), never
 from sleeping inside an agent, so ten thousand orders in flight cost ten
 thousand sorted-set members rather than ten thousand sleeping tasks. A delay of

@@ -11,6 +11,8 @@ deliveries-stream) that it reads independently, so updates can arrive out of
 order. The merge runs as one Lua script that applies an update only when it
 moves the order (or its delivery) forward in its lifecycle: a stale or repeated
 event never overwrites a newer status, and the TTL is refreshed on every write.
+``cancelled`` outranks every status (``ORDER_STATUS_RANKS``), so once merged nothing
+replaces it, even an older update that arrives after it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUSES
+from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUS_RANKS
 from orderflow.runtime import keys
 
 STATUS_KEY_PREFIX = keys.PREFIX + "status:"
@@ -31,15 +33,15 @@ def status_key(order_id: str) -> str:
     return f"{STATUS_KEY_PREFIX}{order_id}"
 
 
-def _lua_rank_table(statuses: tuple[str, ...]) -> str:
-    return "{" + ", ".join(f"{status}={rank}" for rank, status in enumerate(statuses)) + "}"
+def _lua_rank_table(ranks: dict[str, int]) -> str:
+    return "{" + ", ".join(f"{status}={rank}" for status, rank in ranks.items()) + "}"
 
 
 # KEYS[1] status key; ARGV: ttl, kind ("order"|"delivery"), order_id, status, at, delivery_id.
 # Returns 1 when the document changed, 0 when the update was stale or repeated.
 MERGE_STATUS_LUA = f"""
-local order_rank = {_lua_rank_table(ORDER_STATUSES)}
-local delivery_rank = {_lua_rank_table(DELIVERY_STATUSES)}
+local order_rank = {_lua_rank_table(ORDER_STATUS_RANKS)}
+local delivery_rank = {_lua_rank_table({s: r for r, s in enumerate(DELIVERY_STATUSES)})}
 local raw = redis.call('GET', KEYS[1])
 local doc
 if raw then doc = cjson.decode(raw) else doc = {{order_id = ARGV[3], delivery = cjson.null}} end

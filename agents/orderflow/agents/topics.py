@@ -23,6 +23,7 @@ from orderflow.models.events import (
     DeliverySimulate,
     DeliveryStatusReported,
     DeliveryStatusUpdated,
+    OrderCancelled,
     OrderCreated,
     OrderSimulate,
     OrderStatusReported,
@@ -63,7 +64,7 @@ ALL_STREAMS: tuple[str, ...] = (*PER_ORDER_STREAMS, MENU_STREAM, DEAD_LETTERS_ST
 
 #: The record types published on each stream (a consumer may accept a subset).
 STREAM_RECORDS: dict[str, tuple[type[Record], ...]] = {
-    ORDERS_STREAM: (OrderCreated, OrderStatusUpdated),
+    ORDERS_STREAM: (OrderCreated, OrderStatusUpdated, OrderCancelled),
     DELIVERIES_STREAM: (DeliveryCreated, DeliveryStatusUpdated),
     ORDER_STATUS_STREAM: (OrderStatusReported,),
     DELIVERY_STATUS_STREAM: (DeliveryStatusReported,),

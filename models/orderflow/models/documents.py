@@ -25,6 +25,10 @@ Timestamp = Annotated[str, StringConstraints(min_length=10, max_length=40)]
 """UTC ISO-8601 text, as produced by :func:`utc_now`."""
 
 OrderStatus = Literal["created", "confirmed", "preparing", "out_for_delivery", "delivered"]
+OrderState = Literal[
+    "created", "confirmed", "preparing", "out_for_delivery", "delivered", "cancelled"
+]
+"""Every status an order can have: the linear lifecycle (``OrderStatus``) or ``cancelled``."""
 DeliveryStatus = Literal["waiting", "on_the_way", "delivered"]
 
 ORDER_STATUSES: tuple[OrderStatus, ...] = (
@@ -37,11 +41,31 @@ ORDER_STATUSES: tuple[OrderStatus, ...] = (
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("waiting", "on_the_way", "delivered")
 
 
+CANCELLED: Literal["cancelled"] = "cancelled"
+CANCELLABLE_STATUSES: tuple[OrderStatus, ...] = ("created", "confirmed")
+"""An order can be cancelled only before the kitchen starts (``preparing``)."""
+
+ORDER_STATUS_RANKS: dict[str, int] = {
+    **{status: rank for rank, status in enumerate(ORDER_STATUSES)},
+    CANCELLED: len(ORDER_STATUSES),
+}
+"""``cancelled`` is outside the linear lifecycle but ranks above every status of it.
+
+Every monotonic rule (the stores' ``status_rank < new``, the status cache's merge, the
+tracking views) applies a status only when its rank grows, so this one rank makes
+``cancelled`` terminal everywhere: nothing is ever applied after it, and a cancel that
+arrives before an older update still wins. Only ``Store.cancel_order`` sets it, and
+only from a ``CANCELLABLE_STATUSES`` status.
+"""
+STATUS_OF_ORDER_RANK: dict[int, str] = {rank: status for status, rank in ORDER_STATUS_RANKS.items()}
+
+
 def order_status_rank(status: str) -> int:
-    """Position in the order lifecycle; a transition is applied only if it increases."""
+    """Position in the order lifecycle (``cancelled``: above all); a transition is
+    applied only if it increases."""
     try:
-        return ORDER_STATUSES.index(status)
-    except ValueError:
+        return ORDER_STATUS_RANKS[status]
+    except KeyError:
         raise ValueError(f"unknown order status {status!r}") from None
 
 
@@ -90,7 +114,7 @@ class OrderLine(Document):
 
 
 class OrderStatusChange(Document):
-    status: OrderStatus
+    status: OrderState
     at: Timestamp
 
 
@@ -132,7 +156,7 @@ class Order(Document):
     id: EntityId
     lines: Annotated[list[OrderLine], Field(min_length=1)]
     total: Annotated[int, Field(ge=0)]
-    status: OrderStatus
+    status: OrderState
     history: list[OrderStatusChange]
     created_at: Timestamp
     updated_at: Timestamp

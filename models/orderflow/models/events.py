@@ -77,6 +77,21 @@ class OrderStatusUpdated(SimulateFlag, event_type="order.status_updated.v1"):
     previous: OrderStatus
 
 
+class OrderCancelled(SimulateFlag, event_type="order.cancelled.v1"):
+    """The customer cancelled the order before ``preparing``; its stock is back.
+
+    Written by the cancel transaction (``Store.cancel_order``) on orders-stream, after
+    which the order never moves again: ``cancelled`` is terminal (see
+    ``orderflow.models.documents.ORDER_STATUS_RANKS``). ``previous`` is the status it
+    was cancelled from.
+    """
+
+    order_id: EntityId
+    status: Literal["cancelled"] = "cancelled"
+    at: Timestamp
+    previous: Literal["created", "confirmed"]
+
+
 class DeliveryCreated(Record, event_type="delivery.created.v1"):
     """A delivery was created for an order that went out for delivery (once per order)."""
 
@@ -114,7 +129,8 @@ class DeliveryStatusUpdated(SimulateFlag, event_type="delivery.status_updated.v1
 
 
 class StockChanged(Record, event_type="stock.changed.v1"):
-    """Someone set stock levels outside an order (refill, the ops console's set-stock).
+    """Someone set stock levels outside an order (refill, the ops console's set-stock),
+    or a cancelled order gave its stock back (written by the cancel transaction).
 
     Placing an order needs no such event: ``order.created.v1`` already says stock was
     reserved. The event names the items but carries no levels: a reader that shows
@@ -132,6 +148,7 @@ ALL_EVENTS: tuple[type[Record], ...] = (
     OrderSimulate,
     OrderStatusReported,
     OrderStatusUpdated,
+    OrderCancelled,
     DeliveryCreated,
     DeliverySimulate,
     DeliveryStatusReported,
@@ -145,6 +162,7 @@ __all__ = [
     "DeliverySimulate",
     "DeliveryStatusReported",
     "DeliveryStatusUpdated",
+    "OrderCancelled",
     "OrderCreated",
     "OrderSimulate",
     "OrderStatusReported",

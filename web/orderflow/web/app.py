@@ -50,7 +50,7 @@ from orderflow.web import (
     ui,
 )
 from orderflow.web.metrics import mark_this_process_dead
-from orderflow.web.routes import health, menu, metrics, orders
+from orderflow.web.routes import cancel, health, menu, metrics, orders
 
 Role = Literal["all", "api", "gateway"]
 ROLES: tuple[Role, ...] = ("all", "api", "gateway")
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     if role in ("all", "api"):
         menu.register(app)
         orders.register(app)
+        cancel.register(app)
         ui.register(app)
         docs_ui.register(app)
         ops.register(app, settings)

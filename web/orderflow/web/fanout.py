@@ -32,6 +32,7 @@ from orderflow.agents.topics import DELIVERIES_STREAM, ORDERS_STREAM, declare_to
 from orderflow.models.events import (
     DeliveryCreated,
     DeliveryStatusUpdated,
+    OrderCancelled,
     OrderCreated,
     OrderStatusUpdated,
 )
@@ -76,7 +77,7 @@ def update_from(value: Record) -> Update | None:
     """
     if isinstance(value, OrderCreated):
         return OrderUpdate(value.order_id, value.status, value.created_at)
-    if isinstance(value, OrderStatusUpdated):
+    if isinstance(value, OrderStatusUpdated | OrderCancelled):
         return OrderUpdate(value.order_id, value.status, value.at)
     if isinstance(value, DeliveryCreated):
         return DeliveryUpdate(

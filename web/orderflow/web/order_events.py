@@ -6,7 +6,8 @@ the snapshot, then stream only what is newer (the same :class:`OrderView` filter
 
 Every event's ``id:`` is the client's position in the order's lifecycle,
 ``<order rank>.<delivery rank + 1>`` (``2.0``: preparing, no delivery yet; ``3.1``: out
-for delivery, delivery waiting). Both parts only grow, so the position says exactly
+for delivery, delivery waiting; ``5.0``: cancelled, which outranks every status). Both
+parts only grow, so the position says exactly
 what the client has seen. A browser that reconnects sends it back as
 ``Last-Event-ID``; the stream then starts with the changes after that position, taken
 from the stored history (as ``order.status`` / ``delivery.*`` events, each with its
@@ -31,7 +32,11 @@ from sanic_ext import openapi
 from sanic_ext.extensions.openapi.types import String
 
 from orderflow.agents.settings import Settings
-from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUSES
+from orderflow.models.documents import (
+    DELIVERY_STATUSES,
+    ORDER_STATUS_RANKS,
+    STATUS_OF_ORDER_RANK,
+)
 from orderflow.web import sse
 from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
 from orderflow.web.openapi import order_id_parameter, problem_content
@@ -57,7 +62,7 @@ def parse_position(text: str | None) -> tuple[int, int] | None:
     if match is None:
         return None
     order_rank, delivery_rank = int(match[1]), int(match[2]) - 1
-    if not 0 <= order_rank < len(ORDER_STATUSES) or delivery_rank >= len(DELIVERY_STATUSES):
+    if order_rank not in STATUS_OF_ORDER_RANK or delivery_rank >= len(DELIVERY_STATUSES):
         return None
     return order_rank, delivery_rank
 
@@ -65,8 +70,8 @@ def parse_position(text: str | None) -> tuple[int, int] | None:
 def resumed_view(full: OrderView, order_rank: int, delivery_rank: int) -> OrderView:
     """A view of what the client has already seen: ``full`` cut back to its position."""
     seen = OrderView(full.order_id)
-    seen.status = ORDER_STATUSES[order_rank]
-    seen.history = [h for h in full.history if ORDER_STATUSES.index(h["status"]) <= order_rank]
+    seen.status = STATUS_OF_ORDER_RANK[order_rank]
+    seen.history = [h for h in full.history if ORDER_STATUS_RANKS[h["status"]] <= order_rank]
     if delivery_rank >= 0 and full.delivery_id is not None:
         seen.delivery_id = full.delivery_id
         seen.delivery_status = DELIVERY_STATUSES[delivery_rank]

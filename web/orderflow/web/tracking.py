@@ -35,7 +35,7 @@ from websockets.protocol import State
 
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.agents.status_cache import read_latest_status
-from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUSES, Order
+from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUS_RANKS, Order
 from orderflow.runtime import App
 from orderflow.web.client_input import MessageBudget, reply_to
 from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
@@ -56,7 +56,7 @@ CLOSE_UNAVAILABLE = 4503
 
 HUB_READY_TIMEOUT = 10.0
 
-_ORDER_RANK: dict[str, int] = {status: rank for rank, status in enumerate(ORDER_STATUSES)}
+_ORDER_RANK: dict[str, int] = ORDER_STATUS_RANKS  # cancelled: above all, so terminal
 _DELIVERY_RANK: dict[str, int] = {status: rank for rank, status in enumerate(DELIVERY_STATUSES)}
 
 

@@ -7,6 +7,8 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
   -- all or nothing. Concurrent buyers of the last items never oversell.
 * Status updates are monotonic: a stale or repeated status returns
   ``StatusChange(changed=False)``, changes nothing and writes no outbox row.
+* ``cancel_order`` is one transaction, and ``cancelled`` is terminal: see
+  :mod:`orderflow.models.store.cancellation`.
 * ``create_delivery`` is idempotent per order, and returns the order's ``Customer``
   (``recipient``) read in the same transaction: the one way personal data leaves
   the store for a service -- events never carry it.
@@ -50,10 +52,17 @@ from orderflow.models.documents import (
     OrderStatusChange,
     utc_now,
 )
+from orderflow.models.store.cancellation import (
+    CancelEvents,
+    Cancellation,
+    CancelResult,
+    no_cancel_events,
+)
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS, DeadlineExceeded
 from orderflow.models.store.errors import (
     DeliveryNotFound,
     IdempotencyKeyReused,
+    NotCancellable,
     OrderNotFound,
     OutcomeUnknown,
     OutOfStock,
@@ -62,6 +71,8 @@ from orderflow.models.store.errors import (
     UnknownItem,
 )
 from orderflow.models.store.outbox import OutboxMessage
+from orderflow.models.store.recent import MAX_RECENT_ORDERS, check_recent_limit
+from orderflow.models.store.stock_checks import check_stock, out_of_stock, wanted_quantities
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +108,12 @@ class StatusTransition:
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     """What a status update did. ``changed`` is ``False`` for a stale or repeated status
-    (nothing written, ``outbox`` empty); otherwise ``outbox`` holds the rows committed."""
+    (nothing written, ``outbox`` empty); otherwise ``outbox`` holds the rows committed.
+    ``cancelled``: the order is cancelled, so the status was dropped (callers count it)."""
 
     changed: bool
     outbox: list[OutboxMessage] = field(default_factory=list)
+    cancelled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,16 +126,6 @@ class DeliveryResult:
     created: bool
     outbox: list[OutboxMessage] = field(default_factory=list)
     recipient: Customer | None = field(default=None, repr=False)
-
-
-MAX_RECENT_ORDERS = 200
-"""The most ``recent_orders`` returns at once: each order is a full document."""
-
-
-def check_recent_limit(limit: int) -> None:
-    """Refuse a ``recent_orders`` limit outside 1..MAX_RECENT_ORDERS (every adapter)."""
-    if not 1 <= limit <= MAX_RECENT_ORDERS:
-        raise ValueError(f"limit must be 1 to {MAX_RECENT_ORDERS}, got {limit}")
 
 
 OrderEvents: TypeAlias = Callable[[Order], Sequence[OutboxMessage]]
@@ -138,32 +141,8 @@ def no_events(_subject: object) -> list[OutboxMessage]:
     return []
 
 
-# Shared by adapters: the parts of the contract that do not depend on the backend.
-# ``items`` maps a menu id to its row/document (anything with ``name``, ``price``
-# and ``stock`` keys: a ``sqlite3.Row`` or a BSON document).
-
-
-def wanted_quantities(lines: Sequence[OrderLineRequest]) -> dict[str, int]:
-    """Total quantity per item (an item may appear on several lines)."""
-    wanted: dict[str, int] = {}
-    for line in lines:
-        wanted[line.item_id] = wanted.get(line.item_id, 0) + line.quantity
-    return wanted
-
-
-def out_of_stock(item_id: str, item: Any, quantity: int) -> OutOfStock:
-    return OutOfStock(item_id, item["name"], quantity, int(item["stock"]))
-
-
-def check_stock(wanted: Mapping[str, int], items: Mapping[str, Any]) -> None:
-    """Raise ``UnknownItem`` for missing ids, then ``OutOfStock`` for the first short item."""
-    missing = [item_id for item_id in wanted if item_id not in items]
-    if missing:
-        raise UnknownItem(missing)
-    for item_id, quantity in wanted.items():
-        item = items[item_id]
-        if item["stock"] < quantity:
-            raise out_of_stock(item_id, item, quantity)
+# Shared by adapters: the parts of the contract that do not depend on the backend
+# (the stock checks: :mod:`orderflow.models.store.stock_checks`).
 
 
 def new_order(
@@ -262,10 +241,18 @@ class Store(Protocol):
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
         """Apply ``status`` if it is newer, with ``events(transition)`` in the outbox, in one
-        transaction. Stale or repeated: ``changed=False``, nothing written.
+        transaction. Stale or repeated: ``changed=False``, nothing written; the order is
+        cancelled: ``changed=False, cancelled=True``, nothing written.
 
-        Raises ``OrderNotFound``.
+        Raises ``OrderNotFound``; ``ValueError`` for ``cancelled`` (use ``cancel_order``).
         """
+
+    async def cancel_order(
+        self, order_id: str, events: CancelEvents = no_cancel_events
+    ) -> CancelResult:
+        """Cancel a ``created`` or ``confirmed`` order in one transaction (the rules:
+        :mod:`orderflow.models.store.cancellation`). Raises ``OrderNotFound``,
+        ``NotCancellable`` (``preparing`` or later: nothing changed)."""
 
     async def create_delivery(
         self, order_id: str, events: DeliveryEvents = no_events
@@ -366,11 +353,15 @@ async def opened_store(url: str, *, deadline: float | None = None) -> AsyncItera
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
     "MAX_RECENT_ORDERS",
+    "CancelEvents",
+    "CancelResult",
+    "Cancellation",
     "DeadlineExceeded",
     "DeliveryEvents",
     "DeliveryNotFound",
     "DeliveryResult",
     "IdempotencyKeyReused",
+    "NotCancellable",
     "OrderEvents",
     "OrderNotFound",
     "OutOfStock",
@@ -388,6 +379,7 @@ __all__ = [
     "check_stock",
     "new_delivery",
     "new_order",
+    "no_cancel_events",
     "no_events",
     "open_store",
     "opened_store",

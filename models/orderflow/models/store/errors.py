@@ -68,3 +68,13 @@ class OutcomeUnknown(StoreUnavailable):
     Only a retry can tell (with the same idempotency key, for an order); callers
     must not report it as "nothing happened".
     """
+
+
+class NotCancellable(StoreError):
+    """The order moved past ``confirmed`` (the kitchen has it): it can no longer be
+    cancelled. ``status`` is the status it has now; nothing was changed."""
+
+    def __init__(self, order_id: str, status: str) -> None:
+        self.order_id = order_id
+        self.status = status
+        super().__init__(f"order {order_id!r} is {status}: it can no longer be cancelled")

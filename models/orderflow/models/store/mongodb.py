@@ -48,8 +48,9 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from orderflow.models.documents import (
+    CANCELLED,
     DELIVERY_STATUSES,
-    ORDER_STATUSES,
+    ORDER_STATUS_RANKS,
     Customer,
     Delivery,
     DeliveryStatusChange,
@@ -63,6 +64,8 @@ from orderflow.models.documents import (
     utc_now,
 )
 from orderflow.models.store import (
+    CancelEvents,
+    CancelResult,
     DeliveryEvents,
     DeliveryResult,
     OrderEvents,
@@ -74,10 +77,12 @@ from orderflow.models.store import (
     check_stock,
     new_delivery,
     new_order,
+    no_cancel_events,
     no_events,
     out_of_stock,
     wanted_quantities,
 )
+from orderflow.models.store.cancellation import lifecycle_rank
 from orderflow.models.store.deadline import (
     DEFAULT_DEADLINE_SECONDS,
     DeadlineExceeded,
@@ -92,6 +97,7 @@ from orderflow.models.store.errors import (
     StoreUnavailable,
     UnknownItem,
 )
+from orderflow.models.store.mongodb_cancel import cancel_order_doc
 from orderflow.models.store.outbox import OutboxMessage
 
 T = TypeVar("T")
@@ -134,7 +140,7 @@ VALIDATORS: dict[str, Doc] = {
             "properties": {
                 "_id": {"bsonType": "string"},
                 "total": {**_INT, "minimum": 0},
-                "status": {"enum": list(ORDER_STATUSES)},
+                "status": {"enum": list(ORDER_STATUS_RANKS)},
                 "lines": {"bsonType": "array", "minItems": 1},
                 "history": {"bsonType": "array"},
                 "simulate": {"bsonType": "bool"},
@@ -466,7 +472,7 @@ class MongoStore:
     async def update_order_status(
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
-        rank = order_status_rank(status)
+        rank = lifecycle_rank(status)
 
         async def callback(session: AsyncClientSession) -> StatusChange:
             before = await self.orders.find_one_and_update(
@@ -476,9 +482,12 @@ class MongoStore:
                 session=session,
             )
             if before is None:
-                if await self.orders.count_documents({"_id": order_id}, session=session) == 0:
+                current = await self.orders.find_one(
+                    {"_id": order_id}, projection={"status": 1}, session=session
+                )
+                if current is None:
                     raise OrderNotFound(order_id)
-                return StatusChange(changed=False)
+                return StatusChange(changed=False, cancelled=current["status"] == CANCELLED)
             transition = StatusTransition(
                 entity_id=order_id,
                 order_id=order_id,
@@ -490,6 +499,19 @@ class MongoStore:
             outbox = list(events(transition))
             await self._insert_outbox(outbox, session)
             return StatusChange(changed=True, outbox=outbox)
+
+        return await self._transaction(callback)
+
+    async def cancel_order(
+        self, order_id: str, events: CancelEvents = no_cancel_events
+    ) -> CancelResult:
+        async def callback(session: AsyncClientSession) -> CancelResult:
+            doc, cancelled, outbox = await cancel_order_doc(
+                self.orders, self.menu, order_id, events, session
+            )
+            await self._insert_outbox(outbox, session)
+            delivery = await self.deliveries.find_one({"order_id": order_id}, session=session)
+            return CancelResult(order=_order(doc, delivery), cancelled=cancelled, outbox=outbox)
 
         return await self._transaction(callback)
 

@@ -39,16 +39,18 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from orderflow.models.documents import (
+    CANCELLED,
     Customer,
     Delivery,
     MenuItem,
     Order,
     OrderLineRequest,
     delivery_status_rank,
-    order_status_rank,
     utc_now,
 )
 from orderflow.models.store import (
+    CancelEvents,
+    CancelResult,
     DeliveryEvents,
     DeliveryResult,
     OrderEvents,
@@ -60,12 +62,15 @@ from orderflow.models.store import (
     check_stock,
     new_delivery,
     new_order,
+    no_cancel_events,
     no_events,
     out_of_stock,
+    postgres_cancel,
     wanted_quantities,
 )
 from orderflow.models.store import postgres_outbox as outbox
 from orderflow.models.store import postgres_sql as sql
+from orderflow.models.store.cancellation import lifecycle_rank
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS
 from orderflow.models.store.errors import (
     DeliveryNotFound,
@@ -261,9 +266,16 @@ class PostgresStore:
     async def update_order_status(
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
-        rank = order_status_rank(status)
+        rank = lifecycle_rank(status)
         return await self._update_status(
             sql.UPDATE_ORDER_STATUS, order_id, status, rank, at, events, OrderNotFound
+        )
+
+    async def cancel_order(
+        self, order_id: str, events: CancelEvents = no_cancel_events
+    ) -> CancelResult:
+        return await self._pool.transaction(
+            lambda conn: postgres_cancel.cancel_order(conn, order_id, events)
         )
 
     async def count_orders(self, item_id: str | None = None) -> int:
@@ -334,11 +346,11 @@ class PostgresStore:
         async def body(conn: Connection) -> StatusChange:
             row = await conn.fetchrow(statement, entity_id, status, rank, at, utc_now())
             assert row is not None
-            found, previous, order_id, simulate = row[0], row[1], row[2], row[3]
+            found, previous, order_id, simulate, current = row[0], row[1], row[2], row[3], row[4]
             if not found:
                 raise not_found(entity_id)
             if previous is None:
-                return StatusChange(changed=False)
+                return StatusChange(changed=False, cancelled=current == CANCELLED)
             transition = StatusTransition(
                 entity_id=entity_id,
                 order_id=order_id,

@@ -155,8 +155,9 @@ RECENT_ORDERS = _ORDER_JSON + "FROM orders AS o ORDER BY o.created_at DESC, o.id
 
 
 def _update_status(table: str, history: str, key: str, order_id: str, simulate: str) -> str:
-    """-> (found, previous, order_id, simulate): the last three are NULL when stale or
-    repeated; ``simulate`` is the order's flag.
+    """-> (found, previous, order_id, simulate, current): ``previous``, ``order_id`` and
+    ``simulate`` are NULL when stale or repeated; ``simulate`` is the order's flag;
+    ``current`` the status the row had (``cancelled``: the update was dropped).
 
     Parameters: ``$1`` id, ``$2`` status, ``$3`` its rank, ``$4`` when it happened,
     ``$5`` now (``updated_at``). One statement for orders and deliveries alike.
@@ -172,7 +173,8 @@ WITH old AS (
     INSERT INTO {history} ({key}, rank, status, at) SELECT $1, $3, $2, $4 FROM changed
 )
 SELECT EXISTS (SELECT 1 FROM old), (SELECT previous FROM changed),
-       (SELECT order_id FROM changed), (SELECT simulate FROM changed)
+       (SELECT order_id FROM changed), (SELECT simulate FROM changed),
+       (SELECT status FROM old)
 """
 
 

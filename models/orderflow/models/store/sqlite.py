@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from orderflow.models.documents import (
+    CANCELLED,
     Customer,
     MenuItem,
     Order,
@@ -51,6 +52,8 @@ from orderflow.models.documents import (
     order_status_rank,
 )
 from orderflow.models.store import (
+    CancelEvents,
+    CancelResult,
     DeliveryEvents,
     DeliveryResult,
     OrderEvents,
@@ -59,11 +62,14 @@ from orderflow.models.store import (
     StatusTransition,
     TransitionEvents,
     check_recent_limit,
+    no_cancel_events,
     no_events,
+    sqlite_cancel,
     wanted_quantities,
 )
 from orderflow.models.store import sqlite_outbox as outbox
 from orderflow.models.store import sqlite_queries as queries
+from orderflow.models.store.cancellation import lifecycle_rank
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS, deadline_for
 from orderflow.models.store.errors import DeliveryNotFound, OrderNotFound, UnknownItem
 from orderflow.models.store.outbox import OutboxMessage
@@ -289,7 +295,7 @@ class SqliteStore:
     async def update_order_status(
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
-        rank = order_status_rank(status)
+        rank = lifecycle_rank(status)
 
         def body(conn: sqlite3.Connection) -> StatusChange:
             row = conn.execute(
@@ -298,7 +304,7 @@ class SqliteStore:
             if row is None:
                 raise OrderNotFound(order_id)
             if rank <= order_status_rank(row["status"]):
-                return StatusChange(changed=False)
+                return StatusChange(changed=False, cancelled=row["status"] == CANCELLED)
             queries.set_status(conn, "orders", order_id, status, at)
             transition = StatusTransition(
                 entity_id=order_id,
@@ -314,18 +320,13 @@ class SqliteStore:
 
         return await self._write(body)
 
-    async def count_orders(self, item_id: str | None = None) -> int:
-        def body(conn: sqlite3.Connection) -> int:
-            if item_id is None:
-                row = conn.execute("SELECT COUNT(*) FROM orders").fetchone()
-            else:
-                row = conn.execute(
-                    "SELECT COUNT(DISTINCT order_id) FROM order_lines WHERE item_id = ?",
-                    (item_id,),
-                ).fetchone()
-            return int(row[0])
+    async def cancel_order(
+        self, order_id: str, events: CancelEvents = no_cancel_events
+    ) -> CancelResult:
+        return await self._write(lambda conn: sqlite_cancel.cancel_order(conn, order_id, events))
 
-        return await self._read(body)
+    async def count_orders(self, item_id: str | None = None) -> int:
+        return await self._read(lambda conn: queries.count_orders(conn, item_id))
 
     # ------------------------------------------------------------ deliveries
 

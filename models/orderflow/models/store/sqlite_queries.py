@@ -154,6 +154,17 @@ def _customer(row: sqlite3.Row) -> Customer | None:
     )
 
 
+def count_orders(conn: sqlite3.Connection, item_id: str | None) -> int:
+    """All orders, or the orders with a line for ``item_id``."""
+    if item_id is None:
+        row = conn.execute("SELECT COUNT(*) FROM orders").fetchone()
+    else:
+        row = conn.execute(
+            "SELECT COUNT(DISTINCT order_id) FROM order_lines WHERE item_id = ?", (item_id,)
+        ).fetchone()
+    return int(row[0])
+
+
 def recent_orders(conn: sqlite3.Connection, limit: int) -> list[Order]:
     """The ``limit`` newest orders, newest first (rowid breaks a tie in ``created_at``)."""
     ids = [

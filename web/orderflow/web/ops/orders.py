@@ -34,6 +34,7 @@ DEFAULT_RECENT = 20
 REFUSAL_TYPES = {
     "simulated": ("Order is simulated", "order-simulated"),
     "delivered": ("Order is delivered", "order-delivered"),
+    "cancelled": ("Order is cancelled", "order-cancelled"),
     "pending": ("Previous step still in progress", "step-pending"),
     "stale": ("Order moved since you looked", "stale-step"),
 }

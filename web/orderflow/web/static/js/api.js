@@ -9,7 +9,7 @@ export class ProblemError extends Error {
   }
 }
 
-async function toProblem(response) {
+export async function toProblem(response) {
   let body = null;
   try {
     body = await response.json();

@@ -1,6 +1,7 @@
 // Page wiring: menu -> cart -> place order -> live tracking.
 
 import { ProblemError, fetchOrder, newIdempotencyKey, placeOrder } from "./api.js";
+import { CancelControl, markCancelled } from "./cancel.js";
 import { Cart } from "./cart.js";
 import { CheckoutDetails } from "./checkout_details.js";
 import { DELIVERY_STEPS, ORDER_STEPS, formatMoney } from "./format.js";
@@ -145,6 +146,7 @@ const STATE_TEXT = {
   reconnecting: "Reconnecting…",
   closed: "Closed",
   done: "Complete",
+  cancelled: "Cancelled",
 };
 
 function setConnection(state, detail) {
@@ -219,7 +221,24 @@ function track(orderId, order) {
     orderTimeline.advance(order.status);
   }
 
+  const cancel = new CancelControl({
+    orderId,
+    anchor: $("tracking-status"),
+    onCancelled: (cancelled) => showCancelled(cancelled.history?.at(-1)?.at),
+  });
+  if (order && order.status) cancel.update(order.status);
+  const showCancelled = (at) => {
+    if (panel.dataset.status === "cancelled") return;
+    panel.dataset.status = "cancelled";
+    cancel.update("cancelled");
+    markCancelled($("order-timeline"), at);
+    $("delivery-pending").hidden = true;
+    announce("Your order is cancelled. Its items are back on the menu.");
+    setConnection("cancelled");
+    socket?.stop();
+  };
   const sayOrder = (status) => {
+    cancel.update(status);
     const step = ORDER_STEPS.find((s) => s.status === status);
     if (step) announce(step.says);
     panel.dataset.status = status;
@@ -242,6 +261,10 @@ function track(orderId, order) {
       switch (message.type) {
         case "snapshot":
           orderTimeline.applyHistory(message.history);
+          if (message.status === "cancelled") {
+            showCancelled(message.history?.find((h) => h.status === "cancelled")?.at);
+            break;
+          }
           if (orderTimeline.advance(message.status)) sayOrder(message.status);
           else if (panel.dataset.status === undefined) sayOrder(message.status);
           if (message.delivery) {
@@ -250,7 +273,8 @@ function track(orderId, order) {
           }
           break;
         case "order.status":
-          if (orderTimeline.advance(message.status, message.at)) sayOrder(message.status);
+          if (message.status === "cancelled") showCancelled(message.at);
+          else if (orderTimeline.advance(message.status, message.at)) sayOrder(message.status);
           break;
         case "delivery.created":
         case "delivery.status":

@@ -226,6 +226,12 @@ async function refreshOrders() {
           await refreshOrders();
         }),
       );
+    } else if (order.status === "cancelled") {
+      const cancelled = document.createElement("span");
+      cancelled.className = "muted";
+      cancelled.dataset.testid = "cancelled";
+      cancelled.textContent = "cancelled by the customer: never moves again";
+      action.append(cancelled);
     } else if (!order.simulate && order.status !== "delivered") {
       const pending = document.createElement("span");
       pending.className = "muted";
