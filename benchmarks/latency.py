@@ -26,7 +26,14 @@ Definitions (one order at a time, so no order waits behind another):
 Percentiles are nearest-rank. The first ``--warmup`` orders (at least one, which
 must reach ``delivered``: proof the whole pipeline runs) are not counted.
 
+``--layout`` picks the service workers' processes (docs/system.md, "Process
+layouts"): ``split`` (one per service), ``combined`` (all in one) or ``both``, which
+runs the measurement once per layout, each on a fresh private stack, one after the
+other, and prints them side by side (``--json``: ``{"layout": "both", "split": {...},
+"combined": {...}}``; with one layout, the flat object plus ``"layout"``).
+
     python benchmarks/latency.py --orders 200
+    python benchmarks/latency.py --orders 300 --layout both
     python benchmarks/latency.py --orders 5 --json
 """
 
@@ -59,6 +66,8 @@ from benchmarks.stack import (
     print_table,
     run_benchmark,
 )
+from orderflow.agents.services import LAYOUTS, Layout
+from orderflow.agents.settings import Settings
 from orderflow.agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM
 
 RESULT_KEYS = (
@@ -97,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--order-timeout", type=float, default=30.0, help="seconds to wait for delivered"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
+    parser.add_argument(
+        "--layout",
+        choices=(*LAYOUTS, "both"),
+        default=Settings.model_fields["demo_layout"].default,
+        help=(
+            "service worker processes: split (one per service), combined (all in one), or"
+            " both (one run per layout, side by side); default: the demo's default layout"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -230,7 +248,17 @@ async def hop_breakdown(redis_url: str, since_id: str) -> list[tuple[str, float,
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack(http_workers=args.workers, services=ALL_SERVICES, keep=args.keep)
+    if args.layout != "both":
+        return {"layout": args.layout, **await run_layout(args, args.layout)}
+    both: dict[str, Any] = {"layout": "both"}
+    for layout in LAYOUTS:
+        log(f"layout {layout}:")
+        both[layout] = await run_layout(args, layout)
+    return both
+
+
+async def run_layout(args: argparse.Namespace, layout: Layout) -> dict[str, Any]:
+    stack = Stack(http_workers=args.workers, services=ALL_SERVICES, keep=args.keep, layout=layout)
     async with stack:
         store = await stack.open_store()
         try:  # enough stock for every order, whatever the seed level
@@ -305,14 +333,27 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result))
         return
-    print_table(
-        "latency — POST -> WebSocket updates, zero simulator delays (ms)",
-        [(key, "n/a" if result[key] is None else result[key]) for key in RESULT_KEYS],
-    )
-    p99 = result["first_update_p99_ms"]
-    if p99 is not None:
-        verdict = "met" if p99 <= 10.0 else "NOT met"
-        print(f"goal first update p99 <= 10 ms: {verdict} ({p99:.2f} ms)")
+    title = "latency — POST -> WebSocket updates, zero simulator delays (ms)"
+    layouts = list(LAYOUTS) if result["layout"] == "both" else [result["layout"]]
+    runs = [result[layout] if len(layouts) > 1 else result for layout in layouts]
+    if len(runs) == 1:
+        print_table(f"{title}, {layouts[0]} layout", [(k, shown(runs[0][k])) for k in RESULT_KEYS])
+    else:
+        print(title)
+        print(f"{'':<24}" + "".join(f"{layout:>12}" for layout in layouts))
+        for key in RESULT_KEYS:
+            print(f"{key:<24}" + "".join(f"{shown(run[key]):>12}" for run in runs))
+    for layout, run_result in zip(layouts, runs, strict=True):
+        p99 = run_result["first_update_p99_ms"]
+        if p99 is not None:
+            verdict = "met" if p99 <= 10.0 else "NOT met"
+            print(f"goal first update p99 <= 10 ms ({layout}): {verdict} ({p99:.2f} ms)")
+
+
+def shown(value: object) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
