@@ -20,6 +20,7 @@ import json
 import os
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,37 @@ def readyz(admin_port: int) -> dict[str, Any]:
         return body
 
 
+@dataclass
+class Workers:
+    """What a test of real worker processes needs: their tree (stopped at teardown),
+    the servers, and a publisher to place orders the way the API does."""
+
+    tree: ProcessTree
+    redis_url: str
+    redis_client: aioredis.Redis
+    store_url: str
+    store: Store
+    publisher: App
+    log_dir: Path
+
+    def launch(self, name: str, targets: list[str]) -> int:
+        """Start ``orderflow worker TARGETS...``; its admin port."""
+        spec, admin_port = worker_spec(name, targets, self.redis_url, self.store_url, self.log_dir)
+        self.tree.launch(spec)
+        return admin_port
+
+
 @pytest.fixture
-def tree() -> Iterator[ProcessTree]:
-    with ProcessTree(grace=20.0) as processes:
-        yield processes
+def workers(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    store_url: str,
+    store: Store,
+    publisher: App,
+    tmp_path: Path,
+) -> Iterator[Workers]:
+    with ProcessTree(grace=20.0) as tree:
+        yield Workers(tree, redis_url, redis_client, store_url, store, publisher, tmp_path)
 
 
 async def place_and_deliver(store: Store, publisher: App, count: int) -> list[str]:
@@ -117,30 +145,25 @@ async def assert_each_status_once(
 
 @pytest.mark.timeout(120)
 async def test_the_combined_worker_delivers_and_its_readyz_covers_every_agent(
-    tree: ProcessTree,
-    redis_url: str,
-    redis_client: aioredis.Redis,
-    store_url: str,
-    store: Store,
-    publisher: App,
-    tmp_path: Path,
+    workers: Workers,
 ) -> None:
-    spec, admin_port = worker_spec("workers", TARGETS, redis_url, store_url, tmp_path)
-    tree.launch(spec)
+    admin_port = workers.launch("workers", TARGETS)
+    tree, store, redis_client = workers.tree, workers.store, workers.redis_client
     tree.wait_ready(READY_TIMEOUT)
 
     checks = readyz(admin_port)["checks"]
     expected = {"app", "redis"}
-    for app in create_service_apps(broker=redis_url, store=store):
+    apps = create_service_apps(broker=workers.redis_url, store=store)
+    for app in apps:
         names = {f"{app.name}/{name}" for name in expected}
         names |= {f"{app.name}/agent:{agent.name}" for agent in app.agents}
         assert names <= set(checks), (app.name, sorted(checks))
         assert all(checks[name] == "ok" for name in names)
     assert len([name for name in checks if "/agent:" in name]) == sum(
-        len(app.agents) for app in create_service_apps(broker=redis_url, store=store)
+        len(app.agents) for app in apps
     )
 
-    order_ids = await place_and_deliver(store, publisher, 3)
+    order_ids = await place_and_deliver(store, workers.publisher, 3)
     await assert_each_status_once(store, redis_client, order_ids)
     output = tree["workers"].output()
     for service in SERVICES:  # one banner per service, in the one process
@@ -150,23 +173,16 @@ async def test_the_combined_worker_delivers_and_its_readyz_covers_every_agent(
 
 @pytest.mark.timeout(150)
 async def test_combined_and_split_workers_side_by_side_share_the_groups(
-    tree: ProcessTree,
-    redis_url: str,
-    redis_client: aioredis.Redis,
-    store_url: str,
-    store: Store,
-    publisher: App,
-    tmp_path: Path,
+    workers: Workers,
 ) -> None:
     """A migration between layouts: the combined worker and a per-service orders worker
     read the same streams as two consumers of each group, as two replicas would."""
-    combined, _ = worker_spec("workers", TARGETS, redis_url, store_url, tmp_path)
-    split, _ = worker_spec("orders", [TARGETS[0]], redis_url, store_url, tmp_path)
-    tree.launch(combined)
-    tree.launch(split)
+    workers.launch("workers", TARGETS)
+    workers.launch("orders", [TARGETS[0]])
+    tree, store, redis_client = workers.tree, workers.store, workers.redis_client
     tree.wait_ready(READY_TIMEOUT)
 
-    order_ids = await place_and_deliver(store, publisher, 10)
+    order_ids = await place_and_deliver(store, workers.publisher, 10)
     await assert_each_status_once(store, redis_client, order_ids)
     consumers: set[str] = set()
     for stream in topic_streams(ORDER_STATUS_STREAM):
