@@ -26,7 +26,17 @@ Definitions (one order at a time, so no order waits behind another):
 Percentiles are nearest-rank. The first ``--warmup`` orders (at least one, which
 must reach ``delivered``: proof the whole pipeline runs) are not counted.
 
+``--layout`` picks the service workers' processes (docs/system.md, "Process
+layouts"): ``split`` (one per service), ``combined`` (all in one) or ``both``: two
+private stacks, one per layout, both running for the whole run, the orders
+alternating between them (one to each, the first one alternating too), so that a
+machine whose load changes during the run loads both alike; the figures are printed
+side by side (``--json``: ``{"layout": "both", "split": {...}, "combined": {...}}``;
+with one layout, the flat object plus ``"layout"``). The idle stack's blocking reads
+cost next to nothing, but it is a second API and set of workers on the machine.
+
     python benchmarks/latency.py --orders 200
+    python benchmarks/latency.py --orders 300 --layout both
     python benchmarks/latency.py --orders 5 --json
 """
 
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -59,6 +70,8 @@ from benchmarks.stack import (
     print_table,
     run_benchmark,
 )
+from orderflow.agents.services import LAYOUTS, Layout
+from orderflow.agents.settings import Settings
 from orderflow.agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM
 
 RESULT_KEYS = (
@@ -97,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--order-timeout", type=float, default=30.0, help="seconds to wait for delivered"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
+    parser.add_argument(
+        "--layout",
+        choices=(*LAYOUTS, "both"),
+        default=Settings.model_fields["demo_layout"].default,
+        help=(
+            "service worker processes: split (one per service), combined (all in one), or"
+            " both (a stack per layout, orders alternating between them);"
+            " default: the demo's default layout"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -229,48 +252,81 @@ async def hop_breakdown(redis_url: str, since_id: str) -> list[tuple[str, float,
     return sorted(rows, key=lambda row: -row[1])
 
 
+@dataclass
+class LayoutRun:
+    """One layout's private stack, its client and what its orders measured."""
+
+    layout: Layout
+    stack: Stack
+    client: httpx.AsyncClient
+    samples: list[Sample] = field(default_factory=list)
+    since_id: str = ""
+
+    async def measure(self, args: argparse.Namespace) -> None:
+        self.samples.append(
+            await measure_one(
+                self.client, self.stack.ws_url, args.item, args.order_timeout,
+                self.stack.check_alive,
+            )
+        )  # fmt: skip
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack(http_workers=args.workers, services=ALL_SERVICES, keep=args.keep)
-    async with stack:
-        store = await stack.open_store()
-        try:  # enough stock for every order, whatever the seed level
-            await store.set_stock(args.item, args.orders + args.warmup + 10)
-        finally:
-            await store.close()
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(
-            base_url=stack.base_url, limits=limits, timeout=30.0
-        ) as client:
-            warmup = max(1, args.warmup)
-            log(f"warm-up: {warmup} order(s), the first must reach delivered")
-            first = await measure_one(client, stack.ws_url, args.item, 60.0, stack.check_alive)
-            if first.delivered_ms is None:
-                stack.check_alive()
-                stored = await client.get(f"/api/v1/orders/{first.order_id}")
-                raise StackError(
-                    f"warm-up order {first.order_id} never reached delivered on the WebSocket: "
-                    f"snapshot {first.snapshot_status!r}, then {first.seen}; "
-                    f"GET says {stored.status_code} {stored.text[:600]}"
-                )
-            for _ in range(warmup - 1):
-                await measure_one(
-                    client, stack.ws_url, args.item, args.order_timeout, stack.check_alive
-                )
-            since_id = f"{int(time.time() * 1000)}-0"
-            samples: list[Sample] = []
-            for index in range(args.orders):
-                samples.append(
-                    await measure_one(
-                        client, stack.ws_url, args.item, args.order_timeout, stack.check_alive
-                    )
-                )
-                if (index + 1) % 25 == 0 or index + 1 == args.orders:
-                    log(f"{index + 1}/{args.orders} orders measured")
-            stack.check_alive()
-            log("hops (cause -> effect, from stream entry ids; p50/p99 ms, count):")
-            for hop, p50, p99, count in await hop_breakdown(stack.redis_url, since_id):
+    """Every layout asked for on its own private stack, all started before the first
+    order; with two, the orders alternate between them (which goes first alternates
+    too), so both see the same machine load over the run."""
+    layouts: tuple[Layout, ...] = LAYOUTS if args.layout == "both" else (args.layout,)
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with contextlib.AsyncExitStack() as resources:
+        runs = []
+        for layout in layouts:
+            log(f"layout {layout}:")
+            stack = Stack(
+                http_workers=args.workers, services=ALL_SERVICES, keep=args.keep, layout=layout
+            )
+            await resources.enter_async_context(stack)
+            client = httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=30.0)
+            runs.append(LayoutRun(layout, stack, await resources.enter_async_context(client)))
+        for one in runs:
+            await warm_up(args, one)
+        for index in range(args.orders):
+            for one in runs if index % 2 == 0 else reversed(runs):
+                await one.measure(args)
+            if (index + 1) % 25 == 0 or index + 1 == args.orders:
+                log(f"{index + 1}/{args.orders} orders measured per layout")
+        for one in runs:
+            one.stack.check_alive()
+            log(f"hops of the {one.layout} layout (cause -> effect; p50/p99 ms, count):")
+            for hop, p50, p99, count in await hop_breakdown(one.stack.redis_url, one.since_id):
                 log(f"  {p50:5.0f} {p99:5.0f} {count:5d}  {hop}")
-    return summarize(samples)
+    if len(runs) == 1:
+        return {"layout": runs[0].layout, **summarize(runs[0].samples)}
+    return {"layout": "both", **{one.layout: summarize(one.samples) for one in runs}}
+
+
+async def warm_up(args: argparse.Namespace, one: LayoutRun) -> None:
+    """Enough stock for every order; the warm-up orders, the first of which must be
+    delivered (proof the whole pipeline runs)."""
+    store = await one.stack.open_store()
+    try:
+        await store.set_stock(args.item, args.orders + args.warmup + 10)
+    finally:
+        await store.close()
+    warmup = max(1, args.warmup)
+    log(f"{one.layout}: warm-up: {warmup} order(s), the first must reach delivered")
+    first = await measure_one(one.client, one.stack.ws_url, args.item, 60.0, one.stack.check_alive)
+    if first.delivered_ms is None:
+        one.stack.check_alive()
+        stored = await one.client.get(f"/api/v1/orders/{first.order_id}")
+        raise StackError(
+            f"warm-up order {first.order_id} never reached delivered on the WebSocket: "
+            f"snapshot {first.snapshot_status!r}, then {first.seen}; "
+            f"GET says {stored.status_code} {stored.text[:600]}"
+        )
+    for _ in range(warmup - 1):
+        await one.measure(args)
+    one.samples.clear()
+    one.since_id = f"{int(time.time() * 1000)}-0"
 
 
 def summarize(samples: list[Sample]) -> dict[str, Any]:
@@ -305,14 +361,27 @@ def report(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(result))
         return
-    print_table(
-        "latency — POST -> WebSocket updates, zero simulator delays (ms)",
-        [(key, "n/a" if result[key] is None else result[key]) for key in RESULT_KEYS],
-    )
-    p99 = result["first_update_p99_ms"]
-    if p99 is not None:
-        verdict = "met" if p99 <= 10.0 else "NOT met"
-        print(f"goal first update p99 <= 10 ms: {verdict} ({p99:.2f} ms)")
+    title = "latency — POST -> WebSocket updates, zero simulator delays (ms)"
+    layouts = list(LAYOUTS) if result["layout"] == "both" else [result["layout"]]
+    runs = [result[layout] if len(layouts) > 1 else result for layout in layouts]
+    if len(runs) == 1:
+        print_table(f"{title}, {layouts[0]} layout", [(k, shown(runs[0][k])) for k in RESULT_KEYS])
+    else:
+        print(title)
+        print(f"{'':<24}" + "".join(f"{layout:>12}" for layout in layouts))
+        for key in RESULT_KEYS:
+            print(f"{key:<24}" + "".join(f"{shown(run[key]):>12}" for run in runs))
+    for layout, run_result in zip(layouts, runs, strict=True):
+        p99 = run_result["first_update_p99_ms"]
+        if p99 is not None:
+            verdict = "met" if p99 <= 10.0 else "NOT met"
+            print(f"goal first update p99 <= 10 ms ({layout}): {verdict} ({p99:.2f} ms)")
+
+
+def shown(value: object) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ each run gets: its own Valkey on a free port, its own SQLite file in a temp
 directory (or a private PostgreSQL started for the run, or the MongoDB named by
 ``ORDERFLOW_MONGO_URL``), the API as a
 subprocess (``orderflow api --workers N``) and only the service workers the
-benchmark needs, all with zero simulator delays. The processes are run by
+benchmark needs (one process each, or all in one with ``layout="combined"``), all
+with zero simulator delays. The processes are run by
 ``orderflow.agents.processes`` (as the demo's and the tests' are) and stopped,
 process group and all, when the benchmark ends, even on error or Ctrl-C.
 """
@@ -34,7 +35,7 @@ from orderflow.agents.processes import (
     parent_death_signal,
 )
 from orderflow.agents.readiness import HttpOk
-from orderflow.agents.services import SERVICES
+from orderflow.agents.services import SERVICES, Layout, worker_processes
 from orderflow.models.store.localpostgres import LocalPostgres, PostgresNotFound
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 
@@ -92,6 +93,7 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout: float = 90.0
     keep: bool = False
+    layout: Layout = "split"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
@@ -167,13 +169,12 @@ class Stack:
         )
         api_ready = HttpOk(f"{self.base_url}/readyz", timeout=2.0)
         self.processes.add(self._spec("api", api_argv, ready=api_ready))
-        for target in self.services:
-            name = target.split(":")[0].rsplit(".", 1)[-1]
-            self.processes.add(self._spec(name, cli_argv("worker", target)))
+        for name, targets in worker_processes(self.layout, self.services):
+            self.processes.add(self._spec(name, cli_argv("worker", *targets)))
         self.processes.start()
         log(
             f"api ({self.http_workers} workers) on {self.base_url}; "
-            f"workers: {', '.join(self.services) or 'none'}"
+            f"workers ({self.layout}): {', '.join(self.services) or 'none'}"
         )
         try:
             await asyncio.to_thread(self.processes.wait_ready, self.ready_timeout)

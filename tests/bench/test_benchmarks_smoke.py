@@ -12,7 +12,8 @@ asserted are the counts, which must hold on any machine:
   reach orders-stream (the outbox delivered);
 * naive control, on both: only that its figures are consistent with each other
   (whether a given small run oversells depends on scheduling);
-* latency: every order reached ``delivered`` and the percentiles are ordered;
+* latency: every order reached ``delivered`` and the percentiles are ordered (with
+  ``--layout both``, in each layout);
 * throughput: every contestant (FastStream's batch mode included) received every
   event, its consumer group delivered all of them and holds none unacked, and the
   JSON has every documented key;
@@ -209,6 +210,15 @@ def test_latency_reports_ordered_percentiles() -> None:
     # Each order's first update comes before (or is) its delivered update.
     assert result["first_update_p50_ms"] <= result["delivered_p50_ms"]
     assert result["first_update_p99_ms"] <= result["delivered_p99_ms"]
+
+
+def test_latency_measures_both_layouts_side_by_side() -> None:
+    """``--layout both``: one private stack per layout, every order delivered in each."""
+    result = run_benchmark("latency.py", "--orders", "3", "--warmup", "1", "--layout", "both")
+    assert result["layout"] == "both"
+    for layout in ("split", "combined"):
+        assert set(result[layout]) >= LATENCY_KEYS
+        assert (result[layout]["orders"], result[layout]["timeouts"]) == (3, 0)
 
 
 def test_throughput_contestants_consume_every_event() -> None:

@@ -220,7 +220,7 @@ def settings_read_by(launch: Launch) -> type[BaseSettings]:
         raise UnsupportedSpec(f"{launch.workload}: {launch.argv} is not an orderflow command")
     args = build_parser().parse_args([*launch.entrypoint[1:], *launch.arguments])
     if args.func is worker_command.run:
-        return type(load_app(args.app).settings)
+        return type(load_app(args.apps[0]).settings)
     module = str(args.func.__module__)
     if module.startswith("orderflow.agents.commands."):
         return Settings

@@ -15,6 +15,9 @@
   started (collected from /proc before the stop) is alive, and the port can be
   bound again. A child that crash-loops stops the demo, saying which, with the
   same result.
+* The same with ``--layout combined`` (issue 13: every service's agents in one
+  worker process): that one worker SIGKILLed comes back and orders flow again, and
+  every way of stopping leaves nothing behind ("2/2 processes exited cleanly").
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from orderflow.agents.processes import ProcessSpec, ProcessTree
+from orderflow.agents.services import COMBINED_WORKER, SERVICES
 from orderflow.agents.supervision import RestartPolicy, Supervisor
 from tests.proctree import descendants, port_is_free, still_running
 from tests.system.demo_process import RunningDemo, http_get, http_post_json
@@ -89,9 +93,14 @@ def test_supervisor_restarts_with_back_off_then_gives_up_on_a_crash_loop(
 # -- the real demo ---------------------------------------------------------------------
 
 
+COMBINED_ARGS = " ".join(service.target for service in SERVICES)
+
+
 def pids_of(demo: RunningDemo, role: str) -> list[int]:
-    """The demo's children running ``role`` (a service worker, or ``api``: the main process)."""
-    needle = "orderflow.agents.cli api" if role == "api" else f"orderflow.agents.{role}:app"
+    """The demo's children running ``role``: a service worker, ``workers`` (the combined
+    layout's one worker), or ``api`` (the API's main process)."""
+    needles = {"api": "orderflow.agents.cli api", COMBINED_WORKER: f"worker {COMBINED_ARGS}"}
+    needle = needles.get(role, f"worker orderflow.agents.{role}:app")
     return [pid for pid, cmd in descendants(demo.pid).items() if cmd.endswith(needle)]
 
 
@@ -132,9 +141,11 @@ def delivered_order(demo: RunningDemo) -> dict[str, object]:
     return current
 
 
-def stop_and_check(demo: RunningDemo, stop: Callable[[], None], restarts: str = "") -> None:
-    """Stop the demo with ``stop``; then it exited 0, said every child exited cleanly,
-    nothing it started is alive and its port is free."""
+def stop_and_check(
+    demo: RunningDemo, stop: Callable[[], None], restarts: str = "", processes: int = 5
+) -> None:
+    """Stop the demo with ``stop``; then it exited 0, said every one of its ``processes``
+    children exited cleanly, nothing it started is alive and its port is free."""
     tree = descendants(demo.pid)
     assert sum(cmd.endswith("orderflow.agents.cli api") for cmd in tree.values()) == 1, tree
     assert sanic_workers(demo), tree  # the API's Sanic worker is among what must go
@@ -143,7 +154,7 @@ def stop_and_check(demo: RunningDemo, stop: Callable[[], None], restarts: str = 
     code = demo.process.wait(timeout=STOP_TIMEOUT)
     summary = demo.wait_for_line("orderflow demo stopped", 10)  # the whole story, then:
     assert code == 0, demo.output()
-    assert "5/5 processes exited cleanly" in summary, demo.output()
+    assert f"{processes}/{processes} processes exited cleanly" in summary, demo.output()
     if restarts:
         assert f"restarts: {restarts};" in summary
     leftovers = {pid: cmd for pid, cmd in tree.items() if still_running(pid, cmd)}
@@ -192,6 +203,29 @@ def test_killed_children_are_restarted_and_orders_still_flow_then_sigint_stops_i
         demo.kill_everything()
 
 
+@pytest.mark.timeout(240)
+def test_the_combined_worker_killed_comes_back_and_orders_still_flow(tmp_path: Path) -> None:
+    demo = RunningDemo(tmp_path, args=("--layout", "combined"))
+    try:
+        line = demo.wait_started()
+        assert all(pids_of(demo, role) == [] for role in WORKER_ROLES)  # no per-service one
+        (worker,) = pids_of(demo, COMBINED_WORKER)
+        assert len(pids_of(demo, "api")) == 1
+        os.kill(worker, signal.SIGKILL)
+        demo.wait_for_line(f"{COMBINED_WORKER} exited (code -9); next attempt in 0.5s", GUARD)
+        eventually(
+            lambda: pids_of(demo, COMBINED_WORKER) not in ([], [worker]), "a new combined worker"
+        )
+        order = delivered_order(demo)
+        assert [h["status"] for h in order["history"]][-1] == "delivered"  # type: ignore[attr-defined]
+        stop_and_check(
+            demo, lambda: os.kill(demo.pid, signal.SIGTERM), f"{COMBINED_WORKER}=1", processes=2
+        )
+        assert "combined layout" in line or "combined layout" in demo.output()
+    finally:
+        demo.kill_everything()
+
+
 @pytest.mark.timeout(180)
 def test_a_crash_loop_stops_the_demo_with_a_message_and_leaves_nothing_behind(
     tmp_path: Path,
@@ -232,11 +266,15 @@ STOPS: dict[str, Callable[[RunningDemo], None]] = {
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("layout", ["split", "combined"])
 @pytest.mark.parametrize("how", list(STOPS))
-def test_every_way_of_stopping_the_demo_leaves_nothing_behind(tmp_path: Path, how: str) -> None:
-    demo = RunningDemo(tmp_path)
+def test_every_way_of_stopping_the_demo_leaves_nothing_behind(
+    tmp_path: Path, how: str, layout: str
+) -> None:
+    demo = RunningDemo(tmp_path, args=("--layout", layout))
     try:
         demo.wait_started()
-        stop_and_check(demo, lambda: STOPS[how](demo))
+        expected = {"split": 5, "combined": 2}[layout]
+        stop_and_check(demo, lambda: STOPS[how](demo), processes=expected)
     finally:
         demo.kill_everything()

@@ -50,6 +50,12 @@ CASES: list[tuple[Sequence[str], int, str]] = [
     (["worker", "tests.runtime.fault_app:app", "--redis-url", "http://x"], 2, "invalid Redis URL"),
     (["worker", "tests.runtime.fault_app:app", "--redis-url", "redis://h/x"], 2, "database number"),
     (["worker", "tests.runtime.fault_app:app", "--concurrency", "0"], 2, "--concurrency"),
+    (
+        ["worker", "tests.runtime.fault_app:app", "tests.runtime.fault_app:app"],
+        2,
+        "tests.runtime.fault_app:app names an App already given",
+    ),
+    (["worker", "tests.runtime.fault_app:app", "os:path"], 2, "os:path is not an orderflow App"),
     (["dlq", "list", "--redis-url", "redis://h:99999/0"], 2, "invalid Redis URL"),
     (["dlq", "list", "--redis-url", "DEAD"], 1, "cannot reach Redis at redis://127.0.0.1:"),
     (["streams", "--redis-url", "DEAD"], 1, "cannot reach Redis at redis://127.0.0.1:"),

@@ -4,12 +4,19 @@ Each service module exposes a module-level ``app`` (what ``orderflow worker
 orderflow.agents.orders:app`` runs in production, one process per service) and a factory
 that builds a fresh app with an explicit broker and store (what the in-process
 system tests and tools use).
+
+The services run as worker processes in one of two layouts (:func:`worker_processes`):
+``split``, one ``orderflow worker`` process per service (the Helm chart's, each scaled on
+its own), or ``combined``, every service's App in one ``orderflow worker`` process (one
+event loop, one shared store, each service's consumer groups unchanged), which on a
+small machine saves the processes' wake-ups and the hops between them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from orderflow.agents.delivery import create_delivery_app
 from orderflow.agents.notifications import create_notifications_app
@@ -33,6 +40,24 @@ SERVICES: tuple[Service, ...] = (
     Service("notifications", "orderflow.agents.notifications:app"),
     Service("simulator", "orderflow.agents.simulator:app"),
 )
+
+Layout = Literal["split", "combined"]
+LAYOUTS: tuple[Layout, ...] = ("split", "combined")
+COMBINED_WORKER = "workers"
+"""The name of the one worker process of the ``combined`` layout."""
+
+
+def worker_processes(
+    layout: Layout, targets: Sequence[str] | None = None
+) -> list[tuple[str, list[str]]]:
+    """The worker processes of ``layout`` for ``targets`` (default: every service's app):
+    each one's name and its ``orderflow worker`` arguments."""
+    targets = [s.target for s in SERVICES] if targets is None else list(targets)
+    if layout == "combined":
+        return [(COMBINED_WORKER, targets)] if targets else []
+    if layout != "split":
+        raise ValueError(f"unknown layout {layout!r}: one of {', '.join(LAYOUTS)}")
+    return [(target.split(":")[0].rsplit(".", 1)[-1], [target]) for target in targets]
 
 
 def create_service_apps(

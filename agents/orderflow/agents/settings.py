@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -123,6 +124,9 @@ class Settings(RuntimeSettings):
     demo_restart_max_delay_seconds: float = Field(default=8.0, gt=0)
     demo_restart_limit: int = Field(default=5, ge=0)
     demo_restart_window_seconds: float = Field(default=60.0, gt=0)
+    # `orderflow demo`'s worker processes: "split" (one per service) or "combined" (every
+    # service's agents in one process); docs/system.md, "Process layouts".
+    demo_layout: Literal["split", "combined"] = "split"
 
     # Notifications cache.
     status_ttl_seconds: int = 86_400

@@ -9,11 +9,18 @@ instead, which it then never closes. The store's budget per operation is
 long lock rather than fail the handler (which would be retried, then dead-lettered).
 :func:`attach_store` ties the provider to an app's start and stop through the App's
 ``on_startup``/``on_shutdown`` hooks.
+
+Apps that open the same URL in one process share one open store (one connection
+pool, one SQLite writer): ``orderflow worker`` given several services' Apps runs them
+in one process, and two pools there would only compete for the same database. The
+store is opened by the first App that starts and closed when the last one stops
+(:class:`SharedStore`); a process running one App behaves as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from orderflow.agents.settings import get_settings
 from orderflow.models.store import Store, open_store
@@ -45,12 +52,58 @@ class StoreProvider:
             await store.close()
 
 
-def attach_store(app: App, store: Store | None = None, *, url: str | None = None) -> StoreProvider:
+class StoreSource(Protocol):
+    """What a handler asks for its store: the open store (opened on first use)."""
+
+    async def get(self) -> Store: ...
+
+
+class SharedStore:
+    """An App's use of the process-wide store of ``url``: one :class:`StoreProvider` per URL
+    for every App using it, opened by the first user and closed by the last.
+
+    The shared provider is made by the first user and forgotten after the last, so a
+    later App (another test, another event loop) opens a fresh one."""
+
+    _providers: dict[str, tuple[StoreProvider, int]] = {}
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._provider: StoreProvider | None = None
+
+    def _acquire(self) -> StoreProvider:
+        if self._provider is None:
+            provider, users = self._providers.get(self.url, (None, 0))
+            if provider is None:
+                provider = StoreProvider(None, url=self.url)
+            self._providers[self.url] = (provider, users + 1)
+            self._provider = provider
+        return self._provider
+
+    async def get(self) -> Store:
+        return await self._acquire().get()
+
+    async def close(self) -> None:
+        """This App is done with the store; the last App done closes it."""
+        provider, self._provider = self._provider, None
+        if provider is None:
+            return
+        _, users = self._providers[self.url]
+        if users > 1:
+            self._providers[self.url] = (provider, users - 1)
+            return
+        del self._providers[self.url]
+        await provider.close()
+
+
+def attach_store(app: App, store: Store | None = None, *, url: str | None = None) -> StoreSource:
     """Give ``app`` a store: opened in its ``on_startup`` hook (a worker whose store is
     unreachable fails at start instead of consuming), closed in ``on_shutdown`` (after the
     last handler finished its transaction). ``store``, when given, is the caller's and is
-    never closed here; otherwise ``url`` (default: the settings' ``store_url``) is opened."""
-    provider = StoreProvider(store, url=url or get_settings().store_url)
+    never closed here; otherwise the store of ``url`` (default: the settings' ``store_url``)
+    is shared with the other Apps of this process that use it (:class:`SharedStore`)."""
+    target = url or get_settings().store_url
+    provider = StoreProvider(store, url=target) if store is not None else SharedStore(target)
 
     @app.on_startup
     async def open_store_at_start() -> None:

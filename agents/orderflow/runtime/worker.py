@@ -1,8 +1,17 @@
-"""Running one App as a worker process: load it, wait for its Redis, say what it runs.
+"""Running Apps as a worker process: load them, wait for Redis, say what they run.
 
-These are the pieces ``orderflow worker MODULE:APP`` (:mod:`orderflow.runtime.commands.worker`)
-puts around :meth:`App.run`; they live apart from the command's options and exit codes
-so that a program embedding the runtime can start its workers the same way.
+These are the pieces ``orderflow worker MODULE:APP [MODULE:APP ...]``
+(:mod:`orderflow.runtime.commands.worker`) puts around :meth:`App.run`; they live apart
+from the command's options and exit codes so that a program embedding the runtime can
+start its workers the same way.
+
+Several Apps in one process (as Faust runs many agents in one worker): on a small
+machine every Python process costs a core's worth of wake-ups and a hop between
+processes; one process with one event loop runs them all. Each App keeps its name,
+its consumer groups and its hooks, so the groups are exactly those of one worker per
+App and both layouts can read the same streams at once (they are then two consumers
+of each group, as two replicas are). :func:`run_apps` starts them in order, stops
+them together on one signal; :func:`apps_readiness` is one ``/readyz`` for all.
 
 Why wait before ``run()``: a worker started before its Redis (compose bringing
 everything up at once, a pod whose Redis is being rescheduled) would otherwise log
@@ -18,6 +27,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+from collections.abc import Sequence
 
 from redis.exceptions import AuthenticationError, AuthorizationError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderflow.runtime.app import App
 from orderflow.runtime.connection import connect_redis, error_reason, redact_url
+from orderflow.runtime.health import Check, app_readiness
 
 log = logging.getLogger("orderflow.worker")
 
@@ -106,14 +117,58 @@ def banner_lines(app: App, url: str, admin_url: str | None = None) -> list[str]:
     return lines
 
 
-async def announce_when_started(app: App, running: asyncio.Future[None], lines: list[str]) -> None:
-    """Log ``lines`` once ``app`` has started (every agent and timer running), unless
-    ``running`` (its ``run()``) ends first.
+async def announce_when_started(
+    apps: Sequence[App], running: asyncio.Future[None], lines: list[str]
+) -> None:
+    """Log ``lines`` once every one of ``apps`` has started (every agent and timer
+    running), unless ``running`` (their ``run``) ends first.
 
     ``App`` has no "started" hook; its ``started`` flag is set at the very end of
-    ``start()``, so it is polled while the app starts (a fraction of a second)."""
-    while not app.started and not running.done():
+    ``start()``, so it is polled while the apps start (a fraction of a second)."""
+    while not all_started(apps) and not running.done():
         await asyncio.wait({running}, timeout=STARTED_POLL_SECONDS)
-    if app.started:
+    if all_started(apps):
         for line in lines:
             log.info(line)
+
+
+def worker_name(apps: Sequence[App]) -> str:
+    """The process's name in logs and traces: the App's, or ``orders+delivery+...``."""
+    return "+".join(app.name for app in apps)
+
+
+async def apps_readiness(apps: Sequence[App]) -> list[Check]:
+    """The checks of every App; with several, each name is prefixed ``<app>/`` (two
+    Apps both have a ``redis`` check), so ``/readyz`` names the App that fails."""
+    if len(apps) == 1:
+        return await app_readiness(apps[0])
+    checks: list[Check] = []
+    for app in apps:
+        for check in await app_readiness(app):
+            checks.append(Check(f"{app.name}/{check.name}", check.ok, check.detail))
+    return checks
+
+
+async def run_apps(apps: Sequence[App], stop: asyncio.Event) -> None:
+    """Run ``apps`` in this loop until ``stop`` is set, then stop them together.
+
+    One App: :meth:`App.run` (its own signal handlers). Several: each is started in
+    order (one failing to start stops those already started, then raises), and on
+    ``stop`` all stop at once, so the shutdown timeouts overlap as those of separate
+    processes would. The caller owns the signal handlers that set ``stop``."""
+    if len(apps) == 1:
+        await apps[0].run()
+        return
+    started: list[App] = []
+    try:
+        for app in apps:
+            started.append(app)
+            await app.start()
+        await stop.wait()
+        log.info("worker %s: stop requested", worker_name(apps))
+    finally:
+        await asyncio.gather(*(app.stop() for app in reversed(started)))
+
+
+def all_started(apps: Sequence[App]) -> bool:
+    return all(app.started for app in apps)

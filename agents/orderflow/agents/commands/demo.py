@@ -12,9 +12,12 @@ What it does, in order:
    the demo menu is seeded (idempotent).
 3. Children, each its own Python process with ``ORDERFLOW_REDIS_URL`` and
    ``ORDERFLOW_STORE_URL`` set: the API (``orderflow api``: REST, WebSocket
-   gateway, UI) and one ``orderflow worker`` per service (orders, delivery,
-   notifications, simulator). Separate processes, as in production, so a
-   worker's CPU never delays an HTTP response.
+   gateway, UI) and the service workers (orders, delivery, notifications,
+   simulator) in the layout ``--layout`` / ``ORDERFLOW_DEMO_LAYOUT`` names:
+   ``split``, one ``orderflow worker`` per service, as the Helm chart runs them, or
+   ``combined``, all four in one ``orderflow worker`` process
+   (:func:`orderflow.agents.services.worker_processes`). The API is a process of
+   its own either way, so a worker's CPU never delays an HTTP response.
 4. Prints the URL once ``/healthz`` answers, then supervises: a child that
    exits on its own is restarted with back-off (:mod:`orderflow.agents.supervision`);
    one that crash-loops stops the demo with a message saying which.
@@ -52,7 +55,7 @@ from orderflow.agents.processes import (
     parent_death_signal,
 )
 from orderflow.agents.readiness import HttpOk
-from orderflow.agents.services import SERVICES
+from orderflow.agents.services import LAYOUTS, Layout, worker_processes
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.agents.supervision import RestartPolicy, Supervisor
 from orderflow.models.store import opened_store
@@ -70,15 +73,16 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CLUSTER_MASTERS = 3
 
 
-def demo_children(env: Mapping[str, str], url: str) -> list[ProcessSpec]:
-    """The API (ready when ``/healthz`` answers) and one worker per service.
+def demo_children(env: Mapping[str, str], url: str, layout: Layout) -> list[ProcessSpec]:
+    """The API (ready when ``/healthz`` answers) and the workers of ``layout``.
 
-    They write to the demo's terminal: each log line names its service.
+    They write to the demo's terminal: each log line names its service (in the
+    combined layout, the worker's: ``orders+delivery+notifications+simulator``).
     """
     api = ProcessSpec("api", cli_argv("api"), env=env, ready=HttpOk(url + "healthz"))
     workers = [
-        ProcessSpec(service.name, cli_argv("worker", service.target), env=env)
-        for service in SERVICES
+        ProcessSpec(name, cli_argv("worker", *targets), env=env)
+        for name, targets in worker_processes(layout)
     ]
     return [api, *workers]
 
@@ -167,7 +171,7 @@ class Demo:
 
     async def run_children(self, env: Mapping[str, str], url: str) -> int:
         """Start the children, print the URL once the API answers, wait for a stop or a crash."""
-        for spec in demo_children(env, url):
+        for spec in demo_children(env, url, self.settings.demo_layout):
             self.tree.add(spec)
         # From this (the main) thread: the parent-death signal is tied to the forking thread.
         self.tree.start()
@@ -184,7 +188,8 @@ class Demo:
             return self.crashed(exc.child.name, exc.child.returncode)
         print(
             f"\n  orderflow is running: open {url}   (Ctrl-C stops everything)"
-            f"\n  {self.redis_banner(env)}   store: {env['ORDERFLOW_STORE_URL']}\n",
+            f"\n  {self.redis_banner(env)}   store: {env['ORDERFLOW_STORE_URL']}"
+            f"   workers: {self.settings.demo_layout} layout\n",
             flush=True,
         )
         return await self.supervise()
@@ -301,6 +306,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["ORDERFLOW_PORT"] = str(args.port)
     if args.host is not None:
         os.environ["ORDERFLOW_HOST"] = args.host
+    if args.layout is not None:
+        os.environ["ORDERFLOW_DEMO_LAYOUT"] = args.layout
     get_settings.cache_clear()
     settings = get_settings()
     _configure_logging(settings)
@@ -335,6 +342,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=(
             "run on a private Redis Cluster (3 masters + 3 replicas, removed at stop) with"
             " the per-order topics in ORDERFLOW_TOPIC_PARTITIONS partitions (default 3)"
+        ),
+    )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default=None,
+        help=(
+            "worker processes: 'split' runs one per service (as the Helm chart does),"
+            " 'combined' runs every service's agents in one process"
+            " (ORDERFLOW_DEMO_LAYOUT, default split)"
         ),
     )
     parser.set_defaults(func=run)
