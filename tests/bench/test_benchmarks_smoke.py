@@ -127,7 +127,17 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
     return result
 
 
-@pytest.mark.parametrize("script", ["oversell.py", "latency.py", "naive_api.py", "throughput.py"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "oversell.py",
+        "latency.py",
+        "naive_api.py",
+        "throughput.py",
+        "cluster_faults.py",
+        "scaling.py",
+    ],
+)
 def test_help_describes_the_command(script: str) -> None:
     completed = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"],
@@ -264,3 +274,19 @@ async def test_locustfile_runs_headless_without_failures() -> None:
     by_name = {entry["name"]: entry for entry in stats}
     assert by_name["GET /api/v1/menu"]["num_requests"] > 0
     assert sum(entry["num_failures"] for entry in stats) == 0
+
+
+def test_cluster_faults_count_every_event_and_none_twice() -> None:
+    """Both faults at a small size, each on the cluster the script starts itself."""
+    events = 600
+    result = run_benchmark("cluster_faults.py", "--events", str(events), timeout=240)
+    assert set(result["faults"]) == {"kill-master", "migrate-slot"}
+    assert len(result["load_average"]) == 3
+    for fault, counts in result["faults"].items():
+        assert counts["sent"] == counts["acknowledged"] == events, fault
+        accounted = counts["handled"] + counts["lost"] + counts["survived_unhandled"]
+        assert accounted == events, fault
+        assert (counts["handled_twice"], counts["dead_letters"]) == (0, 0), fault
+    migrated = result["faults"]["migrate-slot"]
+    assert (migrated["lost"], migrated["handled"], migrated["group_moved"]) == (0, events, True)
+    assert result["handled_twice"] == 0
