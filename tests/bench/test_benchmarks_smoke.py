@@ -290,3 +290,25 @@ def test_cluster_faults_count_every_event_and_none_twice() -> None:
     migrated = result["faults"]["migrate-slot"]
     assert (migrated["lost"], migrated["handled"], migrated["group_moved"]) == (0, events, True)
     assert result["handled_twice"] == 0
+
+
+def test_scaling_consumes_every_event_in_every_layout() -> None:
+    """Tiny: 300 no-op events and 40 orders, 1 and 2 workers, on one node and a cluster."""
+    args = ("--events", "300", "--orders", "40", "--workers", "1,2")
+    result = run_benchmark("scaling.py", *args, timeout=280)
+    noop = ("one node, 1 stream", "one node, 6 partitions")
+    layouts = [
+        *(("noop", layout) for layout in noop),
+        ("orders", "one node"),
+        ("noop", "cluster, 6 partitions"),
+        ("orders", "cluster (topics not partitioned)"),
+    ]
+    expected = [(*layout, workers) for layout in layouts for workers in (1, 2)]
+    assert [(r["pipeline"], r["layout"], r["workers"]) for r in result["rows"]] == expected
+    for row in result["rows"]:
+        # XINFO GROUPS at the end: the group delivered every entry once, none unacked.
+        events = 300 if row["pipeline"] == "noop" else 40
+        assert (row["events"], row["delivered"], row["pending"]) == (events, events, 0)
+        partitioned = "6 partitions" in row["layout"]
+        assert row["streams"] == (6 if partitioned else 1)
+        assert isinstance(row["events_per_s"], int) and isinstance(row["load_average_1m"], float)
