@@ -42,7 +42,7 @@ pytest-redis-server: $(STAMP)
 # The runtime's suite again on a private cluster (3 masters + 3 replicas of the same
 # Valkey, tests/runtime's fresh_server tests skipped: see docs/runtime.md#redis-cluster),
 # plus the notifications service and the system's end-to-end order test on it, and the
-# counted faults (tests/cluster: a master killed, a slot migrated, each on its own cluster).
+# counted faults (tests/cluster: a master killed, with and without WAIT, a slot migrated, each on its own cluster).
 pytest-cluster: $(STAMP)
 	ORDERFLOW_TEST_CLUSTER=1 $(BIN)/pytest -q tests/runtime tests/system/test_notifications_on_cluster.py \
 		tests/system/test_lifecycle.py tests/cluster

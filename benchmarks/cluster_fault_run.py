@@ -15,7 +15,8 @@ stream and the effects was lost.
 
 Producers re-send an envelope whose send failed with ``send_envelope(once=True)``
 (the documented re-publish: its publish-once marker keeps a send that did land
-from landing twice), until it is acknowledged.
+from landing twice), until it is acknowledged. With ``replicas=1`` each send also
+waits for the master's replica (``WAIT``; ``NotReplicated`` counts as a failed send).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class FaultCounts:
     fault: str  # "kill-master" or "migrate-slot"
     events: int  # events the producers were asked to send
     partitions: int
+    replicas: int = 0  # each send waited for this many replicas (WAIT)
     sent: int = 0  # distinct events whose XADD was attempted
     acknowledged: int = 0  # distinct events an XADD (or its re-send) acknowledged
     send_retries: int = 0  # sends that failed and were re-sent
@@ -70,6 +72,8 @@ class FaultCounts:
     writes_resumed_s: float | None = None  # fault -> first XADD acknowledged on them
     handling_resumed_s: float | None = None  # fault -> first effect committed on them
     fault_done_s: float | None = None  # fault -> promotion seen / migration finished
+    rejoined_s: float | None = None  # kill -> the restarted node is a replica again
+    produce_s: float = 0.0  # start -> the last event acknowledged
     moved_keys: int = 0  # keys MIGRATE moved (migrate-slot)
     group_moved: bool | None = None  # the consumer group came with the stream
     elapsed_s: float = 0.0
@@ -88,12 +92,15 @@ class FaultRun:
         fault: str,
         events: int,
         partitions: int = 6,
+        replicas: int = 0,
         progress: Callable[[str], None] = lambda line: None,
     ) -> None:
         if fault not in ("kill-master", "migrate-slot"):
             raise ValueError(f"unknown fault {fault!r}")
         self.cluster = cluster
-        self.counts = FaultCounts(fault=fault, events=events, partitions=partitions)
+        self.counts = FaultCounts(
+            fault=fault, events=events, partitions=partitions, replicas=replicas
+        )
         self.progress = progress
         # Short blocking reads and back-off so the run follows the cluster quickly;
         # deliveries enough to outlast a failover of a few seconds without dead letters.
@@ -136,7 +143,7 @@ class FaultRun:
         while True:
             begun = time.monotonic()
             try:
-                await self.topic.send_envelope(envelope, once=True)
+                await self.topic.send_envelope(envelope, once=True, replicas=self.counts.replicas)
             except (RedisError, OSError):
                 self.counts.send_retries += 1
                 await asyncio.sleep(delay)
@@ -163,6 +170,14 @@ class FaultRun:
             victim.kill()
             self.fault_time = time.monotonic()
             await asyncio.to_thread(self._wait_promoted, streams, victim)
+            self.counts.fault_done_s = time.monotonic() - self.fault_time
+            # As a supervisor would: the dead node starts again (same nodes.conf) and
+            # rejoins as the replica of its promoted replica. Until then the new master
+            # has no replica, and a send waiting for one (replicas=1) cannot return.
+            await asyncio.to_thread(victim.start)
+            await asyncio.to_thread(self.cluster.wait_ok, 60.0)
+            self.counts.rejoined_s = round(time.monotonic() - self.fault_time, 3)
+            self.progress(f"the killed node rejoined as a replica after {self.counts.rejoined_s}s")
         else:
             stream = streams[0]
             source = self._owner(stream)
@@ -174,11 +189,11 @@ class FaultRun:
             self.counts.moved_keys = await asyncio.to_thread(
                 self.cluster.migrate_slot, slot, target
             )
+            self.counts.fault_done_s = time.monotonic() - self.fault_time
             with self.cluster.client(target) as client:
                 self.counts.group_moved = any(
                     g["name"] == GROUP for g in client.xinfo_groups(stream)
                 )
-        self.counts.fault_done_s = time.monotonic() - self.fault_time
         self.progress(f"fault handled by the cluster after {self.counts.fault_done_s:.1f}s")
 
     def _wait_promoted(self, streams: tuple[str, ...], victim: LocalRedisServer) -> None:
@@ -226,6 +241,7 @@ class FaultRun:
             producers = [asyncio.create_task(self._produce()) for _ in range(PRODUCERS)]
             await self._inject()
             await asyncio.gather(*producers)
+            self.counts.produce_s = round(time.monotonic() - started, 3)
             self.progress(f"{len(self.acked)} events acknowledged; waiting for the consumers")
             deadline = time.monotonic() + settle_timeout
             # Polls Redis (no in-process event to wait on); unsettled leftovers are counted.

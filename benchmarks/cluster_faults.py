@@ -9,8 +9,11 @@ script measures both on a private cluster it starts (3 masters + 3 replicas,
 1. kill-master: ``--events`` keyed events over a topic of 6 partitions, 6 producer tasks,
    one agent whose side effect commits with its dedupe mark (``event.atomic()``); when
    half are acknowledged the master owning partition 0 is SIGKILLed, and the cluster's own
-   failover promotes its replica (``cluster-node-timeout`` 2000 ms in LocalCluster).
-2. migrate-slot: the same run, but partition 0's slot is migrated to another master
+   failover promotes its replica (``cluster-node-timeout`` 2000 ms in LocalCluster); then
+   the killed node is started again, as a supervisor would, and rejoins as a replica.
+2. kill+WAIT 1: the same kill, but every send also waits for the master's replica
+   (``send(..., replicas=1)``: ``XADD`` + ``WAIT 1 1000``), to see what it buys and costs.
+3. migrate-slot: the same run, but partition 0's slot is migrated to another master
    (``CLUSTER SETSLOT ... IMPORTING/MIGRATING``, ``MIGRATE``, ``SETSLOT ... NODE``).
 
 The counting is in :mod:`benchmarks.cluster_fault_run`. Usage::
@@ -35,7 +38,12 @@ if __package__ in (None, ""):  # run as `python benchmarks/cluster_faults.py`
 from benchmarks.cluster_fault_run import FaultRun
 from orderflow.runtime.localcluster import LocalCluster
 
-FAULTS = ("kill-master", "migrate-slot")
+# Column -> (fault, replicas each send waits for): the failover with and without WAIT.
+RUNS = {
+    "kill-master": ("kill-master", 0),
+    "kill+WAIT 1": ("kill-master", 1),
+    "migrate-slot": ("migrate-slot", 0),
+}
 ROWS = (
     ("sent", "events sent (distinct)"),
     ("acknowledged", "acknowledged by XADD"),
@@ -45,8 +53,10 @@ ROWS = (
     ("lost", "lost (acknowledged, then gone)"),
     ("survived_unhandled", "in a stream but never handled"),
     ("dead_letters", "dead letters"),
+    ("produce_s", "all acknowledged after (s)"),
     ("fault_at_s", "fault injected at (s into the run)"),
     ("fault_done_s", "promotion seen / migration done after (s)"),
+    ("rejoined_s", "killed node back as a replica after (s)"),
     ("writes_resumed_s", "first XADD acknowledged on it after (s)"),
     ("handling_resumed_s", "first effect committed on it after (s)"),
     ("moved_keys", "keys MIGRATE moved"),
@@ -59,12 +69,13 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_fault(fault: str, events: int, server: str) -> dict[str, Any]:
-    progress(f"{fault}: starting a 3-master + 3-replica cluster")
+def run_fault(label: str, events: int, server: str) -> dict[str, Any]:
+    fault, replicas = RUNS[label]
+    progress(f"{label}: starting a 3-master + 3-replica cluster")
     with LocalCluster(server) as cluster:
-        run = FaultRun(cluster, fault=fault, events=events, progress=progress)
+        run = FaultRun(cluster, fault=fault, events=events, replicas=replicas, progress=progress)
         counts = asyncio.run(run.run()).as_dict()
-    progress(f"{fault}: lost {counts['lost']}, handled twice {counts['handled_twice']}")
+    progress(f"{label}: lost {counts['lost']}, handled twice {counts['handled_twice']}")
     return counts
 
 
@@ -92,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=10_000, help="events per fault run")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--fault", choices=(*FAULTS, "all"), default="all", help="which fault")
+    parser.add_argument(
+        "--fault", choices=(*RUNS, "all"), default="all", help="one run (default: all three)"
+    )
     parser.add_argument(
         "--server", default="valkey", choices=("valkey", "redis-server"), help="server binary"
     )
@@ -100,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.events < 10:
         parser.error("--events must be at least 10")
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)  # the runtime's warnings: noise
-    faults = FAULTS if args.fault == "all" else (args.fault,)
-    results = {fault: run_fault(fault, args.events, args.server) for fault in faults}
+    labels = tuple(RUNS) if args.fault == "all" else (args.fault,)
+    results = {label: run_fault(label, args.events, args.server) for label in labels}
     load = os.getloadavg()
     summary = {
         "events": args.events,

@@ -277,16 +277,18 @@ async def test_locustfile_runs_headless_without_failures() -> None:
 
 
 def test_cluster_faults_count_every_event_and_none_twice() -> None:
-    """Both faults at a small size, each on the cluster the script starts itself."""
+    """The three runs at a small size, each on a cluster the script starts itself."""
     events = 600
     result = run_benchmark("cluster_faults.py", "--events", str(events), timeout=240)
-    assert set(result["faults"]) == {"kill-master", "migrate-slot"}
+    assert set(result["faults"]) == {"kill-master", "kill+WAIT 1", "migrate-slot"}
     assert len(result["load_average"]) == 3
     for fault, counts in result["faults"].items():
         assert counts["sent"] == counts["acknowledged"] == events, fault
         accounted = counts["handled"] + counts["lost"] + counts["survived_unhandled"]
         assert accounted == events, fault
         assert (counts["handled_twice"], counts["dead_letters"]) == (0, 0), fault
+    # Every send waited for the replica, which the failover promoted: none is lost.
+    assert result["faults"]["kill+WAIT 1"]["lost"] == 0
     migrated = result["faults"]["migrate-slot"]
     assert (migrated["lost"], migrated["handled"], migrated["group_moved"]) == (0, events, True)
     assert result["handled_twice"] == 0

@@ -61,6 +61,19 @@ async def test_a_master_killed_mid_run_loses_only_unreplicated_writes_and_nothin
     assert counts.lost + counts.survived_unhandled < EVENTS // 100
 
 
+async def test_a_master_killed_while_sends_wait_for_its_replica_loses_no_acknowledged_event(
+    own_cluster: LocalCluster,
+) -> None:
+    """``send(replicas=1)``: a send returns only once the replica has the entry, and
+    that replica is the one promoted, so no acknowledged event can be lost."""
+    run = FaultRun(own_cluster, fault="kill-master", events=EVENTS, replicas=1)
+    counts = await run.run()
+    print(counts.as_dict())
+    assert_accounted(counts)
+    assert counts.lost == 0
+    assert counts.writes_resumed_s is not None and counts.handling_resumed_s is not None
+
+
 async def test_a_partition_migrated_mid_run_loses_nothing_and_handles_nothing_twice(
     own_cluster: LocalCluster,
 ) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
@@ -225,3 +226,24 @@ async def test_atomic_writes_to_its_streams_master_and_refuses_a_key_of_another_
     assert await client.exists(foreign) == 0  # the refused transaction wrote nothing
     letters: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange("dead-letters")  # type: ignore[assignment]
     assert [letter[b"stream"] for _, letter in letters] == [stream.encode()]
+
+
+async def test_send_with_replicas_returns_once_the_replica_has_the_entry(
+    redis_cluster: LocalCluster, redis_cluster_client: aioredis.Redis
+) -> None:
+    """``send(replicas=1)``: ``XADD`` + ``WAIT 1`` on one connection to the stream's
+    master; when it returns, the master's replica holds the entry."""
+    stream = "rt-replicated"
+    app = App("cluster-replicas", broker=redis_cluster.url)
+    topic = app.topic(stream, value_type=Tick)
+    entry_ids = [await topic.send(value=Tick(n=n), replicas=1) for n in range(3)]
+    await app.stop()
+    holding = []
+    for replica in redis_cluster.replicas:
+        with redis_cluster.client(replica) as client:
+            client.execute_command("READONLY")  # a replica serves reads of its master's slots
+            try:
+                holding.append([e for e, _ in client.xrange(stream)])
+            except redis.ResponseError:  # MOVED: not a replica of the stream's master
+                continue
+    assert holding == [entry_ids]  # exactly one replica, with every entry
