@@ -48,11 +48,13 @@ pytest-redis-server: $(STAMP)
 # Valkey, tests/runtime's fresh_server tests skipped: see docs/runtime.md#redis-cluster),
 # plus the system on it: the notifications service, the end-to-end order test, the
 # partitioned system (orders, gateway fan-out, streams/dlq by topic), `orderflow demo
-# --cluster` (HTTP and UI order to delivered, clean stop) and the gateway's fan-out.
+# --cluster` (HTTP and UI order to delivered, clean stop), the gateway's fan-out, and the
+# counted faults (tests/cluster: a master killed, with and without WAIT, a slot migrated,
+# each on its own cluster).
 pytest-cluster: $(STAMP)
-	ORDERFLOW_TEST_CLUSTER=1 $(BIN)/pytest -q tests/runtime tests/system/test_notifications_on_cluster.py \
+	ORDERFLOW_TEST_CLUSTER=1 $(BIN)/pytest -q --durations=10 tests/runtime tests/system/test_notifications_on_cluster.py \
 		tests/system/test_lifecycle.py tests/system/test_partitioned_system.py \
-		tests/system/test_demo_cluster.py tests/web/test_fanout_on_cluster.py
+		tests/system/test_demo_cluster.py tests/web/test_fanout_on_cluster.py tests/cluster
 
 test: lint typecheck pytest pytest-redis-server pytest-cluster
 

@@ -128,7 +128,17 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
     return result
 
 
-@pytest.mark.parametrize("script", ["oversell.py", "latency.py", "naive_api.py", "throughput.py"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "oversell.py",
+        "latency.py",
+        "naive_api.py",
+        "throughput.py",
+        "cluster_faults.py",
+        "scaling.py",
+    ],
+)
 def test_help_describes_the_command(script: str) -> None:
     completed = subprocess.run(
         [sys.executable, str(BENCH / script), "--help"],
@@ -274,3 +284,43 @@ async def test_locustfile_runs_headless_without_failures() -> None:
     by_name = {entry["name"]: entry for entry in stats}
     assert by_name["GET /api/v1/menu"]["num_requests"] > 0
     assert sum(entry["num_failures"] for entry in stats) == 0
+
+
+def test_cluster_faults_count_every_event_and_none_twice() -> None:
+    """The three runs at a small size, each on a cluster the script starts itself."""
+    events = 600
+    result = run_benchmark("cluster_faults.py", "--events", str(events), timeout=240)
+    assert set(result["faults"]) == {"kill-master", "kill+WAIT 1", "migrate-slot"}
+    assert len(result["load_average"]) == 3
+    for fault, counts in result["faults"].items():
+        assert counts["sent"] == counts["acknowledged"] == events, fault
+        accounted = counts["handled"] + counts["lost"] + counts["survived_unhandled"]
+        assert accounted == events, fault
+        assert (counts["handled_twice"], counts["dead_letters"]) == (0, 0), fault
+    # Every send waited for the replica, which the failover promoted: none is lost.
+    assert result["faults"]["kill+WAIT 1"]["lost"] == 0
+    migrated = result["faults"]["migrate-slot"]
+    assert (migrated["lost"], migrated["handled"], migrated["group_moved"]) == (0, events, True)
+    assert result["handled_twice"] == 0
+
+
+def test_scaling_consumes_every_event_in_every_layout() -> None:
+    """Tiny: 300 no-op events and 40 orders, 1 and 2 workers, on one node and a cluster."""
+    args = ("--events", "300", "--orders", "40", "--workers", "1,2")
+    result = run_benchmark("scaling.py", *args, timeout=280)
+    noop = ("one node, 1 stream", "one node, 6 partitions")
+    layouts = [
+        *(("noop", layout) for layout in noop),
+        ("orders", "one node"),
+        ("noop", "cluster, 6 partitions"),
+        ("orders", "cluster (topics not partitioned)"),
+    ]
+    expected = [(*layout, workers) for layout in layouts for workers in (1, 2)]
+    assert [(r["pipeline"], r["layout"], r["workers"]) for r in result["rows"]] == expected
+    for row in result["rows"]:
+        # XINFO GROUPS at the end: the group delivered every entry once, none unacked.
+        events = 300 if row["pipeline"] == "noop" else 40
+        assert (row["events"], row["delivered"], row["pending"]) == (events, events, 0)
+        partitioned = "6 partitions" in row["layout"]
+        assert row["streams"] == (6 if partitioned else 1)
+        assert isinstance(row["events_per_s"], int) and isinstance(row["load_average_1m"], float)

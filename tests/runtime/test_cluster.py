@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from orderflow.runtime import App, Record
 from orderflow.runtime.cli import main
 from orderflow.runtime.connection import cluster_nodes, connect_redis, is_cluster
+from orderflow.runtime.keys import stream_key
 from orderflow.runtime.localcluster import SLOTS, LocalCluster
 from orderflow.runtime.pytest_plugin import sync_client_for
 from orderflow.runtime.testing import eventually, run_app
@@ -190,3 +192,58 @@ def test_the_cluster_server_command_serves_until_sigterm(tmp_path: Path) -> None
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+async def test_atomic_writes_to_its_streams_master_and_refuses_a_key_of_another_slot(
+    redis_cluster: LocalCluster, redis_cluster_client: aioredis.Redis
+) -> None:
+    """``event.atomic()`` under Cluster is a one-node MULTI on the stream's master
+    (``slot_transactions``): a tagged key commits with the mark; a key of another slot
+    aborts the whole transaction (the server refuses it), so nothing is written and the
+    event ends in dead letters."""
+    stream, foreign = "rt-atomic", "rt-atomic-elsewhere"
+    client = redis_cluster_client
+    assert client.keyslot(stream) != client.keyslot(foreign)  # type: ignore[attr-defined]
+    app = App("cluster-atomic", broker=redis_cluster.url, block_ms=200, retry_base=0.05)
+    topic = app.topic(stream, value_type=Tick)
+    counter = stream_key(stream, "count")
+
+    @app.agent(topic, group="atomic-group", name="rt-atomic-agent", max_deliveries=2)
+    async def handle(events: Any) -> None:
+        async for tick in events:
+            async with events.current_event.atomic() as pipe:
+                pipe.incr(counter)
+                if tick.n < 0:
+                    pipe.set(foreign, "written")
+
+    async with run_app(app):
+        await topic.send(value=Tick(n=1))
+        await topic.send(value=Tick(n=-1))
+        await topic.send(value=Tick(n=2))
+        await eventually(lambda: client.xlen("dead-letters"), timeout=30)
+        await eventually(lambda: nothing_pending(client, stream), timeout=30)
+    assert await client.get(counter) == b"2"  # the two good events, once each
+    assert await client.exists(foreign) == 0  # the refused transaction wrote nothing
+    letters: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange("dead-letters")  # type: ignore[assignment]
+    assert [letter[b"stream"] for _, letter in letters] == [stream.encode()]
+
+
+async def test_send_with_replicas_returns_once_the_replica_has_the_entry(
+    redis_cluster: LocalCluster, redis_cluster_client: aioredis.Redis
+) -> None:
+    """``send(replicas=1)``: ``XADD`` + ``WAIT 1`` on one connection to the stream's
+    master; when it returns, the master's replica holds the entry."""
+    stream = "rt-replicated"
+    app = App("cluster-replicas", broker=redis_cluster.url)
+    topic = app.topic(stream, value_type=Tick)
+    entry_ids = [await topic.send(value=Tick(n=n), replicas=1) for n in range(3)]
+    await app.stop()
+    holding = []
+    for replica in redis_cluster.replicas:
+        with redis_cluster.client(replica) as client:
+            client.execute_command("READONLY")  # a replica serves reads of its master's slots
+            try:
+                holding.append([e for e, _ in client.xrange(stream)])
+            except redis.ResponseError:  # MOVED: not a replica of the stream's master
+                continue
+    assert holding == [entry_ids]  # exactly one replica, with every entry

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orderflow.runtime import App, Envelope, Record
+from orderflow.runtime import App, Envelope, NotReplicated, Record
 from orderflow.runtime.publish import published_marker_key
+from orderflow.runtime.pytest_plugin import cluster_mode
 
 
 class Note(Record, event_type="rt.publish.note.v1"):
@@ -26,6 +27,22 @@ async def test_send_envelope_once_appends_each_event_id_once(redis_client, redis
     assert 0 < ttl <= app.dedupe_ttl
     with pytest.raises(ValueError):
         await topic.send_envelope(envelope, once=True, delay=1.0)
+    await app.stop()
+
+
+@pytest.mark.skipif(cluster_mode(), reason="the cluster's masters have replicas: test_cluster.py")
+async def test_send_with_replicas_and_none_there_says_not_replicated_and_keeps_the_entry(
+    redis_client, redis_url
+):
+    app = App("rt-publish-replicas", broker=redis_url)
+    topic = app.topic("rt-publish-replicas", value_type=Note)
+    with pytest.raises(NotReplicated) as caught:
+        await topic.send(value=Note(n=1), replicas=1, replicas_timeout_ms=50)
+    assert (caught.value.wanted, caught.value.confirmed) == (1, 0)
+    [(entry_id, _)] = await redis_client.xrange("rt-publish-replicas")
+    assert caught.value.entry_id == entry_id.decode()  # appended, and not undone
+    with pytest.raises(ValueError):
+        await topic.send(value=Note(n=2), replicas=1, delay=1.0)
     await app.stop()
 
 

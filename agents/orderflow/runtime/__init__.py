@@ -26,7 +26,7 @@ from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.event import Event
 from orderflow.runtime.follow import Follower
 from orderflow.runtime.follow_partitions import PartitionedFollower, TopicFollower
-from orderflow.runtime.publish import publish_envelope
+from orderflow.runtime.publish import NotReplicated, publish_envelope
 from orderflow.runtime.records import DecodeError, Record, registry
 from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.settings import RuntimeSettings
@@ -40,6 +40,7 @@ __all__ = [
     "Envelope",
     "Event",
     "Follower",
+    "NotReplicated",
     "PartitionedFollower",
     "Record",
     "RetryPolicy",

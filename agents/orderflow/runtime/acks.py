@@ -97,6 +97,12 @@ class AckBuffer:
                     owned.add(batch.event_ids[index])
         return owned
 
+    def forget_recent(self) -> None:
+        """Forget the lately flushed ids (the connection was lost: see
+        ``Recovery.connection_lost``); duplicates are then caught by the marks in Redis."""
+        self._recent = set()
+        self._recent_old = set()
+
     def recently_flushed(self, event_id: bytes) -> bool:
         return event_id in self._recent or event_id in self._recent_old
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 
+from orderflow.runtime.connection import is_cluster
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.protocols import Delivery
 from orderflow.runtime.records import Record
+from orderflow.runtime.slot_transactions import slot_clients, slot_pipeline
 from orderflow.runtime.wire import field_map
 
 T = TypeVar("T", bound=Record)
@@ -115,10 +118,21 @@ class Event(Generic[T]):
         if self._consumer is None:
             raise RuntimeError("event.atomic() needs an event delivered by a consumer")
         consumer = self._consumer
-        pipe = consumer.redis.pipeline(transaction=True)
+        redis = consumer.redis
+        # Under Cluster: a one-node MULTI on the stream's master (slot_transactions says why).
+        cluster = cast(RedisCluster, redis) if is_cluster(redis) else None
+        if cluster is None:
+            pipe = redis.pipeline(transaction=True)
+        else:
+            pipe = await slot_pipeline(cluster, consumer.stream)
         yield pipe
         consumer.dedupe.add_marks(pipe, [self._event_id])
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except BaseException:
+            if cluster is not None:
+                await slot_clients(cluster).forget()
+            raise
 
     def __repr__(self) -> str:
         return f"<Event {self.event_type} {self.event_id} entry={self.message_id}>"

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from orderflow.runtime import keys, scheduler
+from orderflow.runtime.connection import is_cluster
 from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.slot_transactions import slot_clients
 from orderflow.runtime.wire import text
 
 # KEYS[1] stream, KEYS[2] marker; ARGV[1] marker TTL s, ARGV[2] approximate maxlen
@@ -53,10 +58,20 @@ async def publish_envelope(
     maxlen: int | None = None,
     delay: float | None = None,
     once_ttl: int | None = None,
+    replicas: int = 0,
+    replicas_timeout_ms: int = 1000,
 ) -> str | None:
     """Append ``envelope`` to ``stream`` (or park it ``delay`` seconds). Returns the entry
-    id; ``None`` when delayed, or with ``once_ttl`` when the event id was already there."""
+    id; ``None`` when delayed, or with ``once_ttl`` when the event id was already there.
+    ``replicas=N``: then wait for N replicas (:func:`publish_replicated`)."""
     fields = envelope.to_fields()
+    if replicas:
+        if delay:
+            raise ValueError("a send that waits for replicas cannot be delayed")
+        return await publish_replicated(
+            redis, stream, envelope, maxlen=maxlen, once_ttl=once_ttl, replicas=replicas,
+            timeout_ms=replicas_timeout_ms,
+        )  # fmt: skip
     if delay is not None and delay > 0:
         await scheduler.schedule(redis, stream, fields, delay, maxlen)
         return None
@@ -93,3 +108,55 @@ async def publish_envelopes(
         pipe.eval(_PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
     replies = await pipe.execute()
     return [text(reply) if reply else None for reply in replies]
+
+
+class NotReplicated(RedisError):
+    """The event was appended on the master, but fewer replicas than asked confirmed
+    it within the timeout: it would be lost if that master failed now. The append is
+    not undone; re-sending the envelope with ``send_envelope(once=True)`` is safe."""
+
+    def __init__(self, stream: str, entry_id: str | None, wanted: int, confirmed: int) -> None:
+        super().__init__(
+            f"appended to {stream} as {entry_id or 'an earlier copy'}, but {confirmed} of "
+            f"{wanted} replica(s) confirmed it in time"
+        )
+        self.stream, self.entry_id = stream, entry_id
+        self.wanted, self.confirmed = wanted, confirmed
+
+
+async def publish_replicated(
+    redis: Redis, stream: str, envelope: Envelope, *, maxlen: int | None,
+    once_ttl: int | None, replicas: int, timeout_ms: int,
+) -> str | None:  # fmt: skip
+    """Append, then ``WAIT replicas timeout_ms`` on the same connection, in one round trip.
+
+    Why the same connection: ``WAIT`` counts the replicas that have every write *this
+    connection* made, so it must follow the ``XADD`` on it. Under Cluster the command
+    goes to the stream's master through a one-node client
+    (:mod:`~orderflow.runtime.slot_transactions`): redis-py's cluster client would send
+    a keyless ``WAIT`` to some node over some connection. Raises :class:`NotReplicated`
+    when fewer replicas confirmed. Costs a replica round trip per send, and a send
+    blocks up to ``timeout_ms`` while the replica is down."""
+    cluster = cast(RedisCluster, redis) if is_cluster(redis) else None
+    client = redis if cluster is None else await slot_clients(cluster).client_for(cluster, stream)
+    fields = envelope.to_fields()
+    pipe = client.pipeline(transaction=False)
+    if once_ttl is not None:
+        marker = published_marker_key(stream, envelope.event_id)
+        flat = chain.from_iterable(fields.items())
+        pipe.eval(_PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
+    elif maxlen:
+        pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    else:
+        pipe.xadd(stream, fields)  # type: ignore[arg-type]
+    pipe.execute_command("WAIT", replicas, timeout_ms)
+    try:
+        added, confirmed = await pipe.execute()
+    except BaseException:
+        if cluster is not None:  # the owner may have changed: reload the map next time
+            await slot_clients(cluster).forget()
+        raise
+    entry_id = text(added) if added else None
+    if int(confirmed) < replicas:
+        raise NotReplicated(stream, entry_id, replicas, int(confirmed))
+    return entry_id

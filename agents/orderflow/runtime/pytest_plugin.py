@@ -29,7 +29,7 @@ from orderflow.runtime.localserver import LocalRedisServer
 # Why a test that needs ``fresh_server`` is skipped on the cluster (the reason pytest prints).
 SINGLE_NODE_ONLY = (
     "kills or restarts one single-node server (fresh_server, AOF); on a cluster a killed "
-    "master fails over to its replica instead, a different fault with its own tests to come"
+    "master fails over to its replica instead: tests/cluster/test_cluster_faults.py"
 )
 
 

@@ -36,6 +36,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from orderflow.runtime.acks import AckBuffer
 from orderflow.runtime.batch import Batch
 from orderflow.runtime.connection import RAW
 from orderflow.runtime.decoding import Decoded, EntryDecoder, stream_entries
@@ -87,6 +88,7 @@ class RecoveringConsumer(Protocol):
     dedupe: DedupeMarks
     decoder: EntryDecoder
     failures: FailurePolicy
+    acks: AckBuffer
 
     def queue_flush(self, pipe: Any) -> tuple[int, int]: ...
 
@@ -120,8 +122,13 @@ class Recovery:
         )
 
     def connection_lost(self) -> None:
+        """Drain our pending entries first once back, and trust only Redis's dedupe marks:
+        after a failover the new master may lack marks the old one acknowledged
+        (asynchronous replication), and an id remembered as flushed would then skip an
+        event whose effect was lost with them (``AckBuffer.forget_recent``)."""
         self.draining = True
         self._drain_cursor = b"0-0"
+        self.consumer.acks.forget_recent()
 
     def group_lost(self) -> None:
         """The server lost the group (and probably the stream): nothing of ours is pending."""

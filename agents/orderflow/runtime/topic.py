@@ -84,19 +84,30 @@ class Topic(Generic[T]):
         return Envelope.new(value, source=self.app.name, key=key)
 
     async def send(
-        self, *, value: T, key: str | None = None, delay: float | None = None
-    ) -> str | None:
-        """Publish ``value``; returns the stream entry id, or ``None`` when ``delay`` was given."""
-        return await self.send_envelope(self.envelope(value, key=key), delay=delay)
+        self, *, value: T, key: str | None = None, delay: float | None = None,
+        replicas: int = 0, replicas_timeout_ms: int = 1000,
+    ) -> str | None:  # fmt: skip
+        """Publish ``value``; returns the stream entry id, or ``None`` when ``delay`` was given.
+        ``replicas=N``: see :meth:`send_envelope`."""
+        return await self.send_envelope(
+            self.envelope(value, key=key), delay=delay, replicas=replicas,
+            replicas_timeout_ms=replicas_timeout_ms,
+        )  # fmt: skip
 
     async def send_envelope(
-        self, envelope: Envelope, *, delay: float | None = None, once: bool = False
-    ) -> str | None:
+        self, envelope: Envelope, *, delay: float | None = None, once: bool = False,
+        replicas: int = 0, replicas_timeout_ms: int = 1000,
+    ) -> str | None:  # fmt: skip
         """Publish a prebuilt envelope as is (same ``event_id``: a re-publish).
 
         ``once=True`` appends it only if this event id was not appended to this stream
         within the app's ``dedupe_ttl`` (see :mod:`orderflow.runtime.publish`); returns
-        ``None`` when it was. Not combinable with ``delay``."""
+        ``None`` when it was. Not combinable with ``delay``.
+
+        ``replicas=N`` returns only once N replicas have the entry (``WAIT``, up to
+        ``replicas_timeout_ms``), so a failover that promotes one of them keeps it;
+        fewer in time raises :class:`~orderflow.runtime.publish.NotReplicated` (the entry
+        stays appended; re-send with ``once=True``). Not combinable with ``delay``."""
         if once and delay:
             raise ValueError("send_envelope(once=True) cannot be delayed")
         redis = await self.app.ensure_connected()
@@ -107,6 +118,8 @@ class Topic(Generic[T]):
             maxlen=self.effective_maxlen,
             delay=delay,
             once_ttl=self.app.dedupe_ttl if once else None,
+            replicas=replicas,
+            replicas_timeout_ms=replicas_timeout_ms,
         )
 
     @property

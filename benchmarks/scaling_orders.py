@@ -1,0 +1,108 @@
+"""The orders pipeline's figures for ``benchmarks/scaling.py``.
+
+The pipeline is the reference system's orders service, run as it is deployed:
+``orderflow worker orderflow.agents.orders:app`` processes consuming
+``order-status-stream``; each report is one store transaction (the order's status and
+its outbox rows, SQLite here) and one publish of ``order.status_updated`` to
+``orders-stream``. Every figure moves each of ``--orders`` orders one status further
+(``confirmed``, then ``preparing``, ...), so every report is a real change, never a
+stale no-op. The reports are appended once the workers' consumers are registered and
+blocked on the empty stream; the clock starts before the first ``XADD``.
+
+The system's topics are single streams (partitioning them is another change): on the
+cluster they live on one master each, and the layout says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from benchmarks.scaling_measure import (
+    CpuClock,
+    client_for,
+    drained,
+    figure,
+    group_counts,
+    wait_for,
+    workers,
+)
+from orderflow.agents.topics import ORDER_STATUS_STREAM, ORDERS_GROUP
+from orderflow.models.documents import OrderLineRequest, utc_now
+from orderflow.models.events import OrderStatusReported
+from orderflow.models.menu import DEMO_MENU
+from orderflow.models.store import open_store
+from orderflow.runtime.envelope import Envelope
+
+ARGV = [sys.executable, "-m", "orderflow.agents.cli", "worker", "orderflow.agents.orders:app"]
+STEPS = ("confirmed", "preparing", "out_for_delivery", "delivered")  # one per figure
+
+
+async def place_orders(store_url: str, count: int) -> list[str]:
+    """``count`` one-line orders in a fresh store (status ``created``)."""
+    store = await open_store(store_url)
+    try:
+        await store.seed_menu(DEMO_MENU)
+        item = DEMO_MENU[0].id
+        await store.set_stock(item, count)
+        line = [OrderLineRequest(item_id=item, quantity=1)]
+        ids = []
+        for _ in range(count):
+            placed = await store.place_order(
+                line, idempotency_key=None, request_hash=None, events=lambda order: []
+            )
+            ids.append(placed.order.id)
+        return ids
+    finally:
+        await store.close()
+
+
+def consumers_ready(client: redis.Redis, count: int) -> bool:
+    """Every worker's consumer is registered (it has issued its first read)."""
+    try:
+        return len(client.xinfo_consumers(ORDER_STATUS_STREAM, ORDERS_GROUP)) >= count
+    except redis.ResponseError:  # no stream or no group yet
+        return False
+
+
+def report(client: redis.Redis, order_ids: list[str], status: str) -> None:
+    at = utc_now()
+    for start in range(0, len(order_ids), 1000):
+        pipe = client.pipeline(transaction=False)
+        for order_id in order_ids[start : start + 1000]:
+            value = OrderStatusReported(order_id=order_id, status=status, at=at)
+            envelope = Envelope.new(value, source="bench-scaling", key=order_id)
+            pipe.xadd(ORDER_STATUS_STREAM, envelope.to_fields())  # type: ignore[arg-type]
+        pipe.execute()
+
+
+def measure_orders(
+    url: str, server_pids: list[int], layout: str, count: int, step: int,
+    order_ids: list[str], store_url: str, log_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    client = client_for(url)
+    events = len(order_ids)
+    env = {"ORDERFLOW_REDIS_URL": url, "ORDERFLOW_STORE_URL": store_url,
+           "ORDERFLOW_DATA_DIR": str(log_dir)}  # fmt: skip
+    try:
+        client.flushall()
+        with workers(ARGV, count, env, log_dir, "orders") as pids:
+            wait_for(lambda: consumers_ready(client, count), f"{count} orders workers reading")
+            clock = CpuClock(pids, server_pids)
+            clock.start()
+            report(client, order_ids, STEPS[step])
+            streams = [ORDER_STATUS_STREAM]
+            wait_for(lambda: drained(client, streams, events), "every report acknowledged")
+            clock.stop()
+            delivered, pending, _ = group_counts(client, streams)
+    finally:
+        client.close()
+    return figure("orders", layout, count, events, 1, clock, delivered, pending)
+
+
+def prepare(store_url: str, count: int) -> list[str]:
+    return asyncio.run(place_orders(store_url, count))
