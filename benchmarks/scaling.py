@@ -61,7 +61,8 @@ NOOP_LAYOUTS: dict[str, list[tuple[str, str, App]]] = {
     "node": [("one node, 1 stream", "noop", noop), ("one node, 6 partitions", "noop6", noop6)],
     "cluster": [("cluster, 6 partitions", "noop6", noop6)],
 }
-ORDERS_LAYOUT = {"node": "one node", "cluster": "cluster (topics not partitioned)"}
+ORDERS_LAYOUT = {"node": "one node", "cluster": "cluster, 6 partitions"}
+ORDERS_PARTITIONS = {"node": 1, "cluster": 6}
 
 
 def prefill(client: redis.Redis, app: App, events: int) -> list[str]:
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace, counts: list[int], logs: Path) -> list[dict[st
                 layout_name = ORDERS_LAYOUT[kind]
                 progress(f"orders, {layout_name}: {count} worker(s), {args.orders} reports")
                 done(measure_orders(url, server_pids, layout_name, count, step, order_ids,
-                                    store_url, logs))  # fmt: skip
+                                    store_url, logs, ORDERS_PARTITIONS[kind]))  # fmt: skip
     return rows
 
 

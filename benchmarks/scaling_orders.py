@@ -9,8 +9,9 @@ its outbox rows, SQLite here) and one publish of ``order.status_updated`` to
 stale no-op. The reports are appended once the workers' consumers are registered and
 blocked on the empty stream; the clock starts before the first ``XADD``.
 
-The system's topics are single streams (partitioning them is another change): on the
-cluster they live on one master each, and the layout says so.
+On one node the system's topics are single streams (its default); on the cluster they
+are partitioned by order id (``ORDERFLOW_TOPIC_PARTITIONS``, the same count as the no-op
+figures), so the reports and the status updates spread over the three masters.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from benchmarks.scaling_measure import (
     wait_for,
     workers,
 )
-from orderflow.agents.topics import ORDER_STATUS_STREAM, ORDERS_GROUP
+from orderflow.agents.topics import ORDER_STATUS_STREAM, ORDERS_GROUP, topic_streams
 from orderflow.models.documents import OrderLineRequest, utc_now
 from orderflow.models.events import OrderStatusReported
 from orderflow.models.menu import DEMO_MENU
 from orderflow.models.store import open_store
 from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.partitions import partition_of
 
 ARGV = [sys.executable, "-m", "orderflow.agents.cli", "worker", "orderflow.agents.orders:app"]
 STEPS = ("confirmed", "preparing", "out_for_delivery", "delivered")  # one per figure
@@ -61,47 +63,53 @@ async def place_orders(store_url: str, count: int) -> list[str]:
         await store.close()
 
 
-def consumers_ready(client: redis.Redis, count: int) -> bool:
-    """Every worker's consumer is registered (it has issued its first read)."""
+def consumers_ready(client: redis.Redis, streams: tuple[str, ...], count: int) -> bool:
+    """Every worker's consumer is registered on every partition (it has read once)."""
     try:
-        return len(client.xinfo_consumers(ORDER_STATUS_STREAM, ORDERS_GROUP)) >= count
+        return all(len(client.xinfo_consumers(s, ORDERS_GROUP)) >= count for s in streams)
     except redis.ResponseError:  # no stream or no group yet
         return False
 
 
-def report(client: redis.Redis, order_ids: list[str], status: str) -> None:
+def report(
+    client: redis.Redis, order_ids: list[str], status: str, streams: tuple[str, ...]
+) -> None:
+    """One report per order, into its order id's partition (as the producers place it)."""
     at = utc_now()
     for start in range(0, len(order_ids), 1000):
         pipe = client.pipeline(transaction=False)
         for order_id in order_ids[start : start + 1000]:
             value = OrderStatusReported(order_id=order_id, status=status, at=at)
             envelope = Envelope.new(value, source="bench-scaling", key=order_id)
-            pipe.xadd(ORDER_STATUS_STREAM, envelope.to_fields())  # type: ignore[arg-type]
+            stream = streams[partition_of(order_id, len(streams))]
+            pipe.xadd(stream, envelope.to_fields())  # type: ignore[arg-type]
         pipe.execute()
 
 
 def measure_orders(
     url: str, server_pids: list[int], layout: str, count: int, step: int,
-    order_ids: list[str], store_url: str, log_dir: Path,
+    order_ids: list[str], store_url: str, log_dir: Path, partitions: int,
 ) -> dict[str, Any]:  # fmt: skip
     client = client_for(url)
     events = len(order_ids)
+    streams = topic_streams(ORDER_STATUS_STREAM, partitions)
     env = {"ORDERFLOW_REDIS_URL": url, "ORDERFLOW_STORE_URL": store_url,
-           "ORDERFLOW_DATA_DIR": str(log_dir)}  # fmt: skip
+           "ORDERFLOW_DATA_DIR": str(log_dir),
+           "ORDERFLOW_TOPIC_PARTITIONS": str(partitions)}  # fmt: skip
     try:
         client.flushall()
         with workers(ARGV, count, env, log_dir, "orders") as pids:
-            wait_for(lambda: consumers_ready(client, count), f"{count} orders workers reading")
+            ready = lambda: consumers_ready(client, streams, count)  # noqa: E731
+            wait_for(ready, f"{count} orders workers reading")
             clock = CpuClock(pids, server_pids)
             clock.start()
-            report(client, order_ids, STEPS[step])
-            streams = [ORDER_STATUS_STREAM]
-            wait_for(lambda: drained(client, streams, events), "every report acknowledged")
+            report(client, order_ids, STEPS[step], streams)
+            wait_for(lambda: drained(client, list(streams), events), "every report acknowledged")
             clock.stop()
-            delivered, pending, _ = group_counts(client, streams)
+            delivered, pending, _ = group_counts(client, list(streams))
     finally:
         client.close()
-    return figure("orders", layout, count, events, 1, clock, delivered, pending)
+    return figure("orders", layout, count, events, len(streams), clock, delivered, pending)
 
 
 def prepare(store_url: str, count: int) -> list[str]:

@@ -313,7 +313,7 @@ def test_scaling_consumes_every_event_in_every_layout() -> None:
         *(("noop", layout) for layout in noop),
         ("orders", "one node"),
         ("noop", "cluster, 6 partitions"),
-        ("orders", "cluster (topics not partitioned)"),
+        ("orders", "cluster, 6 partitions"),
     ]
     expected = [(*layout, workers) for layout in layouts for workers in (1, 2)]
     assert [(r["pipeline"], r["layout"], r["workers"]) for r in result["rows"]] == expected
