@@ -9,7 +9,8 @@ sent, late, and counted in ``late_sends``; nothing is skipped.
 Per step: the orders sent during a warm-up are not counted; the measured window is
 the next ``seconds`` seconds. ``achieved_per_s`` counts ``delivered`` status updates
 written to orders-stream within the window (every order, from the stream entry ids:
-the server's clock), divided by its length. Every ``track_every``-th order is
+the server's clock), divided by its length; ``delivered_total`` counts them for the
+whole step, drain included, next to ``accepted`` (201 answers). Every ``track_every``-th order is
 followed over its WebSocket (``/ws/v1/order-tracking/<id>``) like a customer's page:
 POST -> first status update and POST -> delivered; a few sockets, because
 benchmarks/fanout.py measures many. At the end of the schedule the consumer
@@ -59,7 +60,9 @@ class StepRecord:
     sent: int = 0
     measured_sent: int = 0
     tracked: int = 0
+    accepted: int = 0
     delivered_in_window: int = 0
+    delivered_total: int = 0
     lag_at_end: int = 0
     drain_s: float | None = None
     cpu_share: dict[str, float] = field(default_factory=dict)
@@ -80,7 +83,10 @@ class StepRecord:
             "first_update_p99_ms": ms(self.first_update_ms, 99),
             "delivered_p50_ms": ms(self.delivered_ms, 50),
             "delivered_p99_ms": ms(self.delivered_ms, 99),
+            "accepted": self.accepted,
+            "delivered_total": self.delivered_total,
             "tracked": self.tracked,
+            "tracked_delivered": len(self.delivered_ms),
             "errors": dict(self.errors),
             "lag_at_end": self.lag_at_end,
             "drain_s": None if self.drain_s is None else round(self.drain_s, 2),
@@ -185,6 +191,7 @@ async def post_order(
     if response.status_code != 201:
         record.errors[f"http_{response.status_code}"] += 1
         return None, t0
+    record.accepted += 1
     return order_id_of(response.json()), t0
 
 
@@ -206,6 +213,7 @@ async def run_step(
     tasks: list[asyncio.Task[None]] = []
     total = int(config.rate * (config.warmup + config.seconds))
     warm = int(config.rate * config.warmup)
+    step_start_ms = int(time.time() * 1000)
     start = time.perf_counter()
     measure_start_ms = 0
     cpu_before: dict[str, float] = {}
@@ -255,4 +263,6 @@ async def run_step(
     if dead := await redis.xlen(DEAD_LETTERS_STREAM) - dead_before:
         record.errors["dead_letters"] += dead
     record.delivered_in_window = await delivered_between(redis, measure_start_ms, end_ms)
+    # Every order of the step (warm-up included) that reached delivered, drain included.
+    record.delivered_total = await delivered_between(redis, step_start_ms, int(time.time() * 1000))
     return record
