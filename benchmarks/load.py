@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--track-per-second",
         type=float,
-        default=10.0,
-        help="orders per second followed over a WebSocket (default 10; every k-th order)",
+        default=2.0,
+        help="orders per second followed over a WebSocket (default 2; every k-th order)",
     )
     parser.add_argument(
         "--connections", type=int, default=64, help="HTTP connections for the POSTs (64)"
