@@ -60,6 +60,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --events 100000
 	$(BIN)/python benchmarks/oversell.py --buyers 1000 --stock 10
 	$(BIN)/python benchmarks/latency.py --orders 200
+	$(BIN)/python benchmarks/load.py --plot docs/load.png
+	$(BIN)/python benchmarks/fanout.py --clients 1000
 
 clean:
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -154,11 +155,20 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         )
         client = httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=30.0)
         try:
+            legs_cpu = [sample_cpu()]
             noop_rps, noop_ok, noop_bad = await closed_loop_rate(
                 client, NOOP_PATH, body, args.noop_seconds, args.noop_connections
             )
+            legs_cpu.append(sample_cpu())
             post_rps, post_ok, post_bad = await closed_loop_rate(
                 client, "/api/v1/orders", body, args.noop_seconds, args.noop_connections
+            )
+            legs_cpu.append(sample_cpu())
+            # Who was busy in each leg: a client near 1.0 means the client, not the
+            # API, set the no-op rate (then post_vs_noop flatters the order route).
+            noop_cpu, post_cpu = (
+                {name: round((after[name] - before[name]) / args.noop_seconds, 2) for name in after}
+                for before, after in itertools.pairwise(legs_cpu)
             )
             if noop_ok == 0 or post_ok == 0:
                 raise StackError(f"post_vs_noop: no answer (noop {noop_bad}, post {post_bad} bad)")
@@ -203,6 +213,8 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "post_rps": round(post_rps, 1),
         "noop_rps": round(noop_rps, 1),
         "post_vs_noop_errors": post_bad + noop_bad,
+        "noop_cpu_share": noop_cpu,
+        "post_cpu_share": post_cpu,
         "api_workers": args.workers,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
     }
