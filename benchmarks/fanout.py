@@ -65,6 +65,8 @@ from benchmarks.stack import (
 
 CLIENTS = Path(__file__).resolve().parent / "fanout_clients.py"
 WAIT_S = 120.0  # the most any one wait may take before the run fails
+# The "result" line of a client process carries every message of its readers (~50 B each).
+RESULT_LINE_LIMIT = 256 * 1024 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +265,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 spawned = await asyncio.create_subprocess_exec(
                     sys.executable, str(CLIENTS), stack.ws_url, ",".join(mine), str(sockets),
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    limit=RESULT_LINE_LIMIT,
                 )  # fmt: skip
                 processes.append(ClientProcess(spawned, mine))
             log(f"{args.clients} readers connecting from {len(processes)} processes")
