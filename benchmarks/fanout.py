@@ -51,7 +51,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/fanout.py`
 
 from benchmarks.fanout_clients import raise_fd_limit
 from benchmarks.fanout_results import published_for, summarize
-from benchmarks.procstat import load_average, rss_kb
+from benchmarks.procstat import cpu_seconds, load_average, rss_kb, run_queue_wait_seconds
 from benchmarks.stack import (
     ALL_SERVICES,
     Stack,
@@ -279,6 +279,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             half = max(1, len(orders) // 2)
             phase_a, phase_b = orders[:half], orders[half:]
             started_ms = int(time.time() * 1000)
+            # CPU while the orders move: the gateway's, and the readers' (all processes).
+            cpu_before = (cpu_seconds(gateway_pid), [cpu_seconds(p.proc.pid) for p in processes])
+            wait_before = run_queue_wait_seconds(gateway_pid)
             await move_orders(client, redis, phase_a, processes, stack.check_alive)
             log(f"first half moved ({len(phase_a)} orders); opening {args.non_readers} non-readers")
             port = int(stack.base_url.rsplit(":", 1)[1])
@@ -289,6 +292,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             await move_orders(client, redis, phase_b, processes, stack.check_alive)
             stack.check_alive()
+            moving_s = time.time() - started_ms / 1000
+            gateway_cpu = cpu_seconds(gateway_pid) - cpu_before[0]
+            gateway_wait = run_queue_wait_seconds(gateway_pid) - wait_before
+            readers_cpu = sum(cpu_seconds(p.proc.pid) for p in processes) - sum(cpu_before[1])
             results = [await client_proc.stop() for client_proc in processes]
             published = {order_id: await published_for(redis, order_id) for order_id in orders}
         finally:
@@ -309,6 +316,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "orders": len(orders),
         "non_readers": len(never_readers),
         "client_processes": len(processes),
+        "moving_s": round(moving_s, 2),
+        "gateway_cpu_share_while_moving": round(gateway_cpu / moving_s, 2),
+        "readers_cpu_share_while_moving": round(readers_cpu / moving_s, 2),
+        # Runnable but not running (waiting for a CPU), per second while moving.
+        "gateway_run_queue_wait_share_while_moving": round(gateway_wait / moving_s, 2),
         "fd_soft_limit": soft,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
     }

@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/load.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.load_step import StepConfig, carried, knee, run_step, stream_lag
-from benchmarks.procstat import cpu_seconds, load_average
+from benchmarks.procstat import cpu_seconds, load_average, run_queue_wait_seconds
 from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, pid_of, run_benchmark
 
 NOOP_PATH = "/api/v1/benchmark/noop"
@@ -149,6 +149,11 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
             sample["load.py"] = cpu_seconds(os.getpid())
             return sample
 
+        def sample_wait() -> dict[str, float]:
+            sample = {name: run_queue_wait_seconds(pid) for name, pid in pids.items()}
+            sample["load.py"] = run_queue_wait_seconds(os.getpid())
+            return sample
+
         redis = aioredis.Redis.from_url(stack.redis_url)
         limits = httpx.Limits(
             max_connections=args.connections, max_keepalive_connections=args.connections
@@ -188,7 +193,9 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
                     drain_timeout=args.drain_timeout,
                 )
                 log(f"step {rate:g} orders/s: {args.warmup:g}s warm-up + {args.seconds:g}s")
-                record = await run_step(config, client, redis, stack.ws_url, body, sample_cpu)
+                record = await run_step(
+                    config, client, redis, stack.ws_url, body, sample_cpu, sample_wait
+                )
                 stack.check_alive()
                 step = record.summary()
                 step["load_average_1m"] = round(load_average()[0], 2)

@@ -66,6 +66,7 @@ class StepRecord:
     lag_at_end: int = 0
     drain_s: float | None = None
     cpu_share: dict[str, float] = field(default_factory=dict)
+    run_queue_wait_share: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         def ms(values: list[float], pct: float) -> float | None:
@@ -91,6 +92,7 @@ class StepRecord:
             "lag_at_end": self.lag_at_end,
             "drain_s": None if self.drain_s is None else round(self.drain_s, 2),
             "cpu_share": {k: round(v, 2) for k, v in self.cpu_share.items()},
+            "run_queue_wait_share": {k: round(v, 2) for k, v in self.run_queue_wait_share.items()},
         }
 
 
@@ -202,11 +204,14 @@ async def run_step(
     ws_base: str,
     body: bytes,
     sample_cpu: Any,
+    sample_wait: Any,
 ) -> StepRecord:
     """Send the schedule, read the lag at its end, wait for the drain; one step's record.
 
     ``sample_cpu()`` returns CPU seconds per stack process so far; the difference over
-    the measured window becomes ``cpu_share`` (1.0 = one core busy the whole window).
+    the measured window becomes ``cpu_share`` (1.0 = one core busy the whole window);
+    ``sample_wait()`` likewise gives ``run_queue_wait_share``: time runnable but
+    waiting for a CPU (starved by other processes), per second of the window.
     """
     record = StepRecord(config)
     dead_before = await redis.xlen(DEAD_LETTERS_STREAM)
@@ -217,6 +222,7 @@ async def run_step(
     start = time.perf_counter()
     measure_start_ms = 0
     cpu_before: dict[str, float] = {}
+    wait_before: dict[str, float] = {}
 
     async def one(index: int, measured: bool) -> None:
         order_id, t0 = await post_order(client, body, record, measured)
@@ -233,7 +239,7 @@ async def run_step(
             record.late_sends += 1
         if index == warm:
             measure_start_ms = int(time.time() * 1000)
-            cpu_before = sample_cpu()
+            cpu_before, wait_before = sample_cpu(), sample_wait()
         measured = index >= warm
         record.sent += 1
         record.measured_sent += measured
@@ -243,10 +249,13 @@ async def run_step(
     if (delay := end_due - time.perf_counter()) > 0:
         await asyncio.sleep(delay)
     end_ms = int(time.time() * 1000)
-    cpu_after = sample_cpu()
+    cpu_after, wait_after = sample_cpu(), sample_wait()
     window = config.seconds
     record.cpu_share = {
         name: (cpu_after[name] - cpu_before.get(name, 0.0)) / window for name in cpu_after
+    }
+    record.run_queue_wait_share = {
+        name: (wait_after[name] - wait_before.get(name, 0.0)) / window for name in wait_after
     }
     record.lag_at_end = await stream_lag(redis)
     drain_start = time.perf_counter()

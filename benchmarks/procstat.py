@@ -1,4 +1,4 @@
-"""CPU time and resident memory of the stack's processes, read from ``/proc`` (Linux).
+"""CPU time, run-queue wait and resident memory of the stack's processes, from ``/proc``.
 
 Why: on two shared cores "the pipeline is slow" means nothing until it says which
 process burnt the CPU during a load step, and "memory per connection" needs the
@@ -51,6 +51,24 @@ def cpu_seconds(pid: int) -> float:
         if fields is not None:  # utime and stime are fields 14 and 15 of stat
             total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
+
+
+def run_queue_wait_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` and its descendants were runnable but waiting for
+    a CPU (``/proc/<pid>/task/<tid>/schedstat``, second field, ns). High next to a
+    low CPU share means the process was starved by others, not busy itself."""
+    total = 0
+    for member in descendants(pid):
+        try:
+            tasks = list((PROC / str(member) / "task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
 
 
 def rss_kb(pid: int) -> int:

@@ -33,7 +33,9 @@ def test_the_setting_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_the_default_app_does_not_serve_it(api: LiveApi) -> None:
-    answer = await api.client.post(ROUTE, content=BODY, headers={"Content-Type": "application/json"})
+    answer = await api.client.post(
+        ROUTE, content=BODY, headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("application/problem+json")
     spec = (await api.client.get("/docs/openapi.json")).json()
