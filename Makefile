@@ -62,6 +62,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --events 100000
 	$(BIN)/python benchmarks/oversell.py --buyers 1000 --stock 10
 	$(BIN)/python benchmarks/latency.py --orders 200
+	$(BIN)/python benchmarks/load.py --plot docs/load.png
+	$(BIN)/python benchmarks/fanout.py --clients 1000
 
 # docs/screenshots/{desktop,phone}.png from a demo stack the script starts and stops
 # itself, in Debian's Chromium (/usr/bin/chromium).

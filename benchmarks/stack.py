@@ -311,6 +311,14 @@ def run_benchmark(name: str, main: Coroutine[Any, Any, T], report: Callable[[T],
     return 0
 
 
+def pid_of(stack: Stack, name: str) -> int:
+    """The process id of the stack's process ``name`` (``api``, ``orders``, ...)."""
+    process = stack.processes[name].process
+    if process is None:
+        raise StackError(f"{name} is not running")
+    return process.pid
+
+
 def order_id_of(body: Any) -> str | None:
     """The order id in a 201 body, whether the order is the body or wrapped in ``order``."""
     if isinstance(body, dict):

@@ -18,6 +18,11 @@ asserted are the counts, which must hold on any machine:
   event, its consumer group delivered all of them and holds none unacked, and the
   JSON has every documented key;
 * locustfile: a short headless run against a private stack has no failures;
+* load: every order of every step accepted and delivered, every followed order
+  delivered, no errors, the JSON keys present and the knee the documented rule's
+  answer for the steps it printed;
+* fanout: every reader received every change (``received_all``), and the counts of
+  readers, changes and messages agree;
 * ``--store mongodb`` without ``ORDERFLOW_MONGO_URL`` fails with a message naming it.
 """
 
@@ -137,6 +142,8 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
         "throughput.py",
         "cluster_faults.py",
         "scaling.py",
+        "load.py",
+        "fanout.py",
     ],
 )
 def test_help_describes_the_command(script: str) -> None:
@@ -324,3 +331,51 @@ def test_scaling_consumes_every_event_in_every_layout() -> None:
         partitioned = "6 partitions" in row["layout"]
         assert row["streams"] == (6 if partitioned else 1)
         assert isinstance(row["events_per_s"], int) and isinstance(row["load_average_1m"], float)
+
+
+def test_load_delivers_every_order_and_computes_the_knee() -> None:
+    rates = (4.0, 8.0)
+    result = run_benchmark(
+        "load.py",
+        "--rates", ",".join(f"{r:g}" for r in rates),
+        "--seconds", "3", "--warmup", "1", "--noop-seconds", "1", "--track-per-second", "4",
+        "--stop-below", "0",
+    )  # fmt: skip
+    assert set(result) >= {"steps", "knee_orders_per_s", "post_vs_noop"}
+    assert [s["offered_per_s"] for s in result["steps"]] == list(rates)
+    for rate, s in zip(rates, result["steps"], strict=True):
+        sent = int(rate * 4)  # (warm-up + measured seconds) * rate, none skipped
+        assert (s["sent"], s["measured_sent"]) == (sent, int(rate * 3))
+        assert s["errors"] == {}
+        assert s["accepted"] == s["delivered_total"] == sent
+        assert s["tracked"] > 0 and s["tracked_delivered"] == s["tracked"]
+        assert s["drain_s"] is not None
+    # The knee by the documented rule, recomputed here from the printed steps.
+    expected = [
+        s["offered_per_s"]
+        for s in result["steps"]
+        if s["achieved_per_s"] >= 0.95 * s["offered_per_s"]
+        and s["delivered_p99_ms"] is not None
+        and s["delivered_p99_ms"] <= 1000
+        and not s["errors"]
+    ]
+    assert result["knee_orders_per_s"] == (max(expected) if expected else None)
+    assert isinstance(result["post_vs_noop"], float) and result["post_vs_noop"] > 0
+    assert result["post_vs_noop_errors"] == 0
+
+
+def test_fanout_reaches_every_reader() -> None:
+    clients, orders = 40, 4
+    result = run_benchmark(
+        "fanout.py", "--clients", str(clients), "--orders", str(orders),
+        "--client-processes", "2", "--non-readers", "4",
+    )  # fmt: skip
+    assert set(result) >= {"clients", "received_all", "fanout_p99_ms", "rss_per_client_kb"}
+    assert result["clients"] == clients
+    assert result["received_all"] is True
+    assert result["missing_messages"] == 0
+    assert result["non_readers"] == 4
+    # Every order goes through the same steps; every reader of it got every change.
+    assert result["changes"] > 0 and result["changes"] % orders == 0
+    assert result["messages_received"] == clients * (result["changes"] // orders)
+    assert isinstance(result["rss_per_client_kb"], float)

@@ -68,6 +68,10 @@ class Settings(RuntimeSettings):
     # ops call must present it as "Authorization: Bearer <token>". Use a long random
     # value (e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`).
     operator_token: SecretStr | None = None
+    # POST /api/v1/benchmark/noop: a JSON route that parses its body and does nothing
+    # else, served only when this is true. benchmarks/load.py divides the order route's
+    # throughput by this one's (post_vs_noop); the chart and the demo never set it.
+    benchmark_noop_route: bool = False
 
     # Runtime options (read_count, read_block_ms, claim_idle_ms, max_deliveries,
     # retry_*_seconds, dedupe_ttl_seconds, shutdown_timeout_seconds, stream_maxlen,

@@ -18,6 +18,9 @@ API and WebSocket-gateway Deployments:
 Every role also serves the Server-Sent Events streams of orders and stock
 (``/api/v1/orders/<id>/events``, ``/api/v1/menu/events``) with its own fan-out.
 
+With ``ORDERFLOW_BENCHMARK_NOOP_ROUTE=true`` the REST roles also serve
+``POST /api/v1/benchmark/noop`` (``orderflow.web.routes.benchmark_noop``).
+
 Every role serves ``/healthz``, ``/readyz`` and ``/metrics``.
 """
 
@@ -50,7 +53,7 @@ from orderflow.web import (
     ui,
 )
 from orderflow.web.metrics import mark_this_process_dead
-from orderflow.web.routes import cancel, health, menu, metrics, orders
+from orderflow.web.routes import benchmark_noop, cancel, health, menu, metrics, orders
 
 Role = Literal["all", "api", "gateway"]
 ROLES: tuple[Role, ...] = ("all", "api", "gateway")
@@ -119,6 +122,8 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
         ui.register(app)
         docs_ui.register(app)
         ops.register(app, settings)
+        if settings.benchmark_noop_route:  # benchmarks/load.py's yardstick, off by default
+            benchmark_noop.register(app)
     if role in ("all", "gateway"):
         tracking.register(app)
     else:
