@@ -93,8 +93,22 @@ def _stop_on_signal_during_startup() -> None:
     serve forever and ``join`` would wait for them forever (seen under load: SIGTERM
     0.9 s after start). So before joining, ours terminates every process still alive
     once shutdown has begun (``terminate`` is a no-op for one already terminated).
+
+    A third: Sanic's signal handler terminates the workers itself, and terminating
+    one writes its state through the ``multiprocessing`` manager's proxy. A signal
+    handler runs between two bytecodes of the main thread, which may be half-way
+    through its own call on that same proxy connection (the monitor loop reads every
+    worker's state ten times a second): the two replies cross, the main thread gets
+    the other call's answer (a ``str`` where a worker's state ``dict`` was due) and
+    the server exits 1 with "'str' object has no attribute 'get'" (seen in the chart
+    workload test: a gateway stopped with SIGTERM). Ours only marks the shutdown in
+    the handler and wakes the monitor loop; the workers are terminated by ``join``,
+    in the main thread, once that loop has ended.
     """
+    from signal import Signals
+
     import sanic.mixins.startup as startup
+    from sanic.log import logger as sanic_logger
     from sanic.worker.manager import WorkerManager
 
     if getattr(startup.WorkerManager, "stops_waiting_on_shutdown", False):
@@ -102,6 +116,14 @@ def _stop_on_signal_during_startup() -> None:
 
     class ShutdownAwareManager(WorkerManager):
         stops_waiting_on_shutdown = True
+
+        def shutdown_signal(self, signal: int, frame: object) -> None:
+            if self._shutting_down:  # a second signal: Sanic kills (no proxy calls)
+                super().shutdown_signal(signal, frame)
+                return
+            sanic_logger.info("Received signal %s. Shutting down.", Signals(signal).name)
+            self._shutting_down = True
+            self.monitor_publisher.send(None)  # ends the monitor loop; join terminates
 
         def _all_workers_ack(self) -> bool:
             return bool(self._shutting_down) or bool(super()._all_workers_ack())
