@@ -10,9 +10,13 @@ of offered, delivered p99 <= 1 s and no errors (``load_step.carried``).
 ``post_vs_noop`` (measured first, on the same stack): ``POST /api/v1/orders``
 requests/s divided by ``POST /api/v1/benchmark/noop`` requests/s (the app's no-op
 JSON route, served because the stack sets ``ORDERFLOW_BENCHMARK_NOOP_ROUTE=true``),
-same API workers, same client (httpx, ``--noop-connections`` keep-alive
-connections, each sending its next request when the last one is answered), same
-body bytes, ``--noop-seconds`` each, while the service workers run.
+same API workers, same client (benchmarks/keepalive.py, ``--noop-connections``
+keep-alive connections, each sending its next request when the last one is
+answered), same body bytes, ``--noop-seconds`` each, while the service workers run.
+``post_vs_noop_client_cpu_share`` (per leg) and each step's ``client_cpu_share``:
+this process's CPU (the HTTP client, and in the steps also the WebSocket
+followers) per second, 1.0 = one core, so a reader can tell whether the client,
+not the server, set a rate.
 
     python benchmarks/load.py --rates 25,50,100 --seconds 15
     python benchmarks/load.py --json --plot docs/load.png
@@ -30,11 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 if __package__ in (None, ""):  # run as `python benchmarks/load.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.keepalive import ConnectionPool, encode_request
 from benchmarks.load_step import StepConfig, carried, knee, run_step, stream_lag
 from benchmarks.procstat import cpu_seconds, load_average, run_queue_wait_seconds
 from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, pid_of, run_benchmark
@@ -95,23 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def closed_loop_rate(
-    client: httpx.AsyncClient, path: str, body: bytes, seconds: float, connections: int
+    pool: ConnectionPool, path: str, body: bytes, seconds: float, connections: int
 ) -> tuple[float, int, int]:
-    """(answers/s with the expected status, those answers, other answers) over ``seconds``."""
+    """(answers/s with the expected status, those answers, other answers) over ``seconds``.
+
+    ``connections`` are opened before the clock starts; each carries one request at a
+    time, so the pool always has the next one's connection idle.
+    """
     expected = 201 if path == "/api/v1/orders" else 200
+    raw = encode_request("POST", path, f"{pool.host}:{pool.port}", body)
     counts = {"ok": 0, "bad": 0}
+    await pool.fill(connections)
     end = time.perf_counter() + seconds
 
     async def worker() -> None:
         while time.perf_counter() < end:
             try:
-                response = await client.post(
-                    path, content=body, headers={"Content-Type": "application/json"}
-                )
-            except httpx.HTTPError:
+                async with asyncio.timeout(30):
+                    response = await pool.request(raw)
+            except (OSError, TimeoutError):
                 counts["bad"] += 1
                 continue
-            counts["ok" if response.status_code == expected else "bad"] += 1
+            counts["ok" if response.status == expected else "bad"] += 1
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
@@ -155,10 +163,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
             return sample
 
         redis = aioredis.Redis.from_url(stack.redis_url)
-        limits = httpx.Limits(
-            max_connections=args.connections, max_keepalive_connections=args.connections
-        )
-        client = httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=30.0)
+        client = ConnectionPool("127.0.0.1", stack.port)
         try:
             legs_cpu = [sample_cpu()]
             noop_rps, noop_ok, noop_bad = await closed_loop_rate(
@@ -175,15 +180,19 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
                 {name: round((after[name] - before[name]) / args.noop_seconds, 2) for name in after}
                 for before, after in itertools.pairwise(legs_cpu)
             )
+            client_cpu = {"noop": noop_cpu["load.py"], "post": post_cpu["load.py"]}
             if noop_ok == 0 or post_ok == 0:
                 raise StackError(f"post_vs_noop: no answer (noop {noop_bad}, post {post_bad} bad)")
             log(
                 f"post_vs_noop: POST /api/v1/orders {post_rps:.0f}/s, no-op {noop_rps:.0f}/s "
-                f"-> {post_rps / noop_rps:.3f} ({args.noop_connections} connections)"
+                f"-> {post_rps / noop_rps:.3f} ({args.noop_connections} connections; "
+                f"client CPU {client_cpu['noop']} / {client_cpu['post']} core, "
+                f"API {noop_cpu.get('api')} / {post_cpu.get('api')})"
             )
             await wait_drained(redis, args.drain_timeout)
             steps: list[dict[str, Any]] = []
             for rate in rates:
+                await client.fill(args.connections)
                 config = StepConfig(
                     rate=rate,
                     seconds=args.seconds,
@@ -211,7 +220,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
                     log(f"  stopping: this step achieved under {share} or never drained")
                     break
         finally:
-            await client.aclose()
+            await client.close()
             await redis.aclose()
     return {
         "steps": steps,
@@ -222,6 +231,8 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "post_vs_noop_errors": post_bad + noop_bad,
         "noop_cpu_share": noop_cpu,
         "post_cpu_share": post_cpu,
+        "post_vs_noop_client_cpu_share": client_cpu,
+        "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
     }
