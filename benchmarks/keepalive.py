@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 
-from benchmarks.rawhttp import HTTPProtocolError, Response
+from benchmarks.rawhttp import HTTPProtocolError, Response, parse_head
 
 # Sanic's keep-alive timeout in this app is 75 s (web/orderflow/web/app.py); an idle
 # connection older than this is closed by the client rather than risk a request on a
@@ -83,14 +83,7 @@ class KeepAliveConnection:
             head = await self._reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as exc:
             raise HTTPProtocolError(f"connection closed after {len(exc.partial)} bytes") from exc
-        lines = head[:-4].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise HTTPProtocolError(f"bad status line {lines[0]!r}")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        status, headers = parse_head(head[:-4])
         if "chunked" in headers.get("transfer-encoding", "").lower():
             raise HTTPProtocolError("chunked answer: this client reads Content-Length only")
         if "content-length" not in headers:
@@ -102,7 +95,7 @@ class KeepAliveConnection:
         self.requests += 1
         self.reusable = headers.get("connection", "").lower() != "close"
         self.idle_since = time.monotonic()
-        return Response(int(parts[1]), headers, body)
+        return Response(status, headers, body)
 
     def abort(self) -> None:
         """Close without waiting (safe while being cancelled)."""

@@ -154,12 +154,13 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
 
         def sample_cpu() -> dict[str, float]:
             sample = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            sample["load.py"] = cpu_seconds(os.getpid())
+            # This process only: the stack's processes are its children.
+            sample["load.py"] = cpu_seconds(os.getpid(), include_descendants=False)
             return sample
 
         def sample_wait() -> dict[str, float]:
             sample = {name: run_queue_wait_seconds(pid) for name, pid in pids.items()}
-            sample["load.py"] = run_queue_wait_seconds(os.getpid())
+            sample["load.py"] = run_queue_wait_seconds(os.getpid(), include_descendants=False)
             return sample
 
         redis = aioredis.Redis.from_url(stack.redis_url)
