@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="orders per second followed over a WebSocket (default 2; every k-th order)",
     )
     parser.add_argument(
-        "--connections", type=int, default=64, help="HTTP connections for the POSTs (64)"
+        "--connections",
+        type=int,
+        default=64,
+        help="keep-alive connections opened before each step (64); a send opens another "
+        "when all are busy, never waits",
     )
     parser.add_argument(
         "--order-timeout", type=float, default=60.0, help="s a followed order may take (60)"
@@ -245,7 +249,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     header = (
         f"{'offered':>8} {'achieved':>9} {'POST p50':>9} {'POST p99':>9} {'1st upd p99':>12} "
-        f"{'deliv p99':>10} {'lag':>6} {'drain s':>8} {'late':>5}  errors"
+        f"{'deliv p99':>10} {'lag':>6} {'drain s':>8} {'late':>5} {'client':>6}  errors"
     )
     print("load curve (orders/s; ms)")
     print(header)
@@ -259,12 +263,17 @@ def report(result: dict[str, Any], as_json: bool) -> None:
             f"{s['offered_per_s']:>8g} {s['achieved_per_s']:>9} {show(s['post_p50_ms']):>9} "
             f"{show(s['post_p99_ms']):>9} {show(s['first_update_p99_ms']):>12} "
             f"{show(s['delivered_p99_ms']):>10} {s['lag_at_end']:>6} {show(s['drain_s']):>8} "
-            f"{s['late_sends']:>5}  {s['errors'] or '-'}"
+            f"{s['late_sends']:>5} {s['client_cpu_share']:>6}  {s['errors'] or '-'}"
         )
     print(f"knee_orders_per_s  {show(result['knee_orders_per_s'])}  (goal >= 300)")
     print(
         f"post_vs_noop       {result['post_vs_noop']}  ({result['post_rps']} / "
         f"{result['noop_rps']} requests/s; goal >= 0.5)"
+    )
+    client, noop_api = result["post_vs_noop_client_cpu_share"], result["noop_cpu_share"].get("api")
+    print(
+        f"client CPU (cores): no-op leg {client['noop']} (API {noop_api}), "
+        f"order leg {client['post']}; steps: column 'client'"
     )
 
 
