@@ -10,9 +10,13 @@ of offered, delivered p99 <= 1 s and no errors (``load_step.carried``).
 ``post_vs_noop`` (measured first, on the same stack): ``POST /api/v1/orders``
 requests/s divided by ``POST /api/v1/benchmark/noop`` requests/s (the app's no-op
 JSON route, served because the stack sets ``ORDERFLOW_BENCHMARK_NOOP_ROUTE=true``),
-same API workers, same client (httpx, ``--noop-connections`` keep-alive
-connections, each sending its next request when the last one is answered), same
-body bytes, ``--noop-seconds`` each, while the service workers run.
+same API workers, same client (benchmarks/keepalive.py, ``--noop-connections``
+keep-alive connections, each sending its next request when the last one is
+answered), same body bytes, ``--noop-seconds`` each, while the service workers run.
+``post_vs_noop_client_cpu_share`` (per leg) and each step's ``client_cpu_share``:
+this process's CPU (the HTTP client, and in the steps also the WebSocket
+followers) per second, 1.0 = one core, so a reader can tell whether the client,
+not the server, set a rate.
 
     python benchmarks/load.py --rates 25,50,100 --seconds 15
     python benchmarks/load.py --json --plot docs/load.png
@@ -30,11 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 if __package__ in (None, ""):  # run as `python benchmarks/load.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.keepalive import ConnectionPool, encode_request
 from benchmarks.load_step import StepConfig, carried, knee, run_step, stream_lag
 from benchmarks.procstat import cpu_seconds, load_average, run_queue_wait_seconds
 from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, pid_of, run_benchmark
@@ -70,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="orders per second followed over a WebSocket (default 2; every k-th order)",
     )
     parser.add_argument(
-        "--connections", type=int, default=64, help="HTTP connections for the POSTs (64)"
+        "--connections",
+        type=int,
+        default=64,
+        help="keep-alive connections opened before each step (64); a send opens another "
+        "when all are busy, never waits",
     )
     parser.add_argument(
         "--order-timeout", type=float, default=60.0, help="s a followed order may take (60)"
@@ -95,23 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def closed_loop_rate(
-    client: httpx.AsyncClient, path: str, body: bytes, seconds: float, connections: int
+    pool: ConnectionPool, path: str, body: bytes, seconds: float, connections: int
 ) -> tuple[float, int, int]:
-    """(answers/s with the expected status, those answers, other answers) over ``seconds``."""
+    """(answers/s with the expected status, those answers, other answers) over ``seconds``.
+
+    ``connections`` are opened before the clock starts; each carries one request at a
+    time, so the pool always has the next one's connection idle.
+    """
     expected = 201 if path == "/api/v1/orders" else 200
+    raw = encode_request("POST", path, f"{pool.host}:{pool.port}", body)
     counts = {"ok": 0, "bad": 0}
+    await pool.fill(connections)
     end = time.perf_counter() + seconds
 
     async def worker() -> None:
         while time.perf_counter() < end:
             try:
-                response = await client.post(
-                    path, content=body, headers={"Content-Type": "application/json"}
-                )
-            except httpx.HTTPError:
+                async with asyncio.timeout(30):
+                    response = await pool.request(raw)
+            except (OSError, TimeoutError):
                 counts["bad"] += 1
                 continue
-            counts["ok" if response.status_code == expected else "bad"] += 1
+            counts["ok" if response.status == expected else "bad"] += 1
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
@@ -146,19 +158,17 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
 
         def sample_cpu() -> dict[str, float]:
             sample = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            sample["load.py"] = cpu_seconds(os.getpid())
+            # This process only: the stack's processes are its children.
+            sample["load.py"] = cpu_seconds(os.getpid(), include_descendants=False)
             return sample
 
         def sample_wait() -> dict[str, float]:
             sample = {name: run_queue_wait_seconds(pid) for name, pid in pids.items()}
-            sample["load.py"] = run_queue_wait_seconds(os.getpid())
+            sample["load.py"] = run_queue_wait_seconds(os.getpid(), include_descendants=False)
             return sample
 
         redis = aioredis.Redis.from_url(stack.redis_url)
-        limits = httpx.Limits(
-            max_connections=args.connections, max_keepalive_connections=args.connections
-        )
-        client = httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=30.0)
+        client = ConnectionPool("127.0.0.1", stack.port)
         try:
             legs_cpu = [sample_cpu()]
             noop_rps, noop_ok, noop_bad = await closed_loop_rate(
@@ -175,15 +185,19 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
                 {name: round((after[name] - before[name]) / args.noop_seconds, 2) for name in after}
                 for before, after in itertools.pairwise(legs_cpu)
             )
+            client_cpu = {"noop": noop_cpu["load.py"], "post": post_cpu["load.py"]}
             if noop_ok == 0 or post_ok == 0:
                 raise StackError(f"post_vs_noop: no answer (noop {noop_bad}, post {post_bad} bad)")
             log(
                 f"post_vs_noop: POST /api/v1/orders {post_rps:.0f}/s, no-op {noop_rps:.0f}/s "
-                f"-> {post_rps / noop_rps:.3f} ({args.noop_connections} connections)"
+                f"-> {post_rps / noop_rps:.3f} ({args.noop_connections} connections; "
+                f"client CPU {client_cpu['noop']} / {client_cpu['post']} core, "
+                f"API {noop_cpu.get('api')} / {post_cpu.get('api')})"
             )
             await wait_drained(redis, args.drain_timeout)
             steps: list[dict[str, Any]] = []
             for rate in rates:
+                await client.fill(args.connections)
                 config = StepConfig(
                     rate=rate,
                     seconds=args.seconds,
@@ -211,7 +225,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
                     log(f"  stopping: this step achieved under {share} or never drained")
                     break
         finally:
-            await client.aclose()
+            await client.close()
             await redis.aclose()
     return {
         "steps": steps,
@@ -222,6 +236,8 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "post_vs_noop_errors": post_bad + noop_bad,
         "noop_cpu_share": noop_cpu,
         "post_cpu_share": post_cpu,
+        "post_vs_noop_client_cpu_share": client_cpu,
+        "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
     }
@@ -233,7 +249,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     header = (
         f"{'offered':>8} {'achieved':>9} {'POST p50':>9} {'POST p99':>9} {'1st upd p99':>12} "
-        f"{'deliv p99':>10} {'lag':>6} {'drain s':>8} {'late':>5}  errors"
+        f"{'deliv p99':>10} {'lag':>6} {'drain s':>8} {'late':>5} {'client':>6}  errors"
     )
     print("load curve (orders/s; ms)")
     print(header)
@@ -247,12 +263,17 @@ def report(result: dict[str, Any], as_json: bool) -> None:
             f"{s['offered_per_s']:>8g} {s['achieved_per_s']:>9} {show(s['post_p50_ms']):>9} "
             f"{show(s['post_p99_ms']):>9} {show(s['first_update_p99_ms']):>12} "
             f"{show(s['delivered_p99_ms']):>10} {s['lag_at_end']:>6} {show(s['drain_s']):>8} "
-            f"{s['late_sends']:>5}  {s['errors'] or '-'}"
+            f"{s['late_sends']:>5} {s['client_cpu_share']:>6}  {s['errors'] or '-'}"
         )
     print(f"knee_orders_per_s  {show(result['knee_orders_per_s'])}  (goal >= 300)")
     print(
         f"post_vs_noop       {result['post_vs_noop']}  ({result['post_rps']} / "
         f"{result['noop_rps']} requests/s; goal >= 0.5)"
+    )
+    client, noop_api = result["post_vs_noop_client_cpu_share"], result["noop_cpu_share"].get("api")
+    print(
+        f"client CPU (cores): no-op leg {client['noop']} (API {noop_api}), "
+        f"order leg {client['post']}; steps: column 'client'"
     )
 
 

@@ -4,7 +4,10 @@ Open loop means a fixed schedule of send times (order ``i`` at ``start + i / rat
 not a pool of clients that each wait for their answer before sending the next one:
 a closed-loop client slows down with the server and so hides the overload it is
 supposed to find. A send that is late (the client's own loop was busy) is still
-sent, late, and counted in ``late_sends``; nothing is skipped.
+sent, late, and counted in ``late_sends``; nothing is skipped. A send takes an idle
+keep-alive connection or opens a new one (benchmarks/keepalive.py), never waits
+for one: ``connections_opened`` counts those opened during the step; the time to
+open one is part of that POST's latency.
 
 Per step: the orders sent during a warm-up are not counted; the measured window is
 the next ``seconds`` seconds. ``achieved_per_s`` counts ``delivered`` status updates
@@ -27,8 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from benchmarks.keepalive import ConnectionPool, encode_request
 from benchmarks.stack import order_id_of, percentile
 from orderflow.agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM, ORDERS_STREAM
 
@@ -66,6 +68,8 @@ class StepRecord:
     lag_at_end: int = 0
     drain_s: float | None = None
     cpu_share: dict[str, float] = field(default_factory=dict)
+    client_cpu_share: float = 0.0
+    connections_opened: int = 0
     run_queue_wait_share: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -92,6 +96,8 @@ class StepRecord:
             "lag_at_end": self.lag_at_end,
             "drain_s": None if self.drain_s is None else round(self.drain_s, 2),
             "cpu_share": {k: round(v, 2) for k, v in self.cpu_share.items()},
+            "client_cpu_share": round(self.client_cpu_share, 2),
+            "connections_opened": self.connections_opened,
             "run_queue_wait_share": {k: round(v, 2) for k, v in self.run_queue_wait_share.items()},
         }
 
@@ -174,24 +180,23 @@ async def delivered_between(redis: Any, start_ms: int, end_ms: int) -> int:
 
 
 async def post_order(
-    client: httpx.AsyncClient, body: bytes, record: StepRecord, measured: bool
+    pool: ConnectionPool, raw: bytes, record: StepRecord, measured: bool
 ) -> tuple[str | None, float]:
     """Send one order now; the order id (None on failure) and the send's perf_counter."""
     t0 = time.perf_counter()
     try:
-        response = await client.post(
-            "/api/v1/orders", content=body, headers={"Content-Type": "application/json"}
-        )
-    except httpx.TimeoutException:
+        async with asyncio.timeout(30):
+            response = await pool.request(raw)
+    except TimeoutError:
         record.errors["post_timeout"] += 1
         return None, t0
-    except httpx.HTTPError as exc:
+    except OSError as exc:
         record.errors[f"post_{type(exc).__name__}"] += 1
         return None, t0
     if measured:
         record.post_ms.append((time.perf_counter() - t0) * 1000)
-    if response.status_code != 201:
-        record.errors[f"http_{response.status_code}"] += 1
+    if response.status != 201:
+        record.errors[f"http_{response.status}"] += 1
         return None, t0
     record.accepted += 1
     return order_id_of(response.json()), t0
@@ -199,7 +204,7 @@ async def post_order(
 
 async def run_step(
     config: StepConfig,
-    client: httpx.AsyncClient,
+    pool: ConnectionPool,
     redis: Any,
     ws_base: str,
     body: bytes,
@@ -214,6 +219,8 @@ async def run_step(
     waiting for a CPU (starved by other processes), per second of the window.
     """
     record = StepRecord(config)
+    raw = encode_request("POST", "/api/v1/orders", f"{pool.host}:{pool.port}", body)
+    opened_before = pool.opened
     dead_before = await redis.xlen(DEAD_LETTERS_STREAM)
     tasks: list[asyncio.Task[None]] = []
     total = int(config.rate * (config.warmup + config.seconds))
@@ -225,7 +232,7 @@ async def run_step(
     wait_before: dict[str, float] = {}
 
     async def one(index: int, measured: bool) -> None:
-        order_id, t0 = await post_order(client, body, record, measured)
+        order_id, t0 = await post_order(pool, raw, record, measured)
         if order_id is not None and measured and index % config.track_every == 0:
             record.tracked += 1
             await follow(ws_base, order_id, t0, record, config.order_timeout)
@@ -257,6 +264,7 @@ async def run_step(
     record.run_queue_wait_share = {
         name: (wait_after[name] - wait_before.get(name, 0.0)) / window for name in wait_after
     }
+    record.client_cpu_share = record.cpu_share.get("load.py", 0.0)
     record.lag_at_end = await stream_lag(redis)
     drain_start = time.perf_counter()
     drain_deadline = drain_start + config.drain_timeout
@@ -271,6 +279,7 @@ async def run_step(
             task.cancel()
     if dead := await redis.xlen(DEAD_LETTERS_STREAM) - dead_before:
         record.errors["dead_letters"] += dead
+    record.connections_opened = pool.opened - opened_before
     record.delivered_in_window = await delivered_between(redis, measure_start_ms, end_ms)
     # Every order of the step (warm-up included) that reached delivered, drain included.
     record.delivered_total = await delivered_between(redis, step_start_ms, int(time.time() * 1000))

@@ -43,22 +43,25 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` and its descendants."""
+def cpu_seconds(pid: int, include_descendants: bool = True) -> float:
+    """User + system CPU seconds used so far by ``pid`` and its descendants.
+
+    ``include_descendants=False`` for a process that started the stack itself (the
+    benchmark): its descendants are the stack, not its own work."""
     total = 0
-    for member in descendants(pid):
+    for member in descendants(pid) if include_descendants else [pid]:
         fields = _stat_fields(member)
         if fields is not None:  # utime and stime are fields 14 and 15 of stat
             total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
 
 
-def run_queue_wait_seconds(pid: int) -> float:
+def run_queue_wait_seconds(pid: int, include_descendants: bool = True) -> float:
     """Seconds the threads of ``pid`` and its descendants were runnable but waiting for
     a CPU (``/proc/<pid>/task/<tid>/schedstat``, second field, ns). High next to a
     low CPU share means the process was starved by others, not busy itself."""
     total = 0
-    for member in descendants(pid):
+    for member in descendants(pid) if include_descendants else [pid]:
         try:
             tasks = list((PROC / str(member) / "task").iterdir())
         except OSError:

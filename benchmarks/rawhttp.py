@@ -71,10 +71,9 @@ class OneShotConnection:
             self._reader = None
 
 
-def parse_response(raw: bytes) -> Response:
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise HTTPProtocolError(f"incomplete HTTP response ({len(raw)} bytes)")
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """The status and the headers (names lower-cased) of a response head without its
+    blank line; shared with benchmarks/keepalive.py."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -83,11 +82,19 @@ def parse_response(raw: bytes) -> Response:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def parse_response(raw: bytes) -> Response:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise HTTPProtocolError(f"incomplete HTTP response ({len(raw)} bytes)")
+    status, headers = parse_head(head)
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _dechunk(body)
     elif "content-length" in headers:
         body = body[: int(headers["content-length"])]
-    return Response(int(parts[1]), headers, body)
+    return Response(status, headers, body)
 
 
 def _dechunk(data: bytes) -> bytes:

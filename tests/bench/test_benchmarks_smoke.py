@@ -350,6 +350,7 @@ def test_load_delivers_every_order_and_computes_the_knee() -> None:
         assert s["accepted"] == s["delivered_total"] == sent
         assert s["tracked"] > 0 and s["tracked_delivered"] == s["tracked"]
         assert s["drain_s"] is not None
+        assert s["connections_opened"] >= 0 and s["client_cpu_share"] >= 0
     # The knee by the documented rule, recomputed here from the printed steps.
     expected = [
         s["offered_per_s"]
@@ -362,6 +363,7 @@ def test_load_delivers_every_order_and_computes_the_knee() -> None:
     assert result["knee_orders_per_s"] == (max(expected) if expected else None)
     assert isinstance(result["post_vs_noop"], float) and result["post_vs_noop"] > 0
     assert result["post_vs_noop_errors"] == 0
+    assert set(result["post_vs_noop_client_cpu_share"]) == {"noop", "post"}
 
 
 def test_fanout_reaches_every_reader() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from sanic import Sanic
 from sanic_ext.extensions.http.extension import HTTPExtension
-from sanic_ext.extensions.openapi.builders import OperationStore
+from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationBuilder
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 from sanic_ext.extensions.openapi.types import String
 
@@ -156,7 +156,14 @@ class _OpenAPIWithoutPages(OpenAPIExtension):
 
 
 def setup(app: Sanic) -> None:
-    """Enable OpenAPI (+ auto HEAD/OPTIONS) and describe the API; nothing else of sanic-ext."""
+    """Enable OpenAPI (+ auto HEAD/OPTIONS) and describe the API; nothing else of sanic-ext.
+
+    sanic-ext keeps the document's paths in a process-wide singleton that every app
+    started in the process adds to. A server process builds one app, but a process
+    that builds another (a test after a test) would otherwise serve the paths of
+    both, e.g. the benchmark no-op route on an app that does not serve it; so the
+    document starts empty for each app built (the handlers' definitions stay)."""
+    SpecificationBuilder.reset()
     app.extend(
         extensions=[_OpenAPIWithoutPages, HTTPExtension],
         built_in_extensions=False,
