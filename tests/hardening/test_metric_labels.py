@@ -94,10 +94,10 @@ async def test_invented_methods_and_paths_add_no_series(role_api: LiveApi) -> No
     assert lines_after == lines_before
 
     # The registry is per process and shared by every test's app: every route of
-    # role "all" (a superset of "gateway"'s), the operator console's included, is a
-    # legitimate label value.
+    # role "all" (a superset of "gateway"'s), the operator console's and the benchmark
+    # no-op route included (other tests' apps serve them), is a legitimate label value.
     with_console = role_api.app.ctx.settings.model_copy(
-        update={"operator_token": SecretStr("any token")}
+        update={"operator_token": SecretStr("any token"), "benchmark_noop_route": True}
     )
     every_route = create_app(with_console, role="all")
     every_route.router.finalize()
