@@ -99,8 +99,7 @@ def measure_orders(
     try:
         client.flushall()
         with workers(ARGV, count, env, log_dir, "orders") as pids:
-            ready = lambda: consumers_ready(client, streams, count)  # noqa: E731
-            wait_for(ready, f"{count} orders workers reading")
+            wait_for(lambda: consumers_ready(client, streams, count), f"{count} workers reading")
             clock = CpuClock(pids, server_pids)
             clock.start()
             report(client, order_ids, STEPS[step], streams)
