@@ -1,7 +1,8 @@
 """SQLite store: the embedded default (``sqlite:///.data/orderflow.db``).
 
 Concurrency model, and why (the threads and the deadline are in
-:mod:`orderflow.models.store.sqlite_threads`, the schema in
+:mod:`orderflow.models.store.sqlite_threads`, the group commit in
+:mod:`~orderflow.models.store.sqlite_group`, the schema in
 :mod:`~orderflow.models.store.sqlite_schema`, shared statements in
 :mod:`~orderflow.models.store.sqlite_queries`):
 
@@ -14,6 +15,14 @@ Concurrency model, and why (the threads and the deadline are in
   is unfair and slow under load). Reads run on the reader threads: in WAL mode
   a reader never waits for a writer, so a write blocked on the file lock (held
   by another process) does not hold the menu or an order lookup up.
+* **Group commit.** Each ``COMMIT`` with ``synchronous=FULL`` is an fsync, and
+  the fsync, not the statements, was what a write cost. So the writer thread
+  commits the writes already queued when it becomes free in one transaction,
+  each in its own savepoint: a write that fails (``OutOfStock``...) or misses its
+  deadline is rolled back alone, the others commit together. It never waits for
+  writes to come, so at low load a group is one write. ``group_commit=False``
+  (``sqlite:///path.db?group_commit=off``) gives each write its own transaction;
+  ``commits``, ``jobs_committed`` and ``largest_group`` count what happened.
 * **Across processes** (several API workers on the same file) writers are
   serialised by ``BEGIN IMMEDIATE``: the write lock is taken before anything is
   read, so a check-then-decrement of stock can never interleave with another
@@ -43,13 +52,11 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from orderflow.models.documents import (
-    CANCELLED,
     Customer,
     MenuItem,
     Order,
     OrderLineRequest,
     delivery_status_rank,
-    order_status_rank,
 )
 from orderflow.models.store import (
     CancelEvents,
@@ -59,23 +66,24 @@ from orderflow.models.store import (
     OrderEvents,
     PlaceOrderResult,
     StatusChange,
-    StatusTransition,
     TransitionEvents,
     check_recent_limit,
     no_cancel_events,
     no_events,
     sqlite_cancel,
+    sqlite_status,
     wanted_quantities,
 )
 from orderflow.models.store import sqlite_outbox as outbox
 from orderflow.models.store import sqlite_queries as queries
 from orderflow.models.store.cancellation import lifecycle_rank
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS, deadline_for
-from orderflow.models.store.errors import DeliveryNotFound, OrderNotFound, UnknownItem
+from orderflow.models.store.errors import UnknownItem
 from orderflow.models.store.outbox import OutboxMessage
 from orderflow.models.store.sqlite_schema import (
     SCHEMA_VERSION,
     create_schema,
+    group_commit_from_url,
     sqlite_path_from_url,
 )
 from orderflow.models.store.sqlite_threads import Job, StoreThreads, retry_busy, transaction
@@ -96,6 +104,7 @@ class SqliteStore:
         deadline: float = DEFAULT_DEADLINE_SECONDS,
         readers: int = 2,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        group_commit: bool = True,
     ) -> None:
         self.path = str(path)
         if self.path == ":memory:" or self.path.startswith("file::memory:"):
@@ -107,20 +116,30 @@ class SqliteStore:
         self.deadline = deadline
         """Seconds an operation may take when its caller set no deadline of its own."""
         self.synchronous = synchronous
+        self.group_commit = group_commit
+        """Commit the writes already queued together, each in its own savepoint (see
+        :mod:`~orderflow.models.store.sqlite_group`); off: one transaction per write.
+        ``sqlite:///path.db?group_commit=off`` turns it off from a store URL."""
+        self.busy_retries = 0
+        """How often the file was still locked after the busy timeout (then retried)."""
         self._threads = StoreThreads(
             self.path,
             connect_writer=self._connect_writer,
             connect_reader=self._connect_reader,
             readers=readers,
+            busy_timeout=busy_timeout,
+            on_busy=self._busy,
+            group_commit=group_commit,
         )
-        self.busy_retries = 0
-        """How often the file was still locked after the busy timeout (then retried)."""
 
     # ----------------------------------------------------------------- opening
 
     @classmethod
     async def open_url(cls, url: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> SqliteStore:
-        return await cls.open(sqlite_path_from_url(url), deadline=deadline)
+        """Open ``sqlite:///path.db``; ``?group_commit=off`` turns group commit off."""
+        return await cls.open(
+            sqlite_path_from_url(url), deadline=deadline, group_commit=group_commit_from_url(url)
+        )
 
     @classmethod
     async def open(
@@ -131,6 +150,7 @@ class SqliteStore:
         deadline: float = DEFAULT_DEADLINE_SECONDS,
         readers: int = 2,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        group_commit: bool = True,
     ) -> SqliteStore:
         """Create the parent directory and the schema (idempotent, safe across processes)."""
         store = cls(
@@ -139,6 +159,7 @@ class SqliteStore:
             deadline=deadline,
             readers=readers,
             synchronous=synchronous,
+            group_commit=group_commit,
         )
         Path(store.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -187,27 +208,39 @@ class SqliteStore:
         """Writes asked for and not answered yet (waiting for the writer thread or running)."""
         return self._threads.in_flight["write"]
 
+    @property
+    def commits(self) -> int:
+        """``COMMIT``s that kept at least one write (a group commit counts once)."""
+        return self._threads.writer.commits
+
+    @property
+    def jobs_committed(self) -> int:
+        """Writes those commits kept; ``jobs_committed / commits`` is the mean group size."""
+        return self._threads.writer.jobs_committed
+
+    @property
+    def largest_group(self) -> int:
+        """Most writes one ``COMMIT`` kept."""
+        return self._threads.writer.largest_group
+
     def _busy(self) -> None:
         self.busy_retries += 1
 
     # --------------------------------------------------------------- plumbing
 
     async def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        run = functools.partial(self._transaction, body=body, mode="IMMEDIATE")
-        return await self._threads.run(run, write=True, deadline=deadline_for(self.deadline))
+        """``body`` in ``BEGIN IMMEDIATE``: its own transaction, or its own savepoint in a
+        group commit; all or nothing either way."""
+        return await self._threads.write(body, deadline=deadline_for(self.deadline))
 
     async def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        run = functools.partial(self._transaction, body=body, mode="DEFERRED")
+        run = functools.partial(self._read_transaction, body=body)
         return await self._threads.run(run, write=False, deadline=deadline_for(self.deadline))
 
-    def _transaction(
-        self,
-        conn: sqlite3.Connection,
-        job: Job,
-        body: Callable[[sqlite3.Connection], T],
-        mode: Literal["IMMEDIATE", "DEFERRED"],
+    def _read_transaction(
+        self, conn: sqlite3.Connection, job: Job, body: Callable[[sqlite3.Connection], T]
     ) -> T:
-        return transaction(conn, job, body, mode, self.busy_timeout, self._busy)
+        return transaction(conn, job, body, "DEFERRED", self.busy_timeout, self._busy)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -298,25 +331,7 @@ class SqliteStore:
         rank = lifecycle_rank(status)
 
         def body(conn: sqlite3.Connection) -> StatusChange:
-            row = conn.execute(
-                "SELECT status, simulate FROM orders WHERE id = ?", (order_id,)
-            ).fetchone()
-            if row is None:
-                raise OrderNotFound(order_id)
-            if rank <= order_status_rank(row["status"]):
-                return StatusChange(changed=False, cancelled=row["status"] == CANCELLED)
-            queries.set_status(conn, "orders", order_id, status, at)
-            transition = StatusTransition(
-                entity_id=order_id,
-                order_id=order_id,
-                previous=row["status"],
-                status=status,
-                at=at,
-                simulate=bool(row["simulate"]),
-            )
-            outbox = list(events(transition))
-            queries.insert_outbox(conn, outbox)
-            return StatusChange(changed=True, outbox=outbox)
+            return sqlite_status.update_order_status(conn, order_id, rank, status, at, events)
 
         return await self._write(body)
 
@@ -344,27 +359,7 @@ class SqliteStore:
         rank = delivery_status_rank(status)
 
         def body(conn: sqlite3.Connection) -> StatusChange:
-            row = conn.execute(
-                "SELECT d.order_id, d.status, o.simulate FROM deliveries AS d"
-                " JOIN orders AS o ON o.id = d.order_id WHERE d.id = ?",
-                (delivery_id,),
-            ).fetchone()
-            if row is None:
-                raise DeliveryNotFound(delivery_id)
-            if rank <= delivery_status_rank(row["status"]):
-                return StatusChange(changed=False)
-            queries.set_status(conn, "deliveries", delivery_id, status, at)
-            transition = StatusTransition(
-                entity_id=delivery_id,
-                order_id=row["order_id"],
-                previous=row["status"],
-                status=status,
-                at=at,
-                simulate=bool(row["simulate"]),
-            )
-            outbox = list(events(transition))
-            queries.insert_outbox(conn, outbox)
-            return StatusChange(changed=True, outbox=outbox)
+            return sqlite_status.update_delivery_status(conn, delivery_id, rank, status, at, events)
 
         return await self._write(body)
 

@@ -8,7 +8,7 @@ rule is the one thing older releases depend on.
 from __future__ import annotations
 
 import sqlite3
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from orderflow.models.store.errors import StoreUnavailable
 
@@ -117,6 +117,21 @@ def sqlite_path_from_url(url: str) -> str:
     if not path:
         raise ValueError(f"sqlite URL has no path: {url!r}")
     return path
+
+
+GROUP_COMMIT_OPTION = "group_commit"
+"""The store URL's query option for group commit: ``on`` (default) or ``off``."""
+
+
+def group_commit_from_url(url: str) -> bool:
+    """``sqlite:///x.db?group_commit=off`` -> ``False``. An option in the URL rather than a
+    setting of its own: the store URL is already what every process is given
+    (``ORDERFLOW_STORE_URL``), so the escape hatch reaches them all with no new wiring."""
+    values = parse_qs(urlsplit(url).query).get(GROUP_COMMIT_OPTION, ["on"])
+    value = values[-1].lower()
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{GROUP_COMMIT_OPTION} must be on or off, got {value!r} in {url!r}")
+    return value in ("on", "true", "1")
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

@@ -3,10 +3,17 @@
 ``sqlite3`` blocks, so store work runs off the event loop, on threads this
 module owns (never the loop's shared default executor):
 
-* **one writer thread with one connection** runs every write, in order. SQLite
-  admits one writer per file anyway; a single writer per process turns the
-  process's concurrent writes into a FIFO queue instead of N connections
-  busy-polling the file lock.
+* **one writer thread with one connection** runs every write, in order
+  (:mod:`~orderflow.models.store.sqlite_writer`). SQLite admits one writer per
+  file anyway; a single writer per process turns the process's concurrent writes
+  into a FIFO queue instead of N connections busy-polling the file lock. When it
+  becomes free it takes the next write and every write already queued behind it
+  (at most 64) and commits them in **one** transaction, each write in its own
+  savepoint (group commit, :mod:`~orderflow.models.store.sqlite_group`): with
+  ``synchronous=FULL`` each ``COMMIT`` is an fsync, and the fsync, not the work,
+  capped the pipeline. It never waits for more writes, so at low load a group is
+  one write and no latency is added. ``group_commit=False`` gives every write a
+  transaction of its own, as before.
 * **a few reader threads, one connection each** run the reads. In WAL mode a
   reader never waits for a writer, so a write stuck on the file lock (another
   process holding it) must not hold reads up behind it in the same queue.
@@ -17,17 +24,21 @@ thread gives SQLite only what is left of it as busy timeout, and retries a
 ``database is locked`` only until then. The caller waits until the deadline
 too; if it passes first, the caller *abandons* the operation before raising
 ``DeadlineExceeded``: a queued operation is never started, a running statement
-is interrupted (``Connection.interrupt()``), and the transaction is rolled back
-instead of committed. (``interrupt()`` does not cut SQLite's wait for a file
-lock short; that wait was given only what was left of the deadline, give or
-take ``LOCK_WAIT_SLACK_MS``, so it ends then.) The one step that cannot be
-taken back is ``COMMIT``, so it is claimed: under a lock shared with
-the caller, the thread checks that the operation is neither abandoned nor past
-its deadline and marks it *committing* before issuing ``COMMIT``. A caller that
-times out after that claim waits for the commit's outcome and reports it (a
-``COMMIT`` in WAL mode holds the write lock already and only appends to the
-log). So either the caller reports a commit that happened, or it reports a
-failure and the transaction can never commit.
+is interrupted (``Connection.interrupt()``; not inside a group commit, where
+an interrupted ``UPDATE`` would roll back the neighbours' work too -- there the
+job is rolled back to its savepoint once its body returns), and the transaction
+or savepoint is rolled back instead of committed. (``interrupt()`` does not cut
+SQLite's wait for a file lock short; that wait was given only what was left of
+the deadline, give or take ``LOCK_WAIT_SLACK_MS``, so it ends then.) The one
+step that cannot be taken back is ``COMMIT``, so it is claimed: under a lock
+shared with the caller, the thread checks that the operation is neither
+abandoned nor past its deadline and marks it *committing* before issuing
+``COMMIT`` (in a group: before releasing the job's savepoint, so a job that
+cannot claim is rolled back alone). A caller that times out after that claim
+waits for the commit's outcome and reports it (a ``COMMIT`` in WAL mode holds
+the write lock already and only appends to the log; a group's ``COMMIT`` that
+fails fails every claimed job in it). So either the caller reports a commit that
+happened, or it reports a failure and the transaction can never commit.
 
 A caller that is cancelled (its client disconnected) abandons its operation
 the same way.
@@ -39,169 +50,44 @@ import asyncio
 import contextvars
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from typing import Any, TypeVar
 
-from orderflow.models.store.deadline import DeadlineExceeded, seconds_left
+from orderflow.models.store.deadline import seconds_left
 from orderflow.models.store.errors import StoreUnavailable
+from orderflow.models.store.sqlite_group import WriteRequest
+from orderflow.models.store.sqlite_job import (
+    LOCK_WAIT_SLACK_MS,
+    Job,
+    bound_lock_wait,
+    is_busy,
+    retry_busy,
+    rollback,
+    transaction,
+)
+from orderflow.models.store.sqlite_writer import MAX_GROUP, WriterThread
 
 T = TypeVar("T")
 
-_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-
-State = Literal["queued", "running", "committing", "done", "abandoned"]
-
-
-def is_busy(exc: BaseException) -> bool:
-    """``database is locked``/``busy``: another connection holds the lock we need."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return (code & 0xFF) in _BUSY_CODES
-    message = str(exc).lower()
-    return "locked" in message or "busy" in message
+__all__ = [
+    "LOCK_WAIT_SLACK_MS",
+    "MAX_GROUP",
+    "Job",
+    "StoreThreads",
+    "bound_lock_wait",
+    "is_busy",
+    "retry_busy",
+    "rollback",
+    "transaction",
+]
 
 
-class Job:
-    """One store operation, shared by the caller (on the loop) and the thread running it.
-
-    The lock orders the two decisions that must not cross: the caller abandoning
-    the operation, and the thread committing it.
-    """
-
-    def __init__(self, deadline: float, path: str) -> None:
-        self.deadline = deadline
-        self.path = path
-        self.state: State = "queued"
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    # --- the caller's side
-
-    def abandon(self) -> bool:
-        """Give up unless the commit was claimed; ``True`` when nothing can commit any more."""
-        with self._lock:
-            if self.state in ("committing", "done"):
-                return False
-            if self.state == "running" and self._conn is not None:
-                self._conn.interrupt()  # stops a running statement
-            self.state = "abandoned"
-            return True
-
-    # --- the thread's side
-
-    def start(self, conn: sqlite3.Connection) -> None:
-        with self._lock:
-            if self.state == "abandoned":
-                raise self.exceeded()
-            self.state = "running"
-            self._conn = conn
-
-    def finish(self) -> None:
-        with self._lock:
-            self._conn = None
-            if self.state != "abandoned":
-                self.state = "done"
-
-    def check(self) -> None:
-        """Raise unless the operation may go on (not abandoned, deadline not passed)."""
-        with self._lock:
-            if self.state == "abandoned" or seconds_left(self.deadline) <= 0:
-                raise self.exceeded()
-
-    def claim_commit(self) -> None:
-        """Claim the right to commit, or raise (the caller gave up, or the time is over)."""
-        with self._lock:
-            if self.state == "abandoned" or seconds_left(self.deadline) <= 0:
-                raise self.exceeded()
-            self.state = "committing"
-
-    @property
-    def abandoned(self) -> bool:
-        with self._lock:
-            return self.state == "abandoned"
-
-    def exceeded(self) -> DeadlineExceeded:
-        return DeadlineExceeded(
-            f"sqlite store {self.path}: not done within the deadline (file locked or busy);"
-            " nothing was committed"
-        )
-
-
-def rollback(conn: sqlite3.Connection) -> None:
-    """Roll back whatever is open; a rollback hit by a late interrupt is tried again."""
-    for _ in range(3):
-        if not conn.in_transaction:
-            return
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.OperationalError:
-            continue
-
-
-def transaction(
-    conn: sqlite3.Connection,
-    job: Job,
-    body: Callable[[sqlite3.Connection], T],
-    mode: Literal["IMMEDIATE", "DEFERRED"],
-    busy_timeout: float,
-    on_busy: Callable[[], None],
-) -> T:
-    """Run ``body`` in one transaction within ``job``'s deadline; retry it while the file is
-    locked. ``COMMIT`` only after :meth:`Job.claim_commit`."""
-
-    def attempt() -> T:
-        job.check()
-        bound_lock_wait(conn, min(busy_timeout, seconds_left(job.deadline)))
-        try:
-            conn.execute(f"BEGIN {mode}")
-            result = body(conn)
-            if mode == "IMMEDIATE":
-                job.claim_commit()
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            rollback(conn)
-            if job.abandoned and not isinstance(exc, DeadlineExceeded):
-                raise job.exceeded() from exc
-            raise
-        return result
-
-    return retry_busy(job, attempt, on_busy)
-
-
-_this_thread = threading.local()
-LOCK_WAIT_SLACK_MS = 20
-"""How far a connection's busy timeout may exceed what is left of a deadline before it is
-set again: re-setting it for every operation would cost a statement each time."""
-
-
-def bound_lock_wait(conn: sqlite3.Connection, seconds: float) -> None:
-    """Make SQLite wait for a file lock at most ``seconds`` (within the slack) on ``conn``,
-    the one connection of the calling thread."""
-    wanted = max(1, int(seconds * 1000))
-    current: int | None = getattr(_this_thread, "busy_ms", None)
-    if current is None or current > wanted + LOCK_WAIT_SLACK_MS or current < wanted // 2:
-        conn.execute(f"PRAGMA busy_timeout = {wanted}")
-        _this_thread.busy_ms = wanted
-
-
-def retry_busy(job: Job, action: Callable[[], T], on_busy: Callable[[], None]) -> T:
-    """Run ``action`` again, with back-off, while the file is locked, until ``job``'s deadline."""
-    delay = 0.005
-    while True:
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc):
-                raise
-            if seconds_left(job.deadline) <= delay:
-                raise job.exceeded() from exc
-            on_busy()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+def _nobody_listens(future: asyncio.Future[Any]) -> None:
+    """Take the outcome of an operation its caller gave up on, so that asyncio does not log
+    it as never retrieved (it was answered already: abandoned, or cancelled)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class StoreThreads:
@@ -214,13 +100,19 @@ class StoreThreads:
         connect_writer: Callable[[Job], sqlite3.Connection],
         connect_reader: Callable[[Job], sqlite3.Connection],
         readers: int,
+        busy_timeout: float = 30.0,
+        on_busy: Callable[[], None] = lambda: None,
+        group_commit: bool = True,
     ) -> None:
         if readers < 1:
             raise ValueError("a sqlite store needs at least one reader thread")
         self.path = path
-        self._connect_writer = connect_writer
         self._connect_reader = connect_reader
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self.writer = WriterThread(
+            connect_writer, busy_timeout=busy_timeout, on_busy=on_busy, group_commit=group_commit
+        )
+        """The writer thread; its counters (``commits``, ``jobs_committed``,
+        ``largest_group``) say how well writes were grouped."""
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -229,11 +121,20 @@ class StoreThreads:
         self.in_flight = {"write": 0, "read": 0}
         """Operations asked for and not answered yet, per kind (queued or running)."""
 
+    async def write(self, body: Callable[[sqlite3.Connection], T], *, deadline: float) -> T:
+        """Run the transaction body ``body`` on the writer thread -- in a group commit
+        when group commit is on -- and answer by ``deadline`` (see the module doc)."""
+        groupable = self.writer.group_commit
+        return await self._on_writer(deadline, body=body, groupable=groupable)
+
     async def run(
         self, fn: Callable[[sqlite3.Connection, Job], T], *, write: bool, deadline: float
     ) -> T:
-        """Run ``fn(connection, job)`` on the writer (``write``) or a reader thread, and
-        answer by ``deadline``: past it the operation is abandoned (see the module doc)."""
+        """Run ``fn(connection, job)`` as it is (it brings its own transaction) on the writer
+        (``write``) or a reader thread, and answer by ``deadline``: past it the operation
+        is abandoned (see the module doc)."""
+        if write:
+            return await self._on_writer(deadline, raw=fn)
         if self.closed:
             raise StoreUnavailable("store is closed")
         job = Job(deadline, self.path)
@@ -241,31 +142,62 @@ class StoreThreads:
         # the transaction build envelopes from the current correlation scope
         # (run_in_executor, unlike to_thread, does not copy them).
         context = contextvars.copy_context()
-        executor = self._writer if write else self._readers
         loop = asyncio.get_running_loop()
-        kind = "write" if write else "read"
-        self.in_flight[kind] += 1
+        self.in_flight["read"] += 1
         try:
-            future = loop.run_in_executor(executor, context.run, self._call, fn, job, write)
+            future = loop.run_in_executor(self._readers, context.run, self._read_call, fn, job)
+            return await self._answer(job, future, deadline)
+        finally:
+            self.in_flight["read"] -= 1
+
+    async def _on_writer(
+        self,
+        deadline: float,
+        *,
+        body: Callable[[sqlite3.Connection], T] | None = None,
+        raw: Callable[[sqlite3.Connection, Job], T] | None = None,
+        groupable: bool = False,
+    ) -> T:
+        if self.closed:
+            raise StoreUnavailable("store is closed")
+        job = Job(deadline, self.path)
+        # The caller's contextvars go with the request (see run): each job of a group
+        # runs its body in its own caller's context.
+        request = WriteRequest(
+            job, contextvars.copy_context(), body=body, raw=raw, groupable=groupable
+        )
+        self.in_flight["write"] += 1
+        try:
+            self.writer.submit(request)
+            result: T = await self._answer(job, asyncio.wrap_future(request.future), deadline)
+            return result
+        finally:
+            self.in_flight["write"] -= 1
+
+    @staticmethod
+    async def _answer(job: Job, future: asyncio.Future[Any], deadline: float) -> Any:
+        """Wait for ``future`` until ``deadline``; then abandon ``job``, unless its commit
+        was claimed: then wait for (and report) the commit's outcome."""
+        try:
             async with asyncio.timeout(seconds_left(deadline)):
                 return await asyncio.shield(future)
         except TimeoutError:
             if job.abandon():
+                future.add_done_callback(_nobody_listens)
                 raise job.exceeded() from None
             # The commit was claimed before the deadline: report what it did.
             return await future
         except asyncio.CancelledError:
             job.abandon()  # unless it is committing: then it completes, unanswered
+            future.add_done_callback(_nobody_listens)
             raise
-        finally:
-            self.in_flight[kind] -= 1
 
-    def _call(self, fn: Callable[[sqlite3.Connection, Job], T], job: Job, write: bool) -> T:
+    def _read_call(self, fn: Callable[[sqlite3.Connection, Job], T], job: Job) -> T:
         if job.abandoned:  # waited in the queue past its deadline: never started
             raise job.exceeded()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect_writer(job) if write else self._connect_reader(job)
+            conn = self._connect_reader(job)
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -276,13 +208,14 @@ class StoreThreads:
             job.finish()
 
     async def close(self) -> None:
-        """Let running operations end (each is bounded by its deadline), then close."""
+        """Let running and queued operations end (each is bounded by its deadline), then
+        close every connection."""
         if self.closed:
             return
         self.closed = True
 
         def shut_down() -> None:
-            self._writer.shutdown(wait=True)
+            self.writer.close()  # closes the writer connection on its own thread
             self._readers.shutdown(wait=True)
             with self._connections_lock:
                 for conn in self._connections:
