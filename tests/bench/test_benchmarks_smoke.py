@@ -23,6 +23,9 @@ asserted are the counts, which must hold on any machine:
   answer for the steps it printed;
 * fanout: every reader received every change (``received_all``), and the counts of
   readers, changes and messages agree;
+* store_commits: in both modes every write committed exactly once (the store's
+  counters, the orders and outbox rows in the file), none failed, and with group
+  commit off every write had a commit of its own;
 * ``--store mongodb`` without ``ORDERFLOW_MONGO_URL`` fails with a message naming it.
 """
 
@@ -144,6 +147,7 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
         "scaling.py",
         "load.py",
         "fanout.py",
+        "store_commits.py",
     ],
 )
 def test_help_describes_the_command(script: str) -> None:
@@ -381,3 +385,23 @@ def test_fanout_reaches_every_reader() -> None:
     assert result["changes"] > 0 and result["changes"] % orders == 0
     assert result["messages_received"] == clients * (result["changes"] // orders)
     assert isinstance(result["rss_per_client_kb"], float)
+
+
+def test_store_commits_count_every_write_once_in_both_modes() -> None:
+    """Tiny: 2 processes x 3 writers, 1 s per mode, on and off interleaved."""
+    result = run_benchmark("store_commits.py", "--writers", "3", "--seconds", "1", "--rounds", "1")
+    assert set(result) >= {"settings", "load_average", "modes", "speedup"}
+    assert set(result["modes"]) == {"on", "off"}
+    for mode, figures in result["modes"].items():
+        assert figures["errors"] == 0, mode
+        assert figures["orders"] > 0, mode
+        # Six writes per order, each committed once; nothing lost, doubled or pending.
+        assert figures["writes"] == figures["jobs_committed"] == 6 * figures["orders"], mode
+        assert figures["orders_in_store"] == figures["orders"], mode
+        assert figures["outbox_rows"] == 4 * figures["orders"], mode
+        assert figures["outbox_pending"] == 0, mode
+        assert 1 <= figures["largest_group"] <= 64, mode
+    off = result["modes"]["off"]
+    assert off["commits"] == off["writes"] and off["largest_group"] == 1
+    on = result["modes"]["on"]
+    assert on["commits"] <= on["writes"]
