@@ -113,7 +113,11 @@ def commit_group(
         try:
             _attempt(conn, pending, min(busy_timeout, seconds_left(latest)), on_commit)
             return
-        except sqlite3.OperationalError:  # busy: _attempt answered everything else
+        except sqlite3.OperationalError as exc:  # from BEGIN, or busy later (rolled back)
+            if not is_busy(exc):  # BEGIN failed otherwise: nothing ran, nothing to retry
+                for request in pending:
+                    request.settle(error=exc)
+                return
             if seconds_left(latest) <= delay:
                 for request in pending:
                     request.settle(error=request.job.exceeded())
@@ -130,8 +134,8 @@ def _attempt(
     lock_wait: float,
     on_commit: Callable[[int, float], None],
 ) -> None:
-    """One try: answers every request, or raises a busy ``OperationalError`` after rolling
-    everything back (the caller retries; nobody has been answered)."""
+    """One try: answers every request, or raises the ``OperationalError`` of ``BEGIN``, or a
+    busy one after rolling everything back (nobody has been answered either way)."""
     bound_lock_wait(conn, lock_wait)
     conn.execute("BEGIN IMMEDIATE")  # busy: nothing is open, nothing to answer
     began = time.perf_counter()
@@ -146,8 +150,8 @@ def _attempt(
             raise GroupLost("the transaction was rolled back by SQLite")
         conn.execute("COMMIT" if claimed else "ROLLBACK")  # nothing to keep: no fsync
         seconds = time.perf_counter() - began
-    except Exception as exc:
-        rollback(conn)
+    except BaseException as exc:
+        rollback(conn)  # whatever happened, the group's transaction is not left open
         if is_busy(exc):
             raise
         error = exc.__cause__ if isinstance(exc, GroupLost) and exc.__cause__ else exc
@@ -157,6 +161,8 @@ def _attempt(
         for request in requests:
             if id(request) not in answered:
                 request.settle(error=error)
+        if not isinstance(exc, Exception):
+            raise
         return
     if claimed:
         on_commit(claimed, seconds)
