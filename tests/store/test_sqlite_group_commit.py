@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from orderflow.models.documents import Order
 from orderflow.models.store import (
@@ -291,3 +292,21 @@ async def test_the_store_url_turns_group_commit_off(tmp_path: Path) -> None:
             await store.close()
     with pytest.raises(ValueError, match="group_commit"):
         await open_store(f"sqlite:///{tmp_path}/db.sqlite?group_commit=maybe")
+
+
+def metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name, {"store": "sqlite"}) or 0.0
+
+
+async def test_every_commit_is_observed_with_its_group_size(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
+    commits, jobs = store.commits, store.jobs_committed
+    sizes = metric("orderflow_store_group_size_count")
+    grouped = metric("orderflow_store_group_size_sum")
+    timed = metric("orderflow_store_commit_seconds_count")
+    async with writer_held(store, queued=5):
+        orders = asyncio.gather(*(place(store, "pizza", 1) for _ in range(5)))
+    await orders
+    assert metric("orderflow_store_group_size_count") - sizes == store.commits - commits
+    assert metric("orderflow_store_commit_seconds_count") - timed == store.commits - commits
+    assert metric("orderflow_store_group_size_sum") - grouped == store.jobs_committed - jobs == 6
