@@ -23,6 +23,10 @@ Definitions (one order at a time, so no order waits behind another):
   orders worker consume + store commit + outbox publish + gateway read + socket
   send. Same machine, same clock (wall time).
 
+Per stage: every process's ``orderflow_*`` histograms (handler, outbox publish and
+mark, HTTP, ...) scraped before and after the measured orders, one row per series that
+grew (``benchmarks/stage_trace.py``; ``--json``: ``stages``, per layout).
+
 Percentiles are nearest-rank. The first ``--warmup`` orders (at least one, which
 must reach ``delivered``: proof the whole pipeline runs) are not counted.
 
@@ -70,9 +74,9 @@ from benchmarks.stack import (
     print_table,
     run_benchmark,
 )
+from benchmarks.stage_trace import Scrape, hop_breakdown, print_stages, scrape, stage_rows
 from orderflow.agents.services import LAYOUTS, Layout
 from orderflow.agents.settings import Settings
-from orderflow.agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM
 
 RESULT_KEYS = (
     "orders",
@@ -210,48 +214,6 @@ async def measure_one(
     return sample
 
 
-TRACED_STREAMS = tuple(stream for stream in ALL_STREAMS if stream != DEAD_LETTERS_STREAM)
-
-
-async def hop_breakdown(redis_url: str, since_id: str) -> list[tuple[str, float, float, int]]:
-    """Per-hop latency of the choreography, from the streams themselves.
-
-    Every envelope names the event that caused it (``causation_id``), and every
-    stream entry id starts with the server's millisecond clock, so each
-    (cause -> effect) pair of entries gives one hop: consume + handle + store +
-    publish in the service in between. Millisecond resolution; one clock.
-    Returns (hop, p50_ms, p99_ms, count), slowest first.
-    """
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    entries: dict[str, tuple[int, str, str | None]] = {}  # event_id -> (ms, label, cause)
-    try:
-        for stream in TRACED_STREAMS:
-            raw: Any = await client.xrange(stream, min=since_id, max="+")
-            for entry_id, fields in raw:
-                payload = json.loads(fields.get("payload") or "{}")
-                label = f"{fields.get('event_type', '?')}[{payload.get('status', '')}]"
-                millis = int(entry_id.split("-")[0])
-                entries[fields.get("event_id", entry_id)] = (
-                    millis,
-                    label,
-                    fields.get("causation_id") or None,
-                )
-    finally:
-        await client.aclose()
-    hops: dict[str, list[float]] = {}
-    for millis, label, cause in entries.values():
-        if cause and cause in entries:
-            cause_ms, cause_label, _ = entries[cause]
-            hops.setdefault(f"{cause_label} -> {label}", []).append(float(millis - cause_ms))
-    rows = [
-        (hop, percentile(values, 50), percentile(values, 99), len(values))
-        for hop, values in hops.items()
-    ]
-    return sorted(rows, key=lambda row: -row[1])
-
-
 @dataclass
 class LayoutRun:
     """One layout's private stack, its client and what its orders measured."""
@@ -261,6 +223,8 @@ class LayoutRun:
     client: httpx.AsyncClient
     samples: list[Sample] = field(default_factory=list)
     since_id: str = ""
+    metrics_before: Scrape = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     async def measure(self, args: argparse.Namespace) -> None:
         self.samples.append(
@@ -299,9 +263,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"hops of the {one.layout} layout (cause -> effect; p50/p99 ms, count):")
             for hop, p50, p99, count in await hop_breakdown(one.stack.redis_url, one.since_id):
                 log(f"  {p50:5.0f} {p99:5.0f} {count:5d}  {hop}")
+            one.stages = stage_rows(one.metrics_before, await scrape(one.stack.metrics_urls()))
+    results: dict[str, Any] = {
+        one.layout: {**summarize(one.samples), "stages": one.stages} for one in runs
+    }
     if len(runs) == 1:
-        return {"layout": runs[0].layout, **summarize(runs[0].samples)}
-    return {"layout": "both", **{one.layout: summarize(one.samples) for one in runs}}
+        return {"layout": runs[0].layout, **results[runs[0].layout]}
+    return {"layout": "both", **results}
 
 
 async def warm_up(args: argparse.Namespace, one: LayoutRun) -> None:
@@ -327,6 +295,7 @@ async def warm_up(args: argparse.Namespace, one: LayoutRun) -> None:
         await one.measure(args)
     one.samples.clear()
     one.since_id = f"{int(time.time() * 1000)}-0"
+    one.metrics_before = await scrape(one.stack.metrics_urls())
 
 
 def summarize(samples: list[Sample]) -> dict[str, Any]:
@@ -372,6 +341,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         for key in RESULT_KEYS:
             print(f"{key:<24}" + "".join(f"{shown(run[key]):>12}" for run in runs))
     for layout, run_result in zip(layouts, runs, strict=True):
+        print_stages(f"stages, {layout} layout", run_result["stages"])
         p99 = run_result["first_update_p99_ms"]
         if p99 is not None:
             verdict = "met" if p99 <= 10.0 else "NOT met"
