@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from orderflow.agents.orders import create_orders_app
-from orderflow.agents.outbox import relay_once
+from orderflow.agents.outbox import publish_outbox, relay_once
 from orderflow.agents.placement import place_order
 from orderflow.agents.publish_marks import PublishedMarks
 from orderflow.agents.settings import get_settings
@@ -180,15 +180,20 @@ def failed_flushes() -> float:
 
 
 async def test_the_background_flush_retries_until_the_store_takes_the_marks(
-    store: Store, impatient_store: Store, store_url: str, publisher: App
+    store: Store, impatient_store: Store, store_url: str, publisher: App, dead_publisher: App
 ) -> None:
-    ids = await place(store, publisher, PublishedMarks(store, interval=HOUR), orders=3)
+    # Orders committed while Redis was down: their rows wait, unpublished.
+    messages = [
+        message
+        for _ in range(3)
+        for message in (await place_order(store, dead_publisher, LINES)).outbox
+    ]
     marks = PublishedMarks(impatient_store, interval=0.05)
     failures_before = failed_flushes()
-    async with outbox_locked(store_url):
-        marks.add(ids)
+    async with outbox_locked(store_url):  # the store refuses writes; Redis is back
+        assert await publish_outbox(publisher, impatient_store, messages, marks=marks) == 6
         await eventually(lambda: failed_flushes() > failures_before, timeout=30)
-        assert marks.pending == len(ids)
+        assert marks.pending == len(messages)
 
     async def all_marked() -> bool:
         return await store.outbox_pending(limit=100) == []

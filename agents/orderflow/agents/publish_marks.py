@@ -146,7 +146,7 @@ class PublishedMarks:
             return
         overflow = len(self._pending) - self.max_pending
         if overflow > 0:
-            for oldest in list(self._pending)[:overflow]:
+            for oldest in list(islice(self._pending, overflow)):
                 del self._pending[oldest]
             MARKS_DROPPED.inc(overflow)
             log.warning("outbox marks: %d published id(s) dropped unmarked (buffer full); "
