@@ -13,8 +13,8 @@ asserted are the counts, which must hold on any machine:
 * naive control, on both: only that its figures are consistent with each other
   (whether a given small run oversells depends on scheduling);
 * latency: every order reached ``delivered`` and the percentiles are ordered (with
-  ``--layout both``, in each layout), and the per-stage table counts the publishes and
-  marks of every publishing process;
+  ``--layout both``, in each layout; with ``--marks both``, deferred and at once), and
+  the per-stage table counts the publishes and marks of every publishing process;
 * throughput: every contestant (FastStream's batch mode included) received every
   event, its consumer group delivered all of them and holds none unacked, and the
   JSON has every documented key;
@@ -262,6 +262,18 @@ def test_latency_measures_both_layouts_side_by_side() -> None:
         assert set(result[layout]) >= LATENCY_KEYS
         assert (result[layout]["orders"], result[layout]["timeouts"]) == (3, 0)
         assert_stages(result[layout]["stages"], orders=3)
+
+
+def test_latency_compares_deferred_marks_with_marking_at_once() -> None:
+    """``--marks both``: the baseline stack marks each publish at once (one mark per
+    POST in the API), the deferred one writes them in flushes; every order delivered."""
+    result = run_benchmark("latency.py", "--orders", "3", "--warmup", "1", "--marks", "both")
+    assert (result["marks"], result["compared"]) == ("both", ["deferred", "at-once"])
+    for marks in ("deferred", "at-once"):
+        assert (result[marks]["orders"], result[marks]["timeouts"]) == (3, 0)
+        assert_stages(result[marks]["stages"], orders=3)
+    at_once = stage_counts(result["at-once"]["stages"], "orderflow_outbox_mark_seconds")
+    assert at_once["api"] == 3  # one mark transaction per order placed
 
 
 def test_throughput_contestants_consume_every_event() -> None:

@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
 from orderflow.agents.orders import create_orders_app
 from orderflow.agents.outbox import publish_outbox, relay_once
 from orderflow.agents.placement import place_order
 from orderflow.agents.publish_marks import PublishedMarks
-from orderflow.agents.settings import get_settings
+from orderflow.agents.settings import Settings, get_settings
+from orderflow.agents.store_provider import published_marks_for
 from orderflow.agents.topics import ORDER_STATUS_STREAM, ORDERS_STREAM, SIMULATE_ORDER_STREAM
 from orderflow.models.documents import OrderLineRequest, utc_now
 from orderflow.models.events import OrderStatusReported
@@ -232,3 +234,27 @@ async def test_stopping_a_worker_flushes_its_marks(
         assert await store.outbox_pending(limit=100) == []  # the stop flushed it
     finally:
         get_settings.cache_clear()
+
+
+def test_the_settings_keep_the_relay_behind_the_marks_and_the_markers_beyond_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "OUTBOX_MARK_INTERVAL_SECONDS",
+        "OUTBOX_RELAY_MIN_AGE_SECONDS",
+        "DEDUPE_TTL_SECONDS",
+    ):
+        monkeypatch.delenv(f"ORDERFLOW_{name}", raising=False)
+    with pytest.raises(ValidationError, match="OUTBOX_RELAY_MIN_AGE_SECONDS"):
+        Settings(outbox_mark_interval_seconds=1.0)  # the relay's 5 s would race the flushes
+    with pytest.raises(ValidationError, match="DEDUPE_TTL_SECONDS"):
+        Settings(dedupe_ttl_seconds=30)  # markers gone before the relay reaches a row
+    assert Settings(outbox_mark_interval_seconds=0.5).outbox_relay_min_age_seconds == 5.0
+
+
+async def test_an_interval_of_zero_defers_nothing(store: Store) -> None:
+    """The baseline: no buffer, so each publish marks its own rows at once."""
+    assert published_marks_for(store, Settings(outbox_mark_interval_seconds=0)) is None
+    deferred = published_marks_for(store, Settings())
+    assert deferred is not None and deferred.interval == 0.05
+    await deferred.close()

@@ -88,7 +88,9 @@ class Settings(RuntimeSettings):
     # must be at least 10x this), at once when `batch` ids wait (also the most ids per
     # store call), and keeps at most `max_pending` ids while the store refuses writes
     # (beyond, the oldest are dropped: the relay re-publishes them as no-ops, marks them).
-    outbox_mark_interval_seconds: float = Field(default=0.05, gt=0)
+    # An interval of 0 defers nothing: each publish marks its rows at once in a
+    # transaction of its own, as before (the baseline of `latency.py --marks both`).
+    outbox_mark_interval_seconds: float = Field(default=0.05, ge=0)
     outbox_mark_batch: int = Field(default=1000, ge=1)
     outbox_mark_max_pending: int = Field(default=100_000, ge=1)
     # Published outbox rows are kept this long (for inspection), then the relay

@@ -33,8 +33,11 @@ from orderflow.models.store import Store, open_store
 from orderflow.runtime import App
 
 
-def published_marks_for(store: Store, settings: Settings) -> PublishedMarks:
-    """The deferred marks of ``store``, timed by the ``outbox_mark_*`` settings."""
+def published_marks_for(store: Store, settings: Settings) -> PublishedMarks | None:
+    """The deferred marks of ``store``, timed by the ``outbox_mark_*`` settings; ``None``
+    (each publish marks at once) when ``outbox_mark_interval_seconds`` is 0."""
+    if settings.outbox_mark_interval_seconds == 0:
+        return None
     return PublishedMarks(
         store,
         interval=settings.outbox_mark_interval_seconds,
@@ -50,12 +53,15 @@ class StoreProvider:
         self._owned = False
         self._lock = asyncio.Lock()
         self._marks: PublishedMarks | None = None
+        self._marks_made = False
 
-    async def marks(self) -> PublishedMarks:
-        """The deferred marks of the store (opening it first if need be)."""
+    async def marks(self) -> PublishedMarks | None:
+        """The deferred marks of the store (opening it first if need be); ``None`` when
+        the settings defer nothing."""
         store = await self.get()
-        if self._marks is None:
+        if not self._marks_made:
             self._marks = published_marks_for(store, get_settings())
+            self._marks_made = True
         return self._marks
 
     async def get(self) -> Store:
@@ -69,7 +75,7 @@ class StoreProvider:
             return self._store
 
     async def close(self) -> None:
-        marks, self._marks = self._marks, None
+        marks, self._marks, self._marks_made = self._marks, None, False
         if marks is not None:
             await marks.close()
         store, owned = self._store, self._owned
@@ -85,7 +91,7 @@ class StoreSource(Protocol):
 
     async def get(self) -> Store: ...
 
-    async def marks(self) -> PublishedMarks: ...
+    async def marks(self) -> PublishedMarks | None: ...
 
 
 class SharedStore:
@@ -113,7 +119,7 @@ class SharedStore:
     async def get(self) -> Store:
         return await self._acquire().get()
 
-    async def marks(self) -> PublishedMarks:
+    async def marks(self) -> PublishedMarks | None:
         return await self._acquire().marks()
 
     async def close(self) -> None:
