@@ -23,6 +23,14 @@ Definitions (one order at a time, so no order waits behind another):
   orders worker consume + store commit + outbox publish + gateway read + socket
   send. Same machine, same clock (wall time).
 
+``--marks both`` compares the outbox's deferred "published" marks with marking at
+once (``ORDERFLOW_OUTBOX_MARK_INTERVAL_SECONDS=0``, the baseline) the same way: two
+stacks of ``--layout``, orders alternating (``--json``: ``deferred`` and ``at-once``).
+
+Per stage: every process's ``orderflow_*`` histograms (handler, outbox publish and
+mark, HTTP, ...) scraped before and after the measured orders, one row per series that
+grew (``benchmarks/stage_trace.py``; ``--json``: ``stages``, per layout).
+
 Percentiles are nearest-rank. The first ``--warmup`` orders (at least one, which
 must reach ``delivered``: proof the whole pipeline runs) are not counted.
 
@@ -70,9 +78,9 @@ from benchmarks.stack import (
     print_table,
     run_benchmark,
 )
+from benchmarks.stage_trace import Scrape, hop_breakdown, print_stages, scrape, stage_rows
 from orderflow.agents.services import LAYOUTS, Layout
 from orderflow.agents.settings import Settings
-from orderflow.agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM
 
 RESULT_KEYS = (
     "orders",
@@ -89,6 +97,11 @@ RESULT_KEYS = (
     "snapshot_beyond_created",
     "timeouts",
 )
+MARK_MODES: dict[str, dict[str, str]] = {
+    "deferred": {},
+    "at-once": {"ORDERFLOW_OUTBOX_MARK_INTERVAL_SECONDS": "0"},
+}
+"""``--marks``: the stack's environment for each way of marking the outbox published."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
             " both (a stack per layout, orders alternating between them);"
             " default: the demo's default layout"
         ),
+    )
+    parser.add_argument(
+        "--marks",
+        choices=(*MARK_MODES, "both"),
+        default="deferred",
+        help="outbox marks: deferred (the default), at-once (the baseline), or both side by side",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
@@ -210,57 +229,18 @@ async def measure_one(
     return sample
 
 
-TRACED_STREAMS = tuple(stream for stream in ALL_STREAMS if stream != DEAD_LETTERS_STREAM)
-
-
-async def hop_breakdown(redis_url: str, since_id: str) -> list[tuple[str, float, float, int]]:
-    """Per-hop latency of the choreography, from the streams themselves.
-
-    Every envelope names the event that caused it (``causation_id``), and every
-    stream entry id starts with the server's millisecond clock, so each
-    (cause -> effect) pair of entries gives one hop: consume + handle + store +
-    publish in the service in between. Millisecond resolution; one clock.
-    Returns (hop, p50_ms, p99_ms, count), slowest first.
-    """
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    entries: dict[str, tuple[int, str, str | None]] = {}  # event_id -> (ms, label, cause)
-    try:
-        for stream in TRACED_STREAMS:
-            raw: Any = await client.xrange(stream, min=since_id, max="+")
-            for entry_id, fields in raw:
-                payload = json.loads(fields.get("payload") or "{}")
-                label = f"{fields.get('event_type', '?')}[{payload.get('status', '')}]"
-                millis = int(entry_id.split("-")[0])
-                entries[fields.get("event_id", entry_id)] = (
-                    millis,
-                    label,
-                    fields.get("causation_id") or None,
-                )
-    finally:
-        await client.aclose()
-    hops: dict[str, list[float]] = {}
-    for millis, label, cause in entries.values():
-        if cause and cause in entries:
-            cause_ms, cause_label, _ = entries[cause]
-            hops.setdefault(f"{cause_label} -> {label}", []).append(float(millis - cause_ms))
-    rows = [
-        (hop, percentile(values, 50), percentile(values, 99), len(values))
-        for hop, values in hops.items()
-    ]
-    return sorted(rows, key=lambda row: -row[1])
-
-
 @dataclass
 class LayoutRun:
     """One layout's private stack, its client and what its orders measured."""
 
+    label: str
     layout: Layout
     stack: Stack
     client: httpx.AsyncClient
     samples: list[Sample] = field(default_factory=list)
     since_id: str = ""
+    metrics_before: Scrape = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     async def measure(self, args: argparse.Namespace) -> None:
         self.samples.append(
@@ -272,21 +252,22 @@ class LayoutRun:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every layout asked for on its own private stack, all started before the first
-    order; with two, the orders alternate between them (which goes first alternates
-    too), so both see the same machine load over the run."""
-    layouts: tuple[Layout, ...] = LAYOUTS if args.layout == "both" else (args.layout,)
+    """Every layout (or way of marking) asked for on its own private stack, all started
+    before the first order; with two, the orders alternate between them (which goes
+    first alternates too), so both see the same machine load over the run."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with contextlib.AsyncExitStack() as resources:
         runs = []
-        for layout in layouts:
-            log(f"layout {layout}:")
+        for label, layout, env in variants(args):
+            log(f"{label}:")
             stack = Stack(
-                http_workers=args.workers, services=ALL_SERVICES, keep=args.keep, layout=layout
-            )
+                http_workers=args.workers, services=ALL_SERVICES, keep=args.keep, layout=layout,
+                extra_env=env,
+            )  # fmt: skip
             await resources.enter_async_context(stack)
             client = httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=30.0)
-            runs.append(LayoutRun(layout, stack, await resources.enter_async_context(client)))
+            client = await resources.enter_async_context(client)
+            runs.append(LayoutRun(label, layout, stack, client))
         for one in runs:
             await warm_up(args, one)
         for index in range(args.orders):
@@ -296,12 +277,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"{index + 1}/{args.orders} orders measured per layout")
         for one in runs:
             one.stack.check_alive()
-            log(f"hops of the {one.layout} layout (cause -> effect; p50/p99 ms, count):")
+            log(f"hops of {one.label} (cause -> effect; p50/p99 ms, count):")
             for hop, p50, p99, count in await hop_breakdown(one.stack.redis_url, one.since_id):
                 log(f"  {p50:5.0f} {p99:5.0f} {count:5d}  {hop}")
+            one.stages = stage_rows(one.metrics_before, await scrape(one.stack.metrics_urls()))
+    results: dict[str, Any] = {
+        one.label: {**summarize(one.samples), "stages": one.stages} for one in runs
+    }
     if len(runs) == 1:
-        return {"layout": runs[0].layout, **summarize(runs[0].samples)}
-    return {"layout": "both", **{one.layout: summarize(one.samples) for one in runs}}
+        return {"layout": runs[0].layout, **results[runs[0].label]}
+    layouts = args.layout if args.marks == "both" else "both"
+    return {"layout": layouts, "marks": args.marks, "compared": list(results), **results}
+
+
+def variants(args: argparse.Namespace) -> list[tuple[str, Layout, dict[str, str]]]:
+    """(label, layout, environment) of each stack: the layouts, or the ways of marking."""
+    if args.marks == "both":
+        return [(marks, args.layout, env) for marks, env in MARK_MODES.items()]
+    layouts: tuple[Layout, ...] = LAYOUTS if args.layout == "both" else (args.layout,)
+    return [(layout, layout, MARK_MODES[args.marks]) for layout in layouts]
 
 
 async def warm_up(args: argparse.Namespace, one: LayoutRun) -> None:
@@ -313,7 +307,7 @@ async def warm_up(args: argparse.Namespace, one: LayoutRun) -> None:
     finally:
         await store.close()
     warmup = max(1, args.warmup)
-    log(f"{one.layout}: warm-up: {warmup} order(s), the first must reach delivered")
+    log(f"{one.label}: warm-up: {warmup} order(s), the first must reach delivered")
     first = await measure_one(one.client, one.stack.ws_url, args.item, 60.0, one.stack.check_alive)
     if first.delivered_ms is None:
         one.stack.check_alive()
@@ -327,6 +321,7 @@ async def warm_up(args: argparse.Namespace, one: LayoutRun) -> None:
         await one.measure(args)
     one.samples.clear()
     one.since_id = f"{int(time.time() * 1000)}-0"
+    one.metrics_before = await scrape(one.stack.metrics_urls())
 
 
 def summarize(samples: list[Sample]) -> dict[str, Any]:
@@ -362,7 +357,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(result))
         return
     title = "latency — POST -> WebSocket updates, zero simulator delays (ms)"
-    layouts = list(LAYOUTS) if result["layout"] == "both" else [result["layout"]]
+    layouts = result.get("compared") or [result["layout"]]
     runs = [result[layout] if len(layouts) > 1 else result for layout in layouts]
     if len(runs) == 1:
         print_table(f"{title}, {layouts[0]} layout", [(k, shown(runs[0][k])) for k in RESULT_KEYS])
@@ -372,6 +367,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         for key in RESULT_KEYS:
             print(f"{key:<24}" + "".join(f"{shown(run[key]):>12}" for run in runs))
     for layout, run_result in zip(layouts, runs, strict=True):
+        print_stages(f"stages, {layout}", run_result["stages"])
         p99 = run_result["first_update_p99_ms"]
         if p99 is not None:
             verdict = "met" if p99 <= 10.0 else "NOT met"
@@ -386,8 +382,8 @@ def shown(value: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.orders < 1:
-        print("--orders must be >= 1", file=sys.stderr)
+    if args.orders < 1 or (args.marks == "both" and args.layout == "both"):
+        print("--orders must be >= 1; --marks both takes one layout", file=sys.stderr)
         return 2
     return run_benchmark("latency", run(args), lambda result: report(result, args.json))
 

@@ -7,9 +7,10 @@ directory (or a private PostgreSQL started for the run, or the MongoDB named by
 ``ORDERFLOW_MONGO_URL``), the API as a
 subprocess (``orderflow api --workers N``) and only the service workers the
 benchmark needs (one process each, or all in one with ``layout="combined"``), all
-with zero simulator delays. The processes are run by
-``orderflow.agents.processes`` (as the demo's and the tests' are) and stopped,
-process group and all, when the benchmark ends, even on error or Ctrl-C.
+with zero simulator delays. Every worker serves ``/metrics`` on an admin port of its
+own (``Stack.metrics_urls``, with the API's: what ``stage_trace`` scrapes). The
+processes are run by ``orderflow.agents.processes`` (as the demo's and the tests' are)
+and stopped, process group and all, when the benchmark ends, even on error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class Stack:
         self.processes = ProcessTree(grace=15.0)
         self.store_url = ""
         self.env: dict[str, str] = {}
+        self.admin_ports: dict[str, int] = {}  # worker process name -> its admin port
 
     @property
     def base_url(self) -> str:
@@ -170,7 +172,9 @@ class Stack:
         api_ready = HttpOk(f"{self.base_url}/readyz", timeout=2.0)
         self.processes.add(self._spec("api", api_argv, ready=api_ready))
         for name, targets in worker_processes(self.layout, self.services):
-            self.processes.add(self._spec(name, cli_argv("worker", *targets)))
+            self.admin_ports[name] = free_port()
+            admin = ("--admin-host", "127.0.0.1", "--admin-port", str(self.admin_ports[name]))
+            self.processes.add(self._spec(name, cli_argv("worker", *targets, *admin)))
         self.processes.start()
         log(
             f"api ({self.http_workers} workers) on {self.base_url}; "
@@ -181,6 +185,14 @@ class Stack:
         except ProcessError as exc:
             raise StackError(str(exc)) from None
         log("stack ready")
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Each process's Prometheus ``/metrics``: the API's on its port (summed over its
+        Sanic workers; none for a replaced ``api_argv``), each worker's on its admin port."""
+        urls = {} if self.api_argv else {"api": f"{self.base_url}/metrics"}
+        for name, port in self.admin_ports.items():
+            urls[name] = f"http://127.0.0.1:{port}/metrics"
+        return urls
 
     def _spec(self, name: str, argv: list[str], ready: HttpOk | None = None) -> ProcessSpec:
         """A stack process: the stack's environment, the repository as its working

@@ -13,7 +13,8 @@ asserted are the counts, which must hold on any machine:
 * naive control, on both: only that its figures are consistent with each other
   (whether a given small run oversells depends on scheduling);
 * latency: every order reached ``delivered`` and the percentiles are ordered (with
-  ``--layout both``, in each layout);
+  ``--layout both``, in each layout; with ``--marks both``, deferred and at once), and
+  the per-stage table counts the publishes and marks of every publishing process;
 * throughput: every contestant (FastStream's batch mode included) received every
   event, its consumer group delivered all of them and holds none unacked, and the
   JSON has every documented key;
@@ -231,6 +232,30 @@ def test_latency_reports_ordered_percentiles() -> None:
     # Each order's first update comes before (or is) its delivered update.
     assert result["first_update_p50_ms"] <= result["delivered_p50_ms"]
     assert result["first_update_p99_ms"] <= result["delivered_p99_ms"]
+    assert_stages(result["stages"], orders=5)
+
+
+def stage_counts(stages: list[dict[str, Any]], metric: str) -> dict[str, int]:
+    """Per process, the count of ``metric`` (summed over its label sets) in the stages."""
+    counts: dict[str, int] = {}
+    for row in stages:
+        if row["metric"] == metric:
+            counts[row["process"]] = counts.get(row["process"], 0) + row["count"]
+    return counts
+
+
+def assert_stages(stages: list[dict[str, Any]], orders: int) -> None:
+    """The per-stage table counts every process's publishes, marks and handled events
+    (the workers' sums, so that it holds for either layout)."""
+    assert stages, "no stage histogram grew"
+    publishes = stage_counts(stages, "orderflow_outbox_publish_seconds")
+    assert publishes.pop("api") == orders  # each POST publishes its outbox, then answers
+    # The workers: confirmed .. delivered (4), the delivery created .. delivered (3).
+    assert sum(publishes.values()) >= 7 * orders
+    marks = stage_counts(stages, "orderflow_outbox_mark_seconds")
+    assert marks.pop("api") >= 1 and sum(marks.values()) >= 1
+    handlers = stage_counts(stages, "orderflow_handler_seconds")
+    assert sum(handlers.values()) >= 7 * orders  # at least every event that published
 
 
 def test_latency_measures_both_layouts_side_by_side() -> None:
@@ -240,6 +265,19 @@ def test_latency_measures_both_layouts_side_by_side() -> None:
     for layout in ("split", "combined"):
         assert set(result[layout]) >= LATENCY_KEYS
         assert (result[layout]["orders"], result[layout]["timeouts"]) == (3, 0)
+        assert_stages(result[layout]["stages"], orders=3)
+
+
+def test_latency_compares_deferred_marks_with_marking_at_once() -> None:
+    """``--marks both``: the baseline stack marks each publish at once (one mark per
+    POST in the API), the deferred one writes them in flushes; every order delivered."""
+    result = run_benchmark("latency.py", "--orders", "3", "--warmup", "1", "--marks", "both")
+    assert (result["marks"], result["compared"]) == ("both", ["deferred", "at-once"])
+    for marks in ("deferred", "at-once"):
+        assert (result[marks]["orders"], result[marks]["timeouts"]) == (3, 0)
+        assert_stages(result[marks]["stages"], orders=3)
+    at_once = stage_counts(result["at-once"]["stages"], "orderflow_outbox_mark_seconds")
+    assert at_once["api"] == 3  # one mark transaction per order placed
 
 
 def test_throughput_contestants_consume_every_event() -> None:

@@ -25,6 +25,7 @@ from prometheus_client import Counter
 
 from orderflow.agents.messages import order_cancelled_messages
 from orderflow.agents.outbox import publish_committed
+from orderflow.agents.publish_marks import PublishedMarks
 from orderflow.models.documents import ORDER_STATUSES
 from orderflow.models.store import CancelResult, Store
 from orderflow.models.store.deadline import within
@@ -51,27 +52,37 @@ def count_dropped(status: str) -> None:
 
 
 async def cancel_order(
-    store: Store, publisher: App, order_id: str, *, deadline: float | None = None
+    store: Store,
+    publisher: App,
+    order_id: str,
+    *,
+    deadline: float | None = None,
+    marks: PublishedMarks | None = None,
 ) -> CancelResult:
     """Cancel ``order_id`` (one transaction with its outbox), then publish the outbox.
 
     Raises the store's ``OrderNotFound`` and ``NotCancellable`` (nothing changed), and
     ``StoreUnavailable`` when the store did not finish within ``deadline`` seconds (the
     transaction was abandoned). A failed publish is logged, not raised: the cancel is
-    committed and the relay publishes its events.
+    committed and the relay publishes its events. ``marks`` defers the rows' "published"
+    mark, as for a placed order.
     """
     if deadline is None:
-        return await _cancel_and_publish(store, publisher, order_id)
+        return await _cancel_and_publish(store, publisher, order_id, marks)
     with within(deadline):
-        return await _cancel_and_publish(store, publisher, order_id)
+        return await _cancel_and_publish(store, publisher, order_id, marks)
 
 
-async def _cancel_and_publish(store: Store, publisher: App, order_id: str) -> CancelResult:
+async def _cancel_and_publish(
+    store: Store, publisher: App, order_id: str, marks: PublishedMarks | None
+) -> CancelResult:
     correlation_id = current_correlation_id() or uuid.uuid4().hex
     result = await store.cancel_order(
         order_id, lambda cancellation: order_cancelled_messages(cancellation, correlation_id)
     )
     if result.cancelled:
         log.info("order %s cancelled, stock returned", order_id)
-    await publish_committed(publisher, store, result.outbox, what=f"cancel of order {order_id}")
+    await publish_committed(
+        publisher, store, result.outbox, what=f"cancel of order {order_id}", marks=marks
+    )
     return result

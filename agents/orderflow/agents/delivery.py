@@ -64,7 +64,7 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
                 partial(delivery_created_messages, cause=event, simulate=update.simulate),
             )
             if result.created:
-                await publish_outbox(app, current, result.outbox)
+                await publish_outbox(app, current, result.outbox, marks=await stores.marks())
                 log.info(
                     "order %s: delivery %s created%s",
                     update.order_id,
@@ -86,7 +86,7 @@ def create_delivery_app(*, broker: str | None = None, store: Store | None = None
                 partial(delivery_status_messages, cause=event),
             )
             if change.changed:
-                await publish_outbox(app, current, change.outbox)
+                await publish_outbox(app, current, change.outbox, marks=await stores.marks())
                 log.info(
                     "delivery %s of order %s is now %s",
                     report.delivery_id,

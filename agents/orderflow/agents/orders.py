@@ -79,7 +79,7 @@ def create_orders_app(
                 partial(order_status_messages, cause=event),
             )
             if change.changed:
-                await publish_outbox(app, current, change.outbox)
+                await publish_outbox(app, current, change.outbox, marks=await stores.marks())
                 log.info("order %s is now %s", report.order_id, report.status)
             elif change.cancelled:
                 count_dropped(report.status)
@@ -96,7 +96,7 @@ def create_orders_app(
         if schedule.due():
             schedule.relayed()  # booked first: a failing pass is retried at the next poll
             try:
-                relayed = await relay_once(app, current, relay_min_age)
+                relayed = await relay_once(app, current, relay_min_age, marks=await stores.marks())
             except (RedisError, OSError) as exc:
                 log.warning("outbox relay: %s; retrying in %.1fs", exc, relay_interval)
             else:

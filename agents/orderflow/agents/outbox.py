@@ -8,6 +8,13 @@ the orders worker) for whatever a crash or a Redis outage left unpublished;
 :class:`RelaySchedule` decides when the relay looks (a periodic poll, and soon
 after a commit the store announces through ``Store.wait_for_outbox``).
 
+The "published" mark that follows a publish is deferred: given the process's
+:class:`~orderflow.agents.publish_marks.PublishedMarks` (every service process and the
+API have one), :func:`publish_outbox` returns right after the Redis publish and the
+buffer writes the marks of many publishes in one store transaction a moment later
+(the correctness argument is in :mod:`orderflow.agents.publish_marks`). Without one
+(tools, tests) it marks at once, in its own transaction.
+
 Publishing goes through the runtime (``App.send_envelopes(..., once=True)``), so
 every stream's ``MAXLEN`` cap applies and each event id is appended *once per
 stream*: the relay re-publishing a message whose first publish succeeded just before
@@ -25,9 +32,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
+from orderflow.agents.publish_marks import STAGE_BUCKETS, PublishedMarks, mark_now
 from orderflow.agents.topics import declare_topic
 from orderflow.models.store import OutboxMessage, Store, StoreUnavailable
 from orderflow.models.store.deadline import current_deadline, seconds_left
@@ -43,6 +51,11 @@ OUTBOX_PUBLISHED = Counter(
 OUTBOX_ALREADY_PUBLISHED = Counter(
     "orderflow_outbox_already_published",
     "Outbox publishes skipped because the event id was already on its stream",
+)
+OUTBOX_PUBLISH_SECONDS = Histogram(
+    "orderflow_outbox_publish_seconds",
+    "One pipelined Redis publish of a batch of outbox messages (after a commit, or a relay batch)",
+    buckets=STAGE_BUCKETS,
 )
 
 
@@ -88,10 +101,16 @@ def outbox_topic(app: App, stream: str) -> Topic[Any]:
 
 
 async def publish_outbox(
-    app: App, store: Store, messages: Sequence[OutboxMessage], *, path: str = "direct"
+    app: App,
+    store: Store,
+    messages: Sequence[OutboxMessage],
+    *,
+    path: str = "direct",
+    marks: PublishedMarks | None = None,
 ) -> int:
     """Append each message's envelope to its stream (once per event id), then mark
-    them published.
+    them published: handed to ``marks`` (written in the background, see
+    :mod:`orderflow.agents.publish_marks`), or at once in ``store`` without it.
 
     Returns how many entries were newly appended. All messages go in one pipelined
     round trip. If Redis fails, nothing is marked and the error propagates; the relay
@@ -101,8 +120,14 @@ async def publish_outbox(
     if not messages:
         return 0
     items = [(outbox_topic(app, message.stream), message.envelope) for message in messages]
+    started = time.perf_counter()
     results = await app.send_envelopes(items, once=True)
-    await store.mark_published([message.id for message in messages])
+    OUTBOX_PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    ids = [message.id for message in messages]
+    if marks is None:
+        await mark_now(store, ids)
+    else:
+        marks.add(ids)
     appended = sum(1 for result in results if result)
     OUTBOX_PUBLISHED.labels(path).inc(appended)
     if appended < len(messages):
@@ -112,39 +137,57 @@ async def publish_outbox(
 
 
 async def publish_committed(
-    app: App, store: Store, messages: Sequence[OutboxMessage], *, what: str
+    app: App,
+    store: Store,
+    messages: Sequence[OutboxMessage],
+    *,
+    what: str,
+    marks: PublishedMarks | None = None,
 ) -> None:
     """``publish_outbox`` right after a commit, within what is left of the caller's
     deadline; a failure is logged (naming ``what`` was committed), never raised.
 
     Committed: whatever fails now (Redis, the deadline, the store while marking the
-    rows published) must not turn the caller's answer into an error -- the relay in
-    the orders worker publishes the rows later.
+    rows published, when there are no ``marks`` to defer it) must not turn the
+    caller's answer into an error -- the relay in the orders worker publishes the rows
+    later.
     """
     if not messages:
         return
     until = current_deadline()
     try:
         async with asyncio.timeout(None if until is None else seconds_left(until)):
-            await publish_outbox(app, store, messages)
+            await publish_outbox(app, store, messages, marks=marks)
     except (RedisError, OSError, TimeoutError, StoreUnavailable) as exc:
         log.warning("%s committed but not published (%s); the outbox relay will publish it",
                     what, exc)  # fmt: skip
 
 
-async def relay_once(app: App, store: Store, min_age_seconds: float, *, batch: int = 100) -> int:
+async def relay_once(
+    app: App,
+    store: Store,
+    min_age_seconds: float,
+    *,
+    batch: int = 100,
+    marks: PublishedMarks | None = None,
+) -> int:
     """Publish outbox messages left unpublished for at least ``min_age_seconds``.
 
     The age threshold keeps the relay out of the way of the normal path (the
     committer publishes right after commit); the once-only publish makes a race
     harmless anyway. Drains in batches of ``batch``; returns how many were handled.
+    Each batch is marked before the next is read (else the next read would find the
+    same rows): with ``marks``, by flushing them, so the process's deferred marks
+    ride in the same transaction.
     """
     handled = 0
     while True:
         pending = await store.outbox_pending(limit=batch, min_age_seconds=min_age_seconds)
         if not pending:
             return handled
-        await publish_outbox(app, store, pending, path="relay")
+        await publish_outbox(app, store, pending, path="relay", marks=marks)
+        if marks is not None:
+            await marks.flush()
         handled += len(pending)
         if len(pending) < batch:
             return handled

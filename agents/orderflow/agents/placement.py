@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from orderflow.agents.messages import order_created_messages
 from orderflow.agents.outbox import publish_committed
+from orderflow.agents.publish_marks import PublishedMarks
 from orderflow.models.documents import Customer, OrderLineRequest
 from orderflow.models.store import PlaceOrderResult, Store
 from orderflow.models.store.deadline import within
@@ -40,6 +41,7 @@ async def place_order(
     deadline: float | None = None,
     simulate: bool = True,
     customer: Customer | None = None,
+    marks: PublishedMarks | None = None,
 ) -> PlaceOrderResult:
     """Place an order (one transaction with its outbox), then publish the outbox at once.
 
@@ -51,15 +53,17 @@ async def place_order(
     was committed. The publish gets what is left of the same deadline: a publish
     that fails or runs out of time -- Redis, or the store marking the rows
     published -- is logged, not raised, because the order exists and the relay in
-    the orders worker will publish its events.
+    the orders worker will publish its events. ``marks`` (the API process's) defers
+    the rows' "published" mark off the request (:mod:`orderflow.agents.publish_marks`);
+    without it they are marked before this returns.
     """
     if deadline is None:
         return await _place_and_publish(
-            store, publisher, lines, idempotency_key, request_hash, simulate, customer
+            store, publisher, lines, idempotency_key, request_hash, simulate, customer, marks
         )
     with within(deadline):
         return await _place_and_publish(
-            store, publisher, lines, idempotency_key, request_hash, simulate, customer
+            store, publisher, lines, idempotency_key, request_hash, simulate, customer, marks
         )
 
 
@@ -71,6 +75,7 @@ async def _place_and_publish(
     request_hash: str | None,
     simulate: bool,
     customer: Customer | None,
+    marks: PublishedMarks | None,
 ) -> PlaceOrderResult:
     correlation_id = current_correlation_id() or uuid.uuid4().hex
     result = await store.place_order(
@@ -88,5 +93,7 @@ async def _place_and_publish(
             len(result.order.lines),
             result.order.total,
         )
-    await publish_committed(publisher, store, result.outbox, what=f"order {result.order.id}")
+    await publish_committed(
+        publisher, store, result.outbox, what=f"order {result.order.id}", marks=marks
+    )
     return result

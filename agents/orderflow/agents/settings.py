@@ -83,6 +83,17 @@ class Settings(RuntimeSettings):
     # before the relay (rather than the API's own publish) takes it.
     outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_relay_min_age_seconds: float = Field(default=5.0, ge=0)
+    # Deferred "published" marks (orderflow.agents.publish_marks): a process writes the
+    # marks of what it published in one store transaction this long after the first
+    # one (0.05 s: one transaction per burst, long before the relay's min age, which
+    # must be at least 10x this), at once when `batch` ids wait (also the most ids per
+    # store call), and keeps at most `max_pending` ids while the store refuses writes
+    # (beyond, the oldest are dropped: the relay re-publishes them as no-ops, marks them).
+    # An interval of 0 defers nothing: each publish marks its rows at once in a
+    # transaction of its own, as before (the baseline of `latency.py --marks both`).
+    outbox_mark_interval_seconds: float = Field(default=0.05, ge=0)
+    outbox_mark_batch: int = Field(default=1000, ge=1)
+    outbox_mark_max_pending: int = Field(default=100_000, ge=1)
     # Published outbox rows are kept this long (for inspection), then the relay
     # deletes them; unpublished rows are never deleted.
     outbox_retention_seconds: float = Field(default=86_400, ge=0)
@@ -185,6 +196,32 @@ class Settings(RuntimeSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _marks_come_before_the_relay_and_its_markers_outlive_it(self) -> Settings:
+        """The relay re-publishes rows still unmarked at its min age: with a min age close
+        to the mark interval it would re-publish (as no-ops) nearly every row; and the
+        once-only markers that make a re-publish a no-op must outlive the relay's reach."""
+        if self.outbox_relay_min_age_seconds < OUTBOX_TIMING_FACTOR * (
+            self.outbox_mark_interval_seconds
+        ):
+            raise ValueError(
+                f"ORDERFLOW_OUTBOX_RELAY_MIN_AGE_SECONDS ({self.outbox_relay_min_age_seconds:g})"
+                f" must be at least {OUTBOX_TIMING_FACTOR}x"
+                f" ORDERFLOW_OUTBOX_MARK_INTERVAL_SECONDS ({self.outbox_mark_interval_seconds:g})"
+            )
+        reach = self.outbox_relay_min_age_seconds + self.outbox_relay_interval_seconds
+        if self.dedupe_ttl_seconds < OUTBOX_TIMING_FACTOR * reach:
+            raise ValueError(
+                f"ORDERFLOW_DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds}) must be at least"
+                f" {OUTBOX_TIMING_FACTOR}x the outbox relay's min age plus its interval"
+                f" ({reach:g} s): the publish markers must outlive an unmarked row"
+            )
+        return self
+
+
+OUTBOX_TIMING_FACTOR = 10
+"""The relay's min age spans at least this many mark intervals, and the publish markers'
+TTL at least this many of the relay's reach (min age + interval)."""
 
 RESPONSE_MARGIN_SECONDS = 1.0
 """Time left after the store deadline for the answer itself (and a commit already begun)."""

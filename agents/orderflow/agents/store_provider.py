@@ -15,6 +15,11 @@ pool, one SQLite writer): ``orderflow worker`` given several services' Apps runs
 in one process, and two pools there would only compete for the same database. The
 store is opened by the first App that starts and closed when the last one stops
 (:class:`SharedStore`); a process running one App behaves as before.
+
+With the store comes its :class:`~orderflow.agents.publish_marks.PublishedMarks` (the
+deferred "published" marks of the outbox), one per open store, so the Apps of one
+process share it too and one transaction carries all their marks. It is flushed and
+stopped just before the store closes: an App's clean stop leaves nothing unmarked.
 """
 
 from __future__ import annotations
@@ -22,9 +27,23 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from orderflow.agents.settings import get_settings
+from orderflow.agents.publish_marks import PublishedMarks
+from orderflow.agents.settings import Settings, get_settings
 from orderflow.models.store import Store, open_store
 from orderflow.runtime import App
+
+
+def published_marks_for(store: Store, settings: Settings) -> PublishedMarks | None:
+    """The deferred marks of ``store``, timed by the ``outbox_mark_*`` settings; ``None``
+    (each publish marks at once) when ``outbox_mark_interval_seconds`` is 0."""
+    if settings.outbox_mark_interval_seconds == 0:
+        return None
+    return PublishedMarks(
+        store,
+        interval=settings.outbox_mark_interval_seconds,
+        batch=settings.outbox_mark_batch,
+        max_pending=settings.outbox_mark_max_pending,
+    )
 
 
 class StoreProvider:
@@ -33,6 +52,17 @@ class StoreProvider:
         self._url = url
         self._owned = False
         self._lock = asyncio.Lock()
+        self._marks: PublishedMarks | None = None
+        self._marks_made = False
+
+    async def marks(self) -> PublishedMarks | None:
+        """The deferred marks of the store (opening it first if need be); ``None`` when
+        the settings defer nothing."""
+        store = await self.get()
+        if not self._marks_made:
+            self._marks = published_marks_for(store, get_settings())
+            self._marks_made = True
+        return self._marks
 
     async def get(self) -> Store:
         if self._store is not None:
@@ -45,6 +75,9 @@ class StoreProvider:
             return self._store
 
     async def close(self) -> None:
+        marks, self._marks, self._marks_made = self._marks, None, False
+        if marks is not None:
+            await marks.close()
         store, owned = self._store, self._owned
         if owned and store is not None:
             self._store = None
@@ -53,9 +86,12 @@ class StoreProvider:
 
 
 class StoreSource(Protocol):
-    """What a handler asks for its store: the open store (opened on first use)."""
+    """What a handler asks for its store: the open store (opened on first use), and the
+    deferred marks its publishes hand their ids to."""
 
     async def get(self) -> Store: ...
+
+    async def marks(self) -> PublishedMarks | None: ...
 
 
 class SharedStore:
@@ -83,6 +119,9 @@ class SharedStore:
     async def get(self) -> Store:
         return await self._acquire().get()
 
+    async def marks(self) -> PublishedMarks | None:
+        return await self._acquire().marks()
+
     async def close(self) -> None:
         """This App is done with the store; the last App done closes it."""
         provider, self._provider = self._provider, None
@@ -97,9 +136,10 @@ class SharedStore:
 
 
 def attach_store(app: App, store: Store | None = None, *, url: str | None = None) -> StoreSource:
-    """Give ``app`` a store: opened in its ``on_startup`` hook (a worker whose store is
-    unreachable fails at start instead of consuming), closed in ``on_shutdown`` (after the
-    last handler finished its transaction). ``store``, when given, is the caller's and is
+    """Give ``app`` a store and its deferred marks: opened in its ``on_startup`` hook (a
+    worker whose store is unreachable fails at start instead of consuming), the marks
+    flushed and the store closed in ``on_shutdown`` (after the last handler finished its
+    transaction and its publish). ``store``, when given, is the caller's and is
     never closed here; otherwise the store of ``url`` (default: the settings' ``store_url``)
     is shared with the other Apps of this process that use it (:class:`SharedStore`)."""
     target = url or get_settings().store_url
@@ -107,7 +147,7 @@ def attach_store(app: App, store: Store | None = None, *, url: str | None = None
 
     @app.on_startup
     async def open_store_at_start() -> None:
-        await provider.get()
+        await provider.marks()
 
     @app.on_shutdown
     async def close_store_at_stop() -> None:

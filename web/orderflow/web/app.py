@@ -5,8 +5,10 @@ Sanic worker calls it), ``orderflow demo`` and the tests — so they all serve
 the same thing. Connections are opened per worker process, in listeners
 (a Redis connection pool or a SQLite handle must not cross a fork), and are on
 ``app.ctx.publisher`` (a runtime ``App`` that publishes the outbox of placed orders,
-never started as a worker), ``app.ctx.redis`` (its client) and ``app.ctx.store``
-before the first request.
+never started as a worker), ``app.ctx.redis`` (its client), ``app.ctx.store`` and
+``app.ctx.published_marks`` (the deferred "published" marks of the outbox rows the
+process publishes, :mod:`orderflow.agents.publish_marks`; flushed at server stop,
+before the store closes) before the first request.
 
 Roles pick what one process serves, so one image can be deployed as separate
 API and WebSocket-gateway Deployments:
@@ -30,7 +32,9 @@ from typing import Literal
 
 from sanic import Sanic
 
+from orderflow.agents.publish_marks import PublishedMarks
 from orderflow.agents.settings import Settings, get_settings
+from orderflow.agents.store_provider import published_marks_for
 from orderflow.models.store import Store, open_store
 from orderflow.runtime import App
 from orderflow.web import (
@@ -73,9 +77,13 @@ async def _open_connections(app: Sanic) -> None:
     app.ctx.publisher = publisher
     app.ctx.redis = await publisher.connect()
     app.ctx.store = await open_store(settings.store_url, deadline=settings.store_deadline_seconds)
+    app.ctx.published_marks = published_marks_for(app.ctx.store, settings)
 
 
 async def _close_connections(app: Sanic) -> None:
+    marks: PublishedMarks | None = getattr(app.ctx, "published_marks", None)
+    if marks is not None:
+        await marks.close()
     store: Store | None = getattr(app.ctx, "store", None)
     if store is not None:
         await store.close()

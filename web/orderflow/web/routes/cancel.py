@@ -54,6 +54,7 @@ async def cancel(request: Request, order_id: str) -> HTTPResponse:
             request.app.ctx.publisher,
             order_id,
             deadline=settings.store_deadline_seconds,
+            marks=request.app.ctx.published_marks,
         )
     except OrderNotFound:
         return not_found(request, f"No order with id {order_id}.")

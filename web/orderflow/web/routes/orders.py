@@ -170,6 +170,7 @@ async def create_order(request: Request) -> HTTPResponse:
             deadline=settings.store_deadline_seconds,
             simulate=body.simulate,
             customer=None if body.customer is None else body.customer.to_customer(),
+            marks=request.app.ctx.published_marks,
         )
     except OutOfStock as exc:
         return _reject(
