@@ -16,7 +16,7 @@ from orderflow.agents.placement import place_order
 from orderflow.agents.topics import ORDER_STATUS_STREAM, ORDERS_STREAM, declare_topic, topic_streams
 from orderflow.models.documents import OrderLineRequest, OrderStatus
 from orderflow.models.events import OrderStatusReported
-from orderflow.models.store import StatusChange, Store
+from orderflow.models.store import StatusChange, Store, TransitionEvents, no_events
 from orderflow.runtime import App, Envelope, Topic
 from orderflow.runtime.testing import eventually
 from tests.system.conftest import envelopes_for_order, running
@@ -44,7 +44,7 @@ class InFlightCounter:
         return getattr(self._store, name)
 
     async def update_order_status(
-        self, order_id: str, status: str, at: str, events: Any
+        self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
