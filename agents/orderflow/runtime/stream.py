@@ -3,7 +3,9 @@
 An event counts as *done* when the agent asks for the next one (or the next
 ``take`` list); done events are acked with the next read. If the agent body
 raises, the runtime marks the event(s) it was working on as failed and calls
-the agent again with the same stream, which continues after them.
+the agent again with the same stream, which continues after them. A body holding a
+``take_events`` list can instead fail one event of it alone (:meth:`Stream.fail`), and
+handle each in a scope of its own (:meth:`Stream.handling`), e.g. concurrently.
 
 The stream is also the correlation *scope* of its task (see
 :mod:`orderflow.runtime.context`): sends made while handling an event inherit the
@@ -283,12 +285,13 @@ class Stream(Generic[T]):
         dead-letter policy applies to it as if it had been handled alone, and the other
         events of the list are acked when the next list is requested. Failing it again
         does nothing. The agent's ``on_error`` hooks hear of it."""
-        batch, index = self._taken[self._position(event)]
+        position = self._position(event)
+        batch, index = self._taken[position]
         if index in batch.failed:
             return
         batch.failed.add(index)
         if self._spans is not None:
-            self._spans.fail_one(self._position(event), exc)
+            self._spans.fail_one(position, exc)
         await self._source.failed(event, exc)
         if self._on_failure is not None:
             await self._on_failure(exc, event)
