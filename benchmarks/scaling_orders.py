@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +90,15 @@ def report(
 def measure_orders(
     url: str, server_pids: list[int], layout: str, count: int, step: int,
     order_ids: list[str], store_url: str, log_dir: Path, partitions: int,
+    extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """One figure; ``extra_env``: more ``ORDERFLOW_*`` variables for the workers."""
     client = client_for(url)
     events = len(order_ids)
     streams = topic_streams(ORDER_STATUS_STREAM, partitions)
     env = {"ORDERFLOW_REDIS_URL": url, "ORDERFLOW_STORE_URL": store_url,
            "ORDERFLOW_DATA_DIR": str(log_dir),
-           "ORDERFLOW_TOPIC_PARTITIONS": str(partitions)}  # fmt: skip
+           "ORDERFLOW_TOPIC_PARTITIONS": str(partitions), **(extra_env or {})}  # fmt: skip
     try:
         client.flushall()
         with workers(ARGV, count, env, log_dir, "orders") as pids:

@@ -146,6 +146,7 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
         "throughput.py",
         "cluster_faults.py",
         "scaling.py",
+        "agent_lists.py",
         "load.py",
         "fanout.py",
         "store_commits.py",
@@ -373,6 +374,18 @@ def test_scaling_consumes_every_event_in_every_layout() -> None:
         partitioned = "6 partitions" in row["layout"]
         assert row["streams"] == (6 if partitioned else 1)
         assert isinstance(row["events_per_s"], int) and isinstance(row["load_average_1m"], float)
+
+
+def test_agent_lists_drains_every_report_on_both_sides() -> None:
+    """Tiny: 30 orders, one round: 8 figures alternating list sizes 1 and 100."""
+    result = run_benchmark("agent_lists.py", "--orders", "30", "--rounds", "1", timeout=280)
+    sides = [r["list_max_events"] for r in result["rows"]]
+    assert sides == [1, 100, 1, 100, 100, 1, 100, 1]
+    for row in result["rows"]:
+        # XINFO GROUPS at the end: every report delivered once, none unacked.
+        assert (row["events"], row["delivered"], row["pending"]) == (30, 30, 0)
+    assert set(result["median_reports_per_s"]) == {"1", "100"}
+    assert isinstance(result["speedup"], float)
 
 
 def test_load_delivers_every_order_and_computes_the_knee() -> None:

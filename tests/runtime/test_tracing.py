@@ -7,6 +7,7 @@ the events go through a real private server. The cross-process chain of one orde
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -162,6 +163,51 @@ async def test_take_lists_get_a_span_per_event(spans: InMemorySpanExporter, redi
     finished = by_name(spans.get_finished_spans(), "collect rt.trace.step.v1")
     assert len(finished) == 7
     assert len({s.context.trace_id for s in finished if s.context}) == 7  # no traceparent sent
+
+
+async def test_a_send_in_handling_is_the_child_of_its_own_events_span(
+    spans: InMemorySpanExporter, redis_client, redis_url
+) -> None:
+    app = App("rt-trace-handling", broker=redis_url, block_ms=50)
+    topic = app.topic("rt-trace-handling", value_type=Step)
+    out = app.topic("rt-trace-handling-out", value_type=Step)
+    failed_alone: list[str] = []
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(4):  # all there before the agent reads: one list of 4
+        pipe.xadd(
+            "rt-trace-handling", Envelope.new(Step(order_id=f"o-{n}"), source="t").to_fields()
+        )
+    await pipe.execute()
+
+    async def echo(stream, event) -> None:
+        with stream.handling(event):
+            if event.value.order_id == "o-2":
+                failed_alone.append(event.value.order_id)
+                await stream.fail(event, RuntimeError("o-2 fails alone"))
+                return
+            await out.send(value=Step(order_id=event.value.order_id))
+
+    @app.agent(topic, group="handlers", max_deliveries=1)
+    async def fan(stream):
+        async for events in stream.take_events(10):
+            await asyncio.gather(*(echo(stream, event) for event in events))
+
+    async with run_app(app):
+        await eventually(lambda: _xlen_is(redis_client, "rt-trace-handling-out", 3))
+    finished = by_name(spans.get_finished_spans(), "fan rt.trace.step.v1")
+    assert len(finished) == 4
+    span_of = {s.attributes["orderflow.event_id"]: s for s in finished if s.attributes}
+    for _, fields in await redis_client.xrange("rt-trace-handling-out"):
+        sent = Envelope.from_fields(fields)
+        assert sent.traceparent is not None
+        own = span_of[sent.causation_id]  # the span of the event it was sent for
+        assert sent.traceparent.split("-")[2] == f"{span_id(own):016x}"
+    errors = [s for s in finished if s.status.status_code == StatusCode.ERROR]
+    assert failed_alone == ["o-2"] and len(errors) == 1
+
+
+async def _xlen_is(redis_client, stream: str, count: int) -> bool:
+    return await redis_client.xlen(stream) == count
 
 
 def test_tracing_off_adds_no_field_and_no_span_keeper() -> None:

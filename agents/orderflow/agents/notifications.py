@@ -12,9 +12,17 @@ the order's key) and not in one MULTI with the event's "processed" mark
 (``event.atomic()``): under Redis Cluster the status key and the mark, which carries
 the stream's hash tag, live in different slots, and one MULTI over both fails with
 ``CROSSSLOT``. The event is acked and marked after the merge, as any other.
+
+Each agent takes the events that have already arrived together (``stream.take_events``)
+and runs their merges in ONE pipelined round trip, in stream order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from redis.asyncio.client import Pipeline
 
 from orderflow.agents.settings import get_settings
 from orderflow.agents.status_cache import merge_delivery_status, merge_order_status
@@ -31,7 +39,19 @@ from orderflow.models.events import (
     OrderCreated,
     OrderStatusUpdated,
 )
-from orderflow.runtime import App, Stream
+from orderflow.runtime import App, Event, Record, Stream
+
+T = TypeVar("T", bound=Record)
+
+
+async def merge_all(stream: Stream[T], events: Sequence[Event[T]], pipe: Pipeline) -> None:
+    """Run the merges queued on ``pipe`` (one per event, in list order) in one round trip;
+    a merge the server refused fails its event alone. A lost connection raises: the
+    whole list is retried (a merge applied twice changes nothing)."""
+    replies = await pipe.execute(raise_on_error=False)
+    for event, reply in zip(events, replies, strict=True):
+        if isinstance(reply, Exception):
+            await stream.fail(event, reply)
 
 
 def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | None = None) -> App:
@@ -47,32 +67,34 @@ def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | No
     async def cache_order_status(
         stream: Stream[OrderCreated | OrderStatusUpdated | OrderCancelled],
     ) -> None:
-        async for event in stream.events():
-            value = event.value
-            at = value.created_at if isinstance(value, OrderCreated) else value.at
+        async for events in stream.take_events(get_settings().agent_list_max_events):
             pipe = app.redis.pipeline(transaction=False)
-            merge_order_status(
-                pipe, order_id=value.order_id, status=value.status, at=at, ttl_seconds=ttl()
-            )
-            await pipe.execute()
+            for event in events:
+                value = event.value
+                at = value.created_at if isinstance(value, OrderCreated) else value.at
+                merge_order_status(
+                    pipe, order_id=value.order_id, status=value.status, at=at, ttl_seconds=ttl()
+                )
+            await merge_all(stream, events, pipe)
 
     @app.agent(deliveries, group=NOTIFICATIONS_GROUP)
     async def cache_delivery_status(
         stream: Stream[DeliveryCreated | DeliveryStatusUpdated],
     ) -> None:
-        async for event in stream.events():
-            value = event.value
-            at = value.created_at if isinstance(value, DeliveryCreated) else value.at
+        async for events in stream.take_events(get_settings().agent_list_max_events):
             pipe = app.redis.pipeline(transaction=False)
-            merge_delivery_status(
-                pipe,
-                order_id=value.order_id,
-                delivery_id=value.delivery_id,
-                status=value.status,
-                at=at,
-                ttl_seconds=ttl(),
-            )
-            await pipe.execute()
+            for event in events:
+                value = event.value
+                at = value.created_at if isinstance(value, DeliveryCreated) else value.at
+                merge_delivery_status(
+                    pipe,
+                    order_id=value.order_id,
+                    delivery_id=value.delivery_id,
+                    status=value.status,
+                    at=at,
+                    ttl_seconds=ttl(),
+                )
+            await merge_all(stream, events, pipe)
 
     return app
 

@@ -4,7 +4,9 @@
 
 * The agent on order-status-stream (orders-group) applies each reported status
   monotonically and, in the same store transaction, writes
-  ``order.status_updated.v1`` to the outbox, then publishes it. A status for a
+  ``order.status_updated.v1`` to the outbox, then publishes it. It takes the reports
+  that have already arrived together (:mod:`orderflow.agents.concurrently`): different
+  orders' writes at once, one order's in stream order, one publish for all. A status for a
   cancelled order is dropped by the store and counted
   (``orderflow_status_dropped_after_cancel_total{reported}``).
 * A timer relays outbox messages that stayed unpublished for a few seconds,
@@ -23,15 +25,16 @@ from functools import partial
 from redis.exceptions import RedisError
 
 from orderflow.agents.cancellation import count_dropped
+from orderflow.agents.concurrently import handle_and_publish
 from orderflow.agents.messages import order_status_messages
-from orderflow.agents.outbox import RelaySchedule, publish_outbox, relay_once
+from orderflow.agents.outbox import RelaySchedule, relay_once
 from orderflow.agents.outbox_retention import OutboxPruner
 from orderflow.agents.settings import get_settings
 from orderflow.agents.store_provider import attach_store
 from orderflow.agents.topics import ORDER_STATUS_STREAM, ORDERS_GROUP, declare_topic
 from orderflow.models.events import OrderStatusReported
-from orderflow.models.store import Store
-from orderflow.runtime import App, Stream
+from orderflow.models.store import OutboxMessage, Store
+from orderflow.runtime import App, Event, Stream
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,29 @@ RELAY_TICK_SECONDS = 0.01
 RELAY_MAX_WAIT_SECONDS = 0.25
 """The longest one tick waits for the store, so a stopping worker waits at most this long
 for its relay (the runtime stops a timer between ticks)."""
+
+
+def order_of(event: Event[OrderStatusReported]) -> str:
+    """The key that orders the reports: one order's are applied in stream order."""
+    return event.value.order_id
+
+
+async def apply_order_status(
+    store: Store, event: Event[OrderStatusReported]
+) -> list[OutboxMessage]:
+    """Apply one reported status (one transaction with its outbox); returns the rows."""
+    report = event.value
+    change = await store.update_order_status(
+        report.order_id, report.status, report.at, partial(order_status_messages, cause=event)
+    )
+    if change.changed:
+        log.info("order %s is now %s", report.order_id, report.status)
+    elif change.cancelled:
+        count_dropped(report.status)
+        log.info("order %s is cancelled: status %s dropped", report.order_id, report.status)
+    else:
+        log.info("order %s: status %s is stale or repeated", report.order_id, report.status)
+    return change.outbox
 
 
 def create_orders_app(
@@ -69,23 +95,12 @@ def create_orders_app(
 
     @app.agent(order_status, group=ORDERS_GROUP)
     async def persist_order_status(stream: Stream[OrderStatusReported]) -> None:
-        async for event in stream.events():
-            report = event.value
+        async for events in stream.take_events(get_settings().agent_list_max_events):
             current = await stores.get()
-            change = await current.update_order_status(
-                report.order_id,
-                report.status,
-                report.at,
-                partial(order_status_messages, cause=event),
+            apply = partial(apply_order_status, current)
+            await handle_and_publish(
+                app, current, stream, events, apply, key=order_of, marks=await stores.marks()
             )
-            if change.changed:
-                await publish_outbox(app, current, change.outbox, marks=await stores.marks())
-                log.info("order %s is now %s", report.order_id, report.status)
-            elif change.cancelled:
-                count_dropped(report.status)
-                log.info("order %s is cancelled: status %s dropped", report.order_id, report.status)
-            else:
-                log.info("order %s: status %s is stale or repeated", report.order_id, report.status)
 
     @app.timer(RELAY_TICK_SECONDS)
     async def relay_outbox() -> None:

@@ -108,6 +108,11 @@ class Settings(RuntimeSettings):
     # them, and a failed handler is retried and finally dead-lettered, so they wait
     # out a long lock instead of failing fast.
     worker_store_deadline_seconds: float = Field(default=120.0, gt=0)
+    # The most events a service agent takes into one list: the events that have already
+    # arrived, handled concurrently across orders (in order within one), what they publish
+    # sent in one round trip (docs/system.md, "Handling the events that have arrived
+    # together"). 1: one event at a time, as before.
+    agent_list_max_events: int = Field(default=100, ge=1)
     # Sanic's RESPONSE_TIMEOUT: the longest a request handler may run before Sanic
     # gives up on it. Must exceed store_deadline_seconds by RESPONSE_MARGIN_SECONDS.
     http_response_timeout_seconds: float = Field(default=60.0, gt=0)

@@ -33,12 +33,19 @@ from sleeping inside an agent, so ten thousand orders in flight cost ten
 thousand sorted-set members rather than ten thousand sleeping tasks. A delay of
 0 sends at once. Re-processing an event (after a crash) reports the same status
 twice; statuses are applied monotonically, so that is harmless.
+
+Each agent takes the events that have already arrived together (``stream.take_events``):
+the reports are built one event at a time, each in its event's scope (so each gets the
+derived id of handling that event alone), and the undelayed ones go out in ONE
+pipelined round trip; a delayed one goes to the scheduler as before.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from orderflow.agents.settings import get_settings
 from orderflow.agents.topics import (
@@ -60,7 +67,7 @@ from orderflow.models.events import (
     OrderStatusReported,
     OrderStatusUpdated,
 )
-from orderflow.runtime import App, Stream
+from orderflow.runtime import App, Envelope, Record, Stream, Topic
 
 NEXT_ORDER_STATUS: dict[str, OrderStatus] = {
     "confirmed": "preparing",
@@ -99,6 +106,25 @@ def reported_at(delay: float) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+Outgoing = tuple[Topic[Any], Envelope, float]
+"""A report to send: its topic, its envelope (built while handling its cause), its delay."""
+
+T = TypeVar("T", bound=Record)
+Reaction = Callable[[T], Outgoing | None]
+"""What the simulator reports on an event (``None``: nothing)."""
+
+
+async def send_all(app: App, outgoing: Sequence[Outgoing]) -> None:
+    """Send the reports of a list: the undelayed ones in one pipelined round trip, each
+    delayed one through the scheduler as before."""
+    now = [(topic, envelope) for topic, envelope, delay in outgoing if not delay]
+    if now:
+        await app.send_envelopes(now)
+    for topic, envelope, delay in outgoing:
+        if delay:
+            await topic.send_envelope(envelope, delay=delay)
+
+
 def create_simulator_app(
     *,
     broker: str | None = None,
@@ -116,41 +142,60 @@ def create_simulator_app(
     delivery_status = declare_topic(app, DELIVERY_STATUS_STREAM, DeliveryStatusReported)
     pick_delay = DelayPicker(delay_min, delay_max, seed=seed)
 
-    async def report_order(order_id: str, status: OrderStatus) -> None:
+    def order_report(order_id: str, status: OrderStatus) -> Outgoing:
         delay = pick_delay()
         report = OrderStatusReported(order_id=order_id, status=status, at=reported_at(delay))
-        await order_status.send(value=report, key=order_id, delay=delay or None)
+        return order_status, order_status.envelope(report, key=order_id), delay
 
-    async def report_delivery(delivery_id: str, order_id: str, status: DeliveryStatus) -> None:
+    def delivery_report(delivery_id: str, order_id: str, status: DeliveryStatus) -> Outgoing:
         delay = pick_delay()
         report = DeliveryStatusReported(
             delivery_id=delivery_id, order_id=order_id, status=status, at=reported_at(delay)
         )
-        await delivery_status.send(value=report, key=order_id, delay=delay or None)
+        return delivery_status, delivery_status.envelope(report, key=order_id), delay
+
+    async def report_all(stream: Stream[T], react: Reaction[T]) -> None:
+        """For each list of the events already arrived: what ``react`` reports for each
+        (built in the event's own scope: its derived ids), sent in one round trip."""
+        async for events in stream.take_events(get_settings().agent_list_max_events):
+            outgoing: list[Outgoing] = []
+            for event in events:
+                with stream.handling(event):
+                    report = react(event.value)
+                if report is not None:
+                    outgoing.append(report)
+            await send_all(app, outgoing)
 
     @app.agent(simulate_order, group=SIMULATOR_GROUP)
     async def start_orders(stream: Stream[OrderSimulate]) -> None:
-        async for request in stream:
-            await report_order(request.order_id, request.status)
+        await report_all(stream, lambda request: order_report(request.order_id, request.status))
+
+    def next_order_report(update: OrderStatusUpdated) -> Outgoing | None:
+        successor = NEXT_ORDER_STATUS.get(update.status)
+        if successor is None or not update.simulate:
+            return None
+        return order_report(update.order_id, successor)
 
     @app.agent(orders, group=SIMULATOR_GROUP)
     async def advance_orders(stream: Stream[OrderStatusUpdated]) -> None:
-        async for update in stream:
-            successor = NEXT_ORDER_STATUS.get(update.status)
-            if successor is not None and update.simulate:
-                await report_order(update.order_id, successor)
+        await report_all(stream, next_order_report)
 
     @app.agent(simulate_delivery, group=SIMULATOR_GROUP)
     async def start_deliveries(stream: Stream[DeliverySimulate]) -> None:
-        async for request in stream:
-            await report_delivery(request.delivery_id, request.order_id, request.status)
+        await report_all(
+            stream,
+            lambda request: delivery_report(request.delivery_id, request.order_id, request.status),
+        )
+
+    def next_delivery_report(update: DeliveryStatusUpdated) -> Outgoing | None:
+        successor = NEXT_DELIVERY_STATUS.get(update.status)
+        if successor is None or not update.simulate:
+            return None
+        return delivery_report(update.delivery_id, update.order_id, successor)
 
     @app.agent(deliveries, group=SIMULATOR_GROUP)
     async def advance_deliveries(stream: Stream[DeliveryStatusUpdated]) -> None:
-        async for update in stream:
-            successor = NEXT_DELIVERY_STATUS.get(update.status)
-            if successor is not None and update.simulate:
-                await report_delivery(update.delivery_id, update.order_id, successor)
+        await report_all(stream, next_delivery_report)
 
     return app
 

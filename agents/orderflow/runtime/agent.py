@@ -144,13 +144,17 @@ class Agent(Generic[T]):
                 log.warning("agent %s: could not create group on %s yet: %s", self.name,
                             consumer.stream, exc)  # fmt: skip
         if self.concurrency == 1 and len(consumers) == 1:
-            stream: Stream[T] = Stream(consumers[0], handler=self.handler_id)
+            stream: Stream[T] = Stream(
+                consumers[0], handler=self.handler_id, on_failure=self._failed_alone
+            )
             self._tasks = [asyncio.create_task(self._run_body(stream), name=self.name)]
             return
         sources = [_QueueSource(consumers, 2) for _ in range(self.concurrency)]
         self._tasks = [
             asyncio.create_task(
-                self._run_body(Stream(source, handler=self.handler_id)),
+                self._run_body(
+                    Stream(source, handler=self.handler_id, on_failure=self._failed_alone)
+                ),
                 name=f"{self.name}[{index}]",
             )
             for index, source in enumerate(sources)
@@ -224,6 +228,12 @@ class Agent(Generic[T]):
             if not self.stopping:
                 log.warning("agent %s returned before shutdown; it will not run again", self.name)
             return
+
+    async def _failed_alone(self, exc: BaseException, event: Event[T]) -> None:
+        """The body failed one event of its list (``stream.fail``) and goes on."""
+        await self.app.report_error(exc, event)
+        log.error("agent %s: %s on event %s: %s (failed alone; the rest of its list goes on)",
+                  self.name, type(exc).__name__, event.event_id, exc)  # fmt: skip
 
     async def _dispatch_all(
         self, consumers: tuple[Consumer, ...], sources: list[_QueueSource]

@@ -3,7 +3,9 @@
 An event counts as *done* when the agent asks for the next one (or the next
 ``take`` list); done events are acked with the next read. If the agent body
 raises, the runtime marks the event(s) it was working on as failed and calls
-the agent again with the same stream, which continues after them.
+the agent again with the same stream, which continues after them. A body holding a
+``take_events`` list can instead fail one event of it alone (:meth:`Stream.fail`), and
+handle each in a scope of its own (:meth:`Stream.handling`), e.g. concurrently.
 
 The stream is also the correlation *scope* of its task (see
 :mod:`orderflow.runtime.context`): sends made while handling an event inherit the
@@ -22,13 +24,15 @@ span, ended when the body asks for the next one; with tracing off ``_spans`` is
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from orderflow.runtime import tracing
 from orderflow.runtime.batch import Batch
 from orderflow.runtime.context import current_scope
 from orderflow.runtime.event import Event
+from orderflow.runtime.event_scope import EventScope
 from orderflow.runtime.records import Record
 from orderflow.runtime.send_ids import derived_event_id
 
@@ -54,15 +58,22 @@ class StreamEnded(Exception):
 
 _EMPTY: list[Record] = []
 
+FailureReport = Callable[[BaseException, Event[Any]], Awaitable[None]]
+"""Told about an event failed alone (:meth:`Stream.fail`): the agent reports it."""
+
 
 class Stream(Generic[T]):
     """``async for value in stream`` yields ``T`` (the topic's record type).
 
-    ``handler`` names the agent for derived send ids (``<group>/<agent>``)."""
+    ``handler`` names the agent for derived send ids (``<group>/<agent>``);
+    ``on_failure`` is told about each event failed alone (:meth:`fail`)."""
 
-    def __init__(self, source: EventSource, *, handler: str = "") -> None:
+    def __init__(
+        self, source: EventSource, *, handler: str = "", on_failure: FailureReport | None = None
+    ) -> None:
         self._source = source
         self.handler = handler
+        self._on_failure = on_failure
         self._send_owner: object = None  # what the send ordinal counts for
         self._send_index = -1
         self._sends = 0
@@ -183,6 +194,21 @@ class Stream(Generic[T]):
         async for items in self._take(max_, within):
             yield [cast(T, batch.values[index]) for batch, index in items]
 
+    async def take_events(self, max_: int, within: float = 0.0) -> AsyncIterator[list[Event[T]]]:
+        """Lists of up to ``max_`` :class:`Event` objects; with ``within=0`` (the default)
+        the events that have **already arrived**: what is left of the batch the consumer
+        read, never waiting for more once the list holds one (at low load a list is one
+        event, so handling it costs no latency). It waits only when nothing is there, as
+        ``async for`` does. ``within=s`` waits up to ``s`` seconds to fill a list (``take``).
+
+        The events of a list are done (acked) when the next list is requested, except
+        those reported with :meth:`fail`; if the body raises, every event of the list
+        not failed yet is failed. Handle an event inside ``with stream.handling(event):``
+        so that its sends carry its own correlation and derived ids (concurrent handlers
+        each need their own scope); sends made outside one are scoped to the list."""
+        async for items in self._take(max_, within):
+            yield [cast(Event[T], batch.event(index)) for batch, index in items]
+
     async def _take(self, max_: int, within: float) -> AsyncIterator[list[tuple[Batch, int]]]:
         if max_ < 1:
             raise ValueError("take(n) needs n >= 1")
@@ -228,10 +254,55 @@ class Stream(Generic[T]):
                     batch.done_upto = index + 1
                 self._latency_append(seconds)
 
+    # ------------------------------------------------------------- one event
+    def _position(self, event: Event[Any]) -> int:
+        """Where ``event`` is in the list the body holds (events are cached per batch,
+        so identity finds it); raises ``ValueError`` for any other event."""
+        for position, (batch, index) in enumerate(self._taken):
+            if batch.event(index) is event:
+                return position
+        raise ValueError(f"{event!r} is not in the list the agent holds")
+
+    @contextmanager
+    def handling(self, event: Event[T]) -> Iterator[EventScope]:
+        """Handle one event of the current ``take_events`` list in this block: sends made
+        in it (in this task) get the event's correlation and derived ids, and with tracing
+        on its span is the current one (see :mod:`orderflow.runtime.event_scope`)."""
+        position = self._position(event)
+        scope = EventScope(event, self.handler)
+        token = current_scope.set(scope)
+        spans = self._spans
+        span_token = spans.enter(position) if spans is not None else None
+        try:
+            yield scope
+        finally:
+            if spans is not None:
+                spans.leave(span_token)
+            current_scope.reset(token)
+
+    async def fail(self, event: Event[T], exc: BaseException) -> None:
+        """Fail ONE event of the current ``take_events`` list: the runtime's retry and
+        dead-letter policy applies to it as if it had been handled alone, and the other
+        events of the list are acked when the next list is requested. Failing it again
+        does nothing. The agent's ``on_error`` hooks hear of it."""
+        position = self._position(event)
+        batch, index = self._taken[position]
+        if index in batch.failed:
+            return
+        batch.failed.add(index)
+        if self._spans is not None:
+            self._spans.fail_one(position, exc)
+        await self._source.failed(event, exc)
+        if self._on_failure is not None:
+            await self._on_failure(exc, event)
+
     # ------------------------------------------------------------- failures
     async def fail_inflight(self, exc: BaseException) -> list[Event[T]]:
-        """The agent body raised: the events it held are failed (retried later)."""
-        held: list[tuple[Batch, int]] = list(self._taken)
+        """The agent body raised: the events it held are failed (retried later), but
+        for those already failed alone (:meth:`fail`)."""
+        held: list[tuple[Batch, int]] = [
+            (batch, index) for batch, index in self._taken if index not in batch.failed
+        ]
         if self._cur >= 0 and self._batch is not None:
             held.append((self._batch, self._cur))
         if self._spans is not None:

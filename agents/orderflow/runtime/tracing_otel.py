@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from contextvars import Token
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -170,6 +171,22 @@ class EventSpans:
         if self._open:
             self._before = otel_context.get_current()
             otel_context.attach(trace.set_span_in_context(self._open[-1]))
+
+    def enter(self, position: int) -> object:
+        """A handler starts on event ``position`` of the list (``stream.handling``): its
+        span becomes the current one of the calling task; returns what :meth:`leave`
+        takes. Each concurrent handler runs in its own task, so each sees its own span."""
+        return otel_context.attach(trace.set_span_in_context(self._open[position]))
+
+    def leave(self, token: object) -> None:
+        """The handler of :meth:`enter` is done: the task's span is what it was before."""
+        otel_context.detach(cast(Token[otel_context.Context], token))
+
+    def fail_one(self, position: int, exc: BaseException) -> None:
+        """Event ``position`` of the list failed alone (``stream.fail``)."""
+        span = self._open[position]
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
     def end(self) -> None:
         """The body is done with what it held."""
