@@ -1,14 +1,16 @@
 """The agents that write the store take the events already arrived together
 (:mod:`orderflow.agents.concurrently`): orders handled concurrently, each order's
 statuses in stream order, one publish round trip for the list, a failing event failed
-alone. Real Valkey, real SQLite; the orders worker's own app."""
+alone. Real Valkey, real SQLite and PostgreSQL; the orders worker's own app."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import redis.asyncio as aioredis
 
 from orderflow.agents.orders import create_orders_app
@@ -22,6 +24,18 @@ from orderflow.runtime.testing import eventually
 from tests.system.conftest import envelopes_for_order, running
 
 MISSING_ORDER = "0" * 32  # a well-formed order id no order has
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both stores the workers run on: SQLite (one writer thread, where the writes of a
+    list queue up) and PostgreSQL (a pool, where they run in parallel)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'orderflow.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 LIFECYCLE: list[OrderStatus] = ["confirmed", "preparing", "out_for_delivery", "delivered"]
 
 
