@@ -4,9 +4,10 @@
 
 * The agent on order-status-stream (orders-group) applies each reported status
   monotonically and, in the same store transaction, writes
-  ``order.status_updated.v1`` to the outbox, then publishes it. It takes the reports
-  that have already arrived together (:mod:`orderflow.agents.concurrently`): different
-  orders' writes at once, one order's in stream order, one publish for all. A status for a
+  ``order.status_updated.v1`` to the outbox, then publishes it (the "published" mark
+  is deferred: :mod:`orderflow.agents.publish_marks`). It takes the reports that have
+  already arrived together (:mod:`orderflow.agents.concurrently`): different orders'
+  writes at once, one order's in stream order, one publish for all. A status for a
   cancelled order is dropped by the store and counted
   (``orderflow_status_dropped_after_cancel_total{reported}``).
 * A timer relays outbox messages that stayed unpublished for a few seconds,

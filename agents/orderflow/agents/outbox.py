@@ -9,11 +9,12 @@ the orders worker) for whatever a crash or a Redis outage left unpublished;
 after a commit the store announces through ``Store.wait_for_outbox``).
 
 The "published" mark that follows a publish is deferred: given the process's
-:class:`~orderflow.agents.publish_marks.PublishedMarks` (every service process and the
-API have one), :func:`publish_outbox` returns right after the Redis publish and the
-buffer writes the marks of many publishes in one store transaction a moment later
-(the correctness argument is in :mod:`orderflow.agents.publish_marks`). Without one
-(tools, tests) it marks at once, in its own transaction.
+:class:`~orderflow.agents.publish_marks.PublishedMarks` (the API, the orders and the
+delivery workers pass theirs), :func:`publish_outbox` returns right after the Redis
+publish and the buffer writes the marks of many publishes in one store transaction a
+moment later (the correctness argument is in :mod:`orderflow.agents.publish_marks`).
+Without one (tools, tests, or ``ORDERFLOW_OUTBOX_MARK_INTERVAL_SECONDS=0``) it marks
+at once, in its own transaction.
 
 Publishing goes through the runtime (``App.send_envelopes(..., once=True)``), so
 every stream's ``MAXLEN`` cap applies and each event id is appended *once per
