@@ -59,6 +59,11 @@ class Settings(RuntimeSettings):
     # A send to a client that has not read for this long gives up: the socket is closed
     # with 1013 rather than the server holding its output.
     ws_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The kernel send buffer of each tracking socket (SO_SNDBUF; Linux doubles it for
+    # its bookkeeping). Tracking messages are ~150 bytes; without a bound, Linux grows
+    # a loopback or LAN socket's buffer up to net.ipv4.tcp_wmem's maximum (4 MiB), all
+    # of it held for a client that never reads until the send timeout drops it.
+    ws_send_buffer_bytes: int = Field(default=65_536, ge=4096)
     # Freeze the HTTP/WebSocket process's long-lived objects out of CPython's full
     # garbage collections (orderflow.web.heap_freeze): with 1,000 sockets one full
     # collection otherwise stops every socket's fan-out for 120-220 ms.
