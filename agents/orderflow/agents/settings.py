@@ -66,7 +66,7 @@ class Settings(RuntimeSettings):
     ws_send_buffer_bytes: int = Field(default=65_536, ge=4096)
     # Freeze the HTTP/WebSocket process's long-lived objects out of CPython's full
     # garbage collections (orderflow.web.heap_freeze): with 1,000 sockets one full
-    # collection otherwise stops every socket's fan-out for 120-220 ms.
+    # collection otherwise stops every socket's fan-out for ~200 ms or more.
     gc_freeze: bool = True
     # ... and hand them back to the collector (one full walk of the heap) after this
     # many connections have closed: the garbage cycles of closed connections wait at
