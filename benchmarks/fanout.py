@@ -20,7 +20,14 @@ every message published so far (a condition the client processes report).
 * Non-readers: the second half of the orders moves with ``--non-readers`` extra
   sockets open on them that complete the handshake and then never read (receive
   buffer shrunk to the minimum); the readers' fan-out p99 without (first half) and
-  with them (second half) are both reported.
+  with them (second half) are both reported. The second half starts once the
+  gateway counts every one of them as a tracking connection
+  (``orderflow_websocket_connections``): the 101 answer comes before the socket has
+  subscribed and loaded its snapshot, and those 50 snapshot reads used to overlap
+  the first changes measured. ``non_reader_sends_blocked``: the gateway's
+  ``orderflow_websocket_sends_blocked`` at the end (7 messages of ~150 bytes never
+  fill a socket's buffers, so 0: sockets whose sends really are blocked are
+  tests/web/test_stuck_clients.py's subject).
 
 The benchmark raises its soft RLIMIT_NOFILE to the hard limit before it starts the
 stack (the gateway inherits it) and so does each client process.
@@ -36,6 +43,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -164,6 +172,13 @@ def never_reading_socket(host: str, port: int, path: str) -> socket.socket:
     return sock
 
 
+async def gateway_gauge(client: httpx.AsyncClient, name: str) -> float | None:
+    """The gateway's unlabelled gauge ``name`` from its ``/metrics``; None if absent."""
+    text = (await client.get("/metrics")).text
+    match = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+    return None if match is None else float(match[1])
+
+
 def fanned_out_check(
     redis: Any, order_id: str, step: str, processes: list[ClientProcess]
 ) -> Callable[[], Awaitable[bool]]:
@@ -290,8 +305,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 never_readers.append(
                     await asyncio.to_thread(never_reading_socket, "127.0.0.1", port, path)
                 )
+            sockets = args.clients + len(never_readers)
+
+            async def all_subscribed() -> bool:
+                return await gateway_gauge(client, "orderflow_websocket_connections") == sockets
+
+            await wait_for(all_subscribed, "the non-readers' snapshots", stack.check_alive)
             await move_orders(client, redis, phase_b, processes, stack.check_alive)
             stack.check_alive()
+            blocked = await gateway_gauge(client, "orderflow_websocket_sends_blocked")
             moving_s = time.time() - started_ms / 1000
             gateway_cpu = cpu_seconds(gateway_pid) - cpu_before[0]
             gateway_wait = run_queue_wait_seconds(gateway_pid) - wait_before
@@ -315,6 +337,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gateway_rss_with_clients_kb": rss_with,
         "orders": len(orders),
         "non_readers": len(never_readers),
+        "non_reader_sends_blocked": blocked,
         "client_processes": len(processes),
         "moving_s": round(moving_s, 2),
         "gateway_cpu_share_while_moving": round(gateway_cpu / moving_s, 2),

@@ -17,7 +17,7 @@ from orderflow.agents.topics import ORDER_STATUS_STREAM
 from orderflow.models.events import OrderCancelled
 from orderflow.web.fanout import OrderUpdate, update_from
 from orderflow.web.order_events import missed_updates, parse_position, position_of, resumed_view
-from orderflow.web.tracking import OrderView
+from orderflow.web.order_view import OrderView
 from tests.web.conftest import LiveApi, make_settings, running_api
 
 ORDER = "0" * 31 + "7"

@@ -1,4 +1,4 @@
-"""The per-socket view (``orderflow.web.tracking.OrderView``): snapshot merge, monotonic filter.
+"""The per-socket view (``orderflow.web.order_view.OrderView``): snapshot merge, monotonic filter.
 
 Pure logic, no server: what these prove is the rule the socket tests rely on —
 a message goes out only when it moves the order (or its delivery) forward, and
@@ -7,10 +7,11 @@ the status cache can only add newer information to what the store said.
 
 from __future__ import annotations
 
+import json
 import uuid
 
-from orderflow.web.fanout import DeliveryUpdate, OrderUpdate
-from orderflow.web.tracking import OrderView, merge_cached_status
+from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Update
+from orderflow.web.order_view import OrderView, merge_cached_status
 
 ORDER = uuid.uuid4().hex
 DELIVERY = uuid.uuid4().hex
@@ -49,6 +50,24 @@ def test_only_newer_statuses_produce_messages() -> None:
         "status": "on_the_way",
         "history": [{"status": "waiting", "at": "t5"}, {"status": "on_the_way", "at": "t6"}],
     }
+
+
+def test_encoded_messages_are_the_json_of_the_messages_and_shared_per_change() -> None:
+    """Each socket of an order gets the same text, built once per change (and kind)."""
+    updates: list[Update] = [
+        OrderUpdate(ORDER, "out_for_delivery", "t4"),
+        DeliveryUpdate(ORDER, DELIVERY, "on_the_way", "t6"),  # created: the first one seen
+        DeliveryUpdate(ORDER, DELIVERY, "delivered", "t7"),
+        OrderUpdate(ORDER, "delivered", "t8"),
+    ]
+    as_dicts, first, second = stored_view(), stored_view(), stored_view()
+    expected = [json.dumps(as_dicts.apply(update)) for update in updates]
+    texts = [first.apply_encoded(update) for update in updates]
+    assert texts == expected
+    again = [second.apply_encoded(update) for update in updates]
+    assert all(a is b for a, b in zip(texts, again, strict=True))  # the same str objects
+    assert [second.apply_encoded(update) for update in updates] == [None] * len(updates)
+    assert json.loads(str(texts[1]))["type"] == "delivery.created"
 
 
 def test_first_delivery_message_is_a_creation_even_if_the_created_event_was_missed() -> None:

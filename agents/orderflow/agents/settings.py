@@ -60,6 +60,19 @@ class Settings(RuntimeSettings):
     # A send to a client that has not read for this long gives up: the socket is closed
     # with 1013 rather than the server holding its output.
     ws_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The kernel send buffer of each tracking socket (SO_SNDBUF; Linux doubles it for
+    # its bookkeeping). Tracking messages are ~150 bytes; without a bound, Linux grows
+    # a loopback or LAN socket's buffer up to net.ipv4.tcp_wmem's maximum (4 MiB), all
+    # of it held for a client that never reads until the send timeout drops it.
+    ws_send_buffer_bytes: int = Field(default=65_536, ge=4096)
+    # Freeze the HTTP/WebSocket process's long-lived objects out of CPython's full
+    # garbage collections (orderflow.web.heap_freeze): with 1,000 sockets one full
+    # collection otherwise stops every socket's fan-out for ~200 ms or more.
+    gc_freeze: bool = True
+    # ... and hand them back to the collector (one full walk of the heap) after this
+    # many connections have closed: the garbage cycles of closed connections wait at
+    # most that long (about 37 KiB each).
+    gc_thaw_after_closed_connections: int = Field(default=1000, ge=1)
     # Longest wait, in seconds, for a request's head and then for its body. A client
     # that announces more bytes than it sends gets a 408 problem after this long,
     # instead of holding the connection for Sanic's 60 s response timeout. 10 s moves

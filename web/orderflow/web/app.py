@@ -24,6 +24,10 @@ With ``ORDERFLOW_BENCHMARK_NOOP_ROUTE=true`` the REST roles also serve
 ``POST /api/v1/benchmark/noop`` (``orderflow.web.routes.benchmark_noop``).
 
 Every role serves ``/healthz``, ``/readyz`` and ``/metrics``.
+
+Each server process freezes its long-lived objects out of CPython's full garbage
+collections once it has started (``ORDERFLOW_GC_FREEZE``, :mod:`orderflow.web.heap_freeze`):
+with a thousand open sockets a full collection otherwise stalls every one of them.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from orderflow.web import (
     tracking,
     ui,
 )
+from orderflow.web.heap_freeze import HeapFreeze
 from orderflow.web.metrics import mark_this_process_dead
 from orderflow.web.routes import benchmark_noop, cancel, health, menu, metrics, orders
 
@@ -144,4 +149,20 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
 
     app.register_listener(_open_connections, "before_server_start")
     app.register_listener(_close_connections, "after_server_stop")
+    if settings.gc_freeze:
+        app.register_listener(_freeze_heap, "after_server_start")
+        app.register_listener(_thaw_heap, "before_server_stop")
     return app
+
+
+async def _freeze_heap(app: Sanic) -> None:
+    """Last start-up step: what start-up built stays out of every full collection."""
+    settings: Settings = app.ctx.settings
+    app.ctx.heap_freeze = HeapFreeze(settings.gc_thaw_after_closed_connections)
+    app.ctx.heap_freeze.install()
+
+
+async def _thaw_heap(app: Sanic) -> None:
+    heap_freeze: HeapFreeze | None = getattr(app.ctx, "heap_freeze", None)
+    if heap_freeze is not None:
+        heap_freeze.uninstall()

@@ -17,6 +17,9 @@ section 9.6 only requires the server to close *after* answering):
 
 A client that closes both directions (or resets) before its answer still
 cancels the handler; see docs/http.md for what it can rely on then.
+
+Every connection that ends is counted for :mod:`orderflow.web.heap_freeze`, which
+hands frozen objects back to the garbage collector after enough of them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 
 from sanic.http.constants import Stage
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+
+from orderflow.web import heap_freeze
 
 
 class HalfCloseProtocol(WebSocketProtocol):
@@ -49,6 +54,10 @@ class HalfCloseProtocol(WebSocketProtocol):
         if self._data_received is not None:
             self._data_received.set()
         return True  # keep the transport open for the answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        heap_freeze.connection_closed()
 
     async def receive_more(self) -> None:
         if self._peer_done_sending:

@@ -56,6 +56,14 @@ WEBSOCKET_CONNECTIONS = Gauge(
     multiprocess_mode="livesum",
 )
 
+WEBSOCKET_SENDS_BLOCKED = Gauge(
+    "orderflow_websocket_sends_blocked",
+    "Tracking WebSockets with a send waiting for a client that has not taken what it "
+    "was sent (its buffers are full); each send ends sent, or the socket closed with "
+    "1013 after ORDERFLOW_WS_SEND_TIMEOUT_SECONDS.",
+    multiprocess_mode="livesum",
+)
+
 SSE_STREAMS = Gauge(
     "orderflow_sse_streams",
     "Server-Sent Events streams (order tracking and menu) open now (summed over live processes).",

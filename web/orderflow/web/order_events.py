@@ -40,9 +40,10 @@ from orderflow.models.documents import (
 from orderflow.web import sse
 from orderflow.web.fanout import DeliveryUpdate, OrderUpdate, Subscription, TrackingHub, Update
 from orderflow.web.openapi import order_id_parameter, problem_content
+from orderflow.web.order_view import OrderView, load_view
 from orderflow.web.problems import problem, problem_type, request_ext
 from orderflow.web.store_problems import store_unavailable
-from orderflow.web.tracking import HUB_READY_TIMEOUT, OrderView, load_view
+from orderflow.web.tracking import HUB_READY_TIMEOUT
 from orderflow.web.validation import is_plausible_order_id
 
 log = logging.getLogger(__name__)
