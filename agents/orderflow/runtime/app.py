@@ -25,7 +25,7 @@ from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.follow import Follower
 from orderflow.runtime.follow_partitions import PartitionedFollower, TopicFollower
 from orderflow.runtime.hooks import Hooks
-from orderflow.runtime.publish import publish_envelopes
+from orderflow.runtime.publish_batch import PublishBatcher
 from orderflow.runtime.records import Record
 from orderflow.runtime.scheduler import Scheduler
 from orderflow.runtime.settings import RuntimeSettings, get_runtime_settings
@@ -127,6 +127,7 @@ class App(Hooks):
         self.timers: list[Timer] = []
         Hooks.__init__(self)
         self._redis: Redis | None = None
+        self.publish_batcher = PublishBatcher()  # send_envelopes' shared round trips
         self._stopping = asyncio.Event()
         self._stop_requested = False
         self._stop_event: asyncio.Event | None = None
@@ -269,7 +270,8 @@ class App(Hooks):
     async def send_envelopes(
         self, items: Sequence[tuple[Topic[Any], Envelope]], *, once: bool = False
     ) -> list[str | None]:
-        """Publish prebuilt envelopes to their topics in one round trip, each capped at
+        """Publish prebuilt envelopes to their topics in one round trip (shared with the
+        calls made meanwhile: :mod:`~orderflow.runtime.publish_batch`), each capped at
         its topic's maxlen. ``once=True``: an event id already appended to that stream
         (within ``dedupe_ttl``) is not appended again (its result is ``None``)."""
         redis = await self.ensure_connected()
@@ -277,9 +279,8 @@ class App(Hooks):
             (topic.stream_for(envelope), envelope, topic.effective_maxlen)
             for topic, envelope in items
         ]
-        return await publish_envelopes(
-            redis, publications, once_ttl=self.dedupe_ttl if once else None
-        )
+        once_ttl = self.dedupe_ttl if once else None
+        return await self.publish_batcher.publish(redis, publications, once_ttl=once_ttl)
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:
