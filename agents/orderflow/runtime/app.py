@@ -218,17 +218,18 @@ class App(Hooks):
 
         return decorate
 
-    def follow(self, topic: Topic[T], *, start: str = "$") -> TopicFollower[T]:
+    def follow(
+        self, topic: Topic[T], *, start: str = "$", min_read_interval: float = 0.0
+    ) -> TopicFollower[T]:
         """A group-less reader: ``async for event in app.follow(topic)`` sees every entry
         after ``start`` (``"$"``: the last one when it first reads), whoever else reads the
-        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`). Needs no start().
-        A partitioned topic gets a :class:`PartitionedFollower`: one reader per partition
+        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`; ``min_read_interval``
+        paces its reads). Needs no start(). A partitioned topic gets a
+        :class:`PartitionedFollower`: one reader per partition
         (:mod:`orderflow.runtime.follow_partitions`)."""
-        if topic.partitions > 1:
-            return PartitionedFollower(
-                topic, start=start, read_count=self.read_count, block_ms=self.block_ms
-            )
-        return Follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms)
+        follower = PartitionedFollower if topic.partitions > 1 else Follower
+        return follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms,
+                        min_read_interval=min_read_interval)  # fmt: skip
 
     def timer(
         self, seconds: float, *, run_at_start: bool = False, name: str | None = None
