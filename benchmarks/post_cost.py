@@ -46,6 +46,9 @@ from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, pid_of, run_b
 
 ORDERS_PATH = "/api/v1/orders"
 SOURCE_ROOTS = ("agents", "web", "models")
+# Valkey commands counted per order: XREAD are the group-less followers (the API's
+# WebSocket/SSE hubs), EVAL the once-only publishes of outbox events.
+PER_ORDER_COMMANDS = ("xread", "eval")
 
 
 @dataclass
@@ -85,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def command_calls(redis: Any) -> dict[str, int]:
+    """Calls per command so far on the stack's Valkey (``INFO commandstats``)."""
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
+
+
 async def measure_leg(
     contestant: Contestant, path: str, body: bytes, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -100,19 +109,29 @@ async def measure_leg(
         await client.close()
     if ok == 0 or bad:
         raise StackError(f"{contestant.name} {path}: {ok} answers as expected, {bad} not")
-    return {"rps": rps, "api_cpu_ms": 1000 * used / ok, "api_cores": used / args.seconds}
+    return {
+        "rps": rps,
+        "answers": ok,
+        "api_cpu_ms": 1000 * used / ok,
+        "api_cores": used / args.seconds,
+    }
 
 
 async def run_round(contestant: Contestant, body: bytes, args: argparse.Namespace) -> None:
     import redis.asyncio as aioredis
 
     noop = await measure_leg(contestant, NOOP_PATH, body, args)
-    post = await measure_leg(contestant, ORDERS_PATH, body, args)
     redis = aioredis.Redis.from_url(contestant.stack.redis_url)
     try:
+        before = await command_calls(redis)
+        post = await measure_leg(contestant, ORDERS_PATH, body, args)
         await wait_drained(redis, args.drain_timeout)
+        after = await command_calls(redis)
     finally:
         await redis.aclose()
+    orders = post["answers"]
+    for command in PER_ORDER_COMMANDS:  # from every process of the stack, per order
+        post[f"{command}_per_order"] = (after.get(command, 0) - before.get(command, 0)) / orders
     contestant.stack.check_alive()
     contestant.legs["noop"].append(noop)
     contestant.legs["post"].append(post)
@@ -138,6 +157,7 @@ def summary(contestant: Contestant) -> dict[str, Any]:
         "noop_api_cpu_ms": median("noop", "api_cpu_ms"),
         "post_api_cpu_ms": median("post", "api_cpu_ms"),
         "post_api_cores": median("post", "api_cores"),
+        **{f"{c}_per_order": median("post", f"{c}_per_order") for c in PER_ORDER_COMMANDS},
         "rounds": contestant.legs,
     }
 
@@ -185,7 +205,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     header = (
         f"{'contestant':<10} {'no-op/s':>8} {'POST/s':>7} {'post/noop':>9} "
-        f"{'no-op CPU ms':>12} {'POST CPU ms':>11} {'POST cores':>10}"
+        f"{'no-op CPU ms':>12} {'POST CPU ms':>11} {'POST cores':>10} {'XREAD/order':>11}"
     )
     print("API CPU per request (medians over rounds)")
     print(header)
@@ -194,7 +214,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         print(
             f"{name:<10} {s['noop_rps']:>8.0f} {s['post_rps']:>7.0f} {s['post_vs_noop']:>9.3f} "
             f"{s['noop_api_cpu_ms']:>12.3f} {s['post_api_cpu_ms']:>11.3f} "
-            f"{s['post_api_cores']:>10.2f}"
+            f"{s['post_api_cores']:>10.2f} {s['xread_per_order']:>11.2f}"
         )
     start, end = result["load_average_at_start"], result["load_average_at_end"]
     print(f"load average {start[0]} at start, {end[0]} at end")

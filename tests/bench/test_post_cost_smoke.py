@@ -1,4 +1,4 @@
-"""``benchmarks/post_cost.py`` runs, at a small size, with a baseline checkout beside it.
+"""``benchmarks/post_cost.py`` and ``publish_cost.py`` run, small, with a baseline beside them.
 
 Like the other benchmark smoke tests it asserts counts and the shape of the JSON,
 never timings. The baseline is this very checkout (its source roots on the stack's
@@ -23,3 +23,15 @@ def test_post_cost_measures_both_contestants_in_every_round() -> None:
             assert all(r["rps"] > 0 and r["api_cpu_ms"] > 0 for r in rounds)
         assert figures["post_vs_noop"] > 0
     assert result["baseline"] == str(ROOT)
+
+
+def test_publish_cost_measures_every_concurrency_for_both_contestants() -> None:
+    result = run_benchmark(
+        "publish_cost.py", "--baseline", str(ROOT), "--orders", "16", "--concurrency", "1,4",
+        "--rounds", "2",
+    )  # fmt: skip
+    assert set(result["cpu_ms_per_order"]) == {"baseline", "current"}
+    for runs in result["rounds"].values():
+        assert len(runs) == 2
+        assert all(set(figures) == {"1", "4"} for figures in runs)
+        assert all(value > 0 for figures in runs for value in figures.values())
