@@ -17,8 +17,8 @@ reads are at least ``min_interval`` apart, so a burst of orders costs one read p
 interval per process whatever the number of pages. The followers are paced the same
 way (``min_read_interval``): a change is noticed no later than the coalesced read would
 have happened anyway, and what arrived meanwhile comes in one ``XREAD`` reply instead
-of one round trip per entry -- on ``orders-stream`` that is one per status change of
-every order, which cost the API process about 0.7 reads per order under load
+of one round trip per entry -- on ``orders-stream`` up to one per status change of
+every order: pacing took 1.4 to 4.4 ``XREAD`` replies per order off the API process
 (docs/benchmarks.md, "API CPU per order"). A subscription holds only the latest levels
 (a slot, not a queue): a slow page skips intermediate levels, it never makes the
 process buffer.
