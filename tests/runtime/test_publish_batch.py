@@ -2,7 +2,8 @@
 
 Counted against a real server: every call gets its own results, every event is
 appended once, the round trips are fewer than the calls, an error reply fails only the
-call that caused it, and a call cancelled before its batch left is never published.
+call that caused it, a failed round trip fails every call of its batch (and the next
+call is still answered), and a call cancelled before its batch left is never published.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from orderflow.runtime import App, Envelope, Record, Topic
@@ -90,3 +92,18 @@ async def test_a_call_cancelled_while_queued_is_never_published(redis_client, re
         1003,
     ]
     await app.stop()
+
+
+async def test_a_failed_round_trip_fails_every_call_of_its_batch_and_nothing_sticks(
+    dead_publisher: App,
+):
+    topic = dead_publisher.topic("rt-batch-dead", value_type=Parcel)
+    outcomes = await asyncio.gather(
+        *(dead_publisher.send_envelopes(two_envelopes(topic, n), once=True) for n in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, RedisConnectionError) for outcome in outcomes)
+    assert dead_publisher.publish_batcher.calls == 5
+    assert dead_publisher.publish_batcher.round_trips < 5
+    with pytest.raises(RedisConnectionError):  # answered, not queued behind a dead batch
+        await dead_publisher.send_envelopes(two_envelopes(topic, 9), once=True)

@@ -108,23 +108,23 @@ class PublishBatcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         """One pipeline for ``batch``; each call's future gets its share of the replies."""
-        pipe = batch[0].redis.pipeline(transaction=False)
-        for call in batch:
-            for stream, envelope, maxlen in call.items:
-                queue_publication(pipe, stream, envelope, maxlen, call.once_ttl)
         self.round_trips += 1
         self.calls += len(batch)
-        try:
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        except asyncio.CancelledError:
+        try:  # whatever fails, building the pipeline included, every call gets an answer
+            pipe = batch[0].redis.pipeline(transaction=False)
             for call in batch:
-                call.done.cancel()
-            raise
-        except BaseException as exc:
+                for stream, envelope, maxlen in call.items:
+                    queue_publication(pipe, stream, envelope, maxlen, call.once_ttl)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
             for call in batch:
                 if not call.done.done():
                     call.done.set_exception(exc)
             return
+        except BaseException:  # cancelled (or the process is ending): none is answered
+            for call in batch:
+                call.done.cancel()
+            raise
         start = 0
         for call in batch:
             own = replies[start : start + len(call.items)]
