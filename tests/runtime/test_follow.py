@@ -9,7 +9,9 @@ What these tests prove:
 * entries of types its topic does not accept are skipped silently, invalid ones are
   skipped with a warning;
 * ``stop()`` and ``aclose()`` end the iteration at once, also during a long
-  ``XREAD BLOCK``, and close its connection.
+  ``XREAD BLOCK``, and close its connection;
+* with ``min_read_interval`` what arrives between two reads comes in one reply, and
+  nothing is skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from orderflow.runtime import App, Envelope, Event, Record, TopicFollower
+from orderflow.runtime import App, Envelope, Event, Follower, Record, TopicFollower
 from orderflow.runtime.localserver import LocalRedisServer
 from orderflow.runtime.pytest_plugin import on_server_of
 from orderflow.runtime.testing import eventually
@@ -194,3 +196,26 @@ async def test_stop_and_aclose_end_the_iteration_during_a_long_read(
 
 async def _count(clients: Any, expected: int) -> bool:
     return len(await clients) == expected
+
+
+async def test_a_paced_follower_gets_what_arrived_between_reads_in_one_reply(
+    redis_url: str,
+) -> None:
+    stream = "rt-follow-paced"
+    app = App("rt-follow", broker=redis_url, block_ms=200)
+    follower = app.follow(app.topic(stream, value_type=Tick), min_read_interval=3.0)
+    assert isinstance(follower, Follower)  # one partition: one reader, one read count
+    collector = Collector(app, follower)
+    try:
+        assert await follower.wait_ready(GUARD)
+        await collector.send(range(1))
+        await eventually(lambda: len(collector.values) >= 1)
+        reads_before = follower.reads
+        await collector.send(range(1, 31))  # sent while the follower waits out its interval
+        await eventually(lambda: len(collector.values) >= 31)
+    finally:
+        await follower.aclose()
+        await asyncio.wait_for(collector.task, GUARD)
+        await app.stop()
+    assert collector.values == list(range(31))  # nothing skipped
+    assert follower.reads - reads_before <= 2  # not one read per entry

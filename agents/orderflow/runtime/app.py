@@ -25,7 +25,7 @@ from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.follow import Follower
 from orderflow.runtime.follow_partitions import PartitionedFollower, TopicFollower
 from orderflow.runtime.hooks import Hooks
-from orderflow.runtime.publish import publish_envelopes
+from orderflow.runtime.publish_batch import PublishBatcher
 from orderflow.runtime.records import Record
 from orderflow.runtime.scheduler import Scheduler
 from orderflow.runtime.settings import RuntimeSettings, get_runtime_settings
@@ -127,6 +127,7 @@ class App(Hooks):
         self.timers: list[Timer] = []
         Hooks.__init__(self)
         self._redis: Redis | None = None
+        self.publish_batcher = PublishBatcher()  # send_envelopes' shared round trips
         self._stopping = asyncio.Event()
         self._stop_requested = False
         self._stop_event: asyncio.Event | None = None
@@ -217,17 +218,18 @@ class App(Hooks):
 
         return decorate
 
-    def follow(self, topic: Topic[T], *, start: str = "$") -> TopicFollower[T]:
+    def follow(
+        self, topic: Topic[T], *, start: str = "$", min_read_interval: float = 0.0
+    ) -> TopicFollower[T]:
         """A group-less reader: ``async for event in app.follow(topic)`` sees every entry
         after ``start`` (``"$"``: the last one when it first reads), whoever else reads the
-        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`). Needs no start().
-        A partitioned topic gets a :class:`PartitionedFollower`: one reader per partition
+        stream; for fan-out, not work (:mod:`orderflow.runtime.follow`; ``min_read_interval``
+        paces its reads). Needs no start(). A partitioned topic gets a
+        :class:`PartitionedFollower`: one reader per partition
         (:mod:`orderflow.runtime.follow_partitions`)."""
-        if topic.partitions > 1:
-            return PartitionedFollower(
-                topic, start=start, read_count=self.read_count, block_ms=self.block_ms
-            )
-        return Follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms)
+        follower = PartitionedFollower if topic.partitions > 1 else Follower
+        return follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms,
+                        min_read_interval=min_read_interval)  # fmt: skip
 
     def timer(
         self, seconds: float, *, run_at_start: bool = False, name: str | None = None
@@ -269,7 +271,8 @@ class App(Hooks):
     async def send_envelopes(
         self, items: Sequence[tuple[Topic[Any], Envelope]], *, once: bool = False
     ) -> list[str | None]:
-        """Publish prebuilt envelopes to their topics in one round trip, each capped at
+        """Publish prebuilt envelopes to their topics in one round trip (shared with the
+        calls made meanwhile: :mod:`~orderflow.runtime.publish_batch`), each capped at
         its topic's maxlen. ``once=True``: an event id already appended to that stream
         (within ``dedupe_ttl``) is not appended again (its result is ``None``)."""
         redis = await self.ensure_connected()
@@ -277,9 +280,8 @@ class App(Hooks):
             (topic.stream_for(envelope), envelope, topic.effective_maxlen)
             for topic, envelope in items
         ]
-        return await publish_envelopes(
-            redis, publications, once_ttl=self.dedupe_ttl if once else None
-        )
+        once_ttl = self.dedupe_ttl if once else None
+        return await self.publish_batcher.publish(redis, publications, once_ttl=once_ttl)
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:

@@ -87,6 +87,12 @@ class Follower(Generic[T]):
             the whole stream).
         read_count: entries per ``XREAD`` at most.
         block_ms: longest wait of one ``XREAD``, ms.
+        min_read_interval: seconds from the start of one ``XREAD`` to the next (default 0:
+            read again at once). For a reader that only needs to notice that something
+            happened now and then (the menu hub re-reads the menu at most every 0.25 s):
+            what arrives meanwhile comes in one reply instead of one round trip per
+            entry, and each round trip costs the process more CPU than the entries in it.
+            Nothing is skipped: the cursor still follows every entry.
         backoff: delays between reconnect attempts (default :func:`reconnect_delays`).
     """
 
@@ -99,10 +105,14 @@ class Follower(Generic[T]):
         read_count: int = 100,
         block_ms: int = 1000,
         backoff: RetryPolicy | None = None,
+        min_read_interval: float = 0.0,
     ) -> None:
         self.topic = topic
         self.read_count = read_count
         self.block_ms = block_ms
+        self.min_read_interval = min_read_interval
+        self.reads = 0  # XREADs sent (for tests and benchmarks)
+        self._last_read = float("-inf")
         self.reconnects = 0  # connection losses recovered from (for tests and logs)
         self._stream_name = stream or topic.name
         self._stream = self._stream_name.encode()
@@ -183,9 +193,16 @@ class Follower(Generic[T]):
         error, wait out the back-off (the caller reads again): a follower never raises,
         so a fan-out built on it never stops for good."""
         try:
+            if self.min_read_interval > 0:
+                loop = asyncio.get_running_loop()
+                wait = self._last_read + self.min_read_interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # in the stoppable read: stop() ends it
+                self._last_read = loop.time()
             conn = await self._connection()
             if self._cursor is None:
                 await self._resolve_start(conn)
+            self.reads += 1
             await conn.send(self._read_command(self._cursor or START_OF_STREAM))
             entries = stream_entries(await conn.read(self.block_ms / 1000 + 10.0))
             self._failures = 0

@@ -31,8 +31,9 @@ class PartitionedFollower(Generic[T]):
     """``async for event in follower``: every entry of every partition after ``start``.
 
     The same surface as :class:`Follower` (``ready``, ``wait_ready``, ``stop``,
-    ``aclose``, ``stream``, ``reconnects``); ``start`` applies to each partition
-    (``"$"``: each partition's last entry when it first reads). Iterate it from one task.
+    ``aclose``, ``stream``, ``reconnects``); ``start`` and ``min_read_interval`` apply
+    to each partition (``"$"``: each partition's last entry when it first reads). Iterate
+    it from one task.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class PartitionedFollower(Generic[T]):
         read_count: int = 100,
         block_ms: int = 1000,
         backoff: RetryPolicy | None = None,
+        min_read_interval: float = 0.0,
     ) -> None:
         self.topic = topic
         self.followers: tuple[Follower[T], ...] = tuple(
@@ -53,6 +55,7 @@ class PartitionedFollower(Generic[T]):
                 read_count=read_count,
                 block_ms=block_ms,
                 backoff=backoff,
+                min_read_interval=min_read_interval,
             )
             for stream in topic.streams
         )

@@ -20,7 +20,8 @@ from itertools import chain
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import RedisError
 
 from orderflow.runtime import keys, scheduler
@@ -96,18 +97,30 @@ async def publish_envelopes(
         return []
     pipe = redis.pipeline(transaction=False)
     for stream, envelope, maxlen in items:
-        fields = envelope.to_fields()
-        if once_ttl is None:
-            if maxlen:
-                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-            else:
-                pipe.xadd(stream, fields)  # type: ignore[arg-type]
-            continue
-        marker = published_marker_key(stream, envelope.event_id)
-        flat = chain.from_iterable(fields.items())
-        pipe.eval(_PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
+        queue_publication(pipe, stream, envelope, maxlen, once_ttl)
     replies = await pipe.execute()
     return [text(reply) if reply else None for reply in replies]
+
+
+def queue_publication(
+    pipe: Pipeline | ClusterPipeline,
+    stream: str,
+    envelope: Envelope,
+    maxlen: int | None,
+    once_ttl: int | None,
+) -> None:
+    """Add one append to ``pipe``: a capped ``XADD``, or with ``once_ttl`` the script
+    that appends once per event id (its reply is then false for an event id already there)."""
+    fields = envelope.to_fields()
+    if once_ttl is None:
+        if maxlen:
+            pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        else:
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]
+        return
+    marker = published_marker_key(stream, envelope.event_id)
+    flat = chain.from_iterable(fields.items())
+    pipe.eval(_PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
 
 
 class NotReplicated(RedisError):

@@ -14,9 +14,14 @@ a late or repeated event can only cause a re-read, never a wrong number.
 
 Reads are coalesced: events that arrive while a read runs cause one more read, and two
 reads are at least ``min_interval`` apart, so a burst of orders costs one read per
-interval per process whatever the number of pages. A subscription holds only the
-latest levels (a slot, not a queue): a slow page skips intermediate levels, it never
-makes the process buffer.
+interval per process whatever the number of pages. The followers are paced the same
+way (``min_read_interval``): a change is noticed no later than the coalesced read would
+have happened anyway, and what arrived meanwhile comes in one ``XREAD`` reply instead
+of one round trip per entry -- on ``orders-stream`` up to one per status change of
+every order: pacing took 1.4 to 4.4 ``XREAD`` replies per order off the API process
+(docs/benchmarks.md, "API CPU per order"). A subscription holds only the latest levels
+(a slot, not a queue): a slow page skips intermediate levels, it never makes the
+process buffer.
 """
 
 from __future__ import annotations
@@ -74,8 +79,11 @@ class MenuHub:
         self.min_interval = min_interval
         self.levels: StockLevels | None = None
         self.reads = 0
+        # Paced like the reads they cause: entries that arrive between two menu reads
+        # come in one XREAD reply, not one round trip each (see the module).
         self._followers: list[TopicFollower[Any]] = [
-            app.follow(declare_topic(app, stream)) for stream in (ORDERS_STREAM, MENU_STREAM)
+            app.follow(declare_topic(app, stream), min_read_interval=min_interval)
+            for stream in (ORDERS_STREAM, MENU_STREAM)
         ]
         self._subscriptions: set[StockSubscription] = set()
         self._dirty = False
