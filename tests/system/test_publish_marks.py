@@ -256,5 +256,5 @@ async def test_an_interval_of_zero_defers_nothing(store: Store) -> None:
     """The baseline: no buffer, so each publish marks its own rows at once."""
     assert published_marks_for(store, Settings(outbox_mark_interval_seconds=0)) is None
     deferred = published_marks_for(store, Settings())
-    assert deferred is not None and deferred.interval == 0.05
+    assert deferred is not None and deferred.interval == 0.25
     await deferred.close()

@@ -11,12 +11,14 @@ the background with one ``Store.mark_published(ids)`` call.
 When it writes (a flush):
 
 * ``interval`` seconds after the first id that no flush has taken yet (default
-  ``ORDERFLOW_OUTBOX_MARK_INTERVAL_SECONDS``, 50 ms): short enough that a row is
+  ``ORDERFLOW_OUTBOX_MARK_INTERVAL_SECONDS``, 250 ms): short enough that a row is
   marked long before the relay would look at it (its minimum age is 5 s, at least ten
   intervals: the settings refuse less), long enough to gather every hop of a burst into
-  one transaction (at 100 orders/s the orders worker publishes ~500 events/s: 25 per
-  flush instead of 500 transactions). At low load a flush is one id, as before, but
-  off the path;
+  one transaction (at 100 orders/s the orders worker publishes ~500 events/s: ~125 per
+  flush instead of 500 transactions). 50 ms was tried first: one order at a time
+  (`latency.py`, ~55 ms per order) that still made one mark transaction per order and
+  process, each holding SQLite's file lock 2.4-3.3 ms while the next hop's commit
+  waited for it;
 * at once when ``batch`` ids are waiting (``ORDERFLOW_OUTBOX_MARK_BATCH``): then the
   whole batches (the rest waits for the interval). No ``mark_published`` call carries
   more than ``batch`` ids;
@@ -113,7 +115,7 @@ class PublishedMarks:
         self,
         store: Store,
         *,
-        interval: float = 0.05,
+        interval: float = 0.25,
         batch: int = 1000,
         max_pending: int = 100_000,
     ) -> None:

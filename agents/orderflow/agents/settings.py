@@ -98,13 +98,15 @@ class Settings(RuntimeSettings):
     outbox_relay_min_age_seconds: float = Field(default=5.0, ge=0)
     # Deferred "published" marks (orderflow.agents.publish_marks): a process writes the
     # marks of what it published in one store transaction this long after the first
-    # one (0.05 s: one transaction per burst, long before the relay's min age, which
-    # must be at least 10x this), at once when `batch` ids wait (also the most ids per
-    # store call), and keeps at most `max_pending` ids while the store refuses writes
-    # (beyond, the oldest are dropped: the relay re-publishes them as no-ops, marks them).
+    # one (0.25 s: one transaction per burst, and at one order at a time one per ~5
+    # orders instead of one per order, each holding SQLite's file lock the next hop's
+    # commit waits for; long before the relay's min age, which must be at least 10x
+    # this), at once when `batch` ids wait (also the most ids per store call), and
+    # keeps at most `max_pending` ids while the store refuses writes (beyond, the
+    # oldest are dropped: the relay re-publishes them as no-ops, marks them).
     # An interval of 0 defers nothing: each publish marks its rows at once in a
     # transaction of its own, as before (the baseline of `latency.py --marks both`).
-    outbox_mark_interval_seconds: float = Field(default=0.05, ge=0)
+    outbox_mark_interval_seconds: float = Field(default=0.25, ge=0)
     outbox_mark_batch: int = Field(default=1000, ge=1)
     outbox_mark_max_pending: int = Field(default=100_000, ge=1)
     # Published outbox rows are kept this long (for inspection), then the relay
