@@ -10,8 +10,10 @@ How it gets into a process: it is a ``sitecustomize`` module, which the interpre
 imports at start-up from ``PYTHONPATH``. Put this directory first on ``PYTHONPATH``
 and set ``STALL_PROBE_DIR`` (not an ``ORDERFLOW_`` variable: ``benchmarks/stack.py``
 hands its processes every variable of the caller except those) and every Python
-process started from there, the stack's processes and Sanic's forked workers
-included, records:
+process started from there, the stack's processes and Sanic's worker processes
+included, records what follows. (It shadows any other ``sitecustomize``, such as
+Debian's, for those processes; and a benchmark that sets ``PYTHONPATH`` itself, like
+``post_cost.py --baseline`` for its baseline stack, leaves the probe out of them.)
 
 * ``lag``: every ~5 ms a thread schedules a callback on the process's event loop
   (``call_soon_threadsafe``) and records how long it took to run: time the loop spent
