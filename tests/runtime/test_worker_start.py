@@ -73,6 +73,14 @@ def test_worker_waits_for_redis_with_back_off_then_starts_and_stops_on_sigterm(p
             == "agent tests.runtime.fault_app.work: fault-stream -> fault-group (concurrency 3)"
             for text in banner
         ), banner
+        # Once started, start-up's objects leave the full collections (gc.freeze).
+        wait_until(
+            lambda: bool(messages(worker, "frozen out of full")) or not worker.alive(),
+            timeout=60,
+            what="the heap freeze line",
+        )
+        [frozen] = messages(worker, "start-up objects frozen out of full garbage collections")
+        assert int(frozen["message"].split(": ", 1)[1].split()[0]) > 1000, frozen
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
 

@@ -88,6 +88,13 @@ class RuntimeSettings(BaseSettings):
         default="json", description="`json` (one object a line) or `console` (for people)."
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    gc_freeze_at_start: bool = Field(
+        default=True,
+        description="true: once every App of `orderflow worker` has started, what start-up "
+        "left alive (modules, classes, settings, clients) is moved out of CPython's full "
+        "garbage collections (gc.freeze), which then walk only what was made since; "
+        "false: the collector walks everything, as Python does by default.",
+    )
     tracing: bool = Field(
         default=False,
         description="true: OpenTelemetry tracing (needs the `tracing` extra): a span per "

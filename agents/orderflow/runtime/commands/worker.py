@@ -47,9 +47,11 @@ from orderflow.runtime.logs import configure_logging
 from orderflow.runtime.settings import get_runtime_settings
 from orderflow.runtime.worker import (
     AppLoadError,
+    all_started,
     announce_when_started,
     apps_readiness,
     banner_lines,
+    freeze_startup_heap,
     load_app,
     run_apps,
     wait_for_redis,
@@ -157,6 +159,10 @@ async def run_worker(apps: list[App], stop: asyncio.Event, admin_url: str | None
     running = asyncio.ensure_future(run_apps(apps, stop))
     lines = [line for app in apps for line in banner_lines(app, app_url(app), admin_url)]
     await announce_when_started(apps, running, lines)
+    if all_started(apps) and apps[0].settings.gc_freeze_at_start:
+        frozen = freeze_startup_heap()
+        log.info("worker %s: %d start-up objects frozen out of full garbage collections",
+                 worker_name(apps), frozen)  # fmt: skip
     try:
         await running
     except (RedisError, OSError) as exc:  # a server went away while the Apps started
