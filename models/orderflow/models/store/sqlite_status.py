@@ -9,6 +9,7 @@ process moves the same order at the same time.
 from __future__ import annotations
 
 import sqlite3
+from typing import Literal
 
 from orderflow.models.documents import CANCELLED, delivery_status_rank, order_status_rank
 from orderflow.models.store import StatusChange, StatusTransition, TransitionEvents
@@ -30,18 +31,7 @@ def update_order_status(
         raise OrderNotFound(order_id)
     if rank <= order_status_rank(row["status"]):
         return StatusChange(changed=False, cancelled=row["status"] == CANCELLED)
-    queries.set_status(conn, "orders", order_id, status, at)
-    transition = StatusTransition(
-        entity_id=order_id,
-        order_id=order_id,
-        previous=row["status"],
-        status=status,
-        at=at,
-        simulate=bool(row["simulate"]),
-    )
-    outbox = list(events(transition))
-    queries.insert_outbox(conn, outbox)
-    return StatusChange(changed=True, outbox=outbox)
+    return _apply(conn, "orders", order_id, order_id, row, status, at, events)
 
 
 def update_delivery_status(
@@ -62,10 +52,25 @@ def update_delivery_status(
         raise DeliveryNotFound(delivery_id)
     if rank <= delivery_status_rank(row["status"]):
         return StatusChange(changed=False)
-    queries.set_status(conn, "deliveries", delivery_id, status, at)
+    return _apply(conn, "deliveries", delivery_id, row["order_id"], row, status, at, events)
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    table: Literal["orders", "deliveries"],
+    entity_id: str,
+    order_id: str,
+    row: sqlite3.Row,
+    status: str,
+    at: str,
+    events: TransitionEvents,
+) -> StatusChange:
+    """Write the new status of an order or a delivery (``row``: its ``status`` and the
+    order's ``simulate`` as read in this transaction) with its events in the outbox."""
+    queries.set_status(conn, table, entity_id, status, at)
     transition = StatusTransition(
-        entity_id=delivery_id,
-        order_id=row["order_id"],
+        entity_id=entity_id,
+        order_id=order_id,
         previous=row["status"],
         status=status,
         at=at,
