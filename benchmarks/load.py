@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plot", type=Path, help="draw the curve into this PNG (matplotlib)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
+    parser.add_argument(
+        "--sqlite-options",
+        default="",
+        help="query of the SQLite store URL every process gets, e.g. writer_lock=off (none)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -143,7 +148,13 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
     env = {"ORDERFLOW_BENCHMARK_NOOP_ROUTE": "true"}
-    stack = Stack(http_workers=args.workers, services=ALL_SERVICES, keep=args.keep, extra_env=env)
+    stack = Stack(
+        http_workers=args.workers,
+        services=ALL_SERVICES,
+        keep=args.keep,
+        extra_env=env,
+        sqlite_options=args.sqlite_options,
+    )
     body = json.dumps({"lines": [{"item_id": args.item, "quantity": 1}]}).encode()
     load_at_start = load_average()
     async with stack:
@@ -239,6 +250,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "post_vs_noop_client_cpu_share": client_cpu,
         "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
+        "sqlite_options": args.sqlite_options,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
     }
 

@@ -60,11 +60,15 @@ class StackError(RuntimeError):
     """The stack could not start; the message names the process and its log tail."""
 
 
-def store_url_for(kind: str, data_dir: Path, postgres: LocalPostgres | None = None) -> str:
-    """The store a benchmark uses: a fresh SQLite file, a database on the run's private
-    PostgreSQL, or the MongoDB the operator named."""
+def store_url_for(
+    kind: str, data_dir: Path, postgres: LocalPostgres | None = None, sqlite_options: str = ""
+) -> str:
+    """The store a benchmark uses: a fresh SQLite file (``sqlite_options``: its URL's query,
+    e.g. ``writer_lock=off``), a database on the run's private PostgreSQL, or the MongoDB
+    the operator named."""
     if kind == "sqlite":
-        return f"sqlite:///{data_dir / 'store.db'}"
+        query = f"?{sqlite_options}" if sqlite_options else ""
+        return f"sqlite:///{data_dir / 'store.db'}{query}"
     if kind == "postgres":
         assert postgres is not None, "the private PostgreSQL is started first"
         return postgres.create_database(PG_DATABASE)
@@ -95,6 +99,9 @@ class Stack:
     ready_timeout: float = 90.0
     keep: bool = False
     layout: Layout = "split"
+    sqlite_options: str = ""
+    """The SQLite store URL's query (``writer_lock=off``, ``group_commit=off``): a
+    baseline for a side-by-side run; every process of the stack gets the same URL."""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
@@ -158,7 +165,9 @@ class Stack:
             # In this (the main) thread: the parent-death signal is tied to the forking
             # thread, and an executor thread may end before the benchmark does.
             self.postgres = start_postgres()
-        self.store_url = store_url_for(self.store, self.data_dir, self.postgres)
+        self.store_url = store_url_for(
+            self.store, self.data_dir, self.postgres, self.sqlite_options
+        )
         self.redis = LocalRedisServer(data_dir=self.data_dir / "redis")
         await asyncio.to_thread(self.redis.start)
         log(f"valkey on {self.redis.url}; store {self.store_url}")

@@ -1,4 +1,5 @@
-"""SQLite group commit on and off, side by side: writes/s, commits/s, group size, latency.
+"""SQLite group commit and the writer lock on and off, side by side: writes/s, commits/s,
+group size, latency, lock waits.
 
 Why this exists: each ``COMMIT`` with ``synchronous=FULL`` is an fsync, and the
 pipeline's writes (15-20 per order) went through the file's one write lock one
@@ -10,7 +11,11 @@ updates (``confirmed``, ``preparing``), each followed by ``mark_published`` of
 the outbox rows it wrote -- six write transactions per order, the services'
 real event factories. ``--writers`` asyncio tasks per process do that in a loop
 for ``--seconds``; ``--processes 2`` (default) runs two OS processes on the same
-file, as the API and a worker do. Modes are interleaved (on, off, on, off...;
+file, as the API and a worker do. The modes: ``on``/``off`` is group commit on or
+off, with the cross-process writer lock (``flock`` on ``<db>-writer.lock``,
+:mod:`orderflow.models.store.sqlite_writer_lock`); ``on_nolock``/``off_nolock``
+the same without it (SQLite's sleeping busy handler between the processes,
+``?writer_lock=off``). ``--modes`` picks some. Modes are interleaved (on, off, on, off...;
 ``--rounds``), each round on a fresh file, every process of a round starting at
 the same instant; figures are the median over rounds (latency percentiles over
 every write of every round).
@@ -20,8 +25,9 @@ every write of every round).
 
 ``--json`` keys: ``settings``; ``modes`` (``on``/``off``, each with ``writes``,
 ``writes_per_s``, ``commits``, ``commits_per_s``, ``mean_group``, ``largest_group``,
-``p50_ms``, ``p99_ms``, ``errors``, ``orders``, ``orders_in_store``,
-``outbox_rows``, ``rounds``); ``speedup`` (writes/s on over off).
+``p50_ms``, ``p99_ms``, ``errors``, ``busy_retries``, ``lock_waits``, ``orders``,
+``orders_in_store``, ``outbox_rows``, ``rounds``); ``speedup`` (writes/s on over
+off) and ``lock_speedup`` (on over on_nolock), each ``null`` when a mode is missing.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ from orderflow.models.store import OutboxMessage, StatusTransition
 from orderflow.models.store.sqlite import SqliteStore
 from orderflow.runtime.envelope import Envelope
 
-MODES = ("on", "off")
+MODES = ("on", "off", "on_nolock", "off_nolock")
+"""Group commit on/off, with the writer lock; ``_nolock``: without it."""
 STATUSES = ("confirmed", "preparing")
 WRITES_PER_ORDER = 2 + 2 * len(STATUSES)
 STOCK = 1_000_000_000
@@ -109,7 +116,11 @@ async def writer(store: SqliteStore, index: int, until: float, out: dict[str, An
 
 async def child(args: argparse.Namespace) -> dict[str, Any]:
     """One process of one round: open the file, wait for the common start, write."""
-    store = await SqliteStore.open(args.db, group_commit=args.mode == "on")
+    store = await SqliteStore.open(
+        args.db,
+        group_commit=args.mode.startswith("on"),
+        writer_lock=not args.mode.endswith("_nolock"),
+    )
     try:
         out: dict[str, Any] = {"orders": 0, "errors": 0, "latencies_ms": []}
         commits, jobs = store.commits, store.jobs_committed
@@ -119,6 +130,8 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         out["commits"] = store.commits - commits
         out["jobs_committed"] = store.jobs_committed - jobs
         out["largest_group"] = store.largest_group
+        out["busy_retries"] = store.busy_retries
+        out["lock_waits"] = store.lock_waits
         return out
     finally:
         await store.close()
@@ -179,7 +192,7 @@ def one_round(mode: str, args: argparse.Namespace, folder: Path) -> dict[str, An
         ]
     finally:
         conn.close()
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-writer.lock"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     latencies = [value for out in outs for value in out["latencies_ms"]]
     return {
@@ -189,6 +202,8 @@ def one_round(mode: str, args: argparse.Namespace, folder: Path) -> dict[str, An
         "jobs_committed": sum(out["jobs_committed"] for out in outs),
         "largest_group": max(out["largest_group"] for out in outs),
         "errors": sum(out["errors"] for out in outs),
+        "busy_retries": sum(out["busy_retries"] for out in outs),
+        "lock_waits": sum(out["lock_waits"] for out in outs),
         "orders": sum(out["orders"] for out in outs),
         "orders_in_store": orders_in_store,
         "outbox_rows": outbox_rows,
@@ -213,6 +228,8 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": round(percentile(latencies, 50), 3),
         "p99_ms": round(percentile(latencies, 99), 3),
         "errors": sum(r["errors"] for r in rounds),
+        "busy_retries": sum(r["busy_retries"] for r in rounds),
+        "lock_waits": sum(r["lock_waits"] for r in rounds),
         "orders": sum(r["orders"] for r in rounds),
         "orders_in_store": sum(r["orders_in_store"] for r in rounds),
         "outbox_rows": sum(r["outbox_rows"] for r in rounds),
@@ -222,55 +239,67 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    chosen = tuple(mode for mode in MODES if mode in args.modes.split(","))
+    rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in chosen}
     with tempfile.TemporaryDirectory(prefix="store-commits-") as folder:
         for round_no in range(args.rounds):
-            for mode in MODES if round_no % 2 == 0 else MODES[::-1]:
+            for mode in chosen if round_no % 2 == 0 else chosen[::-1]:
                 result = one_round(mode, args, Path(folder))
                 rounds[mode].append(result)
                 print(
-                    f"round {round_no + 1}/{args.rounds} group_commit={mode}: "
+                    f"round {round_no + 1}/{args.rounds} mode={mode}: "
                     f"{result['writes'] / args.seconds:.0f} writes/s, "
                     f"{result['commits'] / args.seconds:.0f} commits/s",
                     file=sys.stderr,
                     flush=True,
                 )
-    modes = {mode: summary(rounds[mode]) for mode in MODES}
-    off = modes["off"]["writes_per_s"]
+    modes = {mode: summary(rounds[mode]) for mode in chosen}
     return {
         "settings": {
             key: getattr(args, key) for key in ("writers", "processes", "seconds", "rounds")
         },
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "modes": modes,
-        "speedup": round(modes["on"]["writes_per_s"] / off, 2) if off else None,
+        "speedup": ratio(modes, "on", "off"),
+        "lock_speedup": ratio(modes, "on", "on_nolock"),
     }
+
+
+def ratio(modes: dict[str, dict[str, Any]], mode: str, baseline: str) -> float | None:
+    """writes/s of ``mode`` over ``baseline``'s; ``None`` when either was not run."""
+    if mode not in modes or baseline not in modes or not modes[baseline]["writes_per_s"]:
+        return None
+    return round(modes[mode]["writes_per_s"] / modes[baseline]["writes_per_s"], 2)
 
 
 def print_results(result: dict[str, Any]) -> None:
     settings = result["settings"]
     print(
-        f"SQLite group commit, {settings['processes']} process(es) x {settings['writers']} "
-        f"writers, {settings['seconds']} s x {settings['rounds']} interleaved rounds "
+        f"SQLite group commit / writer lock, {settings['processes']} process(es) x "
+        f"{settings['writers']} writers, {settings['seconds']} s x {settings['rounds']} "
+        f"interleaved rounds "
         f"(load average {' '.join(str(v) for v in result['load_average'])})"
     )
     columns = ("writes_per_s", "commits_per_s", "mean_group", "largest_group", "p50_ms", "p99_ms")
-    header = ("group_commit", *columns, "errors")
+    counts = ("errors", "busy_retries", "lock_waits")
+    header = ("mode", *columns, *counts)
     rows = [
-        (mode, *(str(figures[key]) for key in columns), str(figures["errors"]))
+        (mode, *(str(figures[key]) for key in (*columns, *counts)))
         for mode, figures in result["modes"].items()
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
     print(f"speedup (writes/s on / off): {result['speedup']}")
+    print(f"lock speedup (writes/s on / on_nolock): {result['lock_speedup']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=(
-            "SQLite store writes with group commit on and off, interleaved in one run: "
-            "writes/s, commits/s, mean group size, p50/p99 write latency. Progress on "
+            "SQLite store writes with group commit and the writer lock on and off, "
+            "interleaved in one run: writes/s, commits/s, mean group size, p50/p99 write "
+            "latency, busy retries, lock waits. Progress on "
             "stderr, a table (or --json) on stdout."
         )
     )
@@ -278,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each round (5)")
     parser.add_argument("--processes", type=int, default=2, help="processes on one file (2)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per mode, interleaved (2)")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {','.join(MODES)} (all)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -291,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(asyncio.run(child(args))))
         return 0
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        print(f"store_commits.py: unknown --modes {','.join(sorted(unknown))} ({','.join(MODES)})")
+        return 2
     if args.writers < 1 or args.processes < 1 or args.rounds < 1 or args.seconds <= 0:
         print("store_commits.py: --writers, --processes, --rounds and --seconds must be positive")
         return 2

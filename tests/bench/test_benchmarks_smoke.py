@@ -24,9 +24,10 @@ asserted are the counts, which must hold on any machine:
   answer for the steps it printed;
 * fanout: every reader received every change (``received_all``), and the counts of
   readers, changes and messages agree;
-* store_commits: in both modes every write committed exactly once (the store's
-  counters, the orders and outbox rows in the file), none failed, and with group
-  commit off every write had a commit of its own;
+* store_commits: in every mode (group commit on/off, with and without the writer
+  lock) every write committed exactly once (the store's counters, the orders and
+  outbox rows in the file), none failed, and with group commit off every write
+  had a commit of its own;
 * ``--store mongodb`` without ``ORDERFLOW_MONGO_URL`` fails with a message naming it.
 """
 
@@ -438,11 +439,11 @@ def test_fanout_reaches_every_reader() -> None:
     assert isinstance(result["rss_per_client_kb"], float)
 
 
-def test_store_commits_count_every_write_once_in_both_modes() -> None:
-    """Tiny: 2 processes x 3 writers, 1 s per mode, on and off interleaved."""
+def test_store_commits_count_every_write_once_in_every_mode() -> None:
+    """Tiny: 2 processes x 3 writers, 1 s per mode, the four modes interleaved."""
     result = run_benchmark("store_commits.py", "--writers", "3", "--seconds", "1", "--rounds", "1")
-    assert set(result) >= {"settings", "load_average", "modes", "speedup"}
-    assert set(result["modes"]) == {"on", "off"}
+    assert set(result) >= {"settings", "load_average", "modes", "speedup", "lock_speedup"}
+    assert set(result["modes"]) == {"on", "off", "on_nolock", "off_nolock"}
     for mode, figures in result["modes"].items():
         assert figures["errors"] == 0, mode
         assert figures["orders"] > 0, mode
@@ -452,7 +453,10 @@ def test_store_commits_count_every_write_once_in_both_modes() -> None:
         assert figures["outbox_rows"] == 4 * figures["orders"], mode
         assert figures["outbox_pending"] == 0, mode
         assert 1 <= figures["largest_group"] <= 64, mode
-    off = result["modes"]["off"]
-    assert off["commits"] == off["writes"] and off["largest_group"] == 1
-    on = result["modes"]["on"]
-    assert on["commits"] <= on["writes"]
+    for mode in ("off", "off_nolock"):
+        off = result["modes"][mode]
+        assert off["commits"] == off["writes"] and off["largest_group"] == 1, mode
+    for mode in ("on", "on_nolock"):
+        on = result["modes"][mode]
+        assert on["commits"] <= on["writes"], mode
+    assert result["modes"]["on_nolock"]["lock_waits"] == 0  # no lock, no wait for it

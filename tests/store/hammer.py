@@ -1,11 +1,14 @@
 """One buyer process for the multi-process oversell tests (run as a script).
 
-Usage: python -m tests.store.hammer STORE BUYERS
+Usage: python -m tests.store.hammer STORE BUYERS [BUSY_TIMEOUT]
 
 STORE is a SQLite file path or a store URL (``postgresql://...``). Opens the
 store, prints "ready", waits for a line on stdin (so every process starts
 buying at the same moment), fires BUYERS concurrent orders of one "pizza" +
-one "cola", then prints one JSON line with the outcome counts.
+one "cola", then prints one JSON line with the outcome counts (and, for a
+SQLite file, its ``busy_retries`` and ``lock_waits``). BUSY_TIMEOUT (seconds,
+SQLite file paths only) shortens SQLite's own wait for its file lock, so that a
+file found locked shows up in ``busy_retries`` at once.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ from orderflow.models.store.sqlite import SqliteStore
 from tests.store.factories import order_events
 
 
-async def main(target: str, buyers: int) -> None:
-    store: Store = await (open_store(target) if "://" in target else SqliteStore.open(target))
+async def main(target: str, buyers: int, busy_timeout: float | None = None) -> None:
+    store: Store
+    if "://" in target:
+        store = await open_store(target)
+    elif busy_timeout is not None:
+        store = await SqliteStore.open(target, busy_timeout=busy_timeout)
+    else:
+        store = await SqliteStore.open(target)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # the start signal
     lines = [
@@ -38,6 +47,7 @@ async def main(target: str, buyers: int) -> None:
         return_exceptions=True,
     )
     await store.close()
+    sqlite = store if isinstance(store, SqliteStore) else None
     errors = [
         f"{type(o).__name__}: {o}"
         for o in outcomes
@@ -49,6 +59,8 @@ async def main(target: str, buyers: int) -> None:
                 "succeeded": sum(isinstance(o, PlaceOrderResult) for o in outcomes),
                 "out_of_stock": sum(isinstance(o, OutOfStock) for o in outcomes),
                 "errors": errors,
+                "busy_retries": sqlite.busy_retries if sqlite else 0,
+                "lock_waits": sqlite.lock_waits if sqlite else 0,
             }
         ),
         flush=True,
@@ -58,7 +70,9 @@ async def main(target: str, buyers: int) -> None:
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def hammer_processes(target: str, processes: int, buyers: int) -> list[dict[str, Any]]:
+async def hammer_processes(
+    target: str, processes: int, buyers: int, busy_timeout: float | None = None
+) -> list[dict[str, Any]]:
     """Run ``processes`` buyer processes on ``target``, release them at once; their outcomes.
 
     Each process must exit 0; what it printed is returned (``succeeded``,
@@ -71,6 +85,7 @@ async def hammer_processes(target: str, processes: int, buyers: int) -> list[dic
             "tests.store.hammer",
             target,
             str(buyers),
+            *([] if busy_timeout is None else [str(busy_timeout)]),
             cwd=REPO,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -95,4 +110,5 @@ async def hammer_processes(target: str, processes: int, buyers: int) -> list[dic
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    timeout = float(sys.argv[3]) if len(sys.argv) > 3 else None
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), timeout))

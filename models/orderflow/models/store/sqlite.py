@@ -23,13 +23,17 @@ Concurrency model, and why (the threads and the deadline are in
   writes to come, so at low load a group is one write. ``group_commit=False``
   (``sqlite:///path.db?group_commit=off``) gives each write its own transaction;
   ``commits``, ``jobs_committed`` and ``largest_group`` count what happened.
-* **Across processes** (several API workers on the same file) writers are
+* **Across processes** (the API and the workers on the same file) writers are
   serialised by ``BEGIN IMMEDIATE``: the write lock is taken before anything is
   read, so a check-then-decrement of stock can never interleave with another
   process's, and no deferred-transaction upgrade deadlock (``SQLITE_BUSY`` that
-  the busy handler cannot resolve) can happen. The connection waits for the
-  lock (busy timeout), and a ``database is locked`` that still comes back is
-  retried with back-off -- it never reaches callers.
+  the busy handler cannot resolve) can happen. Before it each writer thread
+  takes a ``flock`` on ``<db>-writer.lock`` for the group, which wakes the next
+  process at once where SQLite's busy handler sleeps up to 100 ms between polls
+  (:mod:`~orderflow.models.store.sqlite_writer_lock`; ``?writer_lock=off``).
+  Writers without it (the ``sqlite3`` CLI, an older release) still meet the
+  busy timeout, and a ``database is locked`` that still comes back is retried
+  with back-off -- it never reaches callers.
 * **Every operation has a deadline** (the caller's, see
   :mod:`orderflow.models.store.deadline`, or ``deadline`` seconds from the
   call). Lock waits take only what is left of it; past it the caller gets
@@ -85,8 +89,10 @@ from orderflow.models.store.sqlite_schema import (
     create_schema,
     group_commit_from_url,
     sqlite_path_from_url,
+    writer_lock_from_url,
 )
 from orderflow.models.store.sqlite_threads import Job, StoreThreads, retry_busy, transaction
+from orderflow.models.store.sqlite_writer_lock import WriterFileLock, writer_lock_supported
 
 T = TypeVar("T")
 
@@ -105,6 +111,7 @@ class SqliteStore:
         readers: int = 2,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         group_commit: bool = True,
+        writer_lock: bool = True,
     ) -> None:
         self.path = str(path)
         if self.path == ":memory:" or self.path.startswith("file::memory:"):
@@ -122,6 +129,9 @@ class SqliteStore:
         ``sqlite:///path.db?group_commit=off`` turns it off from a store URL."""
         self.busy_retries = 0
         """How often the file was still locked after the busy timeout (then retried)."""
+        self._writer_lock = (
+            WriterFileLock(self.path) if writer_lock and writer_lock_supported() else None
+        )
         self._threads = StoreThreads(
             self.path,
             connect_writer=self._connect_writer,
@@ -130,15 +140,20 @@ class SqliteStore:
             busy_timeout=busy_timeout,
             on_busy=self._busy,
             group_commit=group_commit,
+            writer_lock=self._writer_lock,
         )
 
     # ----------------------------------------------------------------- opening
 
     @classmethod
     async def open_url(cls, url: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> SqliteStore:
-        """Open ``sqlite:///path.db``; ``?group_commit=off`` turns group commit off."""
+        """Open ``sqlite:///path.db``; ``?group_commit=off`` turns group commit off,
+        ``?writer_lock=off`` the cross-process writer lock."""
         return await cls.open(
-            sqlite_path_from_url(url), deadline=deadline, group_commit=group_commit_from_url(url)
+            sqlite_path_from_url(url),
+            deadline=deadline,
+            group_commit=group_commit_from_url(url),
+            writer_lock=writer_lock_from_url(url),
         )
 
     @classmethod
@@ -151,6 +166,7 @@ class SqliteStore:
         readers: int = 2,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         group_commit: bool = True,
+        writer_lock: bool = True,
     ) -> SqliteStore:
         """Create the parent directory and the schema (idempotent, safe across processes)."""
         store = cls(
@@ -160,6 +176,7 @@ class SqliteStore:
             readers=readers,
             synchronous=synchronous,
             group_commit=group_commit,
+            writer_lock=writer_lock,
         )
         Path(store.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -222,6 +239,16 @@ class SqliteStore:
     def largest_group(self) -> int:
         """Most writes one ``COMMIT`` kept."""
         return self._threads.writer.largest_group
+
+    @property
+    def writer_lock(self) -> bool:
+        """Whether writes take the cross-process writer lock (off by option, or no ``fcntl``)."""
+        return self._writer_lock is not None
+
+    @property
+    def lock_waits(self) -> int:
+        """Groups whose writer found the writer lock held by another process and waited."""
+        return self._writer_lock.waits if self._writer_lock is not None else 0
 
     def _busy(self) -> None:
         self.busy_retries += 1

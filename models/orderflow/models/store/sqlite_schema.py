@@ -122,16 +122,32 @@ def sqlite_path_from_url(url: str) -> str:
 GROUP_COMMIT_OPTION = "group_commit"
 """The store URL's query option for group commit: ``on`` (default) or ``off``."""
 
+WRITER_LOCK_OPTION = "writer_lock"
+"""The store URL's query option for the cross-process writer lock (``flock`` on
+``<db>-writer.lock``): ``on`` (default) or ``off``."""
+
+
+def _switch_from_url(url: str, option: str) -> bool:
+    values = parse_qs(urlsplit(url).query).get(option, ["on"])
+    value = values[-1].lower()
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{option} must be on or off, got {value!r} in {url!r}")
+    return value in ("on", "true", "1")
+
 
 def group_commit_from_url(url: str) -> bool:
     """``sqlite:///x.db?group_commit=off`` -> ``False``. An option in the URL rather than a
     setting of its own: the store URL is already what every process is given
     (``ORDERFLOW_STORE_URL``), so the escape hatch reaches them all with no new wiring."""
-    values = parse_qs(urlsplit(url).query).get(GROUP_COMMIT_OPTION, ["on"])
-    value = values[-1].lower()
-    if value not in ("on", "off", "true", "false", "1", "0"):
-        raise ValueError(f"{GROUP_COMMIT_OPTION} must be on or off, got {value!r} in {url!r}")
-    return value in ("on", "true", "1")
+    return _switch_from_url(url, GROUP_COMMIT_OPTION)
+
+
+def writer_lock_from_url(url: str) -> bool:
+    """``sqlite:///x.db?writer_lock=off`` -> ``False`` (in the URL for the same reason as
+    ``group_commit``). Every process writing a file should agree: one without the lock
+    is still safe (SQLite's own lock serialises it) but is served by the sleeping busy
+    handler, and so are the others while it holds the file."""
+    return _switch_from_url(url, WRITER_LOCK_OPTION)
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

@@ -13,7 +13,10 @@ module owns (never the loop's shared default executor):
   ``synchronous=FULL`` each ``COMMIT`` is an fsync, and the fsync, not the work,
   capped the pipeline. It never waits for more writes, so at low load a group is
   one write and no latency is added. ``group_commit=False`` gives every write a
-  transaction of its own, as before.
+  transaction of its own, as before. Between processes, each batch runs under a
+  ``flock`` on ``<db>-writer.lock`` (:mod:`~orderflow.models.store.sqlite_writer_lock`):
+  the kernel wakes the next process's writer as soon as one releases it, where
+  SQLite's busy handler would sleep through releases.
 * **a few reader threads, one connection each** run the reads. In WAL mode a
   reader never waits for a writer, so a write stuck on the file lock (another
   process holding it) must not hold reads up behind it in the same queue.
@@ -67,6 +70,7 @@ from orderflow.models.store.sqlite_job import (
     transaction,
 )
 from orderflow.models.store.sqlite_writer import MAX_GROUP, WriterThread
+from orderflow.models.store.sqlite_writer_lock import WriterFileLock
 
 T = TypeVar("T")
 
@@ -103,13 +107,18 @@ class StoreThreads:
         busy_timeout: float = 30.0,
         on_busy: Callable[[], None] = lambda: None,
         group_commit: bool = True,
+        writer_lock: WriterFileLock | None = None,
     ) -> None:
         if readers < 1:
             raise ValueError("a sqlite store needs at least one reader thread")
         self.path = path
         self._connect_reader = connect_reader
         self.writer = WriterThread(
-            connect_writer, busy_timeout=busy_timeout, on_busy=on_busy, group_commit=group_commit
+            connect_writer,
+            busy_timeout=busy_timeout,
+            on_busy=on_busy,
+            group_commit=group_commit,
+            writer_lock=writer_lock,
         )
         """The writer thread; its counters (``commits``, ``jobs_committed``,
         ``largest_group``) say how well writes were grouped."""

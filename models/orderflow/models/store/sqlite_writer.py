@@ -16,6 +16,13 @@ Three kinds of request share the queue, in order:
 
 A group never reaches past a request that is not groupable, so the order in
 which writes were asked for is the order in which they run.
+
+Between processes, each batch (a group, a write alone, the connection's setup
+with its schema) runs under the cross-process writer lock
+(:mod:`~orderflow.models.store.sqlite_writer_lock`) when there is one: the
+thread waits for work, takes the lock, *then* takes the batch -- so the writes
+that queued while it waited for another process join the group -- and releases
+the lock after the batch's ``COMMIT``/``ROLLBACK``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from prometheus_client import Histogram
 from orderflow.models.store.errors import StoreUnavailable
 from orderflow.models.store.sqlite_group import WriteRequest, commit_group
 from orderflow.models.store.sqlite_job import Job, transaction
+from orderflow.models.store.sqlite_writer_lock import WriterFileLock
 
 MAX_GROUP = 64
 """Most jobs in one group commit. Past a few dozen the fsync (~1.3 ms here) is already
@@ -63,6 +71,7 @@ class WriterThread:
         busy_timeout: float,
         on_busy: Callable[[], None],
         group_commit: bool,
+        writer_lock: WriterFileLock | None = None,
         max_group: int = MAX_GROUP,
     ) -> None:
         if max_group < 1:
@@ -72,6 +81,8 @@ class WriterThread:
         self._busy_timeout = busy_timeout
         self._on_busy = on_busy
         self._max_group = max_group
+        self.writer_lock = writer_lock
+        """The cross-process lock each batch runs under; ``None``: SQLite's busy handler only."""
         self._queue: collections.deque[WriteRequest] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
@@ -110,14 +121,17 @@ class WriterThread:
 
     # --- the thread
 
-    def _next_batch(self) -> list[WriteRequest] | None:
-        """The next request, and every groupable one queued right behind it; ``None``
-        once closing with nothing left."""
+    def _wait_for_work(self) -> bool:
+        """Block until a request is queued; ``False`` once closing with nothing left."""
         with self._wake:
             while not self._queue and not self._closing:
                 self._wake.wait()
-            if not self._queue:
-                return None
+            return bool(self._queue)
+
+    def _next_batch(self) -> list[WriteRequest]:
+        """The next request, and every groupable one queued right behind it (the queue is
+        not empty: only this thread takes from it, after :meth:`_wait_for_work`)."""
+        with self._wake:
             batch = [self._queue.popleft()]
             if batch[0].groupable:
                 while self._queue and self._queue[0].groupable and len(batch) < self._max_group:
@@ -126,16 +140,34 @@ class WriterThread:
 
     def _serve(self) -> None:
         try:
-            while (batch := self._next_batch()) is not None:
+            while self._wait_for_work():
+                if self.writer_lock is None:
+                    self._run_batch(self._next_batch())
+                    continue
                 try:
-                    self._run(batch)
-                except Exception as exc:  # never lose the thread: answer, and go on
-                    for request in batch:
-                        request.settle(error=exc)
+                    self.writer_lock.acquire()
+                except OSError as exc:  # the lock file cannot be opened: nor could the -wal
+                    failure = StoreUnavailable(f"writer lock {self.writer_lock.path}: {exc}")
+                    for request in self._next_batch():
+                        request.settle(error=failure)
+                    continue
+                try:
+                    self._run_batch(self._next_batch())
+                finally:
+                    self.writer_lock.release()
         finally:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self.writer_lock is not None:
+                self.writer_lock.close()
+
+    def _run_batch(self, batch: list[WriteRequest]) -> None:
+        try:
+            self._run(batch)
+        except Exception as exc:  # never lose the thread: answer, and go on
+            for request in batch:
+                request.settle(error=exc)
 
     def _run(self, batch: list[WriteRequest]) -> None:
         live = [request for request in batch if not request.job.abandoned]
