@@ -9,6 +9,10 @@ What these tests prove:
   in stream order, and only the subscribers of that order;
 * entries written together to both streams are handed out in entry-time order,
   whichever follower wakes up first;
+* on one server the hub reads both streams with one ordered reader and hands updates
+  out without a window; updates of an order and its delivery written one after the
+  other arrive in exactly that order (on a cluster: windowed, same sequence);
+* with partitioned topics every update of every partition arrives;
 * entries that are not tracking events, or not decodable, are skipped without
   stopping the loop;
 * after the Redis server restarts, the followers reconnect and resume from their
@@ -18,6 +22,7 @@ What these tests prove:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,11 +30,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from orderflow.agents.settings import Settings
 from orderflow.models.documents import utc_now
 from orderflow.models.events import DeliveryStatusUpdated, OrderSimulate, OrderStatusUpdated
 from orderflow.runtime import App
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.localserver import LocalRedisServer
+from orderflow.runtime.partitions import partition_of
+from orderflow.runtime.pytest_plugin import cluster_mode
 from orderflow.runtime.records import Record
 from orderflow.web.fanout import (
     TRACKED_STREAMS,
@@ -43,9 +51,16 @@ from orderflow.web.fanout import (
 GUARD = 15.0  # seconds; a guard against hanging, not a latency assertion
 
 
-async def publish(redis: aioredis.Redis, stream: str, value: Record) -> None:
+async def publish(redis: aioredis.Redis, stream: str, value: Record, entry_id: str = "*") -> None:
     fields: Any = Envelope.new(value, source="test-fanout").to_fields()
-    await redis.xadd(stream, fields)
+    await redis.xadd(stream, fields, id=entry_id)
+
+
+async def future_ms(redis: aioredis.Redis) -> int:
+    """A millisecond 1 s ahead of the server's clock: explicit ids from there on are
+    one per millisecond, since ids of two streams are ordered by their time part only
+    (within one millisecond nothing tells which of two streams' entries came first)."""
+    return int((await redis.time())[0]) * 1000 + 1000
 
 
 async def take(subscription: Subscription, count: int) -> list[Update]:
@@ -140,6 +155,72 @@ async def test_entries_written_together_to_both_streams_are_handed_out_in_time_o
     expected = (DeliveryUpdate, OrderUpdate) if older == "deliveries-stream" else (
         OrderUpdate, DeliveryUpdate)  # fmt: skip
     assert (type(first), type(second)) == expected
+
+
+def alternating_updates(order_id: str, count: int) -> list[tuple[str, Record]]:
+    """``count`` updates of one order, alternately of the order and of its delivery."""
+    delivery_id = uuid.uuid4().hex
+    updates: list[tuple[str, Record]] = []
+    for n in range(count):
+        at = f"{utc_now()}#{n}"
+        if n % 2:
+            updates.append(("deliveries-stream", DeliveryStatusUpdated(
+                delivery_id=delivery_id, order_id=order_id, status="on_the_way", at=at,
+                previous="waiting")))  # fmt: skip
+        else:
+            updates.append(("orders-stream", OrderStatusUpdated(
+                order_id=order_id, status="preparing", at=at, previous="confirmed")))  # fmt: skip
+    return updates
+
+
+def at_of(value: Record) -> str:
+    assert isinstance(value, OrderStatusUpdated | DeliveryStatusUpdated)
+    return value.at
+
+
+async def test_updates_of_an_order_and_its_delivery_arrive_in_the_order_written(
+    hub: TrackingHub, redis_client: aioredis.Redis
+) -> None:
+    assert hub.windowed is cluster_mode()  # one ordered reader unless on a cluster
+    order_id = uuid.uuid4().hex
+    written = alternating_updates(order_id, 40)
+    base = await future_ms(redis_client)
+    with hub.subscribe(order_id) as subscription:
+        for n, (stream, value) in enumerate(written):  # one after the other
+            await publish(redis_client, stream, value, f"{base + n}-0")
+        updates = await take(subscription, len(written))
+        assert subscription.queue.empty()
+    assert [u.at for u in updates] == [at_of(v) for _, v in written]
+
+
+async def test_with_partitions_every_update_arrives(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    partitions = 3
+    app = App("test-gateway-p", broker=redis_url, block_ms=200,
+              settings=Settings(redis_url=redis_url, topic_partitions=partitions))  # fmt: skip
+    hub = TrackingHub(app)
+    hub.start()
+    order_ids = [uuid.uuid4().hex for _ in range(12)]
+    try:
+        assert await hub.wait_ready(GUARD)
+        with contextlib.ExitStack() as subscribed:
+            subscriptions = [subscribed.enter_context(hub.subscribe(i)) for i in order_ids]
+            base = await future_ms(redis_client)
+            for k, order_id in enumerate(order_ids):
+                for n, (stream, value) in enumerate(alternating_updates(order_id, 4)):
+                    partition = partition_of(order_id, partitions)
+                    entry_id = f"{base + 4 * k + n}-0"
+                    await publish(redis_client, f"{stream}.p{partition}", value, entry_id)
+            received = [await take(subscription, 4) for subscription in subscriptions]
+            assert all(subscription.queue.empty() for subscription in subscriptions)
+    finally:
+        await hub.stop()
+        await app.stop()
+    assert len({partition_of(i, partitions) for i in order_ids}) == partitions
+    for order_id, updates in zip(order_ids, received, strict=True):
+        assert [type(u) for u in updates] == [OrderUpdate, DeliveryUpdate] * 2
+        assert all(u.order_id == order_id for u in updates)
 
 
 async def test_foreign_and_broken_entries_are_skipped(

@@ -25,6 +25,7 @@ from orderflow.runtime.context import correlation, current_correlation_id
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.event import Event
 from orderflow.runtime.follow import Follower
+from orderflow.runtime.follow_multi import MultiFollower
 from orderflow.runtime.follow_partitions import PartitionedFollower, TopicFollower
 from orderflow.runtime.publish import NotReplicated, publish_envelope
 from orderflow.runtime.records import DecodeError, Record, registry
@@ -40,6 +41,7 @@ __all__ = [
     "Envelope",
     "Event",
     "Follower",
+    "MultiFollower",
     "NotReplicated",
     "PartitionedFollower",
     "Record",

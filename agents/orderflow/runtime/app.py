@@ -20,9 +20,10 @@ from redis.asyncio import Redis
 
 from orderflow.runtime import lag
 from orderflow.runtime.agent import Agent, AgentFun
-from orderflow.runtime.connection import connect_redis, default_consumer_name
+from orderflow.runtime.connection import connect_redis, default_consumer_name, is_cluster_url
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.follow import Follower
+from orderflow.runtime.follow_multi import MultiFollower
 from orderflow.runtime.follow_partitions import PartitionedFollower, TopicFollower
 from orderflow.runtime.hooks import Hooks
 from orderflow.runtime.publish_batch import PublishBatcher
@@ -230,6 +231,20 @@ class App(Hooks):
         follower = PartitionedFollower if topic.partitions > 1 else Follower
         return follower(topic, start=start, read_count=self.read_count, block_ms=self.block_ms,
                         min_read_interval=min_read_interval)  # fmt: skip
+
+    def follow_many(self, topics: Sequence[Topic[Any]], *, start: str = "$") -> MultiFollower:
+        """One group-less reader of every stream (and partition) of ``topics`` that yields
+        their entries in the order the server appended them, with no wait: one ``XREAD``
+        over all of them (:mod:`orderflow.runtime.follow_multi`). Single Redis server
+        only (raises ``ValueError`` for a ``redis+cluster://`` app: use :meth:`follow`
+        per topic there)."""
+        if is_cluster_url(self.url):
+            raise ValueError(
+                "follow_many reads all streams with one XREAD: not on Redis Cluster "
+                "(streams on different slots); follow each topic with app.follow()"
+            )
+        return MultiFollower(topics, start=start, read_count=self.read_count,
+                             block_ms=self.block_ms)  # fmt: skip
 
     def timer(
         self, seconds: float, *, run_at_start: bool = False, name: str | None = None

@@ -8,15 +8,23 @@ happened to read. Here every gateway process follows ``orders-stream`` and
 cursor and connection, reconnects with back-off) and forwards each update to the
 sockets of this process that track that order.
 
-One follower task per stream and process, whatever the number of sockets: a socket
-only owns an in-memory queue (:class:`Subscription`), so 10,000 open sockets cost
-10,000 queues and still two Redis reads. One follower per stream, not one read of
-both, because Redis Cluster keeps the two streams on different slots.
+One reader per process, whatever the number of sockets: a socket only owns an
+in-memory queue (:class:`Subscription`), so 10,000 open sockets cost 10,000 queues and
+still one Redis read at a time.
 
-Updates are held for ``reorder_window`` seconds (5 ms) before they are handed out,
-and what arrived together from both streams goes out in entry-time order: the two
-followers wake up separately, so without it an order's update could overtake the
-delivery update written just before it.
+Order across the two streams (a client must see an order's and its delivery's updates in
+publication order):
+
+- single Redis server: ONE :class:`~orderflow.runtime.MultiFollower`
+  (``app.follow_many``) reads both streams, and all their partitions, with one
+  ``XREAD``; one reply holds everything appended up to that moment, sorted by entry
+  time, and is handed out at once. No wait is added to any update.
+- Redis Cluster: the streams live on different slots, so one ``XREAD`` over both fails
+  (``CROSSSLOT``), and on different masters, whose clocks give ids that cannot be
+  compared to the millisecond. There one follower per stream runs, and updates are held
+  ``reorder_window`` seconds (5 ms) before they are handed out in entry-time order: the
+  two followers wake up separately, so without it an order's update could overtake the
+  delivery update written just before it.
 """
 
 from __future__ import annotations
@@ -36,12 +44,13 @@ from orderflow.models.events import (
     OrderCreated,
     OrderStatusUpdated,
 )
-from orderflow.runtime import App, Record, TopicFollower
+from orderflow.runtime import App, MultiFollower, Record, TopicFollower
+from orderflow.runtime.connection import is_cluster_url
 
 log = logging.getLogger(__name__)
 
 TRACKED_STREAMS: tuple[str, ...] = (ORDERS_STREAM, DELIVERIES_STREAM)
-REORDER_WINDOW = 0.005  # seconds an update waits, so an older one of the other stream can pass
+REORDER_WINDOW = 0.005  # cluster only: seconds an update waits, so an older one can pass
 
 U = TypeVar("U")
 
@@ -143,9 +152,13 @@ class TrackingHub:
         self.app = app
         self.queue_limit = queue_limit
         self.reorder_window = reorder_window
-        self._followers: list[TopicFollower[Any]] = [
-            app.follow(declare_topic(app, stream)) for stream in streams
-        ]
+        topics = [declare_topic(app, stream) for stream in streams]
+        # One ordered read of every stream where the server allows it (see the module).
+        self.windowed = is_cluster_url(app.url)
+        self._followers: list[TopicFollower[Any] | MultiFollower] = (
+            [app.follow(topic) for topic in topics] if self.windowed
+            else [app.follow_many(topics)]
+        )  # fmt: skip
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._held: list[tuple[bytes, Update]] = []
         self._flush_at: asyncio.TimerHandle | None = None
@@ -193,7 +206,7 @@ class TrackingHub:
         return await followers_ready(self._followers, within)
 
     def start(self) -> None:
-        """Start one task per followed stream (it resolves its cursor, then reads)."""
+        """Start one task per follower (it resolves its cursors, then reads)."""
         if self._stopped:
             raise RuntimeError("a stopped TrackingHub cannot be started again")
         if not self._tasks:
@@ -230,11 +243,15 @@ class TrackingHub:
 
     # -- reading -------------------------------------------------------------
 
-    async def _follow(self, follower: TopicFollower[Any]) -> None:
+    async def _follow(self, follower: TopicFollower[Any] | MultiFollower) -> None:
+        """Hand each update out as it comes (one ordered reader), or hold it (cluster)."""
         async for event in follower:  # never raises: the follower reconnects by itself
             update = update_from(event.value)
             if update is not None:
-                self._hold(event.entry_id, update)
+                if self.windowed:
+                    self._hold(event.entry_id, update)
+                else:
+                    self.dispatch(update)
 
     def _hold(self, entry_id: bytes, update: Update) -> None:
         """Queue ``update``; the first one held schedules the hand-out (see the module)."""
@@ -250,7 +267,9 @@ class TrackingHub:
             self.dispatch(update)
 
 
-async def followers_ready(followers: Iterable[TopicFollower[Any]], within: float) -> bool:
+async def followers_ready(
+    followers: Iterable[TopicFollower[Any] | MultiFollower], within: float
+) -> bool:
     """Wait up to ``within`` seconds in all for every follower's cursor; False if not."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within

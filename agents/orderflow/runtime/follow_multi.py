@@ -1,0 +1,284 @@
+"""Group-less reading of several streams in entry-time order: ``app.follow_many(topics)``.
+
+Why: a fan-out that follows two streams with two :class:`~orderflow.runtime.follow.Follower`
+objects gets their entries from two separate wake-ups, so an entry of one stream can be
+handed out before an older entry of the other stream that is still on its way. The
+tracking gateway used to hold every update a fixed 5 ms to let the older one pass.
+
+On ONE Redis server no wait is needed: one ``XREAD BLOCK ... STREAMS a b ...`` over all
+the streams (every partition of every topic) is executed atomically, so its reply carries
+everything appended to any of them up to that moment, and whatever is appended later gets
+a later id from the same server clock and comes in a later reply. Sorting each reply by
+the time part of the entry ids therefore hands entries out in the server's append order
+(within one millisecond the per-stream order is kept: ids of different streams carry no
+order inside one millisecond).
+
+``COUNT`` applies per stream: a stream that filled its ``COUNT`` may have older unread
+entries than what another stream returned. So each reply is cut at the earliest last
+entry time among the streams that returned ``COUNT`` entries; entries after the cut are
+not handed out and their streams' cursors stay before them, so the next read returns them
+again (nothing skipped, nothing twice).
+
+Not for Redis Cluster: the streams live on different slots (an ``XREAD`` naming them
+fails with ``CROSSSLOT``) and on different servers whose clocks are not comparable;
+:meth:`App.follow_many <orderflow.runtime.App.follow_many>` refuses a ``redis+cluster://``
+app (and a private connection to a cluster without a key fails on every read). Use one
+:meth:`App.follow <orderflow.runtime.App.follow>` per topic there.
+
+The rest is :class:`~orderflow.runtime.follow.Follower`'s: ``start="$"`` resolved once per
+stream at the first read, a private connection, reconnect back-off, invalid entries
+skipped and logged, never raises, ``stop()`` ends a read in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
+
+from orderflow.runtime.batch import Batch
+from orderflow.runtime.decoding import EntryDecoder
+from orderflow.runtime.event import Event
+from orderflow.runtime.follow import LAST_ENTRY, START_OF_STREAM, StopSignal
+from orderflow.runtime.recovery import CONNECTION_ERRORS
+from orderflow.runtime.retry import RetryPolicy, reconnect_delays
+from orderflow.runtime.topic import Topic
+from orderflow.runtime.wire import PrivateConnection, pack, text
+
+log = logging.getLogger("orderflow.follow")
+
+
+def entry_ms(entry_id: bytes) -> int:
+    """The server-clock milliseconds an entry id starts with."""
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def streams_of(reply: Any) -> list[tuple[bytes, list[Any]]]:
+    """``(stream, entries)`` pairs of a multi-stream ``XREAD`` reply (RESP2 list of
+    ``[stream, entries]`` or RESP3 map); ``[]`` for a nil (timed-out) reply."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [(bytes(name), entries or []) for name, entries in reply.items()]
+    return [(bytes(name), entries or []) for name, entries in reply]
+
+
+def in_append_order(
+    replies: list[tuple[bytes, list[Any]]], count: int
+) -> tuple[list[tuple[bytes, Any]], dict[bytes, bytes]]:
+    """The entries of one reply that can be handed out now, in entry-time order, and the
+    cursor each stream moves to (see the module docstring for the cut).
+
+    Returns ``([(stream, entry), ...], {stream: last id handed out})``; a stream with
+    nothing handed out is absent from the cursors."""
+    full = [entries[-1][0] for _, entries in replies if len(entries) >= count]
+    cut = min((entry_ms(last) for last in full), default=None)
+    merged: list[tuple[int, int, bytes, Any]] = []
+    position = 0
+    for stream, entries in replies:
+        for entry in entries:
+            ms = entry_ms(entry[0])
+            if cut is not None and ms > cut:
+                break  # later ones of this stream are later still
+            merged.append((ms, position, stream, entry))
+            position += 1
+    merged.sort(key=lambda item: (item[0], item[1]))
+    cursors = {stream: entry[0] for _, _, stream, entry in merged}  # last one per stream
+    return [(stream, entry) for _, _, stream, entry in merged], cursors
+
+
+class MultiFollower:
+    """``async for event in follower``: every entry of every stream of ``topics`` after
+    ``start``, in the order the server appended them (see the module docstring).
+
+    The surface of :class:`~orderflow.runtime.follow.Follower` (``ready``,
+    ``wait_ready``, ``stop``, ``aclose``, ``reads``, ``reconnects``). ``event.value``
+    is decoded with the types of the topic the entry's stream belongs to. Iterate it
+    from one task. Build it with :meth:`App.follow_many
+    <orderflow.runtime.App.follow_many>`.
+    """
+
+    def __init__(
+        self,
+        topics: Sequence[Topic[Any]],
+        *,
+        start: str = LAST_ENTRY,
+        read_count: int = 100,
+        block_ms: int = 1000,
+        backoff: RetryPolicy | None = None,
+    ) -> None:
+        if not topics:
+            raise ValueError("MultiFollower needs at least one topic")
+        self.app = topics[0].app
+        if any(topic.app is not self.app for topic in topics):
+            raise ValueError("MultiFollower: every topic must belong to the same app")
+        self.topics = tuple(topics)
+        self.read_count = read_count
+        self.block_ms = block_ms
+        self.reads = 0  # XREADs sent (for tests and benchmarks)
+        self.reconnects = 0  # connection losses recovered from
+        self._decoders: dict[bytes, EntryDecoder] = {}
+        for topic in topics:
+            decoder = EntryDecoder(topic.accepted_types, max_deliveries=1)
+            for stream in topic.streams:
+                self._decoders[stream.encode()] = decoder
+        first = None if start == LAST_ENTRY else start.encode()
+        self._cursors: dict[bytes, bytes | None] = dict.fromkeys(self._decoders, first)
+        self._backoff = backoff or reconnect_delays()
+        self._failures = 0
+        self._conn: PrivateConnection | None = None
+        self._events: deque[Event[Any]] = deque()
+        self._ready = asyncio.Event()
+        if first is not None:
+            self._ready.set()
+        self._stop = StopSignal()
+
+    # --------------------------------------------------------------- state
+    @property
+    def stream(self) -> str:
+        """The followed streams, for logs and task names."""
+        return "+".join(self.streams)
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(stream.decode() for stream in self._decoders)
+
+    @property
+    def cursors(self) -> dict[str, str | None]:
+        """Per stream, the id read up to (``None`` until ``"$"`` is resolved)."""
+        return {s.decode(): None if c is None else c.decode() for s, c in self._cursors.items()}
+
+    @property
+    def ready(self) -> bool:
+        """True once every stream's start cursor is fixed."""
+        return self._ready.is_set()
+
+    async def wait_ready(self, within: float | None = None) -> bool:
+        """Wait up to ``within`` seconds (``None``: no limit) for :attr:`ready`."""
+        if not self._ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), within)
+        return self._ready.is_set()
+
+    def stop(self) -> None:
+        """End the iteration: a read in progress is abandoned, buffered events dropped."""
+        self._stop.set()
+
+    async def aclose(self) -> None:
+        """:meth:`stop`, and close the connection now."""
+        self.stop()
+        await self._close()
+
+    # ----------------------------------------------------------- iteration
+    def __aiter__(self) -> MultiFollower:
+        return self
+
+    async def __anext__(self) -> Event[Any]:
+        while not self._stop.stopped:
+            if self._events:
+                return self._events.popleft()
+            await self._unless_stopped(self._read())
+        await self._close()
+        raise StopAsyncIteration
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> None:
+        """As :meth:`Follower._unless_stopped`: ``stop()`` cancels a read in progress and
+        drops the connection (a reply may be half read)."""
+        stop_signal = self._stop.future()
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+                await self._reset()
+        if not task.cancelled():
+            task.result()
+
+    async def _read(self) -> None:
+        """One ``XREAD`` over every stream; on any error, wait out the back-off."""
+        try:
+            conn = await self._connection()
+            if not self._ready.is_set():
+                await self._resolve_start(conn)
+            self.reads += 1
+            await conn.send(self._read_command())
+            replies = streams_of(await conn.read(self.block_ms / 1000 + 10.0))
+            self._failures = 0
+            entries, cursors = in_append_order(replies, self.read_count)
+            self._cursors.update(cursors)  # first: an entry that breaks us is passed
+            self._buffer(entries)
+        except CONNECTION_ERRORS as exc:
+            await self._lost(exc, "redis unreachable")
+        except Exception as exc:  # e.g. WRONGTYPE: say so, keep following, never spin
+            await self._lost(exc, "read failed")
+
+    async def _resolve_start(self, conn: PrivateConnection) -> None:
+        """Each stream's last id, all in one round trip (pipelined ``XREVRANGE``)."""
+        streams = list(self._cursors)
+        await conn.send(b"".join(pack([b"XREVRANGE", s, b"+", b"-", b"COUNT", 1]) for s in streams))
+        for stream in streams:
+            last = await conn.read(10.0)
+            self._cursors[stream] = last[0][0] if last else START_OF_STREAM
+        self._ready.set()
+
+    def _read_command(self) -> bytes:
+        streams = list(self._cursors)
+        cursors = [self._cursors[s] or START_OF_STREAM for s in streams]
+        return pack(
+            [b"XREAD", b"COUNT", self.read_count, b"BLOCK", self.block_ms, b"STREAMS",
+             *streams, *cursors]
+        )  # fmt: skip
+
+    def _buffer(self, entries: list[tuple[bytes, Any]]) -> None:
+        """Decode each stream's entries with its topic (one decoder call per stream),
+        then queue the events in the merged order."""
+        per_stream: dict[bytes, list[Any]] = {}
+        for stream, entry in entries:
+            per_stream.setdefault(stream, []).append(entry)
+        events: dict[bytes, Event[Any]] = {}  # entry id -> event (unique within a stream)
+        for stream, own in per_stream.items():
+            decoded = self._decoders[stream].decode(own)
+            for entry_id, _, why, _ in decoded.invalid:
+                log.warning("follower of %s: skipped invalid entry %s (%s: %s)",
+                            stream.decode(), text(entry_id), type(why).__name__,
+                            str(why)[:300])  # fmt: skip
+            batch = Batch(None, decoded.entries, decoded.values, decoded.entry_ids,
+                          decoded.event_ids)  # fmt: skip
+            for i in range(len(batch)):
+                events[stream + b" " + decoded.entry_ids[i]] = cast(Event[Any], batch.event(i))
+        for stream, entry in entries:
+            event = events.get(stream + b" " + entry[0])
+            if event is not None:  # None: not accepted or invalid, skipped
+                self._events.append(event)
+
+    # ---------------------------------------------------------- connection
+    async def _connection(self) -> PrivateConnection:
+        if self._conn is None:
+            redis = await self.app.ensure_connected()
+            self._conn = PrivateConnection(redis)
+        return self._conn
+
+    async def _lost(self, exc: BaseException, what: str) -> None:
+        if self._stop.stopped:  # aclose() closed the socket under the read: not a failure
+            return
+        self._failures += 1
+        self.reconnects += 1
+        delay = self._backoff.delay(self._failures)
+        log.warning("follower of %s: %s (%s); retrying in %.2fs", self.stream, what, exc, delay)
+        await self._reset()
+        await asyncio.sleep(delay)
+
+    async def _reset(self) -> None:
+        if self._conn is not None:
+            await self._conn.reset()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+        self._events.clear()
