@@ -3,7 +3,7 @@
 Why from the streams: "published" is the moment the orders or delivery service
 appended the update (its stream entry id: the server's millisecond clock, the
 same machine's clock as the readers' receive times), so a change's fan-out time
-covers the gateway's read, its reorder window and every socket send, and nothing
+covers the gateway's read, its reorder window (cluster only) and every socket send, and nothing
 the benchmark's own bookkeeping adds. Every tracking event of an order (order
 status updated, delivery created, delivery status updated) is one change; a
 reader has received it when it holds a message of the same kind and status.

@@ -201,7 +201,9 @@ async def test_with_partitions_every_update_arrives(
               settings=Settings(redis_url=redis_url, topic_partitions=partitions))  # fmt: skip
     hub = TrackingHub(app)
     hub.start()
-    order_ids = [uuid.uuid4().hex for _ in range(12)]
+    order_ids = [uuid.uuid4().hex for _ in range(9)]
+    while len({partition_of(i, partitions) for i in order_ids}) < partitions:
+        order_ids.append(uuid.uuid4().hex)  # every partition gets at least one order
     try:
         assert await hub.wait_ready(GUARD)
         with contextlib.ExitStack() as subscribed:
