@@ -21,7 +21,8 @@ the stream's last entry (``XREVRANGE + - COUNT 1``; ``0-0`` for an empty stream)
 then follows the ids read. Reading ``$`` on every call would skip whatever was added
 between two reads or during an outage; following the cursor skips nothing (unless the
 stream is trimmed past it meanwhile). One stream per follower, deliberately: in Redis
-Cluster two streams live on different slots, and one ``XREAD`` over both would fail.
+Cluster two streams live on different slots, and one ``XREAD`` over both would fail (on
+one server, :mod:`orderflow.runtime.follow_multi` reads several in one ``XREAD``).
 """
 
 from __future__ import annotations

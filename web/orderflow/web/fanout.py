@@ -139,6 +139,8 @@ class TrackingHub:
     connection); the hub declares each stream on it with the records the ordering
     system publishes there (:func:`declare_topic`), so anything else on the streams is
     skipped by the followers. A hub runs once: after :meth:`stop` it is done.
+    ``windowed`` is True on a cluster (``redis+cluster://``): one follower per stream
+    and the ``reorder_window`` hold; on one server one ordered reader and no hold.
     """
 
     def __init__(
