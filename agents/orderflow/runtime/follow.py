@@ -28,18 +28,16 @@ one server, :mod:`orderflow.runtime.follow_multi` reads several in one ``XREAD``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import deque
-from collections.abc import Awaitable
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from orderflow.runtime.batch import Batch
 from orderflow.runtime.decoding import EntryDecoder, stream_entries
 from orderflow.runtime.event import Event
+from orderflow.runtime.follow_base import StreamReader
 from orderflow.runtime.records import Record
 from orderflow.runtime.recovery import CONNECTION_ERRORS
-from orderflow.runtime.retry import RetryPolicy, reconnect_delays
+from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.topic import Topic
 from orderflow.runtime.wire import PrivateConnection, pack, text
 
@@ -51,26 +49,7 @@ LAST_ENTRY = "$"
 START_OF_STREAM = b"0-0"
 
 
-class StopSignal:
-    """``stop()`` was called, and a future an iteration waits on beside its read, so that
-    ``stop()`` ends it at once, also in the middle of a blocking read (both followers)."""
-
-    def __init__(self) -> None:
-        self.stopped = False
-        self._future: asyncio.Future[None] | None = None
-
-    def set(self) -> None:
-        self.stopped = True
-        if self._future is not None and not self._future.done():
-            self._future.set_result(None)
-
-    def future(self) -> asyncio.Future[None]:
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-        return self._future
-
-
-class Follower(Generic[T]):
+class Follower(StreamReader[Event[T]]):
     """``async for event in follower``: every entry of one stream after ``start``.
 
     Yields :class:`Event` ``[T]`` (``event.value`` is the decoded record, typed by the
@@ -112,22 +91,13 @@ class Follower(Generic[T]):
         self.read_count = read_count
         self.block_ms = block_ms
         self.min_read_interval = min_read_interval
-        self.reads = 0  # XREADs sent (for tests and benchmarks)
         self._last_read = float("-inf")
-        self.reconnects = 0  # connection losses recovered from (for tests and logs)
         self._stream_name = stream or topic.name
         self._stream = self._stream_name.encode()
         self._cursor: bytes | None = None if start == LAST_ENTRY else start.encode()
         # Every XREAD is a first delivery (count 1), so the delivery limit never bites.
         self._decoder = EntryDecoder(topic.accepted_types, max_deliveries=1)
-        self._backoff = backoff or reconnect_delays()
-        self._failures = 0
-        self._conn: PrivateConnection | None = None
-        self._events: deque[Event[T]] = deque()
-        self._ready = asyncio.Event()
-        if self._cursor is not None:
-            self._ready.set()
-        self._stop = StopSignal()
+        super().__init__(backoff=backoff, ready=self._cursor is not None)
 
     # --------------------------------------------------------------- state
     @property
@@ -138,56 +108,6 @@ class Follower(Generic[T]):
     def cursor(self) -> str | None:
         """The id read up to (``None`` until ``"$"`` is resolved)."""
         return None if self._cursor is None else self._cursor.decode()
-
-    @property
-    def ready(self) -> bool:
-        """True once the start cursor is fixed: entries added from then on are seen."""
-        return self._ready.is_set()
-
-    async def wait_ready(self, within: float | None = None) -> bool:
-        """Wait up to ``within`` seconds (``None``: no limit) for :attr:`ready`; the
-        cursor is resolved by the first read, so something must be iterating."""
-        if not self._ready.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), within)
-        return self._ready.is_set()
-
-    def stop(self) -> None:
-        """End the iteration: a read in progress is abandoned, buffered events dropped."""
-        self._stop.set()
-
-    async def aclose(self) -> None:
-        """:meth:`stop`, and close the connection now."""
-        self.stop()
-        await self._close()
-
-    # ----------------------------------------------------------- iteration
-    def __aiter__(self) -> Follower[T]:
-        return self
-
-    async def __anext__(self) -> Event[T]:
-        while not self._stop.stopped:
-            if self._events:
-                return self._events.popleft()
-            await self._unless_stopped(self._read())
-        await self._close()
-        raise StopAsyncIteration
-
-    async def _unless_stopped(self, work: Awaitable[None]) -> None:
-        """Run ``work`` (a read, with its back-off after an error) unless :meth:`stop`
-        comes first: then it is cancelled, and the connection dropped (a reply may be
-        half read)."""
-        stop_signal = self._stop.future()
-        task = asyncio.ensure_future(work)
-        try:
-            await asyncio.wait({task, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():  # stopped, or the iterating task was cancelled
-                task.cancel()
-                await asyncio.wait({task})
-                await self._reset()
-        if not task.cancelled():
-            task.result()  # _read handles its own errors; re-raise anything else
 
     async def _read(self) -> None:
         """One ``XREAD`` (resolving ``$`` first if needed), its events buffered; on any
@@ -243,24 +163,3 @@ class Follower(Generic[T]):
             redis = await self.topic.app.ensure_connected()
             self._conn = PrivateConnection(redis, self._stream_name)
         return self._conn
-
-    async def _lost(self, exc: BaseException, what: str) -> None:
-        if self._stop.stopped:  # aclose() closed the socket under the read: not a failure
-            return
-        self._failures += 1
-        self.reconnects += 1
-        delay = self._backoff.delay(self._failures)
-        log.warning("follower of %s: %s (%s); retrying in %.2fs", self.stream, what, exc, delay)
-        await self._reset()
-        await asyncio.sleep(delay)
-
-    async def _reset(self) -> None:
-        """Drop the socket: after an error or an abandoned read its state is unknown."""
-        if self._conn is not None:
-            await self._conn.reset()
-
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-        self._events.clear()

@@ -32,19 +32,17 @@ skipped and logged, never raises, ``stop()`` ends a read in progress.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from orderflow.runtime.batch import Batch
 from orderflow.runtime.decoding import EntryDecoder
 from orderflow.runtime.event import Event
-from orderflow.runtime.follow import LAST_ENTRY, START_OF_STREAM, StopSignal
+from orderflow.runtime.follow import LAST_ENTRY, START_OF_STREAM
+from orderflow.runtime.follow_base import StreamReader
 from orderflow.runtime.recovery import CONNECTION_ERRORS
-from orderflow.runtime.retry import RetryPolicy, reconnect_delays
+from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.topic import Topic
 from orderflow.runtime.wire import PrivateConnection, pack, text
 
@@ -90,7 +88,7 @@ def in_append_order(
     return [(stream, entry) for _, _, stream, entry in merged], cursors
 
 
-class MultiFollower:
+class MultiFollower(StreamReader[Event[Any]]):
     """``async for event in follower``: every entry of every stream of ``topics`` after
     ``start``, in the order the server appended them (see the module docstring).
 
@@ -118,8 +116,6 @@ class MultiFollower:
         self.topics = tuple(topics)
         self.read_count = read_count
         self.block_ms = block_ms
-        self.reads = 0  # XREADs sent (for tests and benchmarks)
-        self.reconnects = 0  # connection losses recovered from
         self._decoders: dict[bytes, EntryDecoder] = {}
         for topic in topics:
             decoder = EntryDecoder(topic.accepted_types, max_deliveries=1)
@@ -127,14 +123,7 @@ class MultiFollower:
                 self._decoders[stream.encode()] = decoder
         first = None if start == LAST_ENTRY else start.encode()
         self._cursors: dict[bytes, bytes | None] = dict.fromkeys(self._decoders, first)
-        self._backoff = backoff or reconnect_delays()
-        self._failures = 0
-        self._conn: PrivateConnection | None = None
-        self._events: deque[Event[Any]] = deque()
-        self._ready = asyncio.Event()
-        if first is not None:
-            self._ready.set()
-        self._stop = StopSignal()
+        super().__init__(backoff=backoff, ready=first is not None)
 
     # --------------------------------------------------------------- state
     @property
@@ -150,54 +139,6 @@ class MultiFollower:
     def cursors(self) -> dict[str, str | None]:
         """Per stream, the id read up to (``None`` until ``"$"`` is resolved)."""
         return {s.decode(): None if c is None else c.decode() for s, c in self._cursors.items()}
-
-    @property
-    def ready(self) -> bool:
-        """True once every stream's start cursor is fixed."""
-        return self._ready.is_set()
-
-    async def wait_ready(self, within: float | None = None) -> bool:
-        """Wait up to ``within`` seconds (``None``: no limit) for :attr:`ready`."""
-        if not self._ready.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), within)
-        return self._ready.is_set()
-
-    def stop(self) -> None:
-        """End the iteration: a read in progress is abandoned, buffered events dropped."""
-        self._stop.set()
-
-    async def aclose(self) -> None:
-        """:meth:`stop`, and close the connection now."""
-        self.stop()
-        await self._close()
-
-    # ----------------------------------------------------------- iteration
-    def __aiter__(self) -> MultiFollower:
-        return self
-
-    async def __anext__(self) -> Event[Any]:
-        while not self._stop.stopped:
-            if self._events:
-                return self._events.popleft()
-            await self._unless_stopped(self._read())
-        await self._close()
-        raise StopAsyncIteration
-
-    async def _unless_stopped(self, work: Awaitable[None]) -> None:
-        """As :meth:`Follower._unless_stopped`: ``stop()`` cancels a read in progress and
-        drops the connection (a reply may be half read)."""
-        stop_signal = self._stop.future()
-        task = asyncio.ensure_future(work)
-        try:
-            await asyncio.wait({task, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
-                await self._reset()
-        if not task.cancelled():
-            task.result()
 
     async def _read(self) -> None:
         """One ``XREAD`` over every stream; on any error, wait out the back-off."""
@@ -262,23 +203,3 @@ class MultiFollower:
             redis = await self.app.ensure_connected()
             self._conn = PrivateConnection(redis)
         return self._conn
-
-    async def _lost(self, exc: BaseException, what: str) -> None:
-        if self._stop.stopped:  # aclose() closed the socket under the read: not a failure
-            return
-        self._failures += 1
-        self.reconnects += 1
-        delay = self._backoff.delay(self._failures)
-        log.warning("follower of %s: %s (%s); retrying in %.2fs", self.stream, what, exc, delay)
-        await self._reset()
-        await asyncio.sleep(delay)
-
-    async def _reset(self) -> None:
-        if self._conn is not None:
-            await self._conn.reset()
-
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-        self._events.clear()

@@ -19,7 +19,8 @@ import contextlib
 from typing import Any, Generic, TypeVar
 
 from orderflow.runtime.event import Event
-from orderflow.runtime.follow import LAST_ENTRY, Follower, StopSignal
+from orderflow.runtime.follow import LAST_ENTRY, Follower
+from orderflow.runtime.follow_base import StopSignal
 from orderflow.runtime.records import Record
 from orderflow.runtime.retry import RetryPolicy
 from orderflow.runtime.topic import Topic
