@@ -170,8 +170,16 @@ def sqlite_unreadable(path: str) -> Iterator[None]:
     """Make a SQLite file unusable for readers too, as a stuck process holding every WAL
     lock would: another *process* (POSIX locks of one process never conflict with each
     other) holds all the wal-index locks until exit."""
+    with held_by_another_process(_HOLD_WAL_INDEX_LOCKS, path + "-shm"):
+        yield
+
+
+@contextmanager
+def held_by_another_process(script: str, path: str) -> Iterator[None]:
+    """Run ``script`` with ``path`` in another Python process until exit: it takes its
+    locks on ``path``, prints ``locked`` and holds them until its stdin is closed."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_WAL_INDEX_LOCKS, path + "-shm"],
+        [sys.executable, "-c", script, path],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -10,8 +10,6 @@ reads go on, and once the lock is released the next write goes through.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from orderflow.models.documents import MenuItem, OrderLineRequest
 from orderflow.models.store import DeadlineExceeded, open_store
 from orderflow.models.store.sqlite import SqliteStore
 from orderflow.models.store.sqlite_writer_lock import LOCK_SUFFIX
+from tests.store.conftest import held_by_another_process
 from tests.store.factories import order_events
 from tests.store.hammer import hammer_processes
 
@@ -41,19 +40,8 @@ sys.stdin.read()
 @contextmanager
 def writer_lock_held(db: Path) -> Iterator[None]:
     """Another process takes the writer flock of ``db`` (and nothing else) until exit."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_WRITER_LOCK, str(db) + LOCK_SUFFIX],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with held_by_another_process(_HOLD_WRITER_LOCK, str(db) + LOCK_SUFFIX):
         yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 def lock_file_exists(db: Path) -> bool:
