@@ -86,3 +86,20 @@ async def test_default_url_creates_dot_data_in_the_working_directory(
     await store.ping()
     await store.close()
     assert (tmp_path / ".data" / "orderflow.db").is_file()
+
+
+async def test_the_store_url_sets_the_writer_connections_synchronous(tmp_path: Path) -> None:
+    """``?synchronous=normal`` reaches SQLite's pragma on the connection that commits
+    (1 = NORMAL, 2 = FULL); the default stays FULL (a commit survives a power cut)."""
+    for query, level in (("", 2), ("?synchronous=normal", 1), ("?synchronous=FULL", 2)):
+        store = await open_store(f"sqlite:///{tmp_path}/sync{len(query)}.db{query}")
+        try:
+            assert isinstance(store, SqliteStore)
+            pragma = await store._write(
+                lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]
+            )
+            assert pragma == level, query
+        finally:
+            await store.close()
+    with pytest.raises(ValueError, match="synchronous must be full or normal"):
+        await open_store(f"sqlite:///{tmp_path}/sync.db?synchronous=off")

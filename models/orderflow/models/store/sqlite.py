@@ -89,6 +89,7 @@ from orderflow.models.store.sqlite_schema import (
     create_schema,
     group_commit_from_url,
     sqlite_path_from_url,
+    synchronous_from_url,
     writer_lock_from_url,
 )
 from orderflow.models.store.sqlite_threads import Job, StoreThreads, retry_busy, transaction
@@ -148,12 +149,14 @@ class SqliteStore:
     @classmethod
     async def open_url(cls, url: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> SqliteStore:
         """Open ``sqlite:///path.db``; ``?group_commit=off`` turns group commit off,
-        ``?writer_lock=off`` the cross-process writer lock."""
+        ``?writer_lock=off`` the cross-process writer lock, ``?synchronous=normal``
+        the fsync of every commit (see :func:`synchronous_from_url` for what that risks)."""
         return await cls.open(
             sqlite_path_from_url(url),
             deadline=deadline,
             group_commit=group_commit_from_url(url),
             writer_lock=writer_lock_from_url(url),
+            synchronous=synchronous_from_url(url),
         )
 
     @classmethod

@@ -8,6 +8,7 @@ rule is the one thing older releases depend on.
 from __future__ import annotations
 
 import sqlite3
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from orderflow.models.store.errors import StoreUnavailable
@@ -148,6 +149,30 @@ def writer_lock_from_url(url: str) -> bool:
     is still safe (SQLite's own lock serialises it) but is served by the sleeping busy
     handler, and so are the others while it holds the file."""
     return _switch_from_url(url, WRITER_LOCK_OPTION)
+
+
+SYNCHRONOUS_OPTION = "synchronous"
+"""The store URL's query option for SQLite's ``PRAGMA synchronous`` of the writer
+connection: ``full`` (default) or ``normal``."""
+
+
+def synchronous_from_url(url: str) -> Literal["FULL", "NORMAL"]:
+    """``sqlite:///x.db?synchronous=normal`` -> ``"NORMAL"``; default ``"FULL"``.
+
+    ``FULL`` (the default) syncs the write-ahead log at every ``COMMIT``: a committed
+    order survives a power cut or a kernel crash. ``NORMAL`` in WAL mode syncs only at
+    checkpoints: a commit survives the crash of any process (the log is in the OS's
+    page cache), but the last commits before a power cut or a kernel crash may be lost
+    -- and their events may already be on Redis. It takes the fsync (~1.3 ms here) off
+    every write; a choice for a deployment whose disk or host makes that trade, never a
+    silent default."""
+    values = parse_qs(urlsplit(url).query).get(SYNCHRONOUS_OPTION, ["full"])
+    value = values[-1].lower()
+    if value == "full":
+        return "FULL"
+    if value == "normal":
+        return "NORMAL"
+    raise ValueError(f"{SYNCHRONOUS_OPTION} must be full or normal, got {value!r} in {url!r}")
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
