@@ -117,10 +117,12 @@ async def _track(app: Sanic, ws: WebsocketImplProtocol, order_id: str) -> None:
         settings = _settings(app)
         client = ClientSocket(ws, settings.ws_send_timeout_seconds)
         budget = MessageBudget(settings.ws_message_rate, settings.ws_message_burst)
+        LIVE_CLIENTS.add(client)
         try:
             if await client.send(view.snapshot_message()):
                 await _serve(client, view, subscription, budget)
         finally:
+            LIVE_CLIENTS.discard(client)
             WEBSOCKET_CONNECTIONS.dec()
 
 
@@ -128,6 +130,10 @@ async def _track(app: Sanic, ws: WebsocketImplProtocol, order_id: str) -> None:
 # Sanic's closing handshake would wait behind their send, and so would the
 # server's stop, up to its 15 s graceful timeout.
 BLOCKED_CLIENTS: set[ClientSocket] = set()
+# Every open tracking socket of this process: at shutdown one whose output is still
+# waiting in its transport (its client stopped reading between two sends, so none is
+# blocked now) is aborted too, for the same reason.
+LIVE_CLIENTS: set[ClientSocket] = set()
 
 
 class ClientSocket:
@@ -165,6 +171,13 @@ class ClientSocket:
                     WEBSOCKET_SENDS_BLOCKED.dec()
                     BLOCKED_CLIENTS.discard(self)
         return True
+
+    def output_waiting(self) -> bool:
+        """True while bytes sent to this client still wait in the transport: the kernel's
+        send buffer is full, so the client has stopped reading."""
+        io_proto = self.ws.io_proto
+        transport = None if io_proto is None else io_proto.transport
+        return transport is not None and transport.get_write_buffer_size() > 0
 
     def _output_blocked(self) -> bool:
         """True while the transport's buffer is over its high-water mark: the client
@@ -266,8 +279,9 @@ async def _start_hub(app: Sanic) -> None:
 
 
 async def _stop_hub(app: Sanic) -> None:
-    for client in tuple(BLOCKED_CLIENTS):  # clients not reading do not hold the stop
-        client.drop(CLOSE_GOING_AWAY, "server shutting down")
+    for client in tuple(LIVE_CLIENTS):  # clients not reading do not hold the stop
+        if client in BLOCKED_CLIENTS or client.output_waiting():
+            client.drop(CLOSE_GOING_AWAY, "server shutting down")
     hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
     if hub is not None:
         await hub.stop()
