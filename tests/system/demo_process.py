@@ -12,7 +12,9 @@ import contextlib
 import json
 import os
 import queue
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +24,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from orderflow.runtime.localserver import free_port
 from tests.proctree import descendants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,26 @@ def http_post_json(url: str, body: Any) -> Any:
         return json.loads(response.read())
 
 
+def http_port() -> int:
+    """A free port for the demo's API below Linux's ephemeral range (32768-60999).
+
+    The demo binds it only after it has started its other servers, and ``--cluster``
+    starts six nodes on ephemeral ports whose cluster bus ports are theirs + 10000
+    (42768 and up): an ephemeral port chosen here beforehand could become a node's bus
+    port in between (seen once: "Address already in use"). Below 32768 neither a node
+    nor its bus nor bind(0) ever lands."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port in 20000-32000")
+
+
 def demo_env(data_dir: Path, port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This environment without ORDERFLOW_* (the developer's own), plus the demo's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERFLOW_")}
@@ -91,7 +112,7 @@ class RunningDemo:
         extra_env: Mapping[str, str] | None = None,
         args: tuple[str, ...] = (),
     ) -> None:
-        self.port = free_port()
+        self.port = http_port()
         self.env = demo_env(cwd / ".data", self.port, extra_env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orderflow.agents.cli", "demo", *args],
