@@ -7,7 +7,9 @@ tracking gateway used to hold every update a fixed 5 ms to let the older one pas
 
 On ONE Redis server no wait is needed: one ``XREAD BLOCK ... STREAMS a b ...`` over all
 the streams (every partition of every topic) is executed atomically, so its reply carries
-everything appended to any of them up to that moment, and whatever is appended later gets
+everything appended to any of them up to that moment (a read that had to *block* is
+answered with the first stream written to alone, so it is followed at once by the same
+read without ``BLOCK``: seen on Redis 7.0), and whatever is appended later gets
 a later id from the same server clock and comes in a later reply. Sorting each reply by
 the time part of the entry ids therefore hands entries out in the server's append order
 (within one millisecond the per-stream order is kept: ids of different streams carry no
@@ -147,8 +149,16 @@ class MultiFollower(StreamReader[Event[Any]]):
             if not self._ready.is_set():
                 await self._resolve_start(conn)
             self.reads += 1
-            await conn.send(self._read_command())
+            await conn.send(self._read_command(block=True))
             replies = streams_of(await conn.read(self.block_ms / 1000 + 10.0))
+            if replies and len(replies) < len(self._cursors):
+                # A read that *blocked* is answered by the first stream written to, with
+                # that stream alone (Redis 7), even when one transaction wrote to others
+                # too: read again without blocking, from the same cursors, for what every
+                # stream holds now (the first reply's entries included).
+                self.reads += 1
+                await conn.send(self._read_command(block=False))
+                replies = streams_of(await conn.read(10.0)) or replies
             self._failures = 0
             entries, cursors = in_append_order(replies, self.read_count)
             self._cursors.update(cursors)  # first: an entry that breaks us is passed
@@ -167,13 +177,11 @@ class MultiFollower(StreamReader[Event[Any]]):
             self._cursors[stream] = last[0][0] if last else START_OF_STREAM
         self._ready.set()
 
-    def _read_command(self) -> bytes:
+    def _read_command(self, *, block: bool) -> bytes:
         streams = list(self._cursors)
         cursors = [self._cursors[s] or START_OF_STREAM for s in streams]
-        return pack(
-            [b"XREAD", b"COUNT", self.read_count, b"BLOCK", self.block_ms, b"STREAMS",
-             *streams, *cursors]
-        )  # fmt: skip
+        wait: list[bytes | int] = [b"BLOCK", self.block_ms] if block else []
+        return pack([b"XREAD", b"COUNT", self.read_count, *wait, b"STREAMS", *streams, *cursors])
 
     def _buffer(self, entries: list[tuple[bytes, Any]]) -> None:
         """Decode each stream's entries with its topic (one decoder call per stream),
