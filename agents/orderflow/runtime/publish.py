@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 from orderflow.runtime import keys, scheduler
 from orderflow.runtime.connection import is_cluster
@@ -44,6 +44,24 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 """
 
 Publication = tuple[str, Envelope, int | None]  # stream, envelope, maxlen (None: no cap)
+
+
+async def execute(pipe: Pipeline | ClusterPipeline, *, raise_on_error: bool = True) -> list[Any]:
+    """Run ``pipe``; a connection closed under it is a :class:`ConnectionError`.
+
+    Why: when another task of the process closes the client's connection while this
+    pipeline writes to it (a reconnect, a cluster client resetting a node after a
+    ``MOVED``), redis-py can fail with ``AttributeError``/``TypeError`` on the vanished
+    socket instead of a connection error (redis/redis-py#3546, #4287). Callers retry a
+    connection error (the append may or may not have happened; re-publishing with
+    ``once_ttl`` is the safe answer); an ``AttributeError`` would look like a bug in the
+    handler and send the event to dead letters."""
+    try:
+        return cast(list[Any], await pipe.execute(raise_on_error=raise_on_error))
+    except (AttributeError, TypeError) as exc:
+        if "NoneType" not in str(exc):
+            raise
+        raise ConnectionError(f"connection closed during a pipeline: {exc}") from exc
 
 
 def published_marker_key(stream: str, event_id: str) -> str:
@@ -98,7 +116,7 @@ async def publish_envelopes(
     pipe = redis.pipeline(transaction=False)
     for stream, envelope, maxlen in items:
         queue_publication(pipe, stream, envelope, maxlen, once_ttl)
-    replies = await pipe.execute()
+    replies = await execute(pipe)
     return [text(reply) if reply else None for reply in replies]
 
 
@@ -164,7 +182,7 @@ async def publish_replicated(
         pipe.xadd(stream, fields)  # type: ignore[arg-type]
     pipe.execute_command("WAIT", replicas, timeout_ms)
     try:
-        added, confirmed = await pipe.execute()
+        added, confirmed = await execute(pipe)
     except BaseException:
         if cluster is not None:  # the owner may have changed: reload the map next time
             await slot_clients(cluster).forget()

@@ -29,11 +29,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
 
-from orderflow.runtime.publish import Publication, queue_publication
+from orderflow.runtime.publish import Publication, execute, queue_publication
 from orderflow.runtime.wire import text
 
 
@@ -115,7 +114,7 @@ class PublishBatcher:
             for call in batch:
                 for stream, envelope, maxlen in call.items:
                     queue_publication(pipe, stream, envelope, maxlen, call.once_ttl)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            replies = await execute(pipe, raise_on_error=False)
         except Exception as exc:
             for call in batch:
                 if not call.done.done():
