@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from redis.asyncio import Redis
 
 from orderflow.runtime import lag
 from orderflow.runtime.agent import Agent, AgentFun
+from orderflow.runtime.background import BackgroundTasks
 from orderflow.runtime.connection import connect_redis, default_consumer_name, is_cluster_url
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.follow import Follower
@@ -30,6 +30,7 @@ from orderflow.runtime.publish_batch import PublishBatcher
 from orderflow.runtime.records import Record
 from orderflow.runtime.scheduler import Scheduler
 from orderflow.runtime.settings import RuntimeSettings, get_runtime_settings
+from orderflow.runtime.stop_signals import install_stop_signals
 from orderflow.runtime.timer import Timer
 from orderflow.runtime.topic import Topic, ValueType
 
@@ -132,7 +133,7 @@ class App(Hooks):
         self._stopping = asyncio.Event()
         self._stop_requested = False
         self._stop_event: asyncio.Event | None = None
-        self._background: list[asyncio.Task[None]] = []
+        self._background = BackgroundTasks(name)
         self.started = False
         self.scheduler: Scheduler | None = None
 
@@ -307,21 +308,20 @@ class App(Hooks):
         self._stopping = asyncio.Event()
         for agent in self.agents:
             await agent.start()
+        spawn = self._background.spawn
         for timer in self.timers:
-            self._spawn(timer.run(self._stopping, self.report_error), f"timer:{timer.name}")
+            spawn(timer.run(self._stopping, self.report_error), f"timer:{timer.name}")
         self.scheduler = Scheduler(
             lambda: self.redis,
             streams=lambda: [s for topic in self.topics.values() for s in topic.streams],
             interval=self.scheduler_interval,
         )
-        self._spawn(self.scheduler.run(self._stopping), "scheduler")
+        spawn(self.scheduler.run(self._stopping), "scheduler")
         if self.agents:
-            self._spawn(
-                lag.poll_group_metrics(
-                    lambda: self.redis, self.agents, self._stopping, self.metrics_interval
-                ),
-                "metrics",
+            metrics = lag.poll_group_metrics(
+                lambda: self.redis, self.agents, self._stopping, self.metrics_interval
             )
+            spawn(metrics, "metrics")
         self.started = True
         log.info("app %s started: %d agent(s), %d timer(s), consumer %s", self.name,
                  len(self.agents), len(self.timers), self.consumer_name)  # fmt: skip
@@ -334,11 +334,7 @@ class App(Hooks):
     @property
     def background_tasks(self) -> tuple[asyncio.Task[None], ...]:
         """Timers, the delayed-event scheduler and the metrics poller, while started."""
-        return tuple(self._background)
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        self._background.append(asyncio.ensure_future(coro))
-        self._background[-1].set_name(f"{self.name}:{name}")
+        return self._background.tasks
 
     async def stop(self) -> None:
         """Stop reading, finish in-flight events (acked), exit within shutdown_timeout,
@@ -360,14 +356,7 @@ class App(Hooks):
             agent.stop()
         for agent in self.agents:
             await agent.wait(max(0.0, deadline - loop.time()))
-        if self._background:
-            _, pending = await asyncio.wait(
-                self._background, timeout=max(0.1, deadline - loop.time())
-            )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
-        self._background = []
+        await self._background.stop(deadline)
         self.started = False
         log.info("app %s stopped", self.name)
 
@@ -376,24 +365,16 @@ class App(Hooks):
 
         A :meth:`request_stop` made before ``run()`` is honoured: the app starts (its
         startup hooks run) and stops at once."""
-        loop = asyncio.get_running_loop()
         stop_event = self._stop_event = asyncio.Event()
         if self._stop_requested:
             stop_event.set()
-        installed: list[signal.Signals] = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, stop_event.set)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                pass
+        remove_stop_signals = install_stop_signals(stop_event.set)
         try:
             await self.start()
             await stop_event.wait()
             log.info("app %s: stop requested", self.name)
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            remove_stop_signals()
             self._stop_event = None
             self._stop_requested = False
             await self.stop()
