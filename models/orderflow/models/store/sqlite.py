@@ -2,7 +2,8 @@
 
 Concurrency model, and why (the threads and the deadline are in
 :mod:`orderflow.models.store.sqlite_threads`, the group commit in
-:mod:`~orderflow.models.store.sqlite_group`, the schema in
+:mod:`~orderflow.models.store.sqlite_group`, the connections' pragmas and the URL's
+options in :mod:`~orderflow.models.store.sqlite_connect`, the schema in
 :mod:`~orderflow.models.store.sqlite_schema`, shared statements in
 :mod:`~orderflow.models.store.sqlite_queries`):
 
@@ -39,8 +40,6 @@ Concurrency model, and why (the threads and the deadline are in
   call). Lock waits take only what is left of it; past it the caller gets
   ``DeadlineExceeded`` (a ``StoreUnavailable``) and the transaction is
   abandoned: rolled back, and provably never committed later.
-* **WAL** lets readers proceed while a writer commits; ``synchronous=FULL``
-  makes a committed order durable before its events are published.
 * ``CHECK (stock >= 0)`` is the last line of defence: even a buggy query could
   not take stock below zero.
 """
@@ -84,15 +83,15 @@ from orderflow.models.store.cancellation import lifecycle_rank
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS, deadline_for
 from orderflow.models.store.errors import UnknownItem
 from orderflow.models.store.outbox import OutboxMessage
-from orderflow.models.store.sqlite_schema import (
-    SCHEMA_VERSION,
-    create_schema,
-    group_commit_from_url,
+from orderflow.models.store.sqlite_connect import (
+    connect_reader,
+    connect_writer,
+    shareable_path,
     sqlite_path_from_url,
-    synchronous_from_url,
-    writer_lock_from_url,
+    url_options,
 )
-from orderflow.models.store.sqlite_threads import Job, StoreThreads, retry_busy, transaction
+from orderflow.models.store.sqlite_schema import SCHEMA_VERSION
+from orderflow.models.store.sqlite_threads import Job, StoreThreads, transaction
 from orderflow.models.store.sqlite_writer_lock import WriterFileLock, writer_lock_supported
 
 T = TypeVar("T")
@@ -114,9 +113,7 @@ class SqliteStore:
         group_commit: bool = True,
         writer_lock: bool = True,
     ) -> None:
-        self.path = str(path)
-        if self.path == ":memory:" or self.path.startswith("file::memory:"):
-            raise ValueError("an in-memory database cannot be shared by the store's connections")
+        self.path = shareable_path(path)
         if deadline <= 0:
             raise ValueError("deadline must be positive")
         self.busy_timeout = busy_timeout
@@ -150,14 +147,9 @@ class SqliteStore:
     async def open_url(cls, url: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> SqliteStore:
         """Open ``sqlite:///path.db``; ``?group_commit=off`` turns group commit off,
         ``?writer_lock=off`` the cross-process writer lock, ``?synchronous=normal``
-        the fsync of every commit (see :func:`synchronous_from_url` for what that risks)."""
-        return await cls.open(
-            sqlite_path_from_url(url),
-            deadline=deadline,
-            group_commit=group_commit_from_url(url),
-            writer_lock=writer_lock_from_url(url),
-            synchronous=synchronous_from_url(url),
-        )
+        the fsync of every commit (what that risks:
+        :func:`~orderflow.models.store.sqlite_connect.synchronous_from_url`)."""
+        return await cls.open(sqlite_path_from_url(url), deadline=deadline, **url_options(url))
 
     @classmethod
     async def open(
@@ -195,33 +187,11 @@ class SqliteStore:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _connect(self, job: Job) -> sqlite3.Connection:
-        # check_same_thread=False: the caller may interrupt() it, and close() closes it,
-        # from other threads; statements only ever run on the connection's own thread.
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.row_factory = sqlite3.Row
-        return conn
-
     def _connect_writer(self, job: Job) -> sqlite3.Connection:
-        """Runs on the writer thread: the connection never leaves it."""
-        conn = self._connect(job)
-        try:
-            retry_busy(job, lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone(), self._busy)
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            transaction(conn, job, create_schema, "IMMEDIATE", self.busy_timeout, self._busy)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return connect_writer(self.path, job, self.busy_timeout, self.synchronous, self._busy)
 
     def _connect_reader(self, job: Job) -> sqlite3.Connection:
-        """Runs on a reader thread; ``query_only``: a read can never write by mistake."""
-        conn = self._connect(job)
-        conn.execute("PRAGMA query_only=ON")
-        return conn
+        return connect_reader(self.path, self.busy_timeout)
 
     @property
     def writes_in_flight(self) -> int:

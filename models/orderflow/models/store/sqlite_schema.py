@@ -8,8 +8,6 @@ rule is the one thing older releases depend on.
 from __future__ import annotations
 
 import sqlite3
-from typing import Literal
-from urllib.parse import parse_qs, urlsplit
 
 from orderflow.models.store.errors import StoreUnavailable
 
@@ -105,74 +103,6 @@ CREATE INDEX IF NOT EXISTS outbox_published ON outbox (published_at)
 CUSTOMER_COLUMNS = ("customer_name", "customer_address", "customer_phone")
 """The order's delivery details (NULL when placed without them): personal data that
 stays in this file; no event, log line or metric carries it."""
-
-
-def sqlite_path_from_url(url: str) -> str:
-    """``sqlite:///rel/path.db`` -> ``rel/path.db``; ``sqlite:////abs.db`` -> ``/abs.db``."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "sqlite":
-        raise ValueError(f"not a sqlite URL: {url!r}")
-    if parts.netloc:
-        raise ValueError(f"sqlite URL must look like sqlite:///path.db, got {url!r}")
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if not path:
-        raise ValueError(f"sqlite URL has no path: {url!r}")
-    return path
-
-
-GROUP_COMMIT_OPTION = "group_commit"
-"""The store URL's query option for group commit: ``on`` (default) or ``off``."""
-
-WRITER_LOCK_OPTION = "writer_lock"
-"""The store URL's query option for the cross-process writer lock (``flock`` on
-``<db>-writer.lock``): ``on`` (default) or ``off``."""
-
-
-def _switch_from_url(url: str, option: str) -> bool:
-    values = parse_qs(urlsplit(url).query).get(option, ["on"])
-    value = values[-1].lower()
-    if value not in ("on", "off", "true", "false", "1", "0"):
-        raise ValueError(f"{option} must be on or off, got {value!r} in {url!r}")
-    return value in ("on", "true", "1")
-
-
-def group_commit_from_url(url: str) -> bool:
-    """``sqlite:///x.db?group_commit=off`` -> ``False``. An option in the URL rather than a
-    setting of its own: the store URL is already what every process is given
-    (``ORDERFLOW_STORE_URL``), so the escape hatch reaches them all with no new wiring."""
-    return _switch_from_url(url, GROUP_COMMIT_OPTION)
-
-
-def writer_lock_from_url(url: str) -> bool:
-    """``sqlite:///x.db?writer_lock=off`` -> ``False`` (in the URL for the same reason as
-    ``group_commit``). Every process writing a file should agree: one without the lock
-    is still safe (SQLite's own lock serialises it) but is served by the sleeping busy
-    handler, and so are the others while it holds the file."""
-    return _switch_from_url(url, WRITER_LOCK_OPTION)
-
-
-SYNCHRONOUS_OPTION = "synchronous"
-"""The store URL's query option for SQLite's ``PRAGMA synchronous`` of the writer
-connection: ``full`` (default) or ``normal``."""
-
-
-def synchronous_from_url(url: str) -> Literal["FULL", "NORMAL"]:
-    """``sqlite:///x.db?synchronous=normal`` -> ``"NORMAL"``; default ``"FULL"``.
-
-    ``FULL`` (the default) syncs the write-ahead log at every ``COMMIT``: a committed
-    order survives a power cut or a kernel crash. ``NORMAL`` in WAL mode syncs only at
-    checkpoints: a commit survives the crash of any process (the log is in the OS's
-    page cache), but the last commits before a power cut or a kernel crash may be lost
-    -- and their events may already be on Redis. It takes the fsync (~1.3 ms here) off
-    every write; a choice for a deployment whose disk or host makes that trade, never a
-    silent default."""
-    values = parse_qs(urlsplit(url).query).get(SYNCHRONOUS_OPTION, ["full"])
-    value = values[-1].lower()
-    if value == "full":
-        return "FULL"
-    if value == "normal":
-        return "NORMAL"
-    raise ValueError(f"{SYNCHRONOUS_OPTION} must be full or normal, got {value!r} in {url!r}")
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
