@@ -38,9 +38,12 @@ if __package__ in (None, ""):  # run as `python benchmarks/load.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.keepalive import ConnectionPool, encode_request
-from benchmarks.load_step import StepConfig, carried, knee, run_step, stream_lag
+from benchmarks.load_step import StepConfig, carried, knee, run_step, step_rates, stream_lag
 from benchmarks.procstat import cpu_seconds, load_average, run_queue_wait_seconds
 from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, pid_of, run_benchmark
+from orderflow.agents.settings import Settings
+
+DEFAULT_ADMISSION_MAX_BACKLOG: int = Settings.model_fields["admission_max_backlog"].default
 
 NOOP_PATH = "/api/v1/benchmark/noop"
 STOCK = 10_000_000
@@ -102,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="query of the SQLite store URL every process gets, e.g. writer_lock=off (none)",
     )
+    parser.add_argument(
+        "--admission-max-backlog",
+        type=int,
+        default=DEFAULT_ADMISSION_MAX_BACKLOG,
+        help="the API's admission-control bound in events behind (0: off; default "
+        f"{DEFAULT_ADMISSION_MAX_BACKLOG}, the product's)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -147,7 +157,10 @@ async def wait_drained(redis: Any, within: float) -> None:
 async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
-    env = {"ORDERFLOW_BENCHMARK_NOOP_ROUTE": "true"}
+    env = {
+        "ORDERFLOW_BENCHMARK_NOOP_ROUTE": "true",
+        "ORDERFLOW_ADMISSION_MAX_BACKLOG": str(args.admission_max_backlog),
+    }
     stack = Stack(
         http_workers=args.workers,
         services=ALL_SERVICES,
@@ -251,6 +264,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
         "sqlite_options": args.sqlite_options,
+        "admission_max_backlog": args.admission_max_backlog,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
     }
 
@@ -261,7 +275,7 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         return
     header = (
         f"{'offered':>8} {'achieved':>9} {'POST p50':>9} {'POST p99':>9} {'1st upd p99':>12} "
-        f"{'deliv p99':>10} {'lag':>6} {'drain s':>8} {'late':>5} {'client':>6}  errors"
+        f"{'deliv p99':>10} {'lag':>6} {'drain s':>8} {'late':>5} {'client':>6} {'shed':>6}  errors"
     )
     print("load curve (orders/s; ms)")
     print(header)
@@ -275,7 +289,8 @@ def report(result: dict[str, Any], as_json: bool) -> None:
             f"{s['offered_per_s']:>8g} {s['achieved_per_s']:>9} {show(s['post_p50_ms']):>9} "
             f"{show(s['post_p99_ms']):>9} {show(s['first_update_p99_ms']):>12} "
             f"{show(s['delivered_p99_ms']):>10} {s['lag_at_end']:>6} {show(s['drain_s']):>8} "
-            f"{s['late_sends']:>5} {s['client_cpu_share']:>6}  {s['errors'] or '-'}"
+            f"{s['late_sends']:>5} {s['client_cpu_share']:>6} {s.get('shed', 0):>6}  "
+            f"{s['errors'] or '-'}"
         )
     print(f"knee_orders_per_s  {show(result['knee_orders_per_s'])}  (goal >= 300)")
     print(
@@ -326,12 +341,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        rates = [float(r) for r in args.rates.split(",") if r.strip()]
-    except ValueError:
-        print(f"--rates must be numbers separated by commas, not {args.rates!r}", file=sys.stderr)
-        return 2
-    if not rates or min(rates) <= 0 or args.seconds <= 0 or args.warmup < 0:
-        print("--rates must be > 0, --seconds > 0 and --warmup >= 0", file=sys.stderr)
+        rates = step_rates(args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
 
     def finish(result: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ class StepRecord:
     first_update_ms: list[float] = field(default_factory=list)
     delivered_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    shed: int = 0  # 503 overloaded: refused by admission control, not an error of the stack
     late_sends: int = 0
     sent: int = 0
     measured_sent: int = 0
@@ -93,6 +94,7 @@ class StepRecord:
             "tracked": self.tracked,
             "tracked_delivered": len(self.delivered_ms),
             "errors": dict(self.errors),
+            "shed": self.shed,
             "lag_at_end": self.lag_at_end,
             "drain_s": None if self.drain_s is None else round(self.drain_s, 2),
             "cpu_share": {k: round(v, 2) for k, v in self.cpu_share.items()},
@@ -102,15 +104,31 @@ class StepRecord:
         }
 
 
+def step_rates(args: Any) -> list[float]:
+    """The rates of ``--rates`` (comma-separated orders/s, each > 0), once ``--seconds``
+    (> 0) and ``--warmup`` (>= 0) are checked too; ValueError says what is wrong."""
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(f"--rates must be numbers separated by commas: {args.rates!r}") from None
+    if not rates or min(rates) <= 0:
+        raise ValueError(f"--rates must be numbers > 0, not {args.rates!r}")
+    if args.seconds <= 0 or args.warmup < 0:
+        raise ValueError("--seconds must be > 0 and --warmup >= 0")
+    return rates
+
+
 def carried(step: dict[str, Any]) -> bool:
     """The knee rule for one step: achieved >= 95 % of offered, delivered p99 <= 1 s
-    (measured: a step whose followed orders never arrived is not carried), no errors."""
+    (measured: a step whose followed orders never arrived is not carried), no errors and
+    no order refused by admission control."""
     p99 = step.get("delivered_p99_ms")
     return (
         step["achieved_per_s"] >= CARRIED_SHARE * step["offered_per_s"]
         and p99 is not None
         and p99 <= CARRIED_DELIVERED_P99_MS
         and sum(step["errors"].values()) == 0
+        and not step.get("shed")
     )
 
 
@@ -179,6 +197,15 @@ async def delivered_between(redis: Any, start_ms: int, end_ms: int) -> int:
         cursor = "(" + batch[-1][0].decode()
 
 
+def problem_kind(response: Any) -> str:
+    """The slug of a problem+json answer's ``type`` (``urn:orderflow:problem:<slug>``), or ''."""
+    try:
+        problem_type = str(response.json().get("type", ""))
+    except (ValueError, AttributeError):
+        return ""
+    return problem_type.rsplit(":", 1)[-1] if problem_type.startswith("urn:") else ""
+
+
 async def post_order(
     pool: ConnectionPool, raw: bytes, record: StepRecord, measured: bool
 ) -> tuple[str | None, float]:
@@ -196,7 +223,11 @@ async def post_order(
     if measured:
         record.post_ms.append((time.perf_counter() - t0) * 1000)
     if response.status != 201:
-        record.errors[f"http_{response.status}"] += 1
+        kind = problem_kind(response)
+        if kind == "overloaded":  # admission control refused it: nothing was ordered
+            record.shed += 1
+        else:
+            record.errors[f"http_{response.status}" + (f"_{kind}" if kind else "")] += 1
         return None, t0
     record.accepted += 1
     return order_id_of(response.json()), t0

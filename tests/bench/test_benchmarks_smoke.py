@@ -22,6 +22,8 @@ asserted are the counts, which must hold on any machine:
 * load: every order of every step accepted and delivered, every followed order
   delivered, no errors, the JSON keys present and the knee the documented rule's
   answer for the steps it printed;
+* overload: with admission control off and on, every order sent was accepted or
+  shed, every accepted one delivered, and the store holds exactly the accepted ones;
 * fanout: every reader received every change (``received_all``), and the counts of
   readers, changes and messages agree;
 * store_commits: in every mode (group commit on/off, with and without the writer
@@ -149,6 +151,7 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
         "scaling.py",
         "agent_lists.py",
         "load.py",
+        "overload.py",
         "fanout.py",
         "store_commits.py",
     ],
@@ -415,11 +418,34 @@ def test_load_delivers_every_order_and_computes_the_knee() -> None:
         and s["delivered_p99_ms"] is not None
         and s["delivered_p99_ms"] <= 1000
         and not s["errors"]
+        and not s["shed"]
     ]
     assert result["knee_orders_per_s"] == (max(expected) if expected else None)
     assert isinstance(result["post_vs_noop"], float) and result["post_vs_noop"] > 0
     assert result["post_vs_noop_errors"] == 0
     assert set(result["post_vs_noop_client_cpu_share"]) == {"noop", "post"}
+
+
+def test_overload_accounts_for_every_order_with_admission_off_and_on() -> None:
+    """Counts only: every order sent was accepted or shed, every accepted one was
+    delivered, and the store holds exactly the accepted ones (a shed order ordered
+    nothing). The bound of 1 makes the 'on' leg refuse whenever a group is behind."""
+    rate = 12.0
+    result = run_benchmark(
+        "overload.py", "--rates", f"{rate:g}", "--seconds", "3", "--warmup", "1",
+        "--bound", "1", "--track-per-second", "3",
+    )  # fmt: skip
+    off, on = result["legs"]
+    assert (off["admission_max_backlog"], on["admission_max_backlog"]) == (0, 1)
+    sent = int(rate * 4)
+    for leg in (off, on):
+        [step] = leg["steps"]
+        assert step["sent"] == sent
+        assert step["errors"] == {}
+        assert step["accepted"] + step["shed"] == sent
+        assert step["delivered_total"] == step["accepted"] == leg["orders_in_store"]
+        assert step["tracked_delivered"] == step["tracked"]
+    assert off["steps"][0]["shed"] == 0
 
 
 def test_fanout_reaches_every_reader() -> None:

@@ -39,6 +39,11 @@ def test_any_error_or_an_unmeasured_p99_is_not_carried() -> None:
     assert not carried(step(10, 10.0, None))
 
 
+def test_a_step_with_orders_refused_by_admission_control_is_not_carried() -> None:
+    assert not carried({**step(10, 10.0, 20.0), "shed": 1})
+    assert carried({**step(10, 10.0, 20.0), "shed": 0})
+
+
 def test_highest_not_last_and_none_when_nothing_is_carried() -> None:
     # A step above a failed one may still be carried (the machine was busy for a moment).
     steps = [step(25, 25, 40), step(50, 30, 2000), step(75, 75, 500)]

@@ -46,6 +46,14 @@ class Settings(RuntimeSettings):
     # and load tests, which order from one address on purpose, set that).
     order_rate_limit_per_minute: float = Field(default=30.0, ge=0)
     order_rate_limit_burst: int = Field(default=10, ge=1)
+    # Admission control (docs/http.md#admission-control): new orders get 503 `overloaded`
+    # while the order pipeline's consumer groups are this many events behind (lag +
+    # pending, summed), until they are down to half of it; 0 turns it off. Read every
+    # poll interval by each API process; a group with a backlog and no progress for
+    # stalled_after seconds (its worker is down, not overloaded) is left out.
+    admission_max_backlog: int = Field(default=1000, ge=0)
+    admission_poll_interval_seconds: float = Field(default=0.25, gt=0)
+    admission_stalled_after_seconds: float = Field(default=5.0, gt=0)
     # Proxies whose X-Forwarded-For is believed (comma-separated IPs / CIDR blocks);
     # empty: the peer address is the client. The Helm chart trusts the private ranges.
     trusted_proxies: str = ""

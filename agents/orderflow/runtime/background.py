@@ -5,14 +5,18 @@ poller as tasks of their own, which must be kept somewhere: the readiness checks
 look at them (a task that ended is a failing check), and at stop, once the agents
 are done, each gets what is left of the shutdown timeout to see the stopping event
 and return, is cancelled after that, and is awaited before the shutdown hooks run.
-Awaiting them with ``return_exceptions=True`` retrieves what a task raised (a timer
-logs its own errors), so asyncio does not report it as never retrieved.
+What a task raised is retrieved there and logged with its traceback (a timer logs its
+own errors as they happen; the scheduler or the metrics poller would otherwise end
+silently, seen only as a failing readiness check while the App ran).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
+
+log = logging.getLogger("orderflow.app")
 
 
 class BackgroundTasks:
@@ -41,5 +45,8 @@ class BackgroundTasks:
             _, pending = await asyncio.wait(self._tasks, timeout=max(0.1, deadline - loop.time()))
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            results = await asyncio.gather(*self._tasks, return_exceptions=True)
+            for task, result in zip(self._tasks, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("background task %s failed", task.get_name(), exc_info=result)
         self._tasks = []

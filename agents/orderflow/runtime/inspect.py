@@ -42,6 +42,7 @@ class GroupInfo:
     oldest_pending_id: str | None = None
     oldest_pending_age_ms: int | None = None  # server now - time in the oldest pending id
     oldest_pending_idle_ms: int | None = None  # since its last delivery
+    entries_read: int | None = None  # the group's read counter (Redis 7+): grows as it reads
 
 
 @dataclass
@@ -78,6 +79,7 @@ async def group_infos(
             pending=int(data.get("pending", 0)),
             lag=_int_or_none(data.get("lag")),
             last_delivered_id=text(data.get("last-delivered-id", "0-0")),
+            entries_read=_int_or_none(data.get("entries-read")),
         )
         if pending_details and info.pending:
             oldest = await redis.xpending_range(stream, info.name, min="-", max="+", count=1)

@@ -43,6 +43,7 @@ from orderflow.models.store import Store, open_store
 from orderflow.runtime import App
 from orderflow.web import (
     access,
+    admission,
     correlation,
     cors,
     docs_ui,
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, *, role: Role = "all") -> Sanic
     cors.install(app, settings.cors_origins)
     request_guard.install(app, body_timeout=settings.http_request_timeout_seconds)
     security_headers.install(app)
+    admission.install(app, settings)  # before the rate limit: a refused order spends no token
     rate_limit.install(app, settings)
 
     health.register(app)

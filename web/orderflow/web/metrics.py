@@ -47,8 +47,24 @@ ORDERS_PLACED = Counter(
 ORDERS_REJECTED = Counter(
     "orderflow_orders_rejected_total",
     "Order requests refused, by reason: out_of_stock, unknown_item, invalid_body, "
-    "idempotency_key_reused, rate_limited.",
+    "idempotency_key_reused, rate_limited, overloaded.",
     ["reason"],
+)
+ADMISSION_BACKLOG = Gauge(
+    "orderflow_admission_backlog",
+    "Backlog (lag + pending) of the order pipeline's progressing consumer groups at the "
+    "last reading of the admission control (the largest over live API processes).",
+    multiprocess_mode="livemax",
+)
+ADMISSION_CLOSED = Gauge(
+    "orderflow_admission_closed",
+    "1 while an API process refuses new orders because the pipeline is behind.",
+    multiprocess_mode="livemax",
+)
+ADMISSION_STALLED = Gauge(
+    "orderflow_admission_stalled_groups",
+    "Consumer groups with a backlog and no progress, left out of the admission backlog.",
+    multiprocess_mode="livemax",
 )
 WEBSOCKET_CONNECTIONS = Gauge(
     "orderflow_websocket_connections",
