@@ -40,7 +40,15 @@ if __package__ in (None, ""):  # run as `python benchmarks/load.py`
 from benchmarks.keepalive import ConnectionPool, encode_request
 from benchmarks.load_step import StepConfig, carried, knee, run_step, step_rates, stream_lag
 from benchmarks.procstat import cpu_seconds, load_average, run_queue_wait_seconds
-from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, pid_of, run_benchmark
+from benchmarks.stack import (
+    ALL_SERVICES,
+    STORES,
+    Stack,
+    StackError,
+    log,
+    pid_of,
+    run_benchmark,
+)
 from orderflow.agents.settings import Settings
 
 DEFAULT_ADMISSION_MAX_BACKLOG: int = Settings.model_fields["admission_max_backlog"].default
@@ -100,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plot", type=Path, help="draw the curve into this PNG (matplotlib)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="store adapter: sqlite (default: a fresh file in the run's temp dir); postgres (a "
+        "private PostgreSQL from Debian's server binaries, started for the run); mongodb "
+        "(ORDERFLOW_MONGO_URL)",
+    )
     parser.add_argument(
         "--sqlite-options",
         default="",
@@ -167,6 +183,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         keep=args.keep,
         extra_env=env,
         sqlite_options=args.sqlite_options,
+        store=args.store,
     )
     body = json.dumps({"lines": [{"item_id": args.item, "quantity": 1}]}).encode()
     load_at_start = load_average()
@@ -263,6 +280,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "post_vs_noop_client_cpu_share": client_cpu,
         "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
+        "store": args.store,
         "sqlite_options": args.sqlite_options,
         "admission_max_backlog": args.admission_max_backlog,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
