@@ -51,7 +51,7 @@ import redis as redis_sync
 
 from orderflow.agents.processes import ChildExited
 from orderflow.runtime.localcluster import LocalCluster
-from orderflow.runtime.localserver import LocalRedisServer, free_port
+from orderflow.runtime.localserver import LocalRedisServer
 from tests.deploy import containers
 from tests.deploy.chart_stack import ChartStack, ContainerRunner, ProcessRunner, Runner, http_json
 from tests.deploy.dockerfile import ImageConfig, runtime_stage_config
@@ -65,6 +65,7 @@ from tests.deploy.wiring import (
     unread_variables,
 )
 from tests.deploy.workloads import Workload, workloads
+from tests.ports import port_below_ephemeral_range
 
 log = logging.getLogger("tests.deploy.chart_workloads")
 
@@ -110,7 +111,7 @@ def plan_release(
     client then finds every node at the 127.0.0.1 address the cluster announces)."""
     cluster = isinstance(redis, LocalCluster)
     manifests, found = chart_workloads(release_values(database_url, cluster=cluster))
-    launches = [plan(workload, image, free_port) for workload in found]
+    launches = [plan(workload, image, port_below_ephemeral_range) for workload in found]
     book = AddressBook(NAMESPACE)
     book.add(*STAND_IN_REDIS, redis.port)
     book.add(*STAND_IN_POSTGRES, int(urlsplit(database_url).port or 0))

@@ -12,9 +12,7 @@ import contextlib
 import json
 import os
 import queue
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from tests.ports import port_below_ephemeral_range
 from tests.proctree import descendants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,23 +65,10 @@ def http_post_json(url: str, body: Any) -> Any:
 
 
 def http_port() -> int:
-    """A free port for the demo's API below Linux's ephemeral range (32768-60999).
-
-    The demo binds it only after it has started its other servers, and ``--cluster``
-    starts six nodes on ephemeral ports whose cluster bus ports are theirs + 10000
-    (42768 and up): an ephemeral port chosen here beforehand could become a node's bus
-    port in between (seen once: "Address already in use"). Below 32768 neither a node
-    nor its bus nor bind(0) ever lands."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20_000, 32_000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port in 20000-32000")
+    """A free port for the demo's API below the ephemeral range: the demo binds it only
+    after it has started its other servers (``--cluster``: six nodes whose bus ports
+    are theirs + 10000), which could otherwise take it first (:mod:`tests.ports`)."""
+    return port_below_ephemeral_range()
 
 
 def demo_env(data_dir: Path, port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
