@@ -1,10 +1,11 @@
 """The load curve of the whole pipeline, its knee, and POST against a no-op POST.
 
-Starts its own stack (benchmarks/stack.py: Valkey, SQLite, ``orderflow api`` and
-every service worker, zero simulator delays, the order rate limit lifted, the
-item's stock raised so that nothing is refused), then, for each offered rate in
-``--rates``, runs one open-loop step (benchmarks/load_step.py says what a step
-measures). The **knee** is the highest offered rate carried with achieved >= 95 %
+Starts its own stack (benchmarks/stack.py: Valkey, the ``--store`` -- SQLite by
+default; ``--store-options`` is its URL's query, e.g. ``group_commit=off`` --,
+``orderflow api`` and every service worker, zero simulator delays, the order rate
+limit lifted, the item's stock raised so that nothing is refused), then, for each
+offered rate in ``--rates``, runs one open-loop step (benchmarks/load_step.py says
+what a step measures). The **knee** is the highest offered rate carried with achieved >= 95 %
 of offered, delivered p99 <= 1 s and no errors (``load_step.carried``).
 
 ``post_vs_noop`` (measured first, on the same stack): ``POST /api/v1/orders``
@@ -20,6 +21,7 @@ not the server, set a rate.
 
     python benchmarks/load.py --rates 25,50,100 --seconds 15
     python benchmarks/load.py --json --plot docs/load.png
+    python benchmarks/load.py --store postgres --store-options group_commit=off
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ if __package__ in (None, ""):  # run as `python benchmarks/load.py`
 from benchmarks.keepalive import ConnectionPool, encode_request
 from benchmarks.load_step import StepConfig, carried, knee, run_step, step_rates, stream_lag
 from benchmarks.procstat import cpu_seconds, load_average, run_queue_wait_seconds
-from benchmarks.stack import ALL_SERVICES, Stack, StackError, log, pid_of, run_benchmark
+from benchmarks.stack import (
+    ALL_SERVICES,
+    STORES,
+    Stack,
+    StackError,
+    log,
+    pid_of,
+    run_benchmark,
+)
 from orderflow.agents.settings import Settings
 
 DEFAULT_ADMISSION_MAX_BACKLOG: int = Settings.model_fields["admission_max_backlog"].default
@@ -100,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plot", type=Path, help="draw the curve into this PNG (matplotlib)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="store adapter: sqlite (default: a fresh file in the run's temp dir); postgres (a "
+        "private PostgreSQL the run starts); mongodb (the replica set named by "
+        "ORDERFLOW_MONGO_URL)",
+    )
+    parser.add_argument(
+        "--store-options",
+        default="",
+        help="query of the SQLite or PostgreSQL store URL every process gets, e.g. "
+        "group_commit=off (none)",
+    )
     parser.add_argument(
         "--sqlite-options",
         default="",
@@ -166,7 +190,9 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         services=ALL_SERVICES,
         keep=args.keep,
         extra_env=env,
+        store=args.store,
         sqlite_options=args.sqlite_options,
+        store_options=args.store_options,
     )
     body = json.dumps({"lines": [{"item_id": args.item, "quantity": 1}]}).encode()
     load_at_start = load_average()
@@ -263,6 +289,8 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "post_vs_noop_client_cpu_share": client_cpu,
         "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
+        "store": args.store,
+        "store_options": args.store_options,
         "sqlite_options": args.sqlite_options,
         "admission_max_backlog": args.admission_max_backlog,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
