@@ -30,6 +30,10 @@ Concurrency model, and why:
   rolled back, never committed, and ``DeadlineExceeded`` raised.
 * Deadlocks (not expected: locks are taken in one order) re-run the
   transaction and its event factory; a lost server is ``StoreUnavailable``.
+* **Orders share commits** (:mod:`orderflow.models.store.postgres_group`): an
+  order holds its items' row locks through its ``COMMIT``, so orders of one
+  dish would run one flush at a time; the orders queued together run in one
+  transaction, a savepoint each (``?group_commit=off``: one each).
 """
 
 from __future__ import annotations
