@@ -1,10 +1,11 @@
 """The load curve of the whole pipeline, its knee, and POST against a no-op POST.
 
-Starts its own stack (benchmarks/stack.py: Valkey, SQLite, ``orderflow api`` and
-every service worker, zero simulator delays, the order rate limit lifted, the
-item's stock raised so that nothing is refused), then, for each offered rate in
-``--rates``, runs one open-loop step (benchmarks/load_step.py says what a step
-measures). The **knee** is the highest offered rate carried with achieved >= 95 %
+Starts its own stack (benchmarks/stack.py: Valkey, the ``--store`` -- SQLite by
+default; ``--store-options`` is its URL's query, e.g. ``group_commit=off`` --,
+``orderflow api`` and every service worker, zero simulator delays, the order rate
+limit lifted, the item's stock raised so that nothing is refused), then, for each
+offered rate in ``--rates``, runs one open-loop step (benchmarks/load_step.py says
+what a step measures). The **knee** is the highest offered rate carried with achieved >= 95 %
 of offered, delivered p99 <= 1 s and no errors (``load_step.carried``).
 
 ``post_vs_noop`` (measured first, on the same stack): ``POST /api/v1/orders``
@@ -20,6 +21,7 @@ not the server, set a rate.
 
     python benchmarks/load.py --rates 25,50,100 --seconds 15
     python benchmarks/load.py --json --plot docs/load.png
+    python benchmarks/load.py --store postgres --store-options group_commit=off
 """
 
 from __future__ import annotations
@@ -113,8 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=STORES,
         default="sqlite",
         help="store adapter: sqlite (default: a fresh file in the run's temp dir); postgres (a "
-        "private PostgreSQL from Debian's server binaries, started for the run); mongodb "
-        "(ORDERFLOW_MONGO_URL)",
+        "private PostgreSQL the run starts); mongodb (the replica set named by "
+        "ORDERFLOW_MONGO_URL)",
+    )
+    parser.add_argument(
+        "--store-options",
+        default="",
+        help="query of the SQLite or PostgreSQL store URL every process gets, e.g. "
+        "group_commit=off (none)",
     )
     parser.add_argument(
         "--sqlite-options",
@@ -182,8 +190,9 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         services=ALL_SERVICES,
         keep=args.keep,
         extra_env=env,
-        sqlite_options=args.sqlite_options,
         store=args.store,
+        sqlite_options=args.sqlite_options,
+        store_options=args.store_options,
     )
     body = json.dumps({"lines": [{"item_id": args.item, "quantity": 1}]}).encode()
     load_at_start = load_average()
@@ -281,6 +290,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
         "store": args.store,
+        "store_options": args.store_options,
         "sqlite_options": args.sqlite_options,
         "admission_max_backlog": args.admission_max_backlog,
         "load_average_at_start": [round(x, 2) for x in load_at_start],

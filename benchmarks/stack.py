@@ -61,17 +61,28 @@ class StackError(RuntimeError):
 
 
 def store_url_for(
-    kind: str, data_dir: Path, postgres: LocalPostgres | None = None, sqlite_options: str = ""
+    kind: str,
+    data_dir: Path,
+    postgres: LocalPostgres | None = None,
+    sqlite_options: str = "",
+    *,
+    store_options: str = "",
 ) -> str:
-    """The store a benchmark uses: a fresh SQLite file (``sqlite_options``: its URL's query,
-    e.g. ``writer_lock=off``), a database on the run's private PostgreSQL, or the MongoDB
-    the operator named."""
+    """The store a benchmark uses: a fresh SQLite file, a database on the run's private
+    PostgreSQL, or the MongoDB the operator named. ``store_options`` is the query of the
+    SQLite or PostgreSQL URL (``writer_lock=off``, ``group_commit=off``...);
+    ``sqlite_options`` is its older name, for SQLite only."""
+    if sqlite_options and kind != "sqlite":
+        raise StackError(f"SQLite options ({sqlite_options}) given for --store {kind}")
+    options = "&".join(option for option in (sqlite_options, store_options) if option)
+    query = f"?{options}" if options else ""
     if kind == "sqlite":
-        query = f"?{sqlite_options}" if sqlite_options else ""
         return f"sqlite:///{data_dir / 'store.db'}{query}"
     if kind == "postgres":
         assert postgres is not None, "the private PostgreSQL is started first"
-        return postgres.create_database(PG_DATABASE)
+        return postgres.create_database(PG_DATABASE) + query
+    if options:
+        raise StackError(f"store options ({options}) are read by SQLite and PostgreSQL only")
     if kind == "mongodb":
         url = os.environ.get("ORDERFLOW_MONGO_URL", "")
         if not url:
@@ -102,6 +113,9 @@ class Stack:
     sqlite_options: str = ""
     """The SQLite store URL's query (``writer_lock=off``, ``group_commit=off``): a
     baseline for a side-by-side run; every process of the stack gets the same URL."""
+    store_options: str = ""
+    """The same for the SQLite or PostgreSQL store URL (``group_commit=off``,
+    ``pool_max_size=20``...)."""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
@@ -166,7 +180,11 @@ class Stack:
             # thread, and an executor thread may end before the benchmark does.
             self.postgres = start_postgres()
         self.store_url = store_url_for(
-            self.store, self.data_dir, self.postgres, self.sqlite_options
+            self.store,
+            self.data_dir,
+            self.postgres,
+            self.sqlite_options,
+            store_options=self.store_options,
         )
         self.redis = LocalRedisServer(data_dir=self.data_dir / "redis")
         await asyncio.to_thread(self.redis.start)

@@ -27,7 +27,8 @@ class Settings(RuntimeSettings):
     # Where things live. An empty redis_url (inherited) means "start a private Valkey"
     # (only `orderflow demo` does that; workers and the API require a URL).
     # SQLite: `?group_commit=off` gives every write its own COMMIT, `?writer_lock=off`
-    # drops the cross-process flock on `<db>-writer.lock` (docs/store.md).
+    # drops the cross-process flock on `<db>-writer.lock`; PostgreSQL: `?group_commit=off`
+    # gives every order its own transaction (docs/store.md).
     store_url: str = "sqlite:///.data/orderflow.db"
     data_dir: str = ".data"
 

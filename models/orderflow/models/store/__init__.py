@@ -24,9 +24,10 @@ Every adapter passes the same contract suite (``tests/store``). The promises:
   a write that raised it was abandoned -- nothing of it is committed, then or
   later. A write whose caller is cancelled is abandoned the same way, unless
   its commit had already begun.
-* Concurrent writes may share one commit (SQLite's group commit); each keeps its
-  own all-or-nothing: a write that fails or is abandoned leaves nothing, the
-  others commit, and a shared commit that fails fails every write in it.
+* Concurrent writes may share one commit (SQLite's group commit; PostgreSQL's, of
+  orders); each keeps its own all-or-nothing: a write that fails or is abandoned
+  leaves nothing, the others commit, and a shared commit that fails fails every
+  write in it.
 * ``wait_for_outbox`` lets the relay sleep until outbox rows are committed, where
   the store can tell (PostgreSQL: ``LISTEN/NOTIFY``); elsewhere it is a plain sleep
   and the relay polls.

@@ -30,13 +30,17 @@ Concurrency model, and why:
   rolled back, never committed, and ``DeadlineExceeded`` raised.
 * Deadlocks (not expected: locks are taken in one order) re-run the
   transaction and its event factory; a lost server is ``StoreUnavailable``.
+* **Orders share commits** (:mod:`orderflow.models.store.postgres_group`): an
+  order holds its items' row locks through its ``COMMIT``, so orders of one
+  dish would run one flush at a time; the orders queued together run in one
+  transaction, a savepoint each (``?group_commit=off``: one each).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import asyncpg
+import asyncpg  # noqa: F401 - first: without the driver this import fails (open_store: what to install)
 
 from orderflow.models.documents import (
     CANCELLED,
@@ -59,14 +63,11 @@ from orderflow.models.store import (
     StatusTransition,
     TransitionEvents,
     check_recent_limit,
-    check_stock,
     new_delivery,
-    new_order,
     no_cancel_events,
     no_events,
-    out_of_stock,
     postgres_cancel,
-    wanted_quantities,
+    postgres_place,
 )
 from orderflow.models.store import postgres_outbox as outbox
 from orderflow.models.store import postgres_sql as sql
@@ -74,17 +75,19 @@ from orderflow.models.store.cancellation import lifecycle_rank
 from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS
 from orderflow.models.store.errors import (
     DeliveryNotFound,
-    IdempotencyKeyReused,
     OrderNotFound,
     StoreError,
     UnknownItem,
 )
 from orderflow.models.store.outbox import OutboxMessage
+from orderflow.models.store.postgres_group import GroupCommit
 from orderflow.models.store.postgres_outbox import OutboxNotifications
+from orderflow.models.store.postgres_place import load_order
 from orderflow.models.store.postgres_pool import (
     Connection,
     PostgresPool,
     affected_rows,
+    group_commit_from_url,
     split_postgres_url,
 )
 
@@ -92,10 +95,33 @@ from orderflow.models.store.postgres_pool import (
 class PostgresStore:
     """The :class:`orderflow.models.store.Store` contract on a PostgreSQL database."""
 
-    def __init__(self, pool: PostgresPool, dsn: str, *, connect_timeout: float) -> None:
+    def __init__(
+        self, pool: PostgresPool, dsn: str, *, connect_timeout: float, group_commit: bool = True
+    ) -> None:
         self._pool = pool
         self.dsn = dsn
         self._notifications = OutboxNotifications(dsn, connect_timeout=connect_timeout)
+        self._orders = GroupCommit(pool, enabled=group_commit, prelude=postgres_place.lock_items)
+
+    @property
+    def group_commit(self) -> bool:
+        """Whether ``place_order`` calls share transactions (``?group_commit=off``: not)."""
+        return self._orders.enabled
+
+    @property
+    def commits(self) -> int:
+        """``COMMIT``s of ``place_order`` that kept at least one order (a group counts once)."""
+        return self._orders.commits
+
+    @property
+    def jobs_committed(self) -> int:
+        """``place_order`` calls those commits kept (replays included)."""
+        return self._orders.jobs_committed
+
+    @property
+    def largest_group(self) -> int:
+        """Most ``place_order`` calls one ``COMMIT`` kept."""
+        return self._orders.largest_group
 
     # ----------------------------------------------------------------- opening
 
@@ -109,6 +135,7 @@ class PostgresStore:
             min_size=sizes.get("pool_min_size", 1),
             max_size=sizes.get("pool_max_size", 10),
             deadline=deadline,
+            group_commit=group_commit_from_url(url),
         )
 
     @classmethod
@@ -120,10 +147,12 @@ class PostgresStore:
         max_size: int = 10,
         connect_timeout: float = 10.0,
         deadline: float = DEFAULT_DEADLINE_SECONDS,
+        group_commit: bool = True,
     ) -> PostgresStore:
         """Open the pool and create the schema (idempotent, safe across processes).
 
-        ``deadline``: seconds an operation may take when its caller set none."""
+        ``deadline``: seconds an operation may take when its caller set none;
+        ``group_commit``: concurrent ``place_order`` calls share transactions."""
         pool = await PostgresPool.open(
             dsn,
             min_size=min_size,
@@ -131,7 +160,7 @@ class PostgresStore:
             connect_timeout=connect_timeout,
             deadline=deadline,
         )
-        return cls(pool, dsn, connect_timeout=connect_timeout)
+        return cls(pool, dsn, connect_timeout=connect_timeout, group_commit=group_commit)
 
     async def __aenter__(self) -> PostgresStore:
         return self
@@ -145,6 +174,7 @@ class PostgresStore:
         if self._pool.closed:
             return
         try:
+            await self._orders.close()
             await self._notifications.close()
         finally:
             await self._pool.close()
@@ -211,52 +241,19 @@ class PostgresStore:
         simulate: bool = True,
         customer: Customer | None = None,
     ) -> PlaceOrderResult:
-        requested = list(lines)
-        if not requested:
-            raise ValueError("an order needs at least one line")
-        wanted = wanted_quantities(requested)
-
-        async def replay(conn: Connection) -> PlaceOrderResult | None:
-            if idempotency_key is None:
-                return None
-            row = await conn.fetchrow(sql.FIND_BY_KEY, idempotency_key)
-            if row is None:
-                return None
-            if row["request_hash"] != request_hash:
-                raise IdempotencyKeyReused(idempotency_key)
-            order = await _load_order(conn, row["id"])
-            assert order is not None
-            return PlaceOrderResult(order=order, outbox=[], replayed=True)
-
-        async def body(conn: Connection) -> PlaceOrderResult:
-            replayed = await replay(conn)
-            if replayed is not None:
-                return replayed
-            items = {row["id"]: row for row in await conn.fetch(sql.LOCK_ITEMS, list(wanted))}
-            check_stock(wanted, items)
-            order = new_order(requested, items, simulate=simulate, customer=customer)
-            messages = list(events(order))
-            params = sql.write_order_params(order, wanted, idempotency_key, request_hash, messages)
-            if await conn.fetchval(sql.WRITE_ORDER, *params) != len(wanted):
-                # Unreachable while LOCK_ITEMS holds the rows: the guard (and CHECK) is
-                # there in case that ever changes. Raising rolls back the partial decrement.
-                item_id = next(iter(wanted))
-                raise out_of_stock(item_id, items[item_id], wanted[item_id])
-            return PlaceOrderResult(order=order, outbox=messages, replayed=False)
-
-        try:
-            return await self._pool.transaction(body)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "orders_idempotency_key":
-                raise
-            # A concurrent request with the same key committed first: answer with its order.
-            replayed = await self._pool.read(replay)
-            if replayed is None:
-                raise
-            return replayed
+        return await postgres_place.place_order(
+            self._pool,
+            self._orders,
+            lines,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            events=events,
+            simulate=simulate,
+            customer=customer,
+        )
 
     async def get_order(self, order_id: str) -> Order | None:
-        return await self._pool.read(lambda conn: _load_order(conn, order_id))
+        return await self._pool.read(lambda conn: load_order(conn, order_id))
 
     async def recent_orders(self, limit: int) -> list[Order]:
         check_recent_limit(limit)
@@ -388,11 +385,6 @@ class PostgresStore:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-async def _load_order(conn: Connection, order_id: str) -> Order | None:
-    document = await conn.fetchval(sql.LOAD_ORDER, order_id)
-    return None if document is None else Order.model_validate_json(document)
 
 
 async def _load_delivery(conn: Connection, delivery_id: str) -> Delivery | None:

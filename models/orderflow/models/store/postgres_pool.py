@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TypeAlias, TypeVar
@@ -56,6 +57,10 @@ Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 POOL_PARAMETERS = ("pool_min_size", "pool_max_size")
+GROUP_COMMIT_PARAMETER = "group_commit"
+"""``on`` (default) or ``off``: group commit of ``place_order``
+(:mod:`orderflow.models.store.postgres_group`)."""
+STORE_PARAMETERS = (*POOL_PARAMETERS, GROUP_COMMIT_PARAMETER)
 """URL query parameters read here (and removed before the URL reaches asyncpg, which
 would send unknown ones to the server as settings)."""
 
@@ -80,14 +85,24 @@ trip (a simple query of three statements; ``{ms}`` is an integer we format)."""
 
 
 def split_postgres_url(url: str) -> tuple[str, dict[str, int]]:
-    """The URL for asyncpg, and the pool sizes given in its query string."""
+    """The URL for asyncpg (without any of :data:`STORE_PARAMETERS`), and the pool sizes
+    given in its query string."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in POSTGRES_SCHEMES:
         raise ValueError(f"not a PostgreSQL URL: {url!r}")
     query = parse_qsl(parts.query, keep_blank_values=True)
     sizes = {name: int(value) for name, value in query if name in POOL_PARAMETERS}
-    rest = [(name, value) for name, value in query if name not in POOL_PARAMETERS]
+    rest = [(name, value) for name, value in query if name not in STORE_PARAMETERS]
     return urlunsplit(parts._replace(query=urlencode(rest))), sizes
+
+
+def group_commit_from_url(url: str) -> bool:
+    """``postgresql://.../db?group_commit=off`` -> ``False``; on when not given."""
+    values = [v for k, v in parse_qsl(urlsplit(url).query) if k == GROUP_COMMIT_PARAMETER]
+    value = values[-1].lower() if values else "on"
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{GROUP_COMMIT_PARAMETER} must be on or off, got {value!r} in {url!r}")
+    return value in ("on", "true", "1")
 
 
 def affected_rows(status: str) -> int:
@@ -129,18 +144,24 @@ class PostgresPool:
             raise
         return opened
 
-    def _acquire(self, deadline: float) -> _Acquired:
+    def acquire(self, deadline: float) -> _Acquired:
+        """A pooled connection (``async with``), waited for until ``deadline`` at most."""
         if self.closed:
             raise StoreUnavailable("store is closed")
         return _Acquired(self._pool.acquire(timeout=seconds_left(deadline)))
 
-    async def transaction(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+    async def transaction(
+        self,
+        body: Callable[[Connection], Awaitable[T]],
+        on_commit: Callable[[float], None] | None = None,
+    ) -> T:
         """Run ``body`` in one transaction on a pooled connection, within the deadline;
-        re-run it on a deadlock while time is left."""
+        re-run it on a deadlock while time is left. ``on_commit`` gets the seconds from
+        ``BEGIN`` returned to ``COMMIT`` returned of the transaction that committed."""
         deadline = deadline_for(self.deadline)
         for attempt in range(1, TRANSIENT_RETRIES + 1):
             try:
-                return await self._transaction_once(body, deadline)
+                return await self._transaction_once(body, deadline, on_commit)
             except TRANSIENT:
                 pause = 0.005 * 2**attempt
                 if attempt == TRANSIENT_RETRIES or seconds_left(deadline) <= pause:
@@ -149,16 +170,20 @@ class PostgresPool:
         raise AssertionError("unreachable")
 
     async def _transaction_once(
-        self, body: Callable[[Connection], Awaitable[T]], deadline: float
+        self,
+        body: Callable[[Connection], Awaitable[T]],
+        deadline: float,
+        on_commit: Callable[[float], None] | None,
     ) -> T:
-        async with self._acquire(deadline) as conn:
+        async with self.acquire(deadline) as conn:
             try:
                 async with asyncio.timeout(seconds_left(deadline)):
                     left_ms = max(1, int(seconds_left(deadline) * 1000))
                     await conn.execute(BEGIN_WITHIN.format(ms=left_ms))
+                    began = time.perf_counter()
                     result = await body(conn)
                 if seconds_left(deadline) <= 0:
-                    raise _exceeded()
+                    raise exceeded()
             except BaseException as exc:
                 # Not committed: roll back (a broken connection is discarded by the pool,
                 # which ends its session, and with it the transaction).
@@ -166,9 +191,11 @@ class PostgresPool:
                     with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
                         await conn.execute("ROLLBACK")
                 if isinstance(exc, (TimeoutError, *TIMED_OUT)):
-                    raise _exceeded() from exc
+                    raise exceeded() from exc
                 raise
-            await _commit(conn)
+            await commit(conn)
+            if on_commit is not None:
+                on_commit(time.perf_counter() - began)
             return result
 
     async def read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
@@ -177,21 +204,22 @@ class PostgresPool:
         are idempotent, so a timeout that cannot tell whether they applied is harmless."""
         deadline = deadline_for(self.deadline)
         try:
-            async with self._acquire(deadline) as conn, asyncio.timeout(seconds_left(deadline)):
+            async with self.acquire(deadline) as conn, asyncio.timeout(seconds_left(deadline)):
                 return await body(conn)
         except TimeoutError as exc:
-            raise _exceeded() from exc
+            raise exceeded() from exc
 
     async def close(self) -> None:
         self.closed = True
         await self._pool.close()
 
 
-def _exceeded() -> DeadlineExceeded:
+def exceeded() -> DeadlineExceeded:
+    """What a store operation that ran out of time raises."""
     return DeadlineExceeded("PostgreSQL store: not done within the deadline; nothing was committed")
 
 
-async def _commit(conn: Connection) -> None:
+async def commit(conn: Connection) -> None:
     """Send ``COMMIT`` and wait for its answer, even if the caller is cancelled meanwhile."""
     commit = asyncio.ensure_future(conn.execute("COMMIT"))
     try:
@@ -220,7 +248,7 @@ class _Acquired:
         try:
             return await self._context.__aenter__()
         except TimeoutError as exc:  # no pooled connection freed up in time
-            raise _exceeded() from exc
+            raise exceeded() from exc
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
 
@@ -232,7 +260,7 @@ class _Acquired:
     ) -> None:
         await self._context.__aexit__(exc_type, exc, tb)
         if isinstance(exc, TimeoutError):
-            raise _exceeded() from exc
+            raise exceeded() from exc
         if isinstance(exc, UNAVAILABLE):
             raise StoreUnavailable(f"PostgreSQL store unavailable: {exc}") from exc
 

@@ -32,8 +32,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-from prometheus_client import Histogram
-
+from orderflow.models.store.commit_metrics import COMMIT_SECONDS, GROUP_SIZE
 from orderflow.models.store.errors import StoreUnavailable
 from orderflow.models.store.sqlite_group import WriteRequest, commit_group
 from orderflow.models.store.sqlite_job import Job, transaction
@@ -45,20 +44,6 @@ shared so thinly (~20 us a job) that the bodies' own work dominates; a larger gr
 would only hold the file's write lock longer (other processes wait for it), keep
 the group's first caller waiting for more bodies before its ``COMMIT``, and redo
 more work when a locked file makes the group retry."""
-
-COMMIT_SECONDS = Histogram(
-    "orderflow_store_commit_seconds",
-    "Time one store transaction held the write lock, BEGIN returned to COMMIT returned"
-    " (SQLite: a whole group commit).",
-    ["store"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-)
-GROUP_SIZE = Histogram(
-    "orderflow_store_group_size",
-    "Write jobs committed by one COMMIT (1 when group commit is off or the queue was empty).",
-    ["store"],
-    buckets=(1, 2, 4, 8, 16, 32, 64),
-)
 
 
 class WriterThread:
