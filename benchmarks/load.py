@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", type=Path, help="draw the curve into this PNG (matplotlib)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
     parser.add_argument(
+        "--layout",
+        choices=("split", "combined"),
+        default="split",
+        help="service workers: split (one process per service, the demo's default) or "
+        "combined (all in one process)",
+    )
+    parser.add_argument(
         "--store",
         choices=STORES,
         default="sqlite",
@@ -191,6 +198,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         keep=args.keep,
         extra_env=env,
         store=args.store,
+        layout=args.layout,
         sqlite_options=args.sqlite_options,
         store_options=args.store_options,
     )
@@ -290,6 +298,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "http_client": "benchmarks/keepalive.py",
         "api_workers": args.workers,
         "store": args.store,
+        "layout": args.layout,
         "store_options": args.store_options,
         "sqlite_options": args.sqlite_options,
         "admission_max_backlog": args.admission_max_backlog,
