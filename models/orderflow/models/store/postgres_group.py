@@ -67,6 +67,7 @@ from orderflow.models.store.postgres_pool import (
     UNAVAILABLE,
     Connection,
     PostgresPool,
+    commit,
     exceeded,
 )
 
@@ -266,7 +267,7 @@ class GroupCommit:
             claimed = sum(1 for _, ok, _ in outcomes if ok)
             if claimed:
                 commit_sent = True
-                await _commit(conn)
+                await commit(conn)  # a lost connection: OutcomeUnknown
             else:  # nothing to keep: no flush
                 await self._bounded(conn.execute("ROLLBACK"))
             seconds = time.perf_counter() - began
@@ -349,17 +350,6 @@ async def _within(body: Awaitable[T], deadline: float) -> T:
         return await body
 
 
-async def _commit(conn: Connection) -> None:
-    """``COMMIT``, waited for even if the runner is cancelled meanwhile."""
-    commit = asyncio.ensure_future(conn.execute("COMMIT"))
-    try:
-        await asyncio.shield(commit)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await commit
-        raise
-
-
 def _settle_failed(
     calls: list[_Call],
     outcomes: list[tuple[_Call, bool, Any]],
@@ -378,10 +368,10 @@ def _settle_failed(
         lost = StoreUnavailable(f"PostgreSQL group transaction lost: {exc!r}")
     lost.__cause__ = exc
     claimed_error: BaseException = lost  # not committed (COMMIT not sent, or refused by the server)
-    if commit_sent and (isinstance(exc, UNAVAILABLE) or not isinstance(exc, Exception)):
-        claimed_error = OutcomeUnknown(
-            f"PostgreSQL connection lost during COMMIT ({exc!r}): the outcome is unknown"
-        )
+    if commit_sent and isinstance(exc, OutcomeUnknown):
+        claimed_error = exc  # the connection lost during COMMIT (postgres_pool.commit)
+    elif commit_sent and not isinstance(exc, Exception):
+        claimed_error = OutcomeUnknown(f"COMMIT interrupted ({exc!r}): the outcome is unknown")
         claimed_error.__cause__ = exc
     elif commit_sent:
         claimed_error = exc  # the server refused the COMMIT: nothing was committed
