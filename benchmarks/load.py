@@ -127,14 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--store-options",
+        "--sqlite-options",
+        dest="store_options",
         default="",
         help="query of the SQLite or PostgreSQL store URL every process gets, e.g. "
-        "group_commit=off (none)",
-    )
-    parser.add_argument(
-        "--sqlite-options",
-        default="",
-        help="query of the SQLite store URL every process gets, e.g. writer_lock=off (none)",
+        "writer_lock=off or group_commit=off (none; --sqlite-options is its older name)",
     )
     parser.add_argument(
         "--admission-max-backlog",
@@ -199,7 +196,6 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         extra_env=env,
         store=args.store,
         layout=args.layout,
-        sqlite_options=args.sqlite_options,
         store_options=args.store_options,
     )
     body = json.dumps({"lines": [{"item_id": args.item, "quantity": 1}]}).encode()
@@ -300,7 +296,6 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "store": args.store,
         "layout": args.layout,
         "store_options": args.store_options,
-        "sqlite_options": args.sqlite_options,
         "admission_max_backlog": args.admission_max_backlog,
         "load_average_at_start": [round(x, 2) for x in load_at_start],
     }

@@ -61,28 +61,19 @@ class StackError(RuntimeError):
 
 
 def store_url_for(
-    kind: str,
-    data_dir: Path,
-    postgres: LocalPostgres | None = None,
-    sqlite_options: str = "",
-    *,
-    store_options: str = "",
+    kind: str, data_dir: Path, postgres: LocalPostgres | None = None, store_options: str = ""
 ) -> str:
     """The store a benchmark uses: a fresh SQLite file, a database on the run's private
     PostgreSQL, or the MongoDB the operator named. ``store_options`` is the query of the
-    SQLite or PostgreSQL URL (``writer_lock=off``, ``group_commit=off``...);
-    ``sqlite_options`` is its older name, for SQLite only."""
-    if sqlite_options and kind != "sqlite":
-        raise StackError(f"SQLite options ({sqlite_options}) given for --store {kind}")
-    options = "&".join(option for option in (sqlite_options, store_options) if option)
-    query = f"?{options}" if options else ""
+    SQLite or PostgreSQL URL (``writer_lock=off``, ``group_commit=off``...)."""
+    query = f"?{store_options}" if store_options else ""
     if kind == "sqlite":
         return f"sqlite:///{data_dir / 'store.db'}{query}"
     if kind == "postgres":
         assert postgres is not None, "the private PostgreSQL is started first"
         return postgres.create_database(PG_DATABASE) + query
-    if options:
-        raise StackError(f"store options ({options}) are read by SQLite and PostgreSQL only")
+    if store_options:
+        raise StackError(f"store options ({store_options}) are read by SQLite and PostgreSQL only")
     if kind == "mongodb":
         url = os.environ.get("ORDERFLOW_MONGO_URL", "")
         if not url:
@@ -110,12 +101,10 @@ class Stack:
     ready_timeout: float = 90.0
     keep: bool = False
     layout: Layout = "split"
-    sqlite_options: str = ""
-    """The SQLite store URL's query (``writer_lock=off``, ``group_commit=off``): a
-    baseline for a side-by-side run; every process of the stack gets the same URL."""
     store_options: str = ""
-    """The same for the SQLite or PostgreSQL store URL (``group_commit=off``,
-    ``pool_max_size=20``...)."""
+    """The SQLite or PostgreSQL store URL's query (``writer_lock=off``,
+    ``group_commit=off``, ``pool_max_size=20``...): a baseline for a side-by-side run;
+    every process of the stack gets the same URL."""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
@@ -179,13 +168,7 @@ class Stack:
             # In this (the main) thread: the parent-death signal is tied to the forking
             # thread, and an executor thread may end before the benchmark does.
             self.postgres = start_postgres()
-        self.store_url = store_url_for(
-            self.store,
-            self.data_dir,
-            self.postgres,
-            self.sqlite_options,
-            store_options=self.store_options,
-        )
+        self.store_url = store_url_for(self.store, self.data_dir, self.postgres, self.store_options)
         self.redis = LocalRedisServer(data_dir=self.data_dir / "redis")
         await asyncio.to_thread(self.redis.start)
         log(f"valkey on {self.redis.url}; store {self.store_url}")
