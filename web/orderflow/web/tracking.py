@@ -126,13 +126,10 @@ async def _track(app: Sanic, ws: WebsocketImplProtocol, order_id: str) -> None:
             WEBSOCKET_CONNECTIONS.dec()
 
 
-# Sockets with a send blocked now. At shutdown they are aborted (see _stop_hub):
-# Sanic's closing handshake would wait behind their send, and so would the
-# server's stop, up to its 15 s graceful timeout.
-BLOCKED_CLIENTS: set[ClientSocket] = set()
-# Every open tracking socket of this process: at shutdown one whose output is still
-# waiting in its transport (its client stopped reading between two sends, so none is
-# blocked now) is aborted too, for the same reason.
+# Every open tracking socket of this process. At shutdown those whose client is not
+# reading (:meth:`ClientSocket.not_reading`) are aborted (see _stop_hub): Sanic's
+# closing handshake would wait behind their output, and so would the server's stop,
+# up to its 15 s graceful timeout.
 LIVE_CLIENTS: set[ClientSocket] = set()
 
 
@@ -157,7 +154,6 @@ class ClientSocket:
             self._blocked_sends += 1
             if self._blocked_sends == 1:  # the gauge counts sockets, not their sends
                 WEBSOCKET_SENDS_BLOCKED.inc()
-                BLOCKED_CLIENTS.add(self)
         try:
             async with asyncio.timeout(self.send_timeout):
                 await self.ws.send(text)
@@ -169,12 +165,14 @@ class ClientSocket:
                 self._blocked_sends -= 1
                 if self._blocked_sends == 0:
                     WEBSOCKET_SENDS_BLOCKED.dec()
-                    BLOCKED_CLIENTS.discard(self)
         return True
 
-    def output_waiting(self) -> bool:
-        """True while bytes sent to this client still wait in the transport: the kernel's
-        send buffer is full, so the client has stopped reading."""
+    def not_reading(self) -> bool:
+        """True while a send of this socket is blocked, or bytes sent to it still wait in
+        the transport (the kernel's send buffer is full): its client stopped reading,
+        possibly between two sends."""
+        if self._blocked_sends:
+            return True
         io_proto = self.ws.io_proto
         transport = None if io_proto is None else io_proto.transport
         return transport is not None and transport.get_write_buffer_size() > 0
@@ -280,7 +278,7 @@ async def _start_hub(app: Sanic) -> None:
 
 async def _stop_hub(app: Sanic) -> None:
     for client in tuple(LIVE_CLIENTS):  # clients not reading do not hold the stop
-        if client in BLOCKED_CLIENTS or client.output_waiting():
+        if client.not_reading():
             client.drop(CLOSE_GOING_AWAY, "server shutting down")
     hub: TrackingHub | None = getattr(app.ctx, "tracking_hub", None)
     if hub is not None:
