@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "combined (all in one process)",
     )
     parser.add_argument(
+        "--worker-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each worker process of the layout N times, consumers of the same groups (1)",
+    )
+    parser.add_argument(
         "--store",
         choices=STORES,
         default="sqlite",
@@ -196,6 +203,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         extra_env=env,
         store=args.store,
         layout=args.layout,
+        worker_replicas=args.worker_replicas,
         store_options=args.store_options,
     )
     body = json.dumps({"lines": [{"item_id": args.item, "quantity": 1}]}).encode()
@@ -295,6 +303,7 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
         "api_workers": args.workers,
         "store": args.store,
         "layout": args.layout,
+        "worker_replicas": args.worker_replicas,
         "store_options": args.store_options,
         "admission_max_backlog": args.admission_max_backlog,
         "load_average_at_start": [round(x, 2) for x in load_at_start],

@@ -101,6 +101,9 @@ class Stack:
     ready_timeout: float = 90.0
     keep: bool = False
     layout: Layout = "split"
+    worker_replicas: int = 1
+    """How many times each worker process of ``layout`` runs (more consumers of the same
+    groups)."""
     store_options: str = ""
     """The SQLite or PostgreSQL store URL's query (``writer_lock=off``,
     ``group_commit=off``, ``pool_max_size=20``...): a baseline for a side-by-side run;
@@ -181,14 +184,17 @@ class Stack:
         )
         api_ready = HttpOk(f"{self.base_url}/readyz", timeout=2.0)
         self.processes.add(self._spec("api", api_argv, ready=api_ready))
-        for name, targets in worker_processes(self.layout, self.services):
+        for name, targets in worker_processes(
+            self.layout, self.services, replicas=self.worker_replicas
+        ):
             self.admin_ports[name] = free_port()
             admin = ("--admin-host", "127.0.0.1", "--admin-port", str(self.admin_ports[name]))
             self.processes.add(self._spec(name, cli_argv("worker", *targets, *admin)))
         self.processes.start()
         log(
             f"api ({self.http_workers} workers) on {self.base_url}; "
-            f"workers ({self.layout}): {', '.join(self.services) or 'none'}"
+            f"workers ({self.layout} x{self.worker_replicas}): "
+            f"{', '.join(self.services) or 'none'}"
         )
         try:
             await asyncio.to_thread(self.processes.wait_ready, self.ready_timeout)

@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from orderflow.agents.placement import place_order
 from orderflow.agents.processes import ProcessSpec, ProcessTree, cli_argv
 from orderflow.agents.readiness import HttpOk
-from orderflow.agents.services import SERVICES, create_service_apps
+from orderflow.agents.services import SERVICES, create_service_apps, worker_processes
 from orderflow.agents.store_provider import SharedStore, attach_store
 from orderflow.agents.topics import ORDER_STATUS_STREAM, ORDERS_STREAM, topic_streams
 from orderflow.models.documents import OrderLineRequest
@@ -191,6 +191,43 @@ async def test_combined_and_split_workers_side_by_side_share_the_groups(
                 consumers.add(str(consumer["name"]))
     assert len(consumers) == 2, consumers  # one per process, same group
     assert tree.stop() == {"workers": 0, "orders": 0}
+
+
+def test_replicas_of_a_layout_are_named_apart_and_run_the_same_targets() -> None:
+    assert worker_processes("combined", replicas=2) == [
+        ("workers-1", TARGETS),
+        ("workers-2", TARGETS),
+    ]
+    split = worker_processes("split", TARGETS[:2], replicas=2)
+    assert [name for name, _ in split] == ["orders-1", "orders-2", "delivery-1", "delivery-2"]
+    assert worker_processes("split", TARGETS[:1]) == [("orders", TARGETS[:1])]
+    with pytest.raises(ValueError):
+        worker_processes("combined", replicas=0)
+
+
+@pytest.mark.timeout(150)
+async def test_two_combined_replicas_share_every_group_and_deliver_each_status_once(
+    workers: Workers,
+) -> None:
+    """``worker_processes("combined", replicas=2)`` (``load.py --worker-replicas 2``): two
+    processes that each run every service, two consumers of every group."""
+    for name, targets in worker_processes("combined", replicas=2):
+        workers.launch(name, targets)
+    tree, store, redis_client = workers.tree, workers.store, workers.redis_client
+    tree.wait_ready(READY_TIMEOUT)
+
+    order_ids = await place_and_deliver(store, workers.publisher, 10)
+    await assert_each_status_once(store, redis_client, order_ids)
+    for group in ("orders-group", "simulator-group"):
+        consumers: set[str] = set()
+        for stream in topic_streams(
+            ORDER_STATUS_STREAM if group == "orders-group" else ORDERS_STREAM
+        ):
+            if await redis_client.exists(stream):
+                for consumer in await redis_client.xinfo_consumers(stream, group):
+                    consumers.add(str(consumer["name"]))
+        assert len(consumers) == 2, (group, consumers)
+    assert tree.stop() == {"workers-1": 0, "workers-2": 0}
 
 
 async def test_readiness_of_several_apps_names_the_service_whose_agent_stopped(

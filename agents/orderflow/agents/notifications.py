@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from redis.asyncio.client import Pipeline
-
 from orderflow.agents.settings import get_settings
 from orderflow.agents.status_cache import merge_delivery_status, merge_order_status
 from orderflow.agents.topics import (
@@ -40,11 +38,12 @@ from orderflow.models.events import (
     OrderStatusUpdated,
 )
 from orderflow.runtime import App, Event, Record, Stream
+from orderflow.runtime.pipeline import CommandPipeline
 
 T = TypeVar("T", bound=Record)
 
 
-async def merge_all(stream: Stream[T], events: Sequence[Event[T]], pipe: Pipeline) -> None:
+async def merge_all(stream: Stream[T], events: Sequence[Event[T]], pipe: CommandPipeline) -> None:
     """Run the merges queued on ``pipe`` (one per event, in list order) in one round trip;
     a merge the server refused fails its event alone. A lost connection raises: the
     whole list is retried (a merge applied twice changes nothing)."""
@@ -68,7 +67,7 @@ def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | No
         stream: Stream[OrderCreated | OrderStatusUpdated | OrderCancelled],
     ) -> None:
         async for events in stream.take_events(get_settings().agent_list_max_events):
-            pipe = app.redis.pipeline(transaction=False)
+            pipe = CommandPipeline(app.redis)
             for event in events:
                 value = event.value
                 at = value.created_at if isinstance(value, OrderCreated) else value.at
@@ -82,7 +81,7 @@ def create_notifications_app(*, broker: str | None = None, ttl_seconds: int | No
         stream: Stream[DeliveryCreated | DeliveryStatusUpdated],
     ) -> None:
         async for events in stream.take_events(get_settings().agent_list_max_events):
-            pipe = app.redis.pipeline(transaction=False)
+            pipe = CommandPipeline(app.redis)
             for event in events:
                 value = event.value
                 at = value.created_at if isinstance(value, DeliveryCreated) else value.at

@@ -48,16 +48,32 @@ COMBINED_WORKER = "workers"
 
 
 def worker_processes(
-    layout: Layout, targets: Sequence[str] | None = None
+    layout: Layout, targets: Sequence[str] | None = None, *, replicas: int = 1
 ) -> list[tuple[str, list[str]]]:
     """The worker processes of ``layout`` for ``targets`` (default: every service's app):
-    each one's name and its ``orderflow worker`` arguments."""
+    each one's name and its ``orderflow worker`` arguments.
+
+    ``replicas`` runs each of them that many times, named ``<name>-1`` ... ``<name>-N``:
+    replicas are more consumers of the same groups (each event goes to one of them), so
+    ``combined`` with two replicas is two processes that each run every service, which on
+    two cores uses both, with the combined layout's lower CPU per event.
+    """
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, not {replicas}")
     targets = [s.target for s in SERVICES] if targets is None else list(targets)
     if layout == "combined":
-        return [(COMBINED_WORKER, targets)] if targets else []
-    if layout != "split":
+        processes = [(COMBINED_WORKER, targets)] if targets else []
+    elif layout == "split":
+        processes = [(target.split(":")[0].rsplit(".", 1)[-1], [target]) for target in targets]
+    else:
         raise ValueError(f"unknown layout {layout!r}: one of {', '.join(LAYOUTS)}")
-    return [(target.split(":")[0].rsplit(".", 1)[-1], [target]) for target in targets]
+    if replicas == 1:
+        return processes
+    return [
+        (f"{name}-{replica}", argv)
+        for name, argv in processes
+        for replica in range(1, replicas + 1)
+    ]
 
 
 def create_service_apps(

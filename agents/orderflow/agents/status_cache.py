@@ -21,10 +21,10 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from orderflow.models.documents import DELIVERY_STATUSES, ORDER_STATUS_RANKS
 from orderflow.runtime import keys
+from orderflow.runtime.pipeline import QueuesScripts
 
 STATUS_KEY_PREFIX = keys.PREFIX + "status:"
 
@@ -67,16 +67,17 @@ return changed
 
 
 def merge_order_status(
-    pipe: Pipeline, *, order_id: str, status: str, at: str, ttl_seconds: int
+    pipe: QueuesScripts, *, order_id: str, status: str, at: str, ttl_seconds: int
 ) -> None:
-    """Queue an order-status merge on ``pipe`` (e.g. an ``event.atomic()`` pipeline)."""
+    """Queue an order-status merge on ``pipe`` (a ``CommandPipeline``, or a redis-py
+    pipeline such as an ``event.atomic()`` one)."""
     pipe.eval(
         MERGE_STATUS_LUA, 1, status_key(order_id), ttl_seconds, "order", order_id, status, at, ""
     )
 
 
 def merge_delivery_status(
-    pipe: Pipeline,
+    pipe: QueuesScripts,
     *,
     order_id: str,
     delivery_id: str,

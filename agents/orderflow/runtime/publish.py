@@ -17,16 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any, cast
+from typing import cast
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import ConnectionError, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from orderflow.runtime import keys, scheduler
 from orderflow.runtime.connection import is_cluster
 from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.pipeline import Command, execute, run_commands
 from orderflow.runtime.slot_transactions import slot_clients
 from orderflow.runtime.wire import text
 
@@ -44,24 +44,6 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 """
 
 Publication = tuple[str, Envelope, int | None]  # stream, envelope, maxlen (None: no cap)
-
-
-async def execute(pipe: Pipeline | ClusterPipeline, *, raise_on_error: bool = True) -> list[Any]:
-    """Run ``pipe``; a connection closed under it is a :class:`ConnectionError`.
-
-    Why: when another task of the process closes the client's connection while this
-    pipeline writes to it (a reconnect, a cluster client resetting a node after a
-    ``MOVED``), redis-py can fail with ``AttributeError``/``TypeError`` on the vanished
-    socket instead of a connection error (redis/redis-py#3546, #4287). Callers retry a
-    connection error (the append may or may not have happened; re-publishing with
-    ``once_ttl`` is the safe answer); an ``AttributeError`` would look like a bug in the
-    handler and send the event to dead letters."""
-    try:
-        return cast(list[Any], await pipe.execute(raise_on_error=raise_on_error))
-    except (AttributeError, TypeError) as exc:
-        if "NoneType" not in str(exc):
-            raise
-        raise ConnectionError(f"connection closed during a pipeline: {exc}") from exc
 
 
 def published_marker_key(stream: str, event_id: str) -> str:
@@ -83,7 +65,6 @@ async def publish_envelope(
     """Append ``envelope`` to ``stream`` (or park it ``delay`` seconds). Returns the entry
     id; ``None`` when delayed, or with ``once_ttl`` when the event id was already there.
     ``replicas=N``: then wait for N replicas (:func:`publish_replicated`)."""
-    fields = envelope.to_fields()
     if replicas:
         if delay:
             raise ValueError("a send that waits for replicas cannot be delayed")
@@ -92,16 +73,10 @@ async def publish_envelope(
             timeout_ms=replicas_timeout_ms,
         )  # fmt: skip
     if delay is not None and delay > 0:
-        await scheduler.schedule(redis, stream, fields, delay, maxlen)
+        await scheduler.schedule(redis, stream, envelope.to_fields(), delay, maxlen)
         return None
-    if once_ttl is not None:
-        [once] = await publish_envelopes(redis, [(stream, envelope, maxlen)], once_ttl=once_ttl)
-        return once
-    if maxlen:
-        added = await redis.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-    else:
-        added = await redis.xadd(stream, fields)  # type: ignore[arg-type]
-    return text(added)
+    [added] = await publish_envelopes(redis, [(stream, envelope, maxlen)], once_ttl=once_ttl)
+    return added
 
 
 async def publish_envelopes(
@@ -113,32 +88,23 @@ async def publish_envelopes(
     re-publishing with ``once_ttl`` is the safe answer."""
     if not items:
         return []
-    pipe = redis.pipeline(transaction=False)
-    for stream, envelope, maxlen in items:
-        queue_publication(pipe, stream, envelope, maxlen, once_ttl)
-    replies = await execute(pipe)
+    commands = [publication_command(*item, once_ttl) for item in items]
+    replies = await run_commands(redis, commands)
     return [text(reply) if reply else None for reply in replies]
 
 
-def queue_publication(
-    pipe: Pipeline | ClusterPipeline,
-    stream: str,
-    envelope: Envelope,
-    maxlen: int | None,
-    once_ttl: int | None,
-) -> None:
-    """Add one append to ``pipe``: a capped ``XADD``, or with ``once_ttl`` the script
-    that appends once per event id (its reply is then false for an event id already there)."""
-    fields = envelope.to_fields()
-    if once_ttl is None:
-        if maxlen:
-            pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-        else:
-            pipe.xadd(stream, fields)  # type: ignore[arg-type]
-        return
-    marker = published_marker_key(stream, envelope.event_id)
-    flat = chain.from_iterable(fields.items())
-    pipe.eval(_PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
+def publication_command(
+    stream: str, envelope: Envelope, maxlen: int | None, once_ttl: int | None
+) -> Command:
+    """One append as a command: a capped ``XADD``, or with ``once_ttl`` the script that
+    appends once per event id (its reply is then false for an event id already there)."""
+    flat = list(chain.from_iterable(envelope.to_fields().items()))
+    if once_ttl is not None:
+        marker = published_marker_key(stream, envelope.event_id)
+        return ("EVAL", _PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
+    if maxlen:
+        return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *flat)
+    return ("XADD", stream, "*", *flat)
 
 
 class NotReplicated(RedisError):
@@ -170,16 +136,8 @@ async def publish_replicated(
     blocks up to ``timeout_ms`` while the replica is down."""
     cluster = cast(RedisCluster, redis) if is_cluster(redis) else None
     client = redis if cluster is None else await slot_clients(cluster).client_for(cluster, stream)
-    fields = envelope.to_fields()
     pipe = client.pipeline(transaction=False)
-    if once_ttl is not None:
-        marker = published_marker_key(stream, envelope.event_id)
-        flat = chain.from_iterable(fields.items())
-        pipe.eval(_PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
-    elif maxlen:
-        pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-    else:
-        pipe.xadd(stream, fields)  # type: ignore[arg-type]
+    pipe.execute_command(*publication_command(stream, envelope, maxlen, once_ttl))
     pipe.execute_command("WAIT", replicas, timeout_ms)
     try:
         added, confirmed = await execute(pipe)

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from orderflow.runtime.publish import Publication, execute, queue_publication
+from orderflow.runtime.pipeline import run_commands
+from orderflow.runtime.publish import Publication, publication_command
 from orderflow.runtime.wire import text
 
 
@@ -110,11 +111,12 @@ class PublishBatcher:
         self.round_trips += 1
         self.calls += len(batch)
         try:  # whatever fails, building the pipeline included, every call gets an answer
-            pipe = batch[0].redis.pipeline(transaction=False)
-            for call in batch:
-                for stream, envelope, maxlen in call.items:
-                    queue_publication(pipe, stream, envelope, maxlen, call.once_ttl)
-            replies = await execute(pipe, raise_on_error=False)
+            commands = [
+                publication_command(stream, envelope, maxlen, call.once_ttl)
+                for call in batch
+                for stream, envelope, maxlen in call.items
+            ]
+            replies = await run_commands(batch[0].redis, commands, raise_on_error=False)
         except Exception as exc:
             for call in batch:
                 if not call.done.done():

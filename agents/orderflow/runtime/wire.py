@@ -17,14 +17,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
 
-def _bulk(value: bytes | str | int) -> bytes:
+def _bulk(value: bytes | str | int | float) -> bytes:
     if isinstance(value, bytes):
         return b"$%d\r\n%b\r\n" % (len(value), value)
     data = str(value).encode()
     return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
-def pack(args: Sequence[bytes | str | int]) -> bytes:
+def pack(args: Sequence[bytes | str | int | float]) -> bytes:
     """One command in RESP: ``*<n>`` then each argument as a bulk string."""
     return b"*%d\r\n" % len(args) + b"".join([_bulk(arg) for arg in args])
 
