@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json as json_module
 import time
 
 from benchmarks.rawhttp import HTTPProtocolError, Response, parse_head
@@ -155,3 +156,28 @@ class ConnectionPool:
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.close()
+
+
+class SequentialClient:
+    """One request at a time on a kept-alive connection, with the two calls of httpx's
+    ``AsyncClient`` that latency.py makes (``post(path, json=...)``, ``get(path)``).
+
+    Why: latency.py times a POST from the client's side, so the client's own time is in
+    the figure. Measured one at a time on an idle stack, httpx took 2.6-3.9 ms more per
+    POST than this client (docs/benchmarks.md, "The measuring client"): a browser's
+    ``fetch`` is native code, and the system's latency should not carry a Python HTTP
+    client's overhead."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self._pool = ConnectionPool(host, port)
+
+    async def post(self, path: str, *, json: object) -> Response:
+        body = json_module.dumps(json).encode()
+        return await self._pool.request(encode_request("POST", path, self.host, body))
+
+    async def get(self, path: str) -> Response:
+        return await self._pool.request(encode_request("GET", path, self.host))
+
+    async def aclose(self) -> None:
+        await self._pool.close()

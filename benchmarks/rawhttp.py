@@ -30,6 +30,15 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def status_code(self) -> int:
+        """``status`` under httpx's name, so code written for either client reads both."""
+        return self.status
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
 
 class HTTPProtocolError(OSError):
     """The server's answer was not a parseable HTTP/1.1 response."""

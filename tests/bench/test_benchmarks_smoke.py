@@ -154,6 +154,7 @@ def run_benchmark(script: str, *args: str, timeout: float = 150.0) -> dict[str, 
         "overload.py",
         "fanout.py",
         "store_commits.py",
+        "hop_floor.py",
     ],
 )
 def test_help_describes_the_command(script: str) -> None:
@@ -390,6 +391,16 @@ def test_agent_lists_drains_every_report_on_both_sides() -> None:
         assert (row["events"], row["delivered"], row["pending"]) == (30, 30, 0)
     assert set(result["median_reports_per_s"]) == {"1", "100"}
     assert isinstance(result["speedup"], float)
+
+
+def test_hop_floor_carries_every_message_through_every_chain() -> None:
+    """Tiny: 2 hops, 10 measured messages per chain, each through every hop of its chain."""
+    result = run_benchmark("hop_floor.py", "--hops", "2", "--messages", "10", "--warmup", "2")
+    assert result["hops"] == 2
+    assert set(result["chains"]) == {"raw", "runtime", "runtime-1proc"}
+    for row in result["chains"].values():
+        assert row["received"] == 10
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
 
 
 def test_load_delivers_every_order_and_computes_the_knee() -> None:
