@@ -33,24 +33,24 @@ Concurrency model, and why:
 * **Orders share commits** (:mod:`orderflow.models.store.postgres_group`): an
   order holds its items' row locks through its ``COMMIT``, so orders of one
   dish would run one flush at a time; the orders queued together run in one
-  transaction, a savepoint each (``?group_commit=off``: one each).
+  transaction, a savepoint each (``?group_commit=off``: one each). **So do the
+  workers' statuses** (:mod:`orderflow.models.store.postgres_status`), in a lane for
+  orders and one for deliveries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import asyncpg  # noqa: F401 - first: without the driver this import fails (open_store: what to install)
 
 from orderflow.models.documents import (
-    CANCELLED,
     Customer,
     Delivery,
     MenuItem,
     Order,
     OrderLineRequest,
     delivery_status_rank,
-    utc_now,
 )
 from orderflow.models.store import (
     CancelEvents,
@@ -60,7 +60,6 @@ from orderflow.models.store import (
     OrderEvents,
     PlaceOrderResult,
     StatusChange,
-    StatusTransition,
     TransitionEvents,
     check_recent_limit,
     new_delivery,
@@ -68,6 +67,7 @@ from orderflow.models.store import (
     no_events,
     postgres_cancel,
     postgres_place,
+    postgres_status,
 )
 from orderflow.models.store import postgres_outbox as outbox
 from orderflow.models.store import postgres_sql as sql
@@ -76,7 +76,6 @@ from orderflow.models.store.deadline import DEFAULT_DEADLINE_SECONDS
 from orderflow.models.store.errors import (
     DeliveryNotFound,
     OrderNotFound,
-    StoreError,
     UnknownItem,
 )
 from orderflow.models.store.outbox import OutboxMessage
@@ -102,6 +101,7 @@ class PostgresStore:
         self.dsn = dsn
         self._notifications = OutboxNotifications(dsn, connect_timeout=connect_timeout)
         self._orders = GroupCommit(pool, enabled=group_commit, prelude=postgres_place.lock_items)
+        self._statuses = postgres_status.StatusLanes(pool, enabled=group_commit)
 
     @property
     def group_commit(self) -> bool:
@@ -117,6 +117,16 @@ class PostgresStore:
     def jobs_committed(self) -> int:
         """``place_order`` calls those commits kept (replays included)."""
         return self._orders.jobs_committed
+
+    @property
+    def status_commits(self) -> int:
+        """``COMMIT``s of order and delivery statuses (a group counts once)."""
+        return self._statuses.commits
+
+    @property
+    def statuses_committed(self) -> int:
+        """Status calls those commits kept."""
+        return self._statuses.jobs_committed
 
     @property
     def largest_group(self) -> int:
@@ -175,6 +185,7 @@ class PostgresStore:
             return
         try:
             await self._orders.close()
+            await self._statuses.close()
             await self._notifications.close()
         finally:
             await self._pool.close()
@@ -264,9 +275,10 @@ class PostgresStore:
         self, order_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
         rank = lifecycle_rank(status)
-        return await self._update_status(
-            sql.UPDATE_ORDER_STATUS, order_id, status, rank, at, events, OrderNotFound
-        )
+        return await postgres_status.update_status(
+            self._statuses.orders, sql.UPDATE_ORDER_STATUS, order_id, status, rank, at, events,
+            OrderNotFound,
+        )  # fmt: skip
 
     async def cancel_order(
         self, order_id: str, events: CancelEvents = no_cancel_events
@@ -323,44 +335,10 @@ class PostgresStore:
         self, delivery_id: str, status: str, at: str, events: TransitionEvents = no_events
     ) -> StatusChange:
         rank = delivery_status_rank(status)
-        return await self._update_status(
-            sql.UPDATE_DELIVERY_STATUS, delivery_id, status, rank, at, events, DeliveryNotFound
-        )
-
-    async def _update_status(
-        self,
-        statement: str,
-        entity_id: str,
-        status: str,
-        rank: int,
-        at: str,
-        events: TransitionEvents,
-        not_found: Callable[[str], StoreError],
-    ) -> StatusChange:
-        """Apply ``status`` if its rank is higher (the ``UPDATE``'s ``WHERE`` decides), with
-        the transition's outbox rows, in one transaction."""
-
-        async def body(conn: Connection) -> StatusChange:
-            row = await conn.fetchrow(statement, entity_id, status, rank, at, utc_now())
-            assert row is not None
-            found, previous, order_id, simulate, current = row[0], row[1], row[2], row[3], row[4]
-            if not found:
-                raise not_found(entity_id)
-            if previous is None:
-                return StatusChange(changed=False, cancelled=current == CANCELLED)
-            transition = StatusTransition(
-                entity_id=entity_id,
-                order_id=order_id,
-                previous=previous,
-                status=status,
-                at=at,
-                simulate=simulate,
-            )
-            messages = list(events(transition))
-            await outbox.insert_outbox(conn, messages)
-            return StatusChange(changed=True, outbox=messages)
-
-        return await self._pool.transaction(body)
+        return await postgres_status.update_status(
+            self._statuses.deliveries, sql.UPDATE_DELIVERY_STATUS, delivery_id, status, rank, at,
+            events, DeliveryNotFound,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- outbox
 

@@ -158,6 +158,8 @@ class GroupCommit:
         """Calls those commits kept (``jobs_committed / commits``: mean group size)."""
         self.largest_group = 0
         """Most calls one ``COMMIT`` kept."""
+        self.reruns = 0
+        """Groups rolled back by a deadlock or serialization failure and run again."""
 
     async def transaction(
         self, body: Callable[[Connection], Awaitable[T]], *, keys: Sequence[str] = ()
@@ -228,6 +230,7 @@ class GroupCommit:
                 await self._attempt(pending, latest)
                 return
             except _Retry as retry:
+                self.reruns += 1
                 pause = 0.005 * 2**attempt
                 for call in pending:  # nobody was answered: every call starts again
                     if call.state != "abandoned":

@@ -1,10 +1,10 @@
 """The PostgreSQL store's order transaction: ``place_order``'s body, its idempotency
 replay, and the race on ``orders_idempotency_key``.
 
-Apart from :mod:`orderflow.models.store.postgres` because it is the one write that
-goes through group commit (:mod:`orderflow.models.store.postgres_group`): this
-module says what an order does inside its transaction (or savepoint), the lane
-decides which transaction that is.
+Apart from :mod:`orderflow.models.store.postgres` because it goes through group commit
+(:mod:`orderflow.models.store.postgres_group`), as the statuses do
+(:mod:`orderflow.models.store.postgres_status`): this module says what an order does
+inside its transaction (or savepoint), the lane decides which transaction that is.
 """
 
 from __future__ import annotations
