@@ -12,6 +12,7 @@ is built once per change (:func:`encoded`), not once per socket.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -164,25 +165,40 @@ async def load_view(app: Sanic, order_id: str) -> OrderView | None:
     """The latest known state of the order: the store (with history) merged with the cache.
 
     Both are read: the cache alone has no history, and an order whose cache entry
-    expired (24 h TTL) or was never written is still known to the store.
+    expired (24 h TTL) or was never written is still known to the store. They are read
+    at the same time (each is a round trip, and this is on every socket's way to its
+    first message); the merge keeps the later status whichever answered first.
     """
-    cached: dict[str, Any] | None = None
-    redis = getattr(app.ctx, "redis", None)
-    if redis is not None:
-        try:
-            cached = await read_latest_status(redis, order_id)
-        except Exception as exc:  # the cache is an optimisation; the store still answers
-            log.warning("status cache read failed for %s: %s", order_id, exc)
-    view: OrderView | None = None
-    store = getattr(app.ctx, "store", None)
-    if store is not None:
-        try:
-            order = await store.get_order(order_id)
-        except Exception:
-            if cached is None:
-                raise
-            log.warning("store read failed for %s; snapshot from the cache", order_id)
-            order = None
-        if order is not None:
-            view = view_from_order(order)
+    cached, stored = await asyncio.gather(
+        _cached_status(app, order_id), _stored_order(app, order_id)
+    )
+    if isinstance(stored, Exception):
+        if cached is None:
+            raise stored
+        log.warning("store read failed for %s; snapshot from the cache", order_id)
+        stored = None
+    view = None if stored is None else view_from_order(stored)
     return merge_cached_status(view, order_id, cached)
+
+
+async def _cached_status(app: Sanic, order_id: str) -> dict[str, Any] | None:
+    redis = getattr(app.ctx, "redis", None)
+    if redis is None:
+        return None
+    try:
+        return await read_latest_status(redis, order_id)
+    except Exception as exc:  # the cache is an optimisation; the store still answers
+        log.warning("status cache read failed for %s: %s", order_id, exc)
+        return None
+
+
+async def _stored_order(app: Sanic, order_id: str) -> Order | Exception | None:
+    """The order from the store, or the error reading it (the cache may still answer)."""
+    store = getattr(app.ctx, "store", None)
+    if store is None:
+        return None
+    try:
+        order: Order | None = await store.get_order(order_id)
+        return order
+    except Exception as exc:
+        return exc
