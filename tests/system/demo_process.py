@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,9 +60,12 @@ def http_post_json(url: str, body: Any) -> Any:
         headers={"content-type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 201
-        return json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # say what the server answered, not just the code
+        raise AssertionError(f"POST {url}: {exc.code} {exc.read()[:2000]!r}") from exc
 
 
 def http_port() -> int:

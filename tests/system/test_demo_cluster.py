@@ -99,7 +99,10 @@ def test_demo_on_a_private_cluster_delivers_and_stops_cleanly(tmp_path: Path) ->
 
         menu = json.loads(http_get(demo.base_url + "/api/v1/menu")[2])
         line = {"item_id": menu["items"][0]["id"], "quantity": 1}
-        order = http_post_json(demo.base_url + "/api/v1/orders", {"lines": [line]})
+        try:
+            order = http_post_json(demo.base_url + "/api/v1/orders", {"lines": [line]})
+        except AssertionError as exc:  # with the demo's log: the API logs why it failed
+            raise AssertionError(f"{exc}\n--- demo output ---\n{''.join(demo.drain())}") from exc
         current = wait_delivered(demo.base_url, order["id"])
         assert [h["status"] for h in current["history"]] == LIFECYCLE
         assert current["delivery"]["status"] == "delivered"

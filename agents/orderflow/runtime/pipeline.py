@@ -75,16 +75,19 @@ async def run_commands(
     redis: Redis | RedisCluster, commands: Sequence[Command], *, raise_on_error: bool = True
 ) -> list[Any]:
     """Send ``commands`` in one round trip and return their replies in order (see the
-    module); an error reply is returned in its command's place, or raised after every
-    reply was read when ``raise_on_error``."""
+    module); an error is returned in its command's place (an error reply; under Cluster
+    also a node's connection error), or raised after every reply was read when
+    ``raise_on_error``: a caller that treats every reply as a result must not get an
+    error as one."""
     if not commands:
         return []
     if isinstance(redis, RedisCluster):
         replies = await _through_cluster_pipeline(redis, commands)
     else:
         replies = await _on_pooled_connection(redis, commands)
-    if raise_on_error:
-        error = next((reply for reply in replies if isinstance(reply, ResponseError)), None)
+    if raise_on_error:  # any error in place, as redis-py raises it: under Cluster it may
+        # also be a connection error of one node, returned among the other replies
+        error = next((reply for reply in replies if isinstance(reply, Exception)), None)
         if error is not None:
             raise error
     return replies
