@@ -12,6 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from orderflow.models.store import opened_store
+from orderflow.runtime.testing import eventually
 from tests.web.conftest import make_settings, running_api
 
 ORDERS = "/api/v1/orders"
@@ -36,10 +37,11 @@ async def test_the_api_defers_its_marks_and_its_stop_writes_them(
         order: dict[str, Any] = placed.json()
         cancelled = await api.client.post(f"{ORDERS}/{order['id']}/cancel")
         assert cancelled.status_code == 200, cancelled.text
-        # created + simulate, cancelled + stock changed: all four published...
+        # created + simulate (published right after the 201: :mod:`after_answer`),
+        # cancelled + stock changed: all four published...
+        await eventually(lambda marks=api.app.ctx.published_marks: marks.pending == 4)
         assert await redis_client.xlen("orders-stream") == 2
         # ...and none marked yet: the marks wait for the flush.
         assert len(await api.store.outbox_pending(limit=100)) == 4
-        assert api.app.ctx.published_marks.pending == 4
     async with opened_store(store_url) as store:
         assert await store.outbox_pending(limit=100) == []  # the server's stop flushed them

@@ -61,6 +61,7 @@ from orderflow.web import (
     tracking,
     ui,
 )
+from orderflow.web.after_answer import AfterAnswer
 from orderflow.web.heap_freeze import HeapFreeze
 from orderflow.web.metrics import mark_this_process_dead
 from orderflow.web.routes import benchmark_noop, cancel, health, menu, metrics, orders
@@ -84,9 +85,13 @@ async def _open_connections(app: Sanic) -> None:
     app.ctx.redis = await publisher.connect()
     app.ctx.store = await open_store(settings.store_url, deadline=settings.store_deadline_seconds)
     app.ctx.published_marks = published_marks_for(app.ctx.store, settings)
+    app.ctx.after_answer = AfterAnswer()
 
 
 async def _close_connections(app: Sanic) -> None:
+    after_answer: AfterAnswer | None = getattr(app.ctx, "after_answer", None)
+    if after_answer is not None:  # the last publishes, before their publisher closes
+        await after_answer.drain(app.ctx.settings.store_deadline_seconds)
     marks: PublishedMarks | None = getattr(app.ctx, "published_marks", None)
     if marks is not None:
         await marks.close()

@@ -6,10 +6,11 @@ Placing an order:
    bodies over ``ORDERFLOW_MAX_BODY_BYTES`` (413);
 2. the body is validated strictly (400 not JSON, 422 not a valid order);
 3. ``orderflow.agents.placement.place_order`` runs the store transaction (stock, order,
-   outbox) and publishes the outbox; the store's refusals become 404 (unknown
-   item), 409 (out of stock, naming the item and what is left) or 422 (an
-   ``Idempotency-Key`` reused for a different body);
-4. 201 with ``Location`` and the order as created.
+   outbox); the store's refusals become 404 (unknown item), 409 (out of stock, naming
+   the item and what is left) or 422 (an ``Idempotency-Key`` reused for a different
+   body);
+4. 201 with ``Location`` and the order as created, while the outbox is published
+   (started before the answer, finished after it: :mod:`orderflow.web.after_answer`).
 
 The whole placement has one deadline (``ORDERFLOW_STORE_DEADLINE_SECONDS``): past it
 the store has abandoned the transaction and the answer is 503 ``store-unavailable``
@@ -171,6 +172,7 @@ async def create_order(request: Request) -> HTTPResponse:
             simulate=body.simulate,
             customer=None if body.customer is None else body.customer.to_customer(),
             marks=request.app.ctx.published_marks,
+            publish_after=request.app.ctx.after_answer.spawn,
         )
     except OutOfStock as exc:
         return _reject(
