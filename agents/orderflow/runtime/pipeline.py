@@ -82,7 +82,7 @@ async def run_commands(
     if not commands:
         return []
     if isinstance(redis, RedisCluster):
-        replies = await _through_cluster_pipeline(redis, commands)
+        replies = await _through_cluster_pipeline(redis, commands, raise_on_error)
     else:
         replies = await _on_pooled_connection(redis, commands)
     if raise_on_error:  # any error in place, as redis-py raises it: under Cluster it may
@@ -131,8 +131,13 @@ async def execute(pipe: Pipeline | ClusterPipeline, *, raise_on_error: bool = Tr
         raise ConnectionError(f"connection closed during a pipeline: {exc}") from exc
 
 
-async def _through_cluster_pipeline(redis: RedisCluster, commands: Sequence[Command]) -> list[Any]:
+async def _through_cluster_pipeline(
+    redis: RedisCluster, commands: Sequence[Command], raise_on_error: bool
+) -> list[Any]:
+    """``raise_on_error`` is passed on, not only applied afterwards: redis-py's cluster
+    pipeline reloads the slot map and tries again (a failover, a master gone) only when
+    it raises."""
     pipe = redis.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
-    return await execute(pipe, raise_on_error=False)
+    return await execute(pipe, raise_on_error=raise_on_error)
