@@ -10,6 +10,9 @@ reads go on, and once the lock is released the next write goes through.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,3 +127,35 @@ async def test_the_store_url_turns_the_writer_lock_on_and_off(tmp_path: Path) ->
     assert lock_file_exists(tmp_path / "db.sqlite")  # made by the first open
     with pytest.raises(ValueError, match="writer_lock"):
         await open_store(f"sqlite:///{tmp_path}/db.sqlite?writer_lock=maybe")
+
+
+def lock_is_free(db: Path) -> bool:
+    """Whether the writer flock can be taken right now (a second open file description
+    of this process conflicts with the writer thread's, as another process's would)."""
+    fd = os.open(str(db) + LOCK_SUFFIX, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return True
+
+
+async def test_the_writer_lock_is_free_before_any_caller_is_answered(tmp_path: Path) -> None:
+    """The writer releases the flock as soon as its ``COMMIT`` returns, before it answers
+    the callers (another process's writer need not wait while it does): every caller
+    finds the lock free the moment its write returns, in a group commit and alone."""
+    db = tmp_path / "db.sqlite"
+    store = await seeded(db, stock=100)
+
+    async def place_then_probe() -> bool:
+        await store.place_order(LINES, idempotency_key=None, request_hash=None, events=order_events)
+        return lock_is_free(db)
+
+    for _ in range(5):
+        assert await asyncio.gather(*(place_then_probe() for _ in range(8))) == [True] * 8
+    await store.set_stock("soup", 7)  # a write that runs alone, not in a group
+    assert lock_is_free(db)
+    assert store.commits >= 5 and store.largest_group >= 2  # groups did form
+    await store.close()

@@ -100,18 +100,22 @@ def commit_group(
     busy_timeout: float,
     on_busy: Callable[[], None],
     on_commit: Callable[[int, float], None],
+    on_end: Callable[[], None] = lambda: None,
 ) -> None:
     """Run ``requests`` (groupable bodies) in one transaction and answer every one of them.
 
     ``on_commit(jobs, seconds)`` is told of a ``COMMIT`` that kept ``jobs`` writes and
     held the write lock ``seconds`` (``BEGIN`` returned to ``COMMIT`` returned) before
-    any caller is answered, so a caller that reads the counters sees its own commit."""
+    any caller is answered, so a caller that reads the counters sees its own commit.
+    ``on_end()`` is called as soon as the group's ``COMMIT`` or ``ROLLBACK`` returned,
+    before anything else: the writer releases its cross-process lock there, so another
+    process's group does not wait while this one counts and answers its callers."""
     pending = [request for request in requests if not request.settle_if_late()]
     delay = 0.005
     while pending:
         latest = max(request.job.deadline for request in pending)
         try:
-            _attempt(conn, pending, min(busy_timeout, seconds_left(latest)), on_commit)
+            _attempt(conn, pending, min(busy_timeout, seconds_left(latest)), on_commit, on_end)
             return
         except sqlite3.OperationalError as exc:  # from BEGIN, or busy later (rolled back)
             if not is_busy(exc):  # BEGIN failed otherwise: nothing ran, nothing to retry
@@ -133,6 +137,7 @@ def _attempt(
     requests: list[WriteRequest],
     lock_wait: float,
     on_commit: Callable[[int, float], None],
+    on_end: Callable[[], None],
 ) -> None:
     """One try: answers every request, or raises the ``OperationalError`` of ``BEGIN``, or a
     busy one after rolling everything back (nobody has been answered either way)."""
@@ -154,6 +159,7 @@ def _attempt(
         rollback(conn)  # whatever happened, the group's transaction is not left open
         if is_busy(exc):
             raise
+        on_end()
         error = exc.__cause__ if isinstance(exc, GroupLost) and exc.__cause__ else exc
         answered = {id(request) for request, _, _ in outcomes}
         for request, ok, value in outcomes:
@@ -164,6 +170,7 @@ def _attempt(
         if not isinstance(exc, Exception):
             raise
         return
+    on_end()
     if claimed:
         on_commit(claimed, seconds)
     for request, ok, value in outcomes:

@@ -176,6 +176,7 @@ class WriterThread:
                 busy_timeout=self._busy_timeout,
                 on_busy=self._on_busy,
                 on_commit=self._count_commit,
+                on_end=self._transaction_ended,
             )
             return
         (request,) = live  # never grouped: alone in its batch
@@ -197,12 +198,26 @@ class WriterThread:
                     "IMMEDIATE",
                     self._busy_timeout,
                     self._on_busy,
-                    lambda seconds: self._count_commit(1, seconds),
+                    self._committed_alone,
                 )
         except Exception as exc:
             request.settle(error=exc)
         else:
             request.settle(result=result)
+
+    def _transaction_ended(self) -> None:
+        """The transaction is over: let the next process's writer in now, before this
+        thread counts the commit and answers its callers. Answering is a future per
+        caller, each waking the event loop, which then competes with this thread for the
+        GIL: done with the lock still held, every other process waited through it.
+        Measured (``benchmarks/store_commits.py``, 3 processes): 11-24 % more writes/s,
+        write p99 26-32 ms -> 15-17 ms (docs/store.md)."""
+        if self.writer_lock is not None:
+            self.writer_lock.release()
+
+    def _committed_alone(self, seconds: float) -> None:
+        self._transaction_ended()
+        self._count_commit(1, seconds)
 
     def _count_commit(self, jobs: int, seconds: float) -> None:
         self.commits += 1
