@@ -35,13 +35,16 @@ Percentiles are nearest-rank. The first ``--warmup`` orders (at least one, which
 must reach ``delivered``: proof the whole pipeline runs) are not counted.
 
 ``--layout`` picks the service workers' processes (docs/system.md, "Process
-layouts"): ``split`` (one per service), ``combined`` (all in one) or ``both``: two
-private stacks, one per layout, both running for the whole run, the orders
-alternating between them (one to each, the first one alternating too), so that a
-machine whose load changes during the run loads both alike; the figures are printed
-side by side (``--json``: ``{"layout": "both", "split": {...}, "combined": {...}}``;
-with one layout, the flat object plus ``"layout"``). The idle stack's blocking reads
-cost next to nothing, but it is a second API and set of workers on the machine.
+layouts"): ``split`` (one per service), ``combined`` (all in one), ``paired`` (the
+store's writers in one, the others in another), or several side by side:
+a comma-separated list, ``all``, or ``both`` (``split,combined``, its name from
+before ``paired``): one private stack per layout, all running for the whole run,
+the orders alternating between them (one to each, the order of the stacks reversed
+every other order), so that a machine whose load changes during the run loads them
+alike; the figures are printed side by side (``--json``: ``{"layout": "both",
+"compared": ["split", "combined"], "split": {...}, "combined": {...}}``; with one
+layout, the flat object plus ``"layout"``). An idle stack's blocking reads cost next
+to nothing, but it is another API and set of workers on the machine.
 
     python benchmarks/latency.py --orders 200
     python benchmarks/latency.py --orders 300 --layout both
@@ -58,7 +61,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 if __package__ in (None, ""):  # run as `python benchmarks/latency.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -120,12 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
     parser.add_argument(
         "--layout",
-        choices=(*LAYOUTS, "both"),
+        type=layout_list,
         default=Settings.model_fields["demo_layout"].default,
         help=(
-            "service worker processes: split (one per service), combined (all in one), or"
-            " both (a stack per layout, orders alternating between them);"
-            " default: the demo's default layout"
+            "service worker processes: split (one per service), combined (all in one),"
+            " paired (orders+delivery, simulator+notifications), or several side by side"
+            " (a comma-separated list, 'all', or 'both' = split,combined: a stack per"
+            " layout, orders alternating between them); default: the demo's default layout"
         ),
     )
     parser.add_argument(
@@ -152,6 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
+
+
+LAYOUT_GROUPS: dict[str, tuple[Layout, ...]] = {"all": LAYOUTS, "both": ("split", "combined")}
+
+
+def layout_list(value: str) -> str:
+    """``--layout``: one layout, a comma-separated list of them, or a group name."""
+    names: tuple[str, ...] = LAYOUT_GROUPS.get(value) or tuple(value.split(","))
+    unknown = [name for name in names if name not in LAYOUTS]
+    if unknown or len(set(names)) != len(names):
+        choices = ", ".join((*LAYOUTS, *LAYOUT_GROUPS))
+        raise argparse.ArgumentTypeError(f"{value!r}: give layouts of {choices}, each once")
+    return value
+
+
+def layouts_of(value: str) -> tuple[Layout, ...]:
+    """The layouts ``--layout`` names, in order."""
+    return LAYOUT_GROUPS.get(value) or cast(tuple[Layout, ...], tuple(value.split(",")))
 
 
 @dataclass
@@ -213,9 +235,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "layout": runs[0].layout, "http_client": args.http_client,
             "store_options": args.store_options, **results[runs[0].label],
         }  # fmt: skip
-    layouts = args.layout if args.marks == "both" else "both"
     return {
-        "layout": layouts, "marks": args.marks, "http_client": args.http_client,
+        "layout": args.layout, "marks": args.marks, "http_client": args.http_client,
         "store_options": args.store_options, "compared": list(results), **results,
     }  # fmt: skip
 
@@ -223,9 +244,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def variants(args: argparse.Namespace) -> list[tuple[str, Layout, dict[str, str]]]:
     """(label, layout, environment) of each stack: the layouts, or the ways of marking."""
     if args.marks == "both":
-        return [(marks, args.layout, env) for marks, env in MARK_MODES.items()]
-    layouts: tuple[Layout, ...] = LAYOUTS if args.layout == "both" else (args.layout,)
-    return [(layout, layout, MARK_MODES[args.marks]) for layout in layouts]
+        (layout,) = layouts_of(args.layout)
+        return [(marks, layout, env) for marks, env in MARK_MODES.items()]
+    return [(layout, layout, MARK_MODES[args.marks]) for layout in layouts_of(args.layout)]
 
 
 async def warm_up(args: argparse.Namespace, one: LayoutRun) -> None:
@@ -312,7 +333,7 @@ def shown(value: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.orders < 1 or (args.marks == "both" and args.layout == "both"):
+    if args.orders < 1 or (args.marks == "both" and len(layouts_of(args.layout)) > 1):
         print("--orders must be >= 1; --marks both takes one layout", file=sys.stderr)
         return 2
     return run_benchmark("latency", run(args), lambda result: report(result, args.json))

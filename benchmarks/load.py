@@ -40,10 +40,12 @@ if __package__ in (None, ""):  # run as `python benchmarks/load.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.keepalive import ConnectionPool, encode_request
+from benchmarks.load_plot import plot
 from benchmarks.load_step import StepConfig, carried, knee, run_step, step_rates, stream_lag
 from benchmarks.procstat import cpu_seconds, load_average, run_queue_wait_seconds
 from benchmarks.stack import (
     ALL_SERVICES,
+    DEMO_LAYOUT,
     STORES,
     Stack,
     StackError,
@@ -51,6 +53,8 @@ from benchmarks.stack import (
     pid_of,
     run_benchmark,
 )
+from benchmarks.stage_trace import scrape
+from orderflow.agents.services import LAYOUTS
 from orderflow.agents.settings import Settings
 
 DEFAULT_ADMISSION_MAX_BACKLOG: int = Settings.model_fields["admission_max_backlog"].default
@@ -70,11 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
             "errors) and post_vs_noop. Progress on stderr, a table on stdout."
         ),
     )
-    parser.add_argument(
-        "--rates",
-        default="25,50,100,150,200,300",
-        help="offered rates in orders/s, comma-separated (default 25,50,100,150,200,300)",
-    )
+    rates = "25,50,100,150,200,250,300"
+    parser.add_argument("--rates", default=rates, help=f"orders/s, comma-separated ({rates})")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured s per step (15)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured s per step (3)")
     parser.add_argument("--workers", type=int, default=1, help="API worker processes (default 1)")
@@ -112,10 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
     parser.add_argument(
         "--layout",
-        choices=("split", "combined"),
-        default="split",
-        help="service workers: split (one process per service, the demo's default) or "
-        "combined (all in one process)",
+        choices=LAYOUTS,
+        default=DEMO_LAYOUT,
+        help=f"service worker processes (docs/system.md); default {DEMO_LAYOUT}, the demo's",
     )
     parser.add_argument(
         "--worker-replicas",
@@ -270,8 +270,9 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
                 )
                 log(f"step {rate:g} orders/s: {args.warmup:g}s warm-up + {args.seconds:g}s")
                 record = await run_step(
-                    config, client, redis, stack.ws_url, body, sample_cpu, sample_wait
-                )
+                    config, client, redis, stack.ws_url, body, sample_cpu, sample_wait,
+                    lambda: scrape(stack.metrics_urls()),
+                )  # fmt: skip
                 stack.check_alive()
                 step = record.summary()
                 step["load_average_1m"] = round(load_average()[0], 2)
@@ -279,7 +280,8 @@ async def run(args: argparse.Namespace, rates: list[float]) -> dict[str, Any]:
                 log(
                     f"  achieved {step['achieved_per_s']}/s, POST p99 {step['post_p99_ms']} ms, "
                     f"delivered p99 {step['delivered_p99_ms']} ms, errors {step['errors']}, "
-                    f"lag {step['lag_at_end']}, drained in {step['drain_s']} s, "
+                    f"lag {step['lag_at_end']}, drained in {step['drain_s']} s, store in "
+                    f"commits {step['store_commit_share'].get('total')} of the time, "
                     f"{'carried' if carried(step) else 'NOT carried'}"
                 )
                 if step["drain_s"] is None or step["achieved_per_s"] < args.stop_below * rate:
@@ -343,40 +345,6 @@ def report(result: dict[str, Any], as_json: bool) -> None:
         f"client CPU (cores): no-op leg {client['noop']} (API {noop_api}), "
         f"order leg {client['post']}; steps: column 'client'"
     )
-
-
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Latency percentiles (log scale) and achieved rate against offered rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = result["steps"]
-    offered = [s["offered_per_s"] for s in steps]
-    fig, (lat, rate) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key, label in (
-        ("post_p50_ms", "POST p50"),
-        ("post_p99_ms", "POST p99"),
-        ("first_update_p99_ms", "first update p99"),
-        ("delivered_p99_ms", "delivered p99"),
-    ):
-        points = [(o, s[key]) for o, s in zip(offered, steps, strict=True) if s[key]]
-        lat.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    lat.axhline(1000, color="grey", linestyle=":", label="knee limit (1 s)")
-    lat.set(xlabel="offered orders/s", ylabel="ms", yscale="log", title="latency")
-    lat.legend(fontsize=8)
-    rate.plot(offered, [s["achieved_per_s"] for s in steps], marker="o", label="achieved")
-    rate.plot(offered, offered, linestyle="--", color="grey", label="offered")
-    if result["knee_orders_per_s"] is not None:
-        rate.axvline(result["knee_orders_per_s"], color="red", linestyle=":", label="knee")
-    rate.set(xlabel="offered orders/s", ylabel="delivered orders/s", title="throughput")
-    rate.legend(fontsize=8)
-    load = result["load_average_at_start"][0]
-    fig.suptitle(f"orderflow load curve (load average {load} at start)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    log(f"plot written to {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,11 +27,13 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.keepalive import ConnectionPool, encode_request
 from benchmarks.stack import order_id_of, percentile
+from benchmarks.stage_trace import Scrape, busy_shares
 from orderflow.agents.topics import ALL_STREAMS, DEAD_LETTERS_STREAM, ORDERS_STREAM
 
 LATE_AFTER_S = 0.010  # a send more than 10 ms behind its schedule is counted as late
@@ -72,6 +74,8 @@ class StepRecord:
     client_cpu_share: float = 0.0
     connections_opened: int = 0
     run_queue_wait_share: dict[str, float] = field(default_factory=dict)
+    store_commit_share: dict[str, float] = field(default_factory=dict)
+    store_lock_wait_share: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         def ms(values: list[float], pct: float) -> float | None:
@@ -101,6 +105,8 @@ class StepRecord:
             "client_cpu_share": round(self.client_cpu_share, 2),
             "connections_opened": self.connections_opened,
             "run_queue_wait_share": {k: round(v, 2) for k, v in self.run_queue_wait_share.items()},
+            "store_commit_share": self.store_commit_share,
+            "store_lock_wait_share": self.store_lock_wait_share,
         }
 
 
@@ -241,6 +247,7 @@ async def run_step(
     body: bytes,
     sample_cpu: Any,
     sample_wait: Any,
+    sample_metrics: Callable[[], Coroutine[Any, Any, Scrape]] | None = None,
 ) -> StepRecord:
     """Send the schedule, read the lag at its end, wait for the drain; one step's record.
 
@@ -248,6 +255,11 @@ async def run_step(
     the measured window becomes ``cpu_share`` (1.0 = one core busy the whole window);
     ``sample_wait()`` likewise gives ``run_queue_wait_share``: time runnable but
     waiting for a CPU (starved by other processes), per second of the window.
+    ``sample_metrics()`` (the processes' histograms, scraped in a task of its own so that
+    no send waits for it) gives ``store_commit_share``, the share of the window each
+    process spent between ``BEGIN`` and ``COMMIT`` (with SQLite, one writer at a time:
+    the total is how busy the file's write lock was), and ``store_lock_wait_share``, the
+    time its writer waited for another process's (:func:`stage_trace.busy_shares`).
     """
     record = StepRecord(config)
     raw = encode_request("POST", "/api/v1/orders", f"{pool.host}:{pool.port}", body)
@@ -261,6 +273,7 @@ async def run_step(
     measure_start_ms = 0
     cpu_before: dict[str, float] = {}
     wait_before: dict[str, float] = {}
+    metrics_before: asyncio.Task[Scrape] | None = None
 
     async def one(index: int, measured: bool) -> None:
         order_id, t0 = await post_order(pool, raw, record, measured)
@@ -278,6 +291,8 @@ async def run_step(
         if index == warm:
             measure_start_ms = int(time.time() * 1000)
             cpu_before, wait_before = sample_cpu(), sample_wait()
+            if sample_metrics is not None:
+                metrics_before = asyncio.create_task(sample_metrics())
         measured = index >= warm
         record.sent += 1
         record.measured_sent += measured
@@ -296,6 +311,13 @@ async def run_step(
         name: (wait_after[name] - wait_before.get(name, 0.0)) / window for name in wait_after
     }
     record.client_cpu_share = record.cpu_share.get("load.py", 0.0)
+    if sample_metrics is not None and metrics_before is not None:
+        before, after = await metrics_before, await sample_metrics()
+        for metric, shares in (
+            ("orderflow_store_commit_seconds", record.store_commit_share),
+            ("orderflow_store_lock_wait_seconds", record.store_lock_wait_share),
+        ):
+            shares.update(busy_shares(before, after, metric, window))
     record.lag_at_end = await stream_lag(redis)
     drain_start = time.perf_counter()
     drain_deadline = drain_start + config.drain_timeout

@@ -6,11 +6,12 @@ each run gets: its own Valkey on a free port, its own SQLite file in a temp
 directory (or a private PostgreSQL started for the run, or the MongoDB named by
 ``ORDERFLOW_MONGO_URL``), the API as a
 subprocess (``orderflow api --workers N``) and only the service workers the
-benchmark needs (one process each, or all in one with ``layout="combined"``), all
-with zero simulator delays. Every worker serves ``/metrics`` on an admin port of its
-own (``Stack.metrics_urls``, with the API's: what ``stage_trace`` scrapes). The
-processes are run by ``orderflow.agents.processes`` (as the demo's and the tests' are)
-and stopped, process group and all, when the benchmark ends, even on error or Ctrl-C.
+benchmark needs, in the demo's process layout unless ``layout`` names another
+(``orderflow.agents.services.worker_processes``), all with zero simulator delays.
+Every worker serves ``/metrics`` on an admin port of its own (``Stack.metrics_urls``,
+with the API's: what ``stage_trace`` scrapes). The processes are run by
+``orderflow.agents.processes`` (as the demo's and the tests' are) and stopped, process
+group and all, when the benchmark ends, even on error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ from orderflow.agents.processes import (
 )
 from orderflow.agents.readiness import HttpOk
 from orderflow.agents.services import SERVICES, Layout, worker_processes
+from orderflow.agents.settings import Settings
 from orderflow.models.store.localpostgres import LocalPostgres, PostgresNotFound
 from orderflow.runtime.localserver import LocalRedisServer, free_port
+
+DEMO_LAYOUT: Layout = Settings.model_fields["demo_layout"].default
+"""The worker processes ``orderflow demo`` runs, and so every benchmark's by default."""
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -100,7 +105,7 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout: float = 90.0
     keep: bool = False
-    layout: Layout = "split"
+    layout: Layout = DEMO_LAYOUT
     worker_replicas: int = 1
     """How many times each worker process of ``layout`` runs (more consumers of the same
     groups)."""

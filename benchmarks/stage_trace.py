@@ -209,3 +209,22 @@ async def hop_breakdown(redis_url: str, since_id: str) -> list[tuple[str, float,
         for hop, values in hops.items()
     ]
     return sorted(rows, key=lambda row: -row[1])
+
+
+def busy_shares(before: Scrape, after: Scrape, metric: str, elapsed: float) -> dict[str, float]:
+    """Per process, how much of ``elapsed`` wall seconds ``metric`` (a ``*_seconds``
+    histogram, every series of it summed) accounted for between the scrapes, and
+    ``total`` over the processes: ``orderflow_store_commit_seconds`` spans ``BEGIN`` to
+    ``COMMIT``, and SQLite lets one writer in at a time, so for SQLite the total is the
+    share of the time the file's write lock was held (1.0: never free)."""
+    shares: dict[str, float] = {}
+    for process, series in after.items():
+        grown = sum(
+            state.minus(before.get(process, {}).get(key)).total
+            for key, state in series.items()
+            if key[0] == metric
+        )
+        if grown > 0:
+            shares[process] = round(grown / elapsed, 3)
+    shares["total"] = round(sum(shares.values()), 3)
+    return shares

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from orderflow.models.store.localpostgres import LocalPostgres
-from tests.bench.test_benchmarks_smoke import BENCH, run_benchmark
+from tests.bench.runner import BENCH, run_benchmark
 
 pytestmark = pytest.mark.postgres
 

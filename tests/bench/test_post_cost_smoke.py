@@ -7,7 +7,7 @@ never timings. The baseline is this very checkout (its source roots on the stack
 
 from __future__ import annotations
 
-from tests.bench.test_benchmarks_smoke import ROOT, run_benchmark
+from tests.bench.runner import ROOT, run_benchmark
 
 
 def test_post_cost_measures_both_contestants_in_every_round() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from benchmarks import stall_report
-from tests.bench.test_benchmarks_smoke import ROOT
+from tests.bench.runner import ROOT
 
 CHILD = """
 import asyncio, gc, sqlite3, sys, threading, time

@@ -16,8 +16,10 @@
   bound again. A child that crash-loops stops the demo, saying which, with the
   same result.
 * The same with ``--layout combined`` (issue 13: every service's agents in one
-  worker process): that one worker SIGKILLed comes back and orders flow again, and
-  every way of stopping leaves nothing behind ("2/2 processes exited cleanly").
+  worker process) and the default ``paired`` (orders + delivery in ``writers``,
+  simulator + notifications in ``reactors``): the worker of several services
+  SIGKILLed comes back and orders flow again, and every way of stopping leaves
+  nothing behind ("2/2", "3/3 processes exited cleanly").
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from orderflow.agents.processes import ProcessSpec, ProcessTree
-from orderflow.agents.services import COMBINED_WORKER, SERVICES
+from orderflow.agents.services import COMBINED_WORKER, LAYOUTS, Layout, worker_processes
 from orderflow.agents.supervision import RestartPolicy, Supervisor
 from tests.proctree import descendants, port_is_free, still_running
 from tests.system.demo_process import RunningDemo, http_get, http_post_json
@@ -93,15 +95,21 @@ def test_supervisor_restarts_with_back_off_then_gives_up_on_a_crash_loop(
 # -- the real demo ---------------------------------------------------------------------
 
 
-COMBINED_ARGS = " ".join(service.target for service in SERVICES)
+NEEDLES = {
+    "api": "orderflow.agents.cli api",
+    **{
+        name: "worker " + " ".join(targets)
+        for layout in LAYOUTS
+        for name, targets in worker_processes(layout)
+    },
+}
+"""How each role's command line ends: the API, and every worker process of every layout."""
 
 
 def pids_of(demo: RunningDemo, role: str) -> list[int]:
-    """The demo's children running ``role``: a service worker, ``workers`` (the combined
-    layout's one worker), or ``api`` (the API's main process)."""
-    needles = {"api": "orderflow.agents.cli api", COMBINED_WORKER: f"worker {COMBINED_ARGS}"}
-    needle = needles.get(role, f"worker orderflow.agents.{role}:app")
-    return [pid for pid, cmd in descendants(demo.pid).items() if cmd.endswith(needle)]
+    """The demo's children running ``role``: a worker process of a layout (a service's,
+    ``workers``, ``writers``, ``reactors``) or ``api`` (the API's main process)."""
+    return [pid for pid, cmd in descendants(demo.pid).items() if cmd.endswith(NEEDLES[role])]
 
 
 def sanic_workers(demo: RunningDemo) -> dict[int, str]:
@@ -166,7 +174,7 @@ def stop_and_check(
 def test_killed_children_are_restarted_and_orders_still_flow_then_sigint_stops_it(
     tmp_path: Path,
 ) -> None:
-    demo = RunningDemo(tmp_path)
+    demo = RunningDemo(tmp_path, args=("--layout", "split"))
     try:
         demo.wait_started()
         assert all(len(pids_of(demo, role)) == 1 for role in (*WORKER_ROLES, "api"))
@@ -204,24 +212,35 @@ def test_killed_children_are_restarted_and_orders_still_flow_then_sigint_stops_i
 
 
 @pytest.mark.timeout(240)
-def test_the_combined_worker_killed_comes_back_and_orders_still_flow(tmp_path: Path) -> None:
-    demo = RunningDemo(tmp_path, args=("--layout", "combined"))
+@pytest.mark.parametrize(
+    ("layout", "killed"), [("combined", COMBINED_WORKER), ("paired", "writers")]
+)
+def test_a_worker_of_several_services_killed_comes_back_and_orders_still_flow(
+    tmp_path: Path, layout: Layout, killed: str
+) -> None:
+    """``combined``'s one worker, and ``paired``'s ``writers`` (orders + delivery): the
+    supervisor restarts the process, all its services with it; ``paired`` is also the
+    layout the demo runs when none is named."""
+    demo = RunningDemo(tmp_path, args=() if layout == "paired" else ("--layout", layout))
+    processes = worker_processes(layout)
     try:
         line = demo.wait_started()
         assert all(pids_of(demo, role) == [] for role in WORKER_ROLES)  # no per-service one
-        (worker,) = pids_of(demo, COMBINED_WORKER)
+        assert all(len(pids_of(demo, name)) == 1 for name, _ in processes)
+        (worker,) = pids_of(demo, killed)
+        siblings = {name: pids_of(demo, name) for name, _ in processes if name != killed}
         assert len(pids_of(demo, "api")) == 1
         os.kill(worker, signal.SIGKILL)
-        demo.wait_for_line(f"{COMBINED_WORKER} exited (code -9); next attempt in 0.5s", GUARD)
-        eventually(
-            lambda: pids_of(demo, COMBINED_WORKER) not in ([], [worker]), "a new combined worker"
-        )
+        demo.wait_for_line(f"{killed} exited (code -9); next attempt in 0.5s", GUARD)
+        eventually(lambda: pids_of(demo, killed) not in ([], [worker]), f"a new {killed}")
+        assert {name: pids_of(demo, name) for name in siblings} == siblings
         order = delivered_order(demo)
         assert [h["status"] for h in order["history"]][-1] == "delivered"  # type: ignore[attr-defined]
         stop_and_check(
-            demo, lambda: os.kill(demo.pid, signal.SIGTERM), f"{COMBINED_WORKER}=1", processes=2
-        )
-        assert "combined layout" in line or "combined layout" in demo.output()
+            demo, lambda: os.kill(demo.pid, signal.SIGTERM), f"{killed}=1",
+            processes=1 + len(processes),
+        )  # fmt: skip
+        assert f"{layout} layout" in line or f"{layout} layout" in demo.output()
     finally:
         demo.kill_everything()
 
@@ -231,7 +250,7 @@ def test_a_crash_loop_stops_the_demo_with_a_message_and_leaves_nothing_behind(
     tmp_path: Path,
 ) -> None:
     """With ORDERFLOW_DEMO_RESTART_LIMIT=0 the first exit is already one too many."""
-    demo = RunningDemo(tmp_path, {"ORDERFLOW_DEMO_RESTART_LIMIT": "0"})
+    demo = RunningDemo(tmp_path, {"ORDERFLOW_DEMO_RESTART_LIMIT": "0"}, args=("--layout", "split"))
     try:
         demo.wait_started()
         tree = descendants(demo.pid)
@@ -266,15 +285,15 @@ STOPS: dict[str, Callable[[RunningDemo], None]] = {
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("layout", ["split", "combined"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("how", list(STOPS))
 def test_every_way_of_stopping_the_demo_leaves_nothing_behind(
-    tmp_path: Path, how: str, layout: str
+    tmp_path: Path, how: str, layout: Layout
 ) -> None:
     demo = RunningDemo(tmp_path, args=("--layout", layout))
     try:
         demo.wait_started()
-        expected = {"split": 5, "combined": 2}[layout]
+        expected = 1 + len(worker_processes(layout))  # the API and the layout's workers
         stop_and_check(demo, lambda: STOPS[how](demo), processes=expected)
     finally:
         demo.kill_everything()

@@ -10,6 +10,8 @@ Real servers throughout: the session's Valkey, a SQLite file per test, and
 * A combined worker and a per-service orders worker side by side (a migration
   between layouts): both are consumers of the same ``orders-group``, and every order
   is still delivered with each status exactly once.
+* The paired layout (the store's writers in one process, the rest in another)
+  delivers every order with each status once.
 * In-process: the readiness of several Apps fails naming the service whose agent
   stopped; Apps of one process share one open store, closed by the last to stop.
 """
@@ -203,6 +205,30 @@ def test_replicas_of_a_layout_are_named_apart_and_run_the_same_targets() -> None
     assert worker_processes("split", TARGETS[:1]) == [("orders", TARGETS[:1])]
     with pytest.raises(ValueError):
         worker_processes("combined", replicas=0)
+    assert worker_processes("paired") == [("writers", TARGETS[:2]), ("reactors", TARGETS[2:])]
+    assert worker_processes("paired", TARGETS[2:]) == [("reactors", TARGETS[2:])]
+
+
+@pytest.mark.timeout(150)
+async def test_the_paired_layout_writes_from_one_process_and_delivers_each_status_once(
+    workers: Workers,
+) -> None:
+    """``paired``: orders and delivery in ``writers`` (one open store, so one SQLite
+    writer thread and one flock for both), simulator and notifications in
+    ``reactors``; every order is delivered with each status once."""
+    for name, targets in worker_processes("paired"):
+        workers.launch(name, targets)
+    tree, store, redis_client = workers.tree, workers.store, workers.redis_client
+    tree.wait_ready(READY_TIMEOUT)
+
+    order_ids = await place_and_deliver(store, workers.publisher, 10)
+    await assert_each_status_once(store, redis_client, order_ids)
+    writers, reactors = tree["writers"].output(), tree["reactors"].output()
+    for service in ("orders", "delivery"):
+        assert f"worker {service} running:" in writers, writers[-3000:]
+    for service in ("notifications", "simulator"):
+        assert f"worker {service} running:" in reactors, reactors[-3000:]
+    assert tree.stop() == {"writers": 0, "reactors": 0}
 
 
 @pytest.mark.timeout(150)

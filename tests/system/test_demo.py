@@ -111,7 +111,8 @@ def test_demo_serves_the_system_and_stops_cleanly(
         assert (tmp_path / ".data" / "orderflow.db").exists()
 
         tree = descendants(demo.pid)
-        assert sum("orderflow.agents.cli worker" in cmd for cmd in tree.values()) == 4, tree
+        # The default paired layout: orders + delivery, notifications + simulator.
+        assert sum("orderflow.agents.cli worker" in cmd for cmd in tree.values()) == 2, tree
         assert any("orderflow.agents.cli api" in cmd for cmd in tree.values()), tree
         private_servers = [cmd for cmd in tree.values() if "valkey" in cmd]
         assert len(private_servers) == (1 if redis == "private" else 0), tree
@@ -119,7 +120,7 @@ def test_demo_serves_the_system_and_stops_cleanly(
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=STOP_TIMEOUT) == 0, "".join(seen)
         summary = wait_for_line(lines, "orderflow demo stopped", seen, 10)
-        assert "5/5 processes exited cleanly" in summary
+        assert "3/3 processes exited cleanly" in summary
         assert "1 order(s) in the store" in summary
         leftovers = {pid: cmd for pid, cmd in tree.items() if still_running(pid, cmd)}
         assert leftovers == {}

@@ -46,7 +46,9 @@ def json_lines(text: list[str]) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(240)
 def test_one_correlation_id_follows_an_order_through_every_process(tmp_path: Path) -> None:
-    demo = RunningDemo(tmp_path, {"ORDERFLOW_LOG_FORMAT": "json"})
+    # split: one process per service, so each line's ``service`` names one service
+    # (a worker of several names them all: ``orders+delivery`` in the default layout).
+    demo = RunningDemo(tmp_path, {"ORDERFLOW_LOG_FORMAT": "json"}, args=("--layout", "split"))
     try:
         demo.wait_started()
         base = demo.base_url

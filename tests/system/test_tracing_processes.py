@@ -110,6 +110,7 @@ def test_one_order_is_one_trace_from_post_to_delivered(
                 "OTEL_TRACES_SAMPLER": "parentbased_always_on",
                 "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans leave soon after they end
             },
+            args=("--layout", "split"),  # one process, so one service name, per service
         )
         try:
             demo.wait_started()

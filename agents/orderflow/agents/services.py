@@ -5,11 +5,14 @@ orderflow.agents.orders:app`` runs in production, one process per service) and a
 that builds a fresh app with an explicit broker and store (what the in-process
 system tests and tools use).
 
-The services run as worker processes in one of two layouts (:func:`worker_processes`):
+The services run as worker processes in one of three layouts (:func:`worker_processes`):
 ``split``, one ``orderflow worker`` process per service (the Helm chart's, each scaled on
-its own), or ``combined``, every service's App in one ``orderflow worker`` process (one
-event loop, one shared store, each service's consumer groups unchanged), which on a
-small machine saves the processes' wake-ups and the hops between them.
+its own); ``combined``, every service's App in one ``orderflow worker`` process (one
+event loop, one shared store, each service's consumer groups unchanged); or ``paired``
+(the demo's default), the two services that write the store in one process and the two
+that only talk to Redis in another. On a small machine fewer processes save wake-ups and
+the hops between them, and one store writer per process instead of two saves handing
+SQLite's write lock between them; docs/system.md, "Process layouts", has the figures.
 """
 
 from __future__ import annotations
@@ -41,10 +44,20 @@ SERVICES: tuple[Service, ...] = (
     Service("simulator", "orderflow.agents.simulator:app"),
 )
 
-Layout = Literal["split", "combined"]
-LAYOUTS: tuple[Layout, ...] = ("split", "combined")
+Layout = Literal["split", "combined", "paired"]
+LAYOUTS: tuple[Layout, ...] = ("split", "combined", "paired")
 COMBINED_WORKER = "workers"
 """The name of the one worker process of the ``combined`` layout."""
+STORE_WRITERS: frozenset[str] = frozenset({"orders", "delivery"})
+"""The services that write the store: the ``paired`` layout's ``writers`` process."""
+PAIRED_WORKERS: tuple[str, str] = ("writers", "reactors")
+"""The ``paired`` layout's processes: the store's writers, and the services that only
+react on Redis (the simulator and the notifications' status cache)."""
+
+
+def service_of(target: str) -> str:
+    """``orderflow.agents.orders:app`` -> ``orders``: the service a worker target runs."""
+    return target.split(":")[0].rsplit(".", 1)[-1]
 
 
 def worker_processes(
@@ -52,6 +65,13 @@ def worker_processes(
 ) -> list[tuple[str, list[str]]]:
     """The worker processes of ``layout`` for ``targets`` (default: every service's app):
     each one's name and its ``orderflow worker`` arguments.
+
+    * ``split``: one process per service, named after it.
+    * ``combined``: one process, ``workers``, running every target.
+    * ``paired``: ``writers`` runs the services that write the store (orders, delivery:
+      one shared store, so one SQLite writer thread and one group commit for both
+      instead of two processes taking the file's write lock in turn) and ``reactors``
+      the others (simulator, notifications); a process with no target is left out.
 
     ``replicas`` runs each of them that many times, named ``<name>-1`` ... ``<name>-N``:
     replicas are more consumers of the same groups (each event goes to one of them), so
@@ -63,8 +83,13 @@ def worker_processes(
     targets = [s.target for s in SERVICES] if targets is None else list(targets)
     if layout == "combined":
         processes = [(COMBINED_WORKER, targets)] if targets else []
+    elif layout == "paired":
+        writers = [t for t in targets if service_of(t) in STORE_WRITERS]
+        reactors = [t for t in targets if service_of(t) not in STORE_WRITERS]
+        pairs = zip(PAIRED_WORKERS, (writers, reactors), strict=True)
+        processes = [(name, argv) for name, argv in pairs if argv]
     elif layout == "split":
-        processes = [(target.split(":")[0].rsplit(".", 1)[-1], [target]) for target in targets]
+        processes = [(service_of(target), [target]) for target in targets]
     else:
         raise ValueError(f"unknown layout {layout!r}: one of {', '.join(LAYOUTS)}")
     if replicas == 1:

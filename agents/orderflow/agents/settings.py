@@ -170,9 +170,11 @@ class Settings(RuntimeSettings):
     demo_restart_max_delay_seconds: float = Field(default=8.0, gt=0)
     demo_restart_limit: int = Field(default=5, ge=0)
     demo_restart_window_seconds: float = Field(default=60.0, gt=0)
-    # `orderflow demo`'s worker processes: "split" (one per service) or "combined" (every
-    # service's agents in one process); docs/system.md, "Process layouts".
-    demo_layout: Literal["split", "combined"] = "split"
+    # `orderflow demo`'s worker processes: "paired" (orders + delivery, the store's writers,
+    # in one process; simulator + notifications in another), "split" (one per service, as
+    # the Helm chart runs them) or "combined" (every service's agents in one process);
+    # docs/system.md, "Process layouts".
+    demo_layout: Literal["split", "combined", "paired"] = "paired"
 
     # Notifications cache.
     status_ttl_seconds: int = 86_400

@@ -14,9 +14,10 @@ What it does, in order:
    ``ORDERFLOW_STORE_URL`` set: the API (``orderflow api``: REST, WebSocket
    gateway, UI) and the service workers (orders, delivery, notifications,
    simulator) in the layout ``--layout`` / ``ORDERFLOW_DEMO_LAYOUT`` names:
-   ``split``, one ``orderflow worker`` per service, as the Helm chart runs them, or
-   ``combined``, all four in one ``orderflow worker`` process
-   (:func:`orderflow.agents.services.worker_processes`). The API is a process of
+   ``paired`` (the default), ``writers`` (orders + delivery) and ``reactors``
+   (simulator + notifications); ``split``, one ``orderflow worker`` per service, as
+   the Helm chart runs them; or ``combined``, all four in one ``orderflow worker``
+   process (:func:`orderflow.agents.services.worker_processes`). The API is a process of
    its own either way, so a worker's CPU never delays an HTTP response.
 4. Prints the URL once ``/healthz`` answers, then supervises: a child that
    exits on its own is restarted with back-off (:mod:`orderflow.agents.supervision`);
@@ -76,8 +77,8 @@ CLUSTER_MASTERS = 3
 def demo_children(env: Mapping[str, str], url: str, layout: Layout) -> list[ProcessSpec]:
     """The API (ready when ``/healthz`` answers) and the workers of ``layout``.
 
-    They write to the demo's terminal: each log line names its service (in the
-    combined layout, the worker's: ``orders+delivery+notifications+simulator``).
+    They write to the demo's terminal: each log line names its service (a process that
+    runs several names them all: ``orders+delivery`` in the paired layout).
     """
     api = ProcessSpec("api", cli_argv("api"), env=env, ready=HttpOk(url + "healthz"))
     workers = [
@@ -349,9 +350,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=LAYOUTS,
         default=None,
         help=(
-            "worker processes: 'split' runs one per service (as the Helm chart does),"
-            " 'combined' runs every service's agents in one process"
-            " (ORDERFLOW_DEMO_LAYOUT, default split)"
+            "worker processes: 'paired' runs orders+delivery in one and"
+            " simulator+notifications in another, 'split' one per service (as the Helm"
+            " chart does), 'combined' every service's agents in one process"
+            " (ORDERFLOW_DEMO_LAYOUT, default paired)"
         ),
     )
     parser.set_defaults(func=run)
