@@ -13,7 +13,13 @@ from orderflow.models.events import (
     OrderStatusUpdated,
     StockChanged,
 )
-from orderflow.models.store import Cancellation, OutboxMessage, StatusTransition
+from orderflow.models.store import (
+    Cancellation,
+    OutboxMessage,
+    PlaceOrderResult,
+    StatusTransition,
+    Store,
+)
 from orderflow.runtime.envelope import Envelope
 
 SOURCE = "tests.store"
@@ -21,6 +27,22 @@ SOURCE = "tests.store"
 
 def line(item_id: str, quantity: int) -> OrderLineRequest:
     return OrderLineRequest(item_id=item_id, quantity=quantity)
+
+
+async def place(
+    store: Store,
+    *lines_: OrderLineRequest,
+    key: str | None = None,
+    request_hash: str | None = None,
+) -> PlaceOrderResult:
+    """Place an order of ``lines_`` with the services' outbox (``order_events``)."""
+    return await store.place_order(
+        list(lines_), idempotency_key=key, request_hash=request_hash, events=order_events
+    )
+
+
+async def stock_of(store: Store) -> dict[str, int]:
+    return {item.id: item.stock for item in await store.list_menu()}
 
 
 def order_events(order: Order) -> list[OutboxMessage]:

@@ -1,15 +1,17 @@
-"""The store contract, run against every adapter (see conftest: sqlite always, mongodb if set)."""
+"""The store contract, run against every adapter (see conftest: sqlite always, mongodb if set).
+
+Menu, orders and their statuses here; deliveries in test_contract_deliveries.py, the
+outbox in test_contract_outbox.py, cancels, customers and manual orders in their own.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from orderflow.models.documents import MenuItem, utc_now
 from orderflow.models.store import (
-    DeliveryNotFound,
     IdempotencyKeyReused,
     OrderNotFound,
     OutOfStock,
@@ -17,27 +19,13 @@ from orderflow.models.store import (
     Store,
     UnknownItem,
 )
-from orderflow.runtime.context import correlation
-from orderflow.runtime.testing import eventually
-from tests.store.conftest import TEST_MENU, backdate_outbox
+from tests.store.conftest import TEST_MENU
 from tests.store.factories import (
-    delivery_events,
-    delivery_status_events,
     line,
-    order_events,
     order_status_events,
+    place,
+    stock_of,
 )
-
-
-async def stock_of(store: Store) -> dict[str, int]:
-    return {item.id: item.stock for item in await store.list_menu()}
-
-
-async def place(store: Store, *lines_, key: str | None = None, request_hash: str | None = None):
-    return await store.place_order(
-        list(lines_), idempotency_key=key, request_hash=request_hash, events=order_events
-    )
-
 
 # ------------------------------------------------------------------ menu
 
@@ -254,156 +242,3 @@ async def test_status_of_unknown_order_or_bad_status_raises(menu_store: Store) -
     order = (await place(menu_store, line("pizza", 1))).order
     with pytest.raises(ValueError):
         await menu_store.update_order_status(order.id, "teleported", utc_now())
-
-
-# ------------------------------------------------------------ deliveries
-
-
-async def test_delivery_is_created_once(menu_store: Store) -> None:
-    store = menu_store
-    order = (await place(store, line("pizza", 1))).order
-    await store.mark_published([m.id for m in await store.outbox_pending()])
-
-    first = await store.create_delivery(order.id, delivery_events)
-    again = await store.create_delivery(order.id, delivery_events)
-    assert first.created and not again.created
-    assert again.delivery == first.delivery and again.outbox == []
-    delivery = first.delivery
-    assert delivery.order_id == order.id and delivery.status == "waiting"
-    pending = await store.outbox_pending()
-    assert [m.envelope.event_type for m in pending] == [
-        "delivery.created.v1",
-        "delivery.simulate.v1",
-    ]
-    assert [m.id for m in pending] == [m.id for m in first.outbox]
-
-    with pytest.raises(OrderNotFound):
-        await store.create_delivery("e" * 32, delivery_events)
-
-
-async def test_concurrent_delivery_creation_makes_one_delivery(menu_store: Store) -> None:
-    store = menu_store
-    order = (await place(store, line("pizza", 1))).order
-    results = await asyncio.gather(
-        *(store.create_delivery(order.id, delivery_events) for _ in range(10))
-    )
-    assert len({result.delivery.id for result in results}) == 1
-    assert sum(result.created for result in results) == 1
-    deliveries_rows = [
-        m for m in await store.outbox_pending() if m.envelope.event_type == "delivery.created.v1"
-    ]
-    assert len(deliveries_rows) == 1
-
-
-async def test_delivery_status_is_monotonic_and_shows_in_the_order(menu_store: Store) -> None:
-    store = menu_store
-    order = (await place(store, line("pizza", 1))).order
-    delivery = (await store.create_delivery(order.id, delivery_events)).delivery
-    await store.mark_published([m.id for m in await store.outbox_pending()])
-
-    t1, t2 = utc_now(), utc_now()
-    changes = [
-        await store.update_delivery_status(delivery.id, status, at, delivery_status_events)
-        for status, at in [
-            ("on_the_way", t1),
-            ("delivered", t2),
-            ("on_the_way", utc_now()),
-            ("delivered", utc_now()),
-        ]
-    ]
-    assert [change.changed for change in changes] == [True, True, False, False]
-    stored = await store.get_order(order.id)
-    assert stored is not None and stored.delivery is not None
-    assert stored.delivery.id == delivery.id
-    assert stored.delivery.status == "delivered"
-    assert [(c.status, c.at) for c in stored.delivery.history] == [
-        ("waiting", delivery.created_at),
-        ("on_the_way", t1),
-        ("delivered", t2),
-    ]
-    pending = await store.outbox_pending()
-    assert [(m.envelope.payload["order_id"], m.envelope.payload["status"]) for m in pending] == [
-        (order.id, "on_the_way"),
-        (order.id, "delivered"),
-    ]
-    with pytest.raises(DeliveryNotFound):
-        await store.update_delivery_status("d" * 32, "delivered", utc_now())
-
-
-# ---------------------------------------------------------------- outbox
-
-
-async def test_outbox_pending_and_mark_published(menu_store: Store) -> None:
-    store = menu_store
-    first = await place(store, line("pizza", 1))
-    second = await place(store, line("cola", 1))
-    written = [m.id for m in first.outbox + second.outbox]
-
-    assert [m.id for m in await store.outbox_pending()] == written  # oldest first
-    assert [m.id for m in await store.outbox_pending(limit=3)] == written[:3]
-    assert await store.outbox_pending(min_age_seconds=3600) == []  # all too young for the relay
-
-    await store.mark_published(written[:2])
-    assert [m.id for m in await store.outbox_pending()] == written[2:]
-    await store.mark_published(written[:2])  # marking twice is harmless
-    await store.mark_published([])
-    await store.mark_published(written[2:])
-    assert await store.outbox_pending() == []
-
-
-async def clock_passes(moment: float) -> None:
-    """Return once ``time.time()`` is past ``moment`` (usually at once; a coarse clock waits)."""
-    await eventually(lambda: time.time() > moment, interval=0.001)
-
-
-async def test_prune_outbox_deletes_only_rows_published_before_the_cutoff(
-    menu_store: Store,
-) -> None:
-    store = menu_store
-    old_published = [m.id for m in (await place(store, line("pizza", 1))).outbox]
-    old_pending = [m.id for m in (await place(store, line("cola", 1))).outbox]
-    recent_published = [m.id for m in (await place(store, line("last-slice", 1))).outbox]
-    await store.mark_published(old_published)
-    await backdate_outbox(store, old_published + old_pending, seconds=7200)
-    await store.mark_published(recent_published)
-    published_by = time.time()
-
-    # Two hours old and published: gone. Two hours old but pending, or published
-    # just now: kept.
-    assert await store.prune_outbox(published_before_seconds=3600) == len(old_published)
-    assert await store.prune_outbox(published_before_seconds=3600) == 0
-    assert [m.id for m in await store.outbox_pending()] == old_pending
-    # The recent rows were still there: a zero retention takes them, and still
-    # not the pending ones.
-    await clock_passes(published_by)
-    assert await store.prune_outbox(published_before_seconds=0) == len(recent_published)
-    assert [m.id for m in await store.outbox_pending()] == old_pending
-    # Marking a pruned id again is harmless and does not bring it back.
-    await store.mark_published(old_published)
-    assert await store.prune_outbox(published_before_seconds=0) == 0
-
-
-async def test_prune_outbox_never_deletes_pending_rows(menu_store: Store) -> None:
-    store = menu_store
-    published = [m.id for m in (await place(store, line("pizza", 2))).outbox]
-    pending = [m.id for m in (await place(store, line("cola", 2))).outbox]
-    await backdate_outbox(store, pending, seconds=30 * 86_400)
-    await store.mark_published(published)
-    published_by = time.time()
-
-    assert await store.prune_outbox(published_before_seconds=86_400) == 0  # all too recent
-    await clock_passes(published_by)
-    assert await store.prune_outbox(published_before_seconds=0) == len(published)
-    assert [m.id for m in await store.outbox_pending()] == pending  # a month old, still there
-    with pytest.raises(ValueError):
-        await store.prune_outbox(published_before_seconds=-1)
-    assert await store.prune_outbox(published_before_seconds=0) == 0
-
-
-async def test_events_built_in_the_transaction_keep_the_callers_correlation(
-    menu_store: Store,
-) -> None:
-    with correlation("request-42"):
-        result = await place(menu_store, line("pizza", 1))
-    assert {m.envelope.correlation_id for m in result.outbox} == {"request-42"}
-    assert {m.envelope.correlation_id for m in await menu_store.outbox_pending()} == {"request-42"}
