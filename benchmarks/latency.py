@@ -161,19 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
 LAYOUT_GROUPS: dict[str, tuple[Layout, ...]] = {"all": LAYOUTS, "both": ("split", "combined")}
 
 
-def layout_list(value: str) -> str:
-    """``--layout``: one layout, a comma-separated list of them, or a group name."""
+def layouts_of(value: str) -> tuple[Layout, ...]:
+    """The layouts ``--layout`` names, in order: one, a comma-separated list of them, or
+    a group name; ``argparse.ArgumentTypeError`` for anything else."""
     names: tuple[str, ...] = LAYOUT_GROUPS.get(value) or tuple(value.split(","))
-    unknown = [name for name in names if name not in LAYOUTS]
-    if unknown or len(set(names)) != len(names):
+    if any(name not in LAYOUTS for name in names) or len(set(names)) != len(names):
         choices = ", ".join((*LAYOUTS, *LAYOUT_GROUPS))
         raise argparse.ArgumentTypeError(f"{value!r}: give layouts of {choices}, each once")
+    return cast(tuple[Layout, ...], names)
+
+
+def layout_list(value: str) -> str:
+    """``--layout``'s type: checked by :func:`layouts_of`, kept as given (the JSON's label)."""
+    layouts_of(value)
     return value
-
-
-def layouts_of(value: str) -> tuple[Layout, ...]:
-    """The layouts ``--layout`` names, in order."""
-    return LAYOUT_GROUPS.get(value) or cast(tuple[Layout, ...], tuple(value.split(",")))
 
 
 @dataclass
