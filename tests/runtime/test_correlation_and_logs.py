@@ -75,7 +75,7 @@ async def test_sends_inside_a_handler_inherit_correlation_and_name_their_cause(
     assert line["correlation_id"] == "request-42"
     assert line["event_id"] == first.event_id
     assert line["event_type"] == "rt.corr.placed.v1"
-    assert line["service"] == "rt-corr-service"
+    assert line["service"] == "rt-corr"  # the App whose agent logged, not the handler's default
     assert line["level"] == "INFO" and line["logger"] == "rt.corr.test"
 
 

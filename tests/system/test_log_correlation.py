@@ -46,9 +46,9 @@ def json_lines(text: list[str]) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(240)
 def test_one_correlation_id_follows_an_order_through_every_process(tmp_path: Path) -> None:
-    # split: one process per service, so each line's ``service`` names one service
-    # (a worker of several names them all: ``orders+delivery`` in the default layout).
-    demo = RunningDemo(tmp_path, {"ORDERFLOW_LOG_FORMAT": "json"}, args=("--layout", "split"))
+    # The default layout runs orders and delivery in one worker process: each line still
+    # names the service whose task wrote it (tests/runtime/test_service_names.py).
+    demo = RunningDemo(tmp_path, {"ORDERFLOW_LOG_FORMAT": "json"})
     try:
         demo.wait_started()
         base = demo.base_url

@@ -1,8 +1,9 @@
 """One order is one trace, from the POST to ``delivered``, across real processes.
 
-``orderflow demo`` runs as a user runs it (the API and the four service workers, each
-its own process), with ``ORDERFLOW_TRACING=true`` and the standard ``OTEL_*`` variables
-pointing the OTLP/HTTP exporter of every process at a receiver this test serves. The
+``orderflow demo`` runs as a user runs it (the API and the four services in the default
+layout's worker processes, two services to a process), with ``ORDERFLOW_TRACING=true``
+and the standard ``OTEL_*`` variables pointing the OTLP/HTTP exporter of every process
+at a receiver this test serves. The
 order is placed with a client ``traceparent``; the ``order.status_updated.v1
 {delivered}`` entry on the orders stream names the span that wrote it, and the test
 walks that span's parents back to the POST: every hop a received span, all of one
@@ -110,7 +111,8 @@ def test_one_order_is_one_trace_from_post_to_delivered(
                 "OTEL_TRACES_SAMPLER": "parentbased_always_on",
                 "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: spans leave soon after they end
             },
-            args=("--layout", "split"),  # one process, so one service name, per service
+            # The default layout: orders and delivery share a worker process, and
+            # each span still names the service that handled its event.
         )
         try:
             demo.wait_started()

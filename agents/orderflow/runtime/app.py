@@ -21,6 +21,7 @@ from orderflow.runtime import lag
 from orderflow.runtime.agent import Agent, AgentFun
 from orderflow.runtime.background import BackgroundTasks
 from orderflow.runtime.connection import connect_redis, default_consumer_name, is_cluster_url
+from orderflow.runtime.context import serving
 from orderflow.runtime.envelope import Envelope
 from orderflow.runtime.follow import Follower
 from orderflow.runtime.follow_multi import MultiFollower
@@ -303,6 +304,12 @@ class App(Hooks):
     async def start(self) -> None:
         if self.started:
             return
+        # Every task made here (agent bodies, timers, scheduler) inherits the App's name:
+        # a log line or span of a worker running several Apps names its own service.
+        with serving(self.name):
+            await self._start()
+
+    async def _start(self) -> None:
         await self.connect()
         await self.run_startup_hooks()
         self._stopping = asyncio.Event()
@@ -339,6 +346,10 @@ class App(Hooks):
     async def stop(self) -> None:
         """Stop reading, finish in-flight events (acked), exit within shutdown_timeout,
         then run the shutdown hooks and close the connection."""
+        with serving(self.name):
+            await self._stop()
+
+    async def _stop(self) -> None:
         if self.started:
             await self._stop_running()
         try:

@@ -66,6 +66,16 @@ class CorrelationScope:
 
 current_scope: ContextVar[Scope | None] = ContextVar("orderflow_scope", default=None)
 
+current_service: ContextVar[str | None] = ContextVar("orderflow_service", default=None)
+"""The service (the :class:`~orderflow.runtime.App`'s name) the current code works for.
+
+Why a ContextVar: a worker process may run several services' Apps in one event loop
+(``orderflow worker orders delivery``, the demo's ``paired`` layout), and a log line or
+a trace span must still name the service that wrote it, not the process. ``App.start``
+sets it while it creates its agents' and timers' tasks, so each task (and each thread
+that copies a task's context, as the stores' threads do) inherits its own App's name.
+``None`` outside any App: the process's name (the log handler's) applies."""
+
 
 def current_correlation_id() -> str | None:
     scope = current_scope.get()
@@ -81,6 +91,16 @@ def correlation(correlation_id: str | None, causation_id: str | None = None) -> 
         yield scope
     finally:
         current_scope.reset(token)
+
+
+@contextmanager
+def serving(service: str) -> Iterator[None]:
+    """Run a block (and every task it creates) as ``service``: see :data:`current_service`."""
+    token = current_service.set(service)
+    try:
+        yield
+    finally:
+        current_service.reset(token)
 
 
 def enter_scope(scope: Scope | None) -> None:

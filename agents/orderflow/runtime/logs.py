@@ -22,7 +22,7 @@ from typing import Any
 
 import ujson
 
-from orderflow.runtime.context import current_scope
+from orderflow.runtime.context import current_scope, current_service
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -61,14 +61,17 @@ def indent_continuation(text: str) -> str:
 
 
 class ContextFilter(logging.Filter):
-    """Copies service + correlation/event ids onto every record."""
+    """Copies service + correlation/event ids onto every record.
+
+    The service is the one the logging code works for (``current_service``: the App
+    whose task logs, in a worker that runs several), else ``service``, the process's."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.service = self.service
+        record.service = current_service.get() or self.service
         scope = current_scope.get()
         if scope is not None:
             record.correlation_id = scope.correlation_id

@@ -19,7 +19,7 @@ envelope with it, so an event relayed later still joins the trace.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from orderflow.runtime.context import current_service
 from orderflow.runtime.wire import text
 
 if TYPE_CHECKING:
@@ -74,27 +75,69 @@ def exporters_from_environment() -> list[SpanExporter]:
     return exporters
 
 
-class OtelTracing:
-    """A tracer over a :class:`TracerProvider`, and the propagation rules above."""
+def provider_from_environment(service_name: str) -> TracerProvider:
+    """A provider whose ``service.name`` is ``service_name``, exporting as the ``OTEL_*``
+    variables say (the SDK reads the sampler's, the batch processor's and the exporter's
+    own; ``OTEL_RESOURCE_ATTRIBUTES`` joins the resource)."""
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    for exporter in exporters_from_environment():
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
 
-    def __init__(self, provider: TracerProvider) -> None:
+
+class OtelTracing:
+    """A tracer over a :class:`TracerProvider`, and the propagation rules above.
+
+    ``service.name`` is a property of a provider's resource, not of a span, so a worker
+    that runs several services' Apps in one process (the demo's ``paired`` layout) needs
+    a provider per service for its spans to name the service that handled each event:
+    ``provider_for`` makes one for a service name the first time an agent of that App
+    asks (:data:`~orderflow.runtime.context.current_service`). Without it (an operator's
+    ``OTEL_SERVICE_NAME``, tests) every span is the main provider's."""
+
+    def __init__(
+        self,
+        provider: TracerProvider,
+        *,
+        service_name: str | None = None,
+        provider_for: Callable[[str], TracerProvider] | None = None,
+    ) -> None:
         self.provider = provider
         self.tracer = provider.get_tracer(SCOPE)
+        self._provider_for = provider_for
+        self._tracers: dict[str, trace.Tracer] = {}
+        self._providers = [provider]
+        if service_name is not None:
+            self._tracers[service_name] = self.tracer
 
     @classmethod
     def from_environment(cls, service_name: str) -> OtelTracing:
-        """A provider from the ``OTEL_*`` variables (the SDK reads the sampler, the batch
-        processor's and the exporter's own), registered as the global one so that
-        application code's ``trace.get_tracer(...)`` spans join the same traces."""
-        name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-        for exporter in exporters_from_environment():
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+        """A provider from the ``OTEL_*`` variables, registered as the global one so that
+        application code's ``trace.get_tracer(...)`` spans join the same traces; each
+        service of the process gets its own provider unless ``OTEL_SERVICE_NAME`` names
+        one service for all."""
+        fixed = os.environ.get("OTEL_SERVICE_NAME")
+        provider = provider_from_environment(fixed or service_name)
         trace.set_tracer_provider(provider)
-        return cls(provider)
+        if fixed:
+            return cls(provider)
+        return cls(provider, service_name=service_name, provider_for=provider_from_environment)
+
+    def tracer_for(self, service: str | None) -> trace.Tracer:
+        """The tracer whose spans name ``service`` (the main one for ``None``, or when
+        this process does not name services apart)."""
+        if service is None or self._provider_for is None:
+            return self.tracer
+        tracer = self._tracers.get(service)
+        if tracer is None:
+            provider = self._provider_for(service)
+            self._providers.append(provider)
+            tracer = self._tracers[service] = provider.get_tracer(SCOPE)
+        return tracer
 
     def flush(self) -> None:
-        self.provider.force_flush()
+        for provider in self._providers:
+            provider.force_flush()
 
     # ----------------------------------------------------------- propagation
     def child_headers(self) -> tuple[str | None, str | None]:
@@ -140,7 +183,8 @@ class OtelTracing:
 
     # ----------------------------------------------------------- event spans
     def event_spans(self, handler: str) -> EventSpans:
-        return EventSpans(self.tracer, handler.rpartition("/")[2])
+        tracer = self.tracer_for(current_service.get())
+        return EventSpans(tracer, handler.rpartition("/")[2])
 
 
 class EventSpans:
