@@ -116,6 +116,7 @@ STORES = [
         "fanout.py",
         "store_commits.py",
         "hop_floor.py",
+        "idle.py",
     ],
 )
 def test_help_describes_the_command(script: str) -> None:

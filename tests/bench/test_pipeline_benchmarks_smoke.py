@@ -20,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from orderflow.agents.services import LAYOUTS
 from tests.bench.runner import run_benchmark
 
@@ -170,3 +172,14 @@ def test_fanout_reaches_every_reader() -> None:
     assert result["changes"] > 0 and result["changes"] % orders == 0
     assert result["messages_received"] == clients * (result["changes"] // orders)
     assert isinstance(result["rss_per_client_kb"], float)
+
+
+def test_idle_reports_every_process_of_the_layout() -> None:
+    result = run_benchmark("idle.py", "--seconds", "1", "--warmup", "0", "--layout", "split")
+    assert result["layout"] == "split"
+    shares = result["cpu_share"]
+    processes = {"api", "orders", "delivery", "notifications", "simulator", "valkey"}
+    assert set(shares) == processes | {"total"}
+    assert all(shares[name] >= 0 for name in processes)
+    assert shares["total"] == pytest.approx(sum(shares[name] for name in processes), abs=1e-3)
+    assert result["seconds"] >= 1

@@ -66,3 +66,21 @@ async def test_moved_events_respect_the_topic_maxlen(redis_client, redis_url):
              for _ in range(3)]  # fmt: skip
     assert moved == [500, 500, 0]
     assert 100 <= await redis_client.xlen("rt-capped-delayed") < 1000
+
+
+async def test_one_round_trip_moves_the_due_events_of_every_stream(redis_client):
+    """The scheduler's tick: every stream's due events in one call, counted per stream;
+    a stream with nothing parked answers 0, and a server that lost its scripts (a
+    restart: ``SCRIPT FLUSH`` here) still gets every stream moved."""
+    for stream, count in (("rt-all-a", 3), ("rt-all-b", 1)):
+        for n in range(count):
+            fields = Envelope.new(Reminder(n=n), source="t").to_fields()
+            await scheduler.schedule(redis_client, stream, fields, 0, maxlen=None)
+    fields = Envelope.new(Reminder(n=9), source="t").to_fields()
+    await scheduler.schedule(redis_client, "rt-all-later", fields, 60, maxlen=None)
+    await redis_client.script_flush()
+    streams = ["rt-all-a", "rt-all-b", "rt-all-empty", "rt-all-later"]
+    assert await scheduler.move_due_all(redis_client, streams, limit=2) == [2, 1, 0, 0]
+    assert await scheduler.move_due_all(redis_client, streams, limit=2) == [1, 0, 0, 0]
+    assert [await redis_client.xlen(s) for s in streams] == [3, 1, 0, 0]
+    assert await redis_client.zcard(keys.delayed_key("rt-all-later")) == 1  # not yet due
