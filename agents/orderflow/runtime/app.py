@@ -304,34 +304,29 @@ class App(Hooks):
     async def start(self) -> None:
         if self.started:
             return
-        # Every task made here (agent bodies, timers, scheduler) inherits the App's name:
-        # a log line or span of a worker running several Apps names its own service.
-        with serving(self.name):
-            await self._start()
-
-    async def _start(self) -> None:
-        await self.connect()
-        await self.run_startup_hooks()
-        self._stopping = asyncio.Event()
-        for agent in self.agents:
-            await agent.start()
-        spawn = self._background.spawn
-        for timer in self.timers:
-            spawn(timer.run(self._stopping, self.report_error), f"timer:{timer.name}")
-        self.scheduler = Scheduler(
-            lambda: self.redis,
-            streams=lambda: [s for topic in self.topics.values() for s in topic.streams],
-            interval=self.scheduler_interval,
-        )
-        spawn(self.scheduler.run(self._stopping), "scheduler")
-        if self.agents:
-            metrics = lag.poll_group_metrics(
-                lambda: self.redis, self.agents, self._stopping, self.metrics_interval
+        with serving(self.name):  # its tasks inherit the name: logs and spans name the App
+            await self.connect()
+            await self.run_startup_hooks()
+            self._stopping = asyncio.Event()
+            for agent in self.agents:
+                await agent.start()
+            spawn = self._background.spawn
+            for timer in self.timers:
+                spawn(timer.run(self._stopping, self.report_error), f"timer:{timer.name}")
+            self.scheduler = Scheduler(
+                lambda: self.redis,
+                streams=lambda: [s for topic in self.topics.values() for s in topic.streams],
+                interval=self.scheduler_interval,
             )
-            spawn(metrics, "metrics")
-        self.started = True
-        log.info("app %s started: %d agent(s), %d timer(s), consumer %s", self.name,
-                 len(self.agents), len(self.timers), self.consumer_name)  # fmt: skip
+            spawn(self.scheduler.run(self._stopping), "scheduler")
+            if self.agents:
+                metrics = lag.poll_group_metrics(
+                    lambda: self.redis, self.agents, self._stopping, self.metrics_interval
+                )
+                spawn(metrics, "metrics")
+            self.started = True
+            log.info("app %s started: %d agent(s), %d timer(s), consumer %s", self.name,
+                     len(self.agents), len(self.timers), self.consumer_name)  # fmt: skip
 
     @property
     def stopping(self) -> bool:
@@ -347,17 +342,14 @@ class App(Hooks):
         """Stop reading, finish in-flight events (acked), exit within shutdown_timeout,
         then run the shutdown hooks and close the connection."""
         with serving(self.name):
-            await self._stop()
-
-    async def _stop(self) -> None:
-        if self.started:
-            await self._stop_running()
-        try:
-            await self.run_shutdown_hooks()
-        finally:
-            if self._redis is not None:
-                await self._redis.aclose()
-                self._redis = None
+            if self.started:
+                await self._stop_running()
+            try:
+                await self.run_shutdown_hooks()
+            finally:
+                if self._redis is not None:
+                    await self._redis.aclose()
+                    self._redis = None
 
     async def _stop_running(self) -> None:
         self._stopping.set()
