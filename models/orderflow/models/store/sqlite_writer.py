@@ -185,29 +185,33 @@ class WriterThread:
     def _run_alone(self, conn: sqlite3.Connection, request: WriteRequest) -> None:
         job = request.job
         try:
-            job.start(conn)
-            if request.raw is not None:
-                result = request.context.run(request.raw, conn, job)
-            else:
-                assert request.body is not None  # a request carries one of the two
-                result = request.context.run(
-                    transaction,
-                    conn,
-                    job,
-                    request.body,
-                    "IMMEDIATE",
-                    self._busy_timeout,
-                    self._on_busy,
-                    self._committed_alone,
-                )
+            try:
+                job.start(conn)
+                if request.raw is not None:
+                    result = request.context.run(request.raw, conn, job)
+                else:
+                    assert request.body is not None  # a request carries one of the two
+                    result = request.context.run(
+                        transaction,
+                        conn,
+                        job,
+                        request.body,
+                        "IMMEDIATE",
+                        self._busy_timeout,
+                        self._on_busy,
+                        self._committed_alone,
+                    )
+            finally:  # committed, rolled back or given up, retries included: over
+                self._transaction_ended()
         except Exception as exc:
             request.settle(error=exc)
         else:
             request.settle(result=result)
 
     def _transaction_ended(self) -> None:
-        """The transaction is over: let the next process's writer in now, before this
-        thread counts the commit and answers its callers. Answering is a future per
+        """The transaction is over (a group's at its ``COMMIT``/``ROLLBACK``, a write
+        alone's once it and its retries are done): let the next process's writer in now,
+        before this thread answers its callers. Answering is a future per
         caller, each waking the event loop, which then competes with this thread for the
         GIL: done with the lock still held, every other process waited through it.
         Measured (``benchmarks/store_commits.py``, 3 processes): 11-24 % more writes/s,
@@ -216,7 +220,6 @@ class WriterThread:
             self.writer_lock.release()
 
     def _committed_alone(self, seconds: float) -> None:
-        self._transaction_ended()
         self._count_commit(1, seconds)
 
     def _count_commit(self, jobs: int, seconds: float) -> None:
