@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import ujson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from orderflow.runtime import keys
 from orderflow.runtime.metrics import DELAYED_MOVED
@@ -101,9 +101,7 @@ async def move_due_all(redis: Redis, streams: Sequence[str], limit: int = 500) -
     replies = await run_commands(redis, commands, raise_on_error=False)
     moved: list[int] = []
     for stream, reply in zip(streams, replies, strict=True):
-        if isinstance(reply, NoScriptError) or (
-            isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT")
-        ):
+        if isinstance(reply, NoScriptError):  # redis-py's class for a NOSCRIPT reply
             moved.append(await move_due(redis, stream, limit))
         elif isinstance(reply, Exception):
             raise reply

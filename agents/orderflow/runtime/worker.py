@@ -134,7 +134,8 @@ async def announce_when_started(
 
 
 def worker_name(apps: Sequence[App]) -> str:
-    """The process's name in logs and traces: the App's, or ``orders+delivery+...``."""
+    """The process's name: the App's, or ``orders+delivery+...``; what its log lines and
+    spans say outside any App (inside one they name it: ``runtime.context.current_service``)."""
     return "+".join(app.name for app in apps)
 
 

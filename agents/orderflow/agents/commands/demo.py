@@ -77,8 +77,9 @@ CLUSTER_MASTERS = 3
 def demo_children(env: Mapping[str, str], url: str, layout: Layout) -> list[ProcessSpec]:
     """The API (ready when ``/healthz`` answers) and the workers of ``layout``.
 
-    They write to the demo's terminal: each log line names its service (a process that
-    runs several names them all: ``orders+delivery`` in the paired layout).
+    They write to the demo's terminal: each log line names its service, also in a process
+    that runs several (the runtime's ``current_service``); a line no service wrote names
+    the process (``orders+delivery`` in the paired layout).
     """
     api = ProcessSpec("api", cli_argv("api"), env=env, ready=HttpOk(url + "healthz"))
     workers = [
