@@ -81,7 +81,9 @@ async def test_an_order_past_the_deadline_is_503_and_never_commits(
     assert after["diavola"] == before["diavola"] - 1
     assert await api.store.count_orders() == 1
     assert set(await outbox_order_ids(api.store)) == {second_id}
-    created: Any = await redis_client.xrange("orders-stream")
+    # The 201 is written before its publish finishes (orderflow.web.after_answer): wait
+    # for the entry, then check it is the second order's alone.
+    created: Any = await eventually(lambda: redis_client.xrange("orders-stream"))
     assert [json.loads(fields[b"payload"])["order_id"] for _, fields in created] == [second_id]
 
     # Nothing was recorded under the refused request's key: its retry places the order.
