@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from functools import partial
 
+from orderflow.agents.commands.sanic_manager import stop_on_signal_during_startup
 from orderflow.agents.settings import Settings, get_settings
 from orderflow.runtime import tracing
 from orderflow.runtime.logs import configure_logging
@@ -77,67 +78,6 @@ def build_worker_app(settings: Settings, role: str) -> object:
     return create_app(settings, role=role)  # type: ignore[arg-type]
 
 
-def _stop_on_signal_during_startup() -> None:
-    """Make SIGTERM/SIGINT work while Sanic waits for its workers to start.
-
-    Sanic 25.12's worker manager keeps waiting for every worker's start-up
-    acknowledgement even after a shutdown signal has terminated those workers,
-    so a SIGTERM that lands in the first second (``orderflow demo`` stopped right
-    after it was started, a pod killed while starting) hangs the server forever.
-    The manager class is looked up in ``sanic.mixins.startup`` when serving
-    starts; ours stops waiting once shutdown has begun, and the normal shutdown
-    path (join, clean-up) runs.
-
-    A second window: a signal that lands while the manager is still starting its
-    processes terminates only those already alive; the ones started after it would
-    serve forever and ``join`` would wait for them forever (seen under load: SIGTERM
-    0.9 s after start). So before joining, ours terminates every process still alive
-    once shutdown has begun (``terminate`` is a no-op for one already terminated).
-
-    A third: Sanic's signal handler terminates the workers itself, and terminating
-    one writes its state through the ``multiprocessing`` manager's proxy. A signal
-    handler runs between two bytecodes of the main thread, which may be half-way
-    through its own call on that same proxy connection (the monitor loop reads every
-    worker's state ten times a second): the two replies cross, the main thread gets
-    the other call's answer (a ``str`` where a worker's state ``dict`` was due) and
-    the server exits 1 with "'str' object has no attribute 'get'" (seen in the chart
-    workload test: a gateway stopped with SIGTERM). Ours only marks the shutdown in
-    the handler and wakes the monitor loop; the workers are terminated by ``join``,
-    in the main thread, once that loop has ended.
-    """
-    from signal import Signals
-
-    import sanic.mixins.startup as startup
-    from sanic.log import logger as sanic_logger
-    from sanic.worker.manager import WorkerManager
-
-    if getattr(startup.WorkerManager, "stops_waiting_on_shutdown", False):
-        return
-
-    class ShutdownAwareManager(WorkerManager):
-        stops_waiting_on_shutdown = True
-
-        def shutdown_signal(self, signal: int, frame: object) -> None:
-            if self._shutting_down:  # a second signal: Sanic kills (no proxy calls)
-                super().shutdown_signal(signal, frame)
-                return
-            sanic_logger.info("Received signal %s. Shutting down.", Signals(signal).name)
-            self._shutting_down = True
-            self.monitor_publisher.send(None)  # ends the monitor loop; join terminates
-
-        def _all_workers_ack(self) -> bool:
-            return bool(self._shutting_down) or bool(super()._all_workers_ack())
-
-        def join(self) -> None:
-            if self._shutting_down:
-                for process in self.processes:
-                    if process.is_alive():
-                        process.terminate()
-            super().join()
-
-    startup.WorkerManager = ShutdownAwareManager  # type: ignore[misc]
-
-
 def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
     """Run Sanic in the foreground until SIGINT/SIGTERM; return an exit code."""
     from sanic import Sanic
@@ -148,7 +88,7 @@ def serve(settings: Settings, *, role: str = "all", workers: int = 1) -> int:
     # Fresh interpreters per worker: they import prometheus_client after the
     # variable below is set, and share no connection state with this process.
     Sanic.start_method = "spawn"
-    _stop_on_signal_during_startup()
+    stop_on_signal_during_startup()
     own_multiproc_dir: str | None = None
     admin_port = settings.admin_port
     if (workers > 1 or admin_port) and not os.environ.get(MULTIPROC_ENV):
