@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from orderflow.runtime.logs import CONTINUATION, ConsoleFormatter, ContextFilter, JsonFormatter
+from orderflow.runtime.testing import stream_entries
 from tests.hardening.conftest import CapturedLogs, raw_exchange
 from tests.web.conftest import LiveApi
 
@@ -139,7 +140,7 @@ async def test_bad_correlation_id_is_replaced_in_answer_logs_and_envelopes(
     order_id = json.loads(answer.body)["id"]
     fresh = answer.headers["x-correlation-id"]
     assert re.fullmatch("[0-9a-f]{32}", fresh)
-    entries = await edge_api.app.ctx.redis.xrange("orders-stream")
+    entries = await stream_entries(edge_api.app.ctx.redis, "orders-stream")
     mine = [fields for _, fields in entries if order_id.encode() in fields[b"payload"]]
     assert len(mine) == 1
     assert mine[0][b"correlation_id"].decode() == fresh

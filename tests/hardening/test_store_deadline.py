@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from orderflow.models.store import opened_store
-from orderflow.runtime.testing import eventually
+from orderflow.runtime.testing import eventually, stream_entries
 from tests.hardening.conftest import (
     ORDERS,
     STORE_DEADLINE,
@@ -81,9 +81,7 @@ async def test_an_order_past_the_deadline_is_503_and_never_commits(
     assert after["diavola"] == before["diavola"] - 1
     assert await api.store.count_orders() == 1
     assert set(await outbox_order_ids(api.store)) == {second_id}
-    # The 201 is written before its publish finishes (orderflow.web.after_answer): wait
-    # for the entry, then check it is the second order's alone.
-    created: Any = await eventually(lambda: redis_client.xrange("orders-stream"))
+    created: Any = await stream_entries(redis_client, "orders-stream")
     assert [json.loads(fields[b"payload"])["order_id"] for _, fields in created] == [second_id]
 
     # Nothing was recorded under the refused request's key: its retry places the order.

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from orderflow.runtime.testing import stream_entries
 from tests.web.conftest import LiveApi
 
 ORDERS = "/api/v1/orders"
@@ -56,7 +57,7 @@ async def test_place_order_returns_201_location_and_order(
     assert fetched.json()["history"] == order["history"]
 
     # The outbox was published right away, with the HTTP request's correlation id.
-    entries: Any = await redis_client.xrange("orders-stream")
+    entries: Any = await stream_entries(redis_client, "orders-stream")
     assert len(entries) == 1
     fields = entries[0][1]
     assert fields[b"event_type"] == b"order.created.v1"
@@ -70,7 +71,7 @@ async def test_client_correlation_id_is_kept(api: LiveApi, redis_client: aioredi
     )
     assert response.status_code == 201, response.text
     assert response.headers["x-correlation-id"] == "checkout-42"
-    entries: Any = await redis_client.xrange("orders-stream")
+    entries: Any = await stream_entries(redis_client, "orders-stream")
     assert entries[0][1][b"correlation_id"] == b"checkout-42"
 
     # A header that could inject into logs is replaced, not echoed.
@@ -132,7 +133,7 @@ async def test_idempotent_retry_returns_first_result(
     assert second.headers["location"] == first.headers["location"]
     assert (await api.stock())["margherita"] == 38
     assert await api.store.count_orders() == 1
-    streamed: Any = await redis_client.xrange("orders-stream")
+    streamed: Any = await stream_entries(redis_client, "orders-stream")
     assert len(streamed) == 1
 
 

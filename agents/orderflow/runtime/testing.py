@@ -50,3 +50,28 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(message or f"condition not met within {timeout}s (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+async def stream_entries(
+    redis: Any,
+    stream: str,
+    at_least: int = 1,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling bound, as in eventually
+) -> list[Any]:
+    """Every entry of ``stream`` (``XRANGE``) once it holds at least ``at_least``.
+
+    For a test that reads what was published after an answer it already has: the
+    order API answers ``201`` before its events' publish finishes
+    (``orderflow.web.after_answer``), so a read right after the answer can come first.
+    """
+    entries: list[Any] = await eventually(
+        lambda: _at_least(redis, stream, at_least),
+        timeout=timeout,
+        message=f"{stream} did not reach {at_least} entries within {timeout}s",
+    )
+    return entries
+
+
+async def _at_least(redis: Any, stream: str, count: int) -> list[Any] | None:
+    entries: list[Any] = await redis.xrange(stream)
+    return entries if len(entries) >= count else None
