@@ -39,6 +39,7 @@ class Sample:
     first_update_ms: float | None = None
     delivered_ms: float | None = None
     first_news_ms: float | None = None
+    snapshot_ms: float | None = None
     order_id: str = ""
     snapshot_status: str = ""
     seen: list[str] = field(default_factory=list)
@@ -76,6 +77,7 @@ async def measure_one(
     sample = Sample(post_ms=post_ms, order_id=order_id)
     async with connect(f"{ws_base}/ws/v1/order-tracking/{order_id}", open_timeout=10) as ws:
         snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        sample.snapshot_ms = (time.perf_counter() - t0) * 1000
         if snapshot.get("type") != "snapshot":
             raise StackError(f"first WebSocket message is not a snapshot: {snapshot!r}")
         sample.snapshot_status = str(snapshot.get("status"))

@@ -31,6 +31,8 @@ LATENCY_KEYS = {
     "first_update_p99_ms",
     "delivered_p50_ms",
     "delivered_p99_ms",
+    "snapshot_p50_ms",
+    "snapshot_p99_ms",
 }
 
 
@@ -46,6 +48,10 @@ def test_latency_reports_ordered_percentiles() -> None:
     # Each order's first update comes before (or is) its delivered update.
     assert result["first_update_p50_ms"] <= result["delivered_p50_ms"]
     assert result["first_update_p99_ms"] <= result["delivered_p99_ms"]
+    # Every order's snapshot comes before (or is) its delivered update, so every
+    # percentile of the one is at most the other's (no order timed out).
+    assert result["snapshot_p50_ms"] <= result["delivered_p50_ms"]
+    assert result["snapshot_p99_ms"] <= result["delivered_p99_ms"]
     assert_stages(result["stages"], orders=5)
 
 
