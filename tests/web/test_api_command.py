@@ -105,6 +105,31 @@ def test_sigterm_as_the_worker_first_answers_stops_the_worker_before_the_server(
     assert complete < messages.index("Server Stopped"), messages
 
 
+def test_sigterm_to_the_whole_group_as_the_worker_first_answers_exits_0(
+    redis_server: LocalRedisServer, tmp_path: Path
+) -> None:
+    """``timeout orderflow api`` or a terminal's Ctrl-C signals the whole process group:
+    Sanic's ``multiprocessing`` manager process, which holds the workers' state, stops
+    too. The wait of window 4 reads that state; with it gone there is nothing to wait
+    for, and the server must still exit 0 (it once exited 1 with "unexpected
+    ConnectionResetError")."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ORDERFLOW_REDIS_URL": redis_server.url,
+        "ORDERFLOW_STORE_URL": f"sqlite:///{tmp_path}/orderflow.db",
+        "ORDERFLOW_PORT": str(port),
+        "ORDERFLOW_HTTP_WORKERS": "1",
+    }
+    log_path = tmp_path / "api.log"
+    with ProcessTree(grace=0) as tree:
+        api = tree.launch(ProcessSpec("api", cli_argv("api"), env=env, log_path=log_path))
+        _first_answer(port, 60)
+        api.signal(signal.SIGTERM, group=True)
+        code = api.wait(60)
+    assert code == 0, log_path.read_text()[-3000:]
+
+
 def _idle(**_settings: Any) -> None:
     """A worker process's body: alive until signalled (SIGINT from ``terminate``)."""
     time.sleep(60)

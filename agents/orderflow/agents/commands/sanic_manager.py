@@ -78,10 +78,17 @@ def stop_on_signal_during_startup() -> None:
             return bool(self._shutting_down) or bool(super()._all_workers_ack())
 
         def _still_starting(self) -> list[str]:
-            """Workers alive that have acknowledged but do not serve yet (window 4)."""
+            """Workers alive that have acknowledged but do not serve yet (window 4).
+
+            Empty when the workers' state is gone with the ``multiprocessing`` manager
+            process that holds it (a SIGTERM to the whole process group stops that process
+            too): nothing can be known then, so nothing is waited for."""
             starting = []
             for process in self.processes:
-                state = self.worker_state.get(process.name) or {}
+                try:
+                    state = self.worker_state.get(process.name) or {}
+                except (OSError, EOFError):  # the manager process has exited
+                    return []
                 if (
                     process.is_alive()
                     and state.get("state") == ProcessState.ACKED.name
