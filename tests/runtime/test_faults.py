@@ -60,11 +60,17 @@ def assert_exactly_once(client: redis.Redis, total: int) -> None:
 def test_sigkill_mid_run_second_worker_takes_over_exactly_once(sync_redis, workers):
     total = 10_000
     publish_work(sync_redis, [Work(seq=seq) for seq in range(total)])
-    # The first worker can never finish: it would stall on seq 9000, so the kill
-    # is provably in the middle of the run wherever it lands.
+    # The first worker can never finish: it stalls forever on seq 9000. It is killed
+    # once 9,000 seqs have their effect and it holds entries. Seq 9000 never gets one
+    # from it, so it has read seq 9000 or a later one, and entries are read in order:
+    # seq 9000 is delivered, never acked, and pending whenever the kill lands. (Killed
+    # at 2,000 effects instead, the kill could land after a batch was acked and before
+    # the next read, with nothing pending: seen once on a fast machine.)
     first = workers.start(env={"FAULT_STALL_AT": "9000"})
     wait_until(
-        lambda: sync_redis.hlen(COUNTS_KEY) >= 2_000, timeout=90, what="first worker under way"
+        lambda: sync_redis.hlen(COUNTS_KEY) >= 9_000 and pending_count(sync_redis) > 0,
+        timeout=90,
+        what="first worker stalled on seq 9000",
     )
 
     first.signal(signal.SIGKILL)
