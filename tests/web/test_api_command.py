@@ -22,17 +22,22 @@ from orderflow.agents.processes import ProcessSpec, ProcessTree, StillRunning, c
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 
 
+def _api_env(redis_server: LocalRedisServer, db: Path, port: int) -> dict[str, str]:
+    """``orderflow api``'s environment: one worker on ``port``, a SQLite file at ``db``."""
+    return {
+        **os.environ,
+        "ORDERFLOW_REDIS_URL": redis_server.url,
+        "ORDERFLOW_STORE_URL": f"sqlite:///{db}",
+        "ORDERFLOW_PORT": str(port),
+        "ORDERFLOW_HTTP_WORKERS": "1",
+    }
+
+
 @pytest.mark.parametrize("signal_after", [0.6, 0.9, 1.2, 2.5])
 def test_sigterm_during_startup_stops_the_server(
     redis_server: LocalRedisServer, tmp_path: Path, signal_after: float
 ) -> None:
-    env = {
-        **os.environ,
-        "ORDERFLOW_REDIS_URL": redis_server.url,
-        "ORDERFLOW_STORE_URL": f"sqlite:///{tmp_path}/orderflow.db",
-        "ORDERFLOW_PORT": str(free_port()),
-        "ORDERFLOW_HTTP_WORKERS": "1",
-    }
+    env = _api_env(redis_server, tmp_path / "orderflow.db", free_port())
     with ProcessTree(grace=0) as tree:  # on the way out: SIGKILL to whatever is left
         api = tree.launch(
             ProcessSpec("api", cli_argv("api"), env=env, log_path=tmp_path / "api.log")
@@ -79,14 +84,8 @@ def test_sigterm_as_the_worker_first_answers_stops_the_worker_before_the_server(
     already finished is retried, and the test is skipped if none lands in it."""
     for attempt in range(3):
         port = free_port()
-        env = {
-            **os.environ,
-            "ORDERFLOW_REDIS_URL": redis_server.url,
-            "ORDERFLOW_STORE_URL": f"sqlite:///{tmp_path}/orderflow{attempt}.db",
-            "ORDERFLOW_PORT": str(port),
-            "ORDERFLOW_HTTP_WORKERS": "1",
-            "ORDERFLOW_LOG_FORMAT": "json",
-        }
+        env = _api_env(redis_server, tmp_path / f"orderflow{attempt}.db", port)
+        env["ORDERFLOW_LOG_FORMAT"] = "json"
         log_path = tmp_path / f"api{attempt}.log"
         with ProcessTree(grace=0) as tree:
             api = tree.launch(ProcessSpec("api", cli_argv("api"), env=env, log_path=log_path))
@@ -114,13 +113,7 @@ def test_sigterm_to_the_whole_group_as_the_worker_first_answers_exits_0(
     for, and the server must still exit 0 (it once exited 1 with "unexpected
     ConnectionResetError")."""
     port = free_port()
-    env = {
-        **os.environ,
-        "ORDERFLOW_REDIS_URL": redis_server.url,
-        "ORDERFLOW_STORE_URL": f"sqlite:///{tmp_path}/orderflow.db",
-        "ORDERFLOW_PORT": str(port),
-        "ORDERFLOW_HTTP_WORKERS": "1",
-    }
+    env = _api_env(redis_server, tmp_path / "orderflow.db", port)
     log_path = tmp_path / "api.log"
     with ProcessTree(grace=0) as tree:
         api = tree.launch(ProcessSpec("api", cli_argv("api"), env=env, log_path=log_path))
