@@ -12,13 +12,13 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orderflow.agents.processes import ProcessSpec, ProcessTree, StillRunning, cli_argv
+from orderflow.agents.processes import Child, ProcessSpec, ProcessTree, StillRunning, cli_argv
+from orderflow.agents.readiness import HttpOk
 from orderflow.runtime.localserver import LocalRedisServer, free_port
 
 
@@ -59,17 +59,15 @@ def _messages(log_path: Path) -> list[str]:
     return [json.loads(line)["message"] for line in lines if line.startswith("{")]
 
 
-def _first_answer(port: int, timeout: float) -> None:
+def _first_answer(api: Child, port: int, timeout: float) -> None:
+    """Until ``/healthz`` first answers 200: the readiness check the demo uses
+    (:class:`HttpOk`), polled every 2 ms rather than every 100 ms, so that the signal
+    that follows lands while the worker still runs its start-up listeners."""
+    healthz = HttpOk(f"http://127.0.0.1:{port}/healthz")
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                r.read()
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.002)
+    while not healthz.check(api):
+        assert time.monotonic() < deadline, f"not answering within {timeout}s: {healthz}"
+        time.sleep(0.002)
 
 
 def test_sigterm_as_the_worker_first_answers_stops_the_worker_before_the_server(
@@ -89,7 +87,7 @@ def test_sigterm_as_the_worker_first_answers_stops_the_worker_before_the_server(
         log_path = tmp_path / f"api{attempt}.log"
         with ProcessTree(grace=0) as tree:
             api = tree.launch(ProcessSpec("api", cli_argv("api"), env=env, log_path=log_path))
-            _first_answer(port, 60)
+            _first_answer(api, port, 60)
             api.signal(signal.SIGTERM)
             code = api.wait(60)
         messages = _messages(log_path)
@@ -117,7 +115,7 @@ def test_sigterm_to_the_whole_group_as_the_worker_first_answers_exits_0(
     log_path = tmp_path / "api.log"
     with ProcessTree(grace=0) as tree:
         api = tree.launch(ProcessSpec("api", cli_argv("api"), env=env, log_path=log_path))
-        _first_answer(port, 60)
+        _first_answer(api, port, 60)
         api.signal(signal.SIGTERM, group=True)
         code = api.wait(60)
     assert code == 0, log_path.read_text()[-3000:]
