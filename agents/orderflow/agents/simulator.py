@@ -115,11 +115,13 @@ Reaction = Callable[[T], Outgoing | None]
 
 
 async def send_all(app: App, outgoing: Sequence[Outgoing]) -> None:
-    """Send the reports of a list: the undelayed ones in one pipelined round trip, each
-    delayed one through the scheduler as before."""
+    """Send the reports of a list: the undelayed ones in one pipelined round trip, once
+    per event id (a re-run handler's reports carry the same ids, so its copies are not
+    appended, and the services' first deliveries skip the dedupe check:
+    :mod:`orderflow.runtime.fresh_check`), each delayed one through the scheduler."""
     now = [(topic, envelope) for topic, envelope, delay in outgoing if not delay]
     if now:
-        await app.send_envelopes(now)
+        await app.send_envelopes(now, once=True)
     for topic, envelope, delay in outgoing:
         if delay:
             await topic.send_envelope(envelope, delay=delay)

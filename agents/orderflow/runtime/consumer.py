@@ -4,8 +4,9 @@ The hot path is one write per batch on a connection of the consumer's own:
 ``SADD`` the dedupe marks of the events the agent finished, ``XACK`` them and
 ``XREADGROUP ... COUNT n BLOCK ms ... >`` the next batch. That write is sent
 *before* the agent starts on the current batch (prefetch), so the server works
-while the agent does; the dedupe check of a batch (two ``SMISMEMBER``) rides in the
-same write. Nothing per event goes to Redis, and no task is created per event.
+while the agent does; the dedupe check of a batch (two ``SMISMEMBER``, only for entries
+that may be duplicates: :mod:`orderflow.runtime.fresh_check`) rides in the same write.
+Nothing per event goes to Redis, and no task is created per event.
 
 Around it (docs/runtime.md explains why):
 
@@ -43,6 +44,7 @@ from orderflow.runtime.decoding import Decoded, EntryDecoder, event_id_of, strea
 from orderflow.runtime.dedupe import DedupeMarks
 from orderflow.runtime.event import Event
 from orderflow.runtime.failures import FailurePolicy
+from orderflow.runtime.fresh_check import FreshCheck
 from orderflow.runtime.metrics import AgentMetrics
 from orderflow.runtime.records import Record
 from orderflow.runtime.recovery import CONNECTION_ERRORS, ROUTE_ERRORS, Recovery
@@ -89,6 +91,7 @@ class Consumer:
         self.acks = AckBuffer(recent_limit=4 * read_count)
         self.recovery = Recovery(self, claim_idle_ms=claim_idle_ms, claim_interval=claim_interval)
         self.skips = SkipLog(agent, stream)
+        self.fresh = FreshCheck(agent, stream)
         self._conn = PrivateConnection(redis, stream)
         self._stream_b = stream.encode()
         self._group_b = group.encode()
@@ -164,6 +167,8 @@ class Consumer:
             try:
                 if not self.group_ready:
                     await self.ensure_group()
+                if self.fresh.watermark is None:
+                    await self.fresh.refresh(self.redis)
                 now = time.monotonic()
                 self.acks.collect()
                 if self._outstanding is None and self._pending is None and self.recovery.due(now):
@@ -182,6 +187,7 @@ class Consumer:
                                 self.group, self.stream)  # fmt: skip
                     self.failures.retries.clear()
                     self.recovery.group_lost()
+                    self.fresh.invalidate()
                     self.group_ready = False  # the loop re-creates it (and retries)
                 else:  # e.g. WRONGTYPE: say so loudly, keep trying, never spin
                     log.error("agent %s: redis refused a command: %s", self.agent, exc)
@@ -315,7 +321,8 @@ class Consumer:
                  decode batch k, drop duplicates, hand it over
         so the server works while we decode and the agent handles batch k, and
         no reply is waited for. When the stream runs dry the look-ahead comes back
-        empty and the next call falls back to a blocking read."""
+        empty and the next call falls back to a blocking read. A batch needing no
+        check is handed over at once; its look-ahead is read by the next call."""
         conn = self._conn
         busy_seconds = now - self._handed_at  # how long the agent took for the last batch
         if self._pending is None:
@@ -333,17 +340,19 @@ class Consumer:
             in_current = await conn.read()
             in_previous = await conn.read()
             seen = self.dedupe.seen(ids, in_current, in_previous)
-        if self._outstanding is not None:
-            upcoming = stream_entries(await self._read_outstanding())
-            if upcoming:
-                await self._send_check(upcoming, self._may_prefetch(now, busy_seconds), deadline)
+            if self._outstanding is not None:  # written with the check: its reply follows
+                upcoming = stream_entries(await self._read_outstanding())
+                if upcoming:
+                    await self._send_check(upcoming, self._may_prefetch(now, busy_seconds),
+                                           deadline)  # fmt: skip
         return await self.settle(self.decoder.decode(entries), seen)
 
     async def _send_check(self, entries: list[Any], prefetch: bool, deadline: float | None) -> None:
-        """Write the dedupe check of ``entries`` (two SMISMEMBER), maybe a look-ahead read."""
-        ids = [eid for eid in (event_id_of(flat) for _, flat in entries) if eid]
+        """Write the check of ``entries`` that need one, maybe a look-ahead read (without a
+        check to ride with, only after a full read: an empty one would cost a wake-up)."""
+        ids = self.fresh.ids_to_check(entries, event_id_of)
         data = self.dedupe.check_command(ids) if ids else b""
-        if prefetch:
+        if prefetch and (ids or len(entries) >= self.read_count):
             data += self._build_read(time.monotonic(), deadline, block=False)
         if data:
             await self._conn.send(data)
@@ -397,4 +406,5 @@ class Consumer:
         log.warning("agent %s: redis %s (%s: %s); retrying in %.2fs", self.agent, what,
                     type(exc).__name__, exc, delay)  # fmt: skip
         self.recovery.connection_lost()  # replies may have been lost: drain once back
+        self.fresh.invalidate()  # and a failover may have moved the group back
         await asyncio.sleep(delay)

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from orderflow.runtime import keys
 from orderflow.runtime.connection import is_cluster
+from orderflow.runtime.fresh_check import ONCE_NAME
 from orderflow.runtime.partitions import in_topic
 from orderflow.runtime.wire import text
 
@@ -191,7 +192,9 @@ async def replay(
     maxlen: int | None = None,
 ) -> str:
     """Put the original entry back on its source stream (same fields, same event_id,
-    so dedupe still applies: an event that *was* processed is not processed twice).
+    so dedupe still applies: an event that *was* processed is not processed twice; the
+    ``once`` field is left out, so every group checks the copy:
+    :mod:`orderflow.runtime.fresh_check`).
     Returns the new entry id; removes the dead letter unless ``delete=False``.
 
     ``dead_letter`` is the letter itself when the caller has already read it (the CLI
@@ -211,10 +214,11 @@ async def replay(
     # keys are on different nodes, which a cluster pipeline writes to at once: there the
     # XDEL is sent only after the XADD was answered).
     pipe = redis.pipeline(transaction=False)
+    fields = {name: value for name, value in letter.raw.items() if name != ONCE_NAME}
     if maxlen:
-        pipe.xadd(letter.stream, dict(letter.raw), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+        pipe.xadd(letter.stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
     else:
-        pipe.xadd(letter.stream, dict(letter.raw))  # type: ignore[arg-type]
+        pipe.xadd(letter.stream, fields)  # type: ignore[arg-type]
     if delete and is_cluster(redis):
         [added] = await pipe.execute()
         await redis.xdel(DEAD_LETTERS, letter.id)

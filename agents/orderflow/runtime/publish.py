@@ -10,7 +10,10 @@ harmless — a transactional outbox re-sends whatever it is not sure went out, a
 group-less reader (the WebSocket gateway) has no dedupe of its own. The marker's hash
 tag is the stream's name (a key without braces hashes its whole name), so marker and
 stream share a Cluster slot, as one script needs. The marker lives ``once_ttl`` seconds
-(the App passes its ``dedupe_ttl``).
+(the App passes its ``dedupe_ttl``). Such an entry ends with the field ``once`` (value
+``1``), which tells a consumer that no other publish-once entry of the stream carries
+its event id, so its first delivery needs no dedupe check
+(:mod:`orderflow.runtime.fresh_check`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from redis.exceptions import RedisError
 from orderflow.runtime import keys, scheduler
 from orderflow.runtime.connection import is_cluster
 from orderflow.runtime.envelope import Envelope
+from orderflow.runtime.fresh_check import ONCE_FIELD
 from orderflow.runtime.pipeline import Command, execute, run_commands
 from orderflow.runtime.slot_transactions import slot_clients
 from orderflow.runtime.wire import text
@@ -97,10 +101,12 @@ def publication_command(
     stream: str, envelope: Envelope, maxlen: int | None, once_ttl: int | None
 ) -> Command:
     """One append as a command: a capped ``XADD``, or with ``once_ttl`` the script that
-    appends once per event id (its reply is then false for an event id already there)."""
-    flat = list(chain.from_iterable(envelope.to_fields().items()))
+    appends once per event id, with the ``once`` field last (its reply is then false
+    for an event id already there)."""
+    flat: list[str | bytes] = list(chain.from_iterable(envelope.to_fields().items()))
     if once_ttl is not None:
         marker = published_marker_key(stream, envelope.event_id)
+        flat += (ONCE_FIELD, b"1")
         return ("EVAL", _PUBLISH_ONCE, 2, stream, marker, once_ttl, maxlen or 0, *flat)
     if maxlen:
         return ("XADD", stream, "MAXLEN", "~", maxlen, "*", *flat)
