@@ -10,7 +10,7 @@ anything:
   ``send(..., once=True)``) ends with the field ``once``. The script that appended it
   set the stream's marker for its event id in the same atomic step, so no other entry
   of that stream was appended with that event id by publish-once while the marker lives
-  (the dedupe ttl, as long as the marks). A copy appended any other way (a plain
+  (the dedupe ttl from that publish). A copy appended any other way (a plain
   ``XADD``, a dead-letter replay, a delayed send, another tool) carries no ``once`` and
   is checked.
 * A first delivery has not been delivered to this group before, unless the group was
@@ -26,11 +26,15 @@ process re-created the group, ``XGROUP SETID``) shows in the ids: ``>`` reads re
 ever-increasing entry ids, so an entry not newer than the last one this consumer read
 means the group went back; that read is checked whole and the watermark is read again.
 
-The one case this does not catch: the group moved back while this consumer read
-nothing, and the stream trimmed (``MAXLEN``) past the last entry it read before that, so
-nothing the move back re-delivers to it is older than that entry; an entry another
-consumer of the group had handled could then be handled again. Recovered entries (own
-pending, retries, claims: :mod:`orderflow.runtime.recovery`) are always checked.
+So for publish-once copies the dedupe window counts from the first publish (the marker's
+ttl), not from the first handling (the marks': at least the same ttl): a publish-once
+copy appended more than a ttl after the first, while the first's mark still lives, is
+handled again. The other case this does not catch: the group moved back while this
+consumer read nothing, and the stream trimmed (``MAXLEN``) past the last entry it read
+before that, so nothing the move back re-delivers to it is older than that entry; an
+entry another consumer of the group had handled could then be handled again. Recovered
+entries (own pending, retries, claims: :mod:`orderflow.runtime.recovery`) are always
+checked.
 """
 
 from __future__ import annotations
