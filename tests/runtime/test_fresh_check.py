@@ -125,8 +125,8 @@ async def test_once_entries_skip_the_check_and_plain_copies_are_dropped(redis_cl
     assert consumer.fresh.skipped == 20
 
 
-async def test_a_group_moved_back_handles_nothing_twice(redis_client, redis_url):
-    app = make_app(redis_url)
+async def test_a_group_moved_back_handles_nothing_twice(redis_client, redis_url, caplog):
+    app = make_app(redis_url, read_count=4)  # the ten come back in three reads
     topic = app.topic("rt-fresh-setid", value_type=Payment)
     handled: list[str] = []
 
@@ -156,6 +156,8 @@ async def test_a_group_moved_back_handles_nothing_twice(redis_client, redis_url)
         await eventually(lambda: group_caught_up(redis_client, "rt-fresh-setid", "books"))
     assert handled == [f"s{n}" for n in range(11)]
     assert duplicates("rt-fresh-books") == 20
+    went_back = [r for r in caplog.records if "went back" in r.getMessage()]
+    assert len(went_back) == 2  # once per move back, not once per read catching up
 
 
 async def test_a_replayed_dead_letter_is_checked_by_every_group(redis_client, redis_url):

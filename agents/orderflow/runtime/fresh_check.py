@@ -40,6 +40,7 @@ checked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -84,7 +85,9 @@ class FreshCheck:
         reply = await redis.execute_command("XREVRANGE", self.stream, "+", "-", "COUNT", 1)
         self.watermark = parse_entry_id(reply[0][0]) if reply else (0, 0)
 
-    def ids_to_check(self, entries: list[Any], event_id_of: Any) -> list[bytes]:
+    def ids_to_check(
+        self, entries: list[Any], event_id_of: Callable[[Any], bytes | None]
+    ) -> list[bytes]:
         """Event ids of the entries of one ``>`` read that need the Redis check, in order.
 
         ``event_id_of(flat)`` finds an entry's event id (``None``: it has none)."""
@@ -94,7 +97,9 @@ class FreshCheck:
             log.warning("agent %s: group on %s went back (read %s after %s): checking "
                         "this read whole and reading the watermark again", self.agent,
                         self.stream, entries[0][0], self.last_read)  # fmt: skip
-        self.last_read = max(self.last_read, parse_entry_id(entries[-1][0]))
+        # `>` reads only go up, unless the group went back: then they go up from here,
+        # and are not reported again while they catch up with where they were.
+        self.last_read = parse_entry_id(entries[-1][0])
         watermark = self.watermark
         if moved_back or watermark is None:
             self.watermark = None
