@@ -8,24 +8,14 @@ while the agent does; the dedupe check of a batch (two ``SMISMEMBER``, only for 
 that may be duplicates: :mod:`orderflow.runtime.fresh_check`) rides in the same write.
 Nothing per event goes to Redis, and no task is created per event.
 
-Around it (docs/runtime.md explains why):
+Around it, each part in a module of its own (acks, failures, dedupe, fresh_check,
+decoding, recovery) that this state machine drives (docs/runtime.md explains why):
 
-1. At start (and after a reconnect or NOGROUP) drain our own pending entries
-   (``XREADGROUP ... 0``), then read new ones (``>``) with bounded COUNT/BLOCK.
-2. Every ``claim_interval`` an ``XAUTOCLAIM`` (following its cursor) takes over
-   entries idle longer than ``claim_idle_ms`` (their consumer died); consumers of
-   the group that are idle that long and own nothing any more are then deleted
-   (``XGROUP DELCONSUMER``), so restarts do not pile up dead consumer names.
-3. A failed event stays pending; :mod:`orderflow.runtime.failures` retries it after
-   its back-off and dead-letters it after ``max_deliveries``.
-4. An entry that cannot be decoded goes to ``dead-letters`` at once
-   (:mod:`orderflow.runtime.decoding` sorts what was read).
-
-The parts: :class:`~orderflow.runtime.acks.AckBuffer` (what is owed to Redis),
-:class:`~orderflow.runtime.failures.FailurePolicy` (retries, dead letters),
-:class:`~orderflow.runtime.dedupe.DedupeMarks` (processed marks and their commands),
-:class:`~orderflow.runtime.decoding.EntryDecoder`; the recovery round trip is in
-:mod:`orderflow.runtime.recovery`. This module is the state machine that drives them.
+1. At start, after a reconnect or NOGROUP: drain our pending entries, then read ``>``.
+2. Every ``claim_interval`` an ``XAUTOCLAIM`` takes over entries idle longer than
+   ``claim_idle_ms`` (their consumer died); idle consumers owning nothing are deleted.
+3. A failed event stays pending, retried after its back-off, dead-lettered after
+   ``max_deliveries``; an entry that cannot be decoded is dead-lettered at once.
 """
 
 from __future__ import annotations
@@ -343,8 +333,8 @@ class Consumer:
             if self._outstanding is not None:  # written with the check: its reply follows
                 upcoming = stream_entries(await self._read_outstanding())
                 if upcoming:
-                    await self._send_check(upcoming, self._may_prefetch(now, busy_seconds),
-                                           deadline)  # fmt: skip
+                    prefetch = self._may_prefetch(now, busy_seconds)
+                    await self._send_check(upcoming, prefetch, deadline)
         return await self.settle(self.decoder.decode(entries), seen)
 
     async def _send_check(self, entries: list[Any], prefetch: bool, deadline: float | None) -> None:
